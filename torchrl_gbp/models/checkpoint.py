@@ -1,0 +1,79 @@
+"""Atomic checkpoints that rebuild an identical world model."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .world_model import StateWorldModel, WorldModelConfig
+
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash mid-write never leaves a truncated file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict | None = None) -> None:
+    """Save weights, normalisation statistics (buffers) and config atomically.
+
+    ``extra`` holds anything JSON-like the caller wants back (training step, task name...).
+    """
+    atomic_torch_save(
+        {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+         "state_dict": model.state_dict(), "extra": dict(extra or {})},
+        path,
+    )
+
+
+def _read(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} is not a torchrl_gbp checkpoint (format_version {FORMAT_VERSION} expected)")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[StateWorldModel, dict]:
+    """Rebuild the saved model; returns ``(model, extra)``."""
+    payload = _read(path)
+    model = StateWorldModel(WorldModelConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model, payload["extra"]
+
+
+def load_weights_into(model: StateWorldModel, path: str | os.PathLike) -> dict:
+    """Load a checkpoint into an existing model; a different config raises naming the fields.
+
+    Returns the checkpoint's ``extra`` dict.
+    """
+    payload = _read(path)
+    saved = payload["config"]
+    current = model.config.to_dict()
+    diff = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint={a!r} model={b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(f"checkpoint {str(path)!r} was saved with another world-model config ({detail})")
+    model.load_state_dict(payload["state_dict"])
+    return payload["extra"]

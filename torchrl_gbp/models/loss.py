@@ -1,0 +1,91 @@
+"""Teacher-forcing next-latent prediction loss as a TorchRL ``LossModule``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+
+from .world_model import StateWorldModel
+
+
+def history_windows(x: torch.Tensor, num_hist: int) -> torch.Tensor:
+    """Sliding windows over time: ``(B, T, ...)`` -> ``(B, T - h + 1, h, ...)``."""
+    windows = x.unfold(1, num_hist, 1)  # (B, n, ..., h)
+    return windows.movedim(-1, 2)
+
+
+class TeacherForcingLoss(LossModule):
+    """Predict every frame of a window from the ``num_hist`` true frames before it.
+
+    Reads a batch of model-step windows: ``"observation"`` ``(B, T, obs_dim)`` and
+    ``"action"`` ``(B, T - 1, action_dim)`` (normalised model actions), ``T > num_hist``.
+    When a data-synthesis transform wrote ``"perturbed_latent"`` ``(B, T, D)`` and
+    ``"perturbed_action_embedding"`` ``(B, T - 1, E)``, the predictor reads those
+    instead, and still regresses onto the clean encoded targets.
+
+    Returns ``loss_prediction`` (and ``loss_reconstruction`` for models with a
+    decoder) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
+        >>> loss = TeacherForcingLoss(model)
+        >>> td = TensorDict({"observation": torch.randn(8, 4, 2), "action": torch.randn(8, 3, 2)}, [8])
+        >>> sorted(loss(td).keys())
+        ['loss_prediction', 'prediction_error']
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys read by the loss; change them with ``set_keys``."""
+
+        observation: NestedKey = "observation"
+        action: NestedKey = "action"
+        perturbed_latent: NestedKey = "perturbed_latent"
+        perturbed_action_embedding: NestedKey = "perturbed_action_embedding"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+
+    def __init__(self, world_model: StateWorldModel) -> None:
+        super().__init__()
+        self.world_model = world_model
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Compute the loss terms for a batch of windows."""
+        wm = self.world_model
+        h = wm.num_hist
+        obs_key, act_key = self.tensor_keys.observation, self.tensor_keys.action
+        for key in (obs_key, act_key):
+            if key not in tensordict.keys(True):
+                raise KeyError(f"TeacherForcingLoss needs key {key!r} in the batch; found {list(tensordict.keys(True, True))}")
+        obs = tensordict.get(obs_key)
+        action = tensordict.get(act_key)
+        if obs.ndim != 3 or obs.shape[1] <= h or action.shape[:2] != (obs.shape[0], obs.shape[1] - 1):
+            raise ValueError(
+                f"TeacherForcingLoss expects {obs_key!r} (B, T, obs_dim) with T > num_hist={h} and "
+                f"{act_key!r} (B, T - 1, action_dim); got {tuple(obs.shape)} and {tuple(action.shape)}"
+            )
+        z = wm.encode(obs)
+        out = {}
+        if wm.state_decoder is not None:
+            out["loss_reconstruction"] = (wm.state_decoder(z) - wm.obs_normalizer.normalize(obs)).pow(2).mean()
+        targets = z[:, h:].detach()
+        perturbed = tensordict.get(self.tensor_keys.perturbed_latent, None)
+        z_in = z if perturbed is None else perturbed
+        e_in = tensordict.get(self.tensor_keys.perturbed_action_embedding, None)
+        if e_in is None:
+            e_in = wm.embed_actions(action)
+        z_windows = history_windows(z_in[:, :-1], h)          # (B, T - h, h, D)
+        e_windows = history_windows(e_in, h)                  # (B, T - h, h, E)
+        prediction = wm.predict(z_windows, e_windows)
+        error = (prediction - targets).pow(2).flatten(2).mean(-1)  # (B, T - h)
+        out["loss_prediction"] = error.mean()
+        out["prediction_error"] = error.detach().mean(0)
+        return TensorDict(out, batch_size=[])

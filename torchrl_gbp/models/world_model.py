@@ -1,0 +1,305 @@
+"""A state world model with plain-tensor verbs and TorchRL's ``WorldModel`` key layout."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.modules import WorldModel
+
+from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder, mlp
+from .normalization import Normalizer
+from .predictors import ResidualMLPPredictor
+
+
+@dataclass
+class WorldModelConfig:
+    """Everything needed to rebuild a :class:`StateWorldModel`.
+
+    Args:
+        obs_dim: size of one observation.
+        env_action_dim: size of one environment action.
+        frameskip: environment actions grouped into one model step; the model
+            action is their concatenation, of size ``env_action_dim * frameskip``.
+        num_hist: history frames the predictor reads.
+        encoder: ``"identity"`` (latent = normalised state) or ``"mlp"``
+            (learned, trained with a reconstruction decoder).
+        latent_dim: latent size for the ``"mlp"`` encoder.
+        action_embed_dim: size of the learned action embedding.
+        hidden_dim, depth: predictor MLP width and hidden layers.
+        proprio_dim: trailing latent entries that form the proprioceptive part,
+            weighted by ``alpha`` in goal costs (0: the latent has one part).
+    """
+
+    obs_dim: int
+    env_action_dim: int
+    frameskip: int = 1
+    num_hist: int = 1
+    encoder: str = "identity"
+    latent_dim: int = 32
+    action_embed_dim: int = 16
+    hidden_dim: int = 256
+    depth: int = 3
+    proprio_dim: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("obs_dim", "env_action_dim", "frameskip", "num_hist", "action_embed_dim", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WorldModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.encoder not in ("identity", "mlp"):
+            raise ValueError(f"WorldModelConfig.encoder must be 'identity' or 'mlp', got {self.encoder!r}")
+
+    @property
+    def action_dim(self) -> int:
+        """Size of one model action (a frameskip block of env actions)."""
+        return self.env_action_dim * self.frameskip
+
+    def to_dict(self) -> dict:
+        """A plain dict for checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorldModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown WorldModelConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+class NormalizedEncoder(nn.Module):
+    """Z-scores the observation with dataset statistics, then encodes it."""
+
+    def __init__(self, obs_dim: int, net: nn.Module) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.normalizer = Normalizer(obs_dim)
+        self.net = net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(..., obs_dim)`` -> ``(..., latent_dim)``."""
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"observation must have last dimension obs_dim={self.obs_dim}, got shape {tuple(obs.shape)}"
+            )
+        return self.net(self.normalizer.normalize(obs))
+
+
+class LatentDynamics(nn.Module):
+    """Action encoder plus predictor; ``forward`` is the TensorDict-face step.
+
+    In the TensorDict face ``"latent"`` is ``(..., D)`` when ``num_hist == 1`` and the
+    window ``(..., h, D)`` otherwise (with ``"action"`` then ``(..., h, A)``); the next
+    latent has the same layout, shifted by one frame.
+    """
+
+    def __init__(self, action_dim: int, action_embed_dim: int, predictor: nn.Module, num_hist: int) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.num_hist = num_hist
+        self.action_encoder = ActionEncoder(action_dim, action_embed_dim)
+        self.predictor = predictor
+
+    def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
+        """Normalised model action ``(..., A)`` -> embedding ``(..., E)``."""
+        if action.shape[-1] != self.action_dim:
+            raise ValueError(
+                f"action must have last dimension action_dim={self.action_dim} "
+                f"(env_action_dim x frameskip), got shape {tuple(action.shape)}"
+            )
+        return self.action_encoder(action)
+
+    def forward(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """One TensorDict-face step (see class docstring)."""
+        if self.num_hist == 1:
+            return self.predictor(latent.unsqueeze(-2), self.embed_actions(action).unsqueeze(-2))
+        next_frame = self.predictor(latent, self.embed_actions(action))
+        return torch.cat([latent[..., 1:, :], next_frame.unsqueeze(-2)], dim=-2)
+
+
+class GoalReward(nn.Module):
+    """Reward = minus the mean squared latent distance to ``"goal_latent"`` (carried forward)."""
+
+    def __init__(self, num_hist: int) -> None:
+        super().__init__()
+        self.num_hist = num_hist
+
+    def forward(self, next_latent: torch.Tensor, goal_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(reward (..., 1), goal_latent)``."""
+        current = next_latent if self.num_hist == 1 else next_latent[..., -1, :]
+        return -(current - goal_latent).pow(2).mean(-1, keepdim=True), goal_latent
+
+
+class StateWorldModel(WorldModel):
+    """Encoder, action encoder and residual MLP predictor over state observations.
+
+    Two faces:
+
+    * TensorDict (TorchRL's :class:`~torchrl.modules.WorldModel` layout):
+      ``"observation" -> "latent"``; ``("latent", "action") -> ("next", "latent")``;
+      ``(("next", "latent"), "goal_latent") -> ("next", "reward")`` (minus the
+      squared latent distance to the goal, with ``"goal_latent"`` carried to
+      ``"next"``) so TorchRL's ``WorldModelEnv`` and ``CEMPlanner`` can drive it.
+      ``"action"`` there is the normalised model action.
+    * plain tensors for hot loops: :meth:`encode`, :meth:`step`, :meth:`rollout`,
+      :meth:`embed_actions`, :meth:`predict` and the action (de)normalisation.
+
+    Normalisation statistics live in buffers; set them with :meth:`fit_normalization`.
+
+    Example:
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> z = model.encode(torch.zeros(4, 1, 2))             # (B, h, D)
+        >>> a_hist = torch.zeros(4, 0, model.action_dim)       # h - 1 past actions
+        >>> model.rollout(z, a_hist, torch.zeros(4, 5, model.action_dim)).shape
+        torch.Size([4, 5, 2])
+    """
+
+    def __init__(self, config: WorldModelConfig, observation_key: str = "observation") -> None:
+        net = (IdentityEncoder(config.obs_dim) if config.encoder == "identity"
+               else MLPEncoder(config.obs_dim, config.latent_dim))
+        predictor = ResidualMLPPredictor(net.latent_dim, config.action_embed_dim, config.num_hist,
+                                         config.hidden_dim, config.depth)
+        super().__init__(
+            encoder=TensorDictModule(NormalizedEncoder(config.obs_dim, net),
+                                     in_keys=[observation_key], out_keys=["latent"]),
+            dynamics=TensorDictModule(LatentDynamics(config.action_dim, config.action_embed_dim, predictor,
+                                                     config.num_hist),
+                                      in_keys=["latent", "action"], out_keys=[("next", "latent")]),
+            reward_head=TensorDictModule(GoalReward(config.num_hist), in_keys=[("next", "latent"), "goal_latent"],
+                                         out_keys=[("next", "reward"), ("next", "goal_latent")]),
+        )
+        self.config = config
+        self.latent_dim = net.latent_dim
+        self.action_normalizer = Normalizer(config.action_dim)
+        self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def state_encoder(self) -> NormalizedEncoder:
+        """Observation normaliser and encoder network."""
+        return self.encoder.module
+
+    @property
+    def latent_dynamics(self) -> LatentDynamics:
+        """Action encoder and predictor."""
+        return self.dynamics.module
+
+    @property
+    def obs_normalizer(self) -> Normalizer:
+        """Observation statistics."""
+        return self.state_encoder.normalizer
+
+    @property
+    def predictor(self) -> nn.Module:
+        """The latent predictor network."""
+        return self.latent_dynamics.predictor
+
+    @property
+    def action_encoder(self) -> nn.Module:
+        """The action embedding network."""
+        return self.latent_dynamics.action_encoder
+
+    @property
+    def action_dim(self) -> int:
+        """Size of one normalised model action."""
+        return self.config.action_dim
+
+    @property
+    def num_hist(self) -> int:
+        """History frames the predictor reads."""
+        return self.config.num_hist
+
+    @property
+    def frameskip(self) -> int:
+        """Environment actions per model step."""
+        return self.config.frameskip
+
+    # ---------------------------------------------------------- normalisation
+    def fit_normalization(self, observations: torch.Tensor, model_actions: torch.Tensor) -> None:
+        """Set observation and model-action statistics from dataset tensors."""
+        self.obs_normalizer.fit(observations)
+        self.action_normalizer.fit(model_actions)
+
+    def normalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Env-unit model action ``(..., action_dim)`` -> normalised action."""
+        return self.action_normalizer.normalize(action)
+
+    def denormalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Normalised model action -> env units, ``(..., action_dim)``."""
+        return self.action_normalizer.denormalize(action)
+
+    def normalized_action_bounds(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map env action bounds ``(env_action_dim,)`` to bounds ``(action_dim,)`` of the normalised model action."""
+        low = torch.as_tensor(low, dtype=torch.float32).reshape(-1)
+        high = torch.as_tensor(high, dtype=torch.float32).reshape(-1)
+        if low.numel() != self.config.env_action_dim or high.numel() != self.config.env_action_dim:
+            raise ValueError(
+                f"action bounds must have env_action_dim={self.config.env_action_dim} entries, "
+                f"got {low.numel()} and {high.numel()}"
+            )
+        ref = self.action_normalizer.mean
+        return (self.normalize_action(low.repeat(self.frameskip).to(ref)),
+                self.normalize_action(high.repeat(self.frameskip).to(ref)))
+
+    # ------------------------------------------------------ plain-tensor verbs
+    def encode(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
+        """Observation ``(..., obs_dim)`` -> latent ``(..., latent_dim)``.
+
+        Given a TensorDict, writes ``"latent"`` as TorchRL's ``WorldModel.encode`` does.
+        """
+        if isinstance(obs, TensorDictBase):
+            return super().encode(obs)
+        return self.state_encoder(obs)
+
+    def decode(self, z: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
+        """Latent ``(..., latent_dim)`` -> raw observation (exact for the identity encoder)."""
+        if isinstance(z, TensorDictBase):
+            raise TypeError("StateWorldModel.decode takes a latent tensor, not a TensorDict")
+        normalized = z if self.state_decoder is None else self.state_decoder(z)
+        return self.obs_normalizer.denormalize(normalized)
+
+    def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
+        """Normalised model action ``(..., action_dim)`` -> embedding ``(..., action_embed_dim)``."""
+        return self.latent_dynamics.embed_actions(action)
+
+    def predict(self, z_hist: torch.Tensor, e_hist: torch.Tensor) -> torch.Tensor:
+        """Latent history ``(..., h, D)`` and action embeddings ``(..., h, E)`` -> next latent ``(..., D)``."""
+        return self.predictor(z_hist, e_hist)
+
+    def step(self, z_hist: torch.Tensor | TensorDictBase, a_hist: torch.Tensor | None = None):
+        """Latent history ``(..., h, D)`` and normalised actions ``(..., h, A)`` -> ``(..., D)``.
+
+        Given a TensorDict, runs TorchRL's step sequence (dynamics and reward head).
+        """
+        if isinstance(z_hist, TensorDictBase):
+            return super().step(z_hist)
+        return self.predict(z_hist, self.embed_actions(a_hist))
+
+    def rollout(self, z_hist: torch.Tensor, a_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Autoregressive latent rollout, differentiable in ``actions``.
+
+        Args:
+            z_hist: ``(..., h, D)`` latents of the last ``h`` frames (``h == num_hist``).
+            a_hist: ``(..., h - 1, A)`` normalised actions taken after each of the
+                first ``h - 1`` history frames (empty when ``h == 1``).
+            actions: ``(..., H, A)`` normalised actions to roll out; leading dims
+                must match those of ``z_hist`` and ``a_hist``.
+
+        Returns:
+            ``(..., H, D)``: the predicted latents after each action.
+        """
+        h = self.num_hist
+        if z_hist.shape[-2] != h or a_hist.shape[-2] != h - 1:
+            raise ValueError(
+                f"rollout expects z_hist (..., {h}, D) and a_hist (..., {h - 1}, A); "
+                f"got {tuple(z_hist.shape)} and {tuple(a_hist.shape)}"
+            )
+        embeddings = self.embed_actions(torch.cat([a_hist, actions], dim=-2))
+        frames = list(z_hist.unbind(-2))
+        for t in range(actions.shape[-2]):
+            window = torch.stack(frames[-h:], dim=-2)
+            frames.append(self.predict(window, embeddings[..., t:t + h, :]))
+        return torch.stack(frames[h:], dim=-2)

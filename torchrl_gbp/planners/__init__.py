@@ -1,0 +1,11 @@
+"""Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
+from .base import PlanResult, Planner
+from .gradient import GradientPlanner
+from .objectives import GoalCost
+from .policy import MPCPolicy
+from .sampling import CrossEntropyPlanner, PathIntegralPlanner, SamplingPlanner
+
+__all__ = [
+    "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner",
+    "PlanResult", "Planner", "SamplingPlanner",
+]

@@ -1,0 +1,95 @@
+"""What all planners share: the problem definition, the candidate rollout and its score."""
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import torch
+
+from .objectives import GoalCost
+
+
+class PlanResult(NamedTuple):
+    """A plan ``actions`` ``(B, H, A)`` (normalised model actions) and its model cost ``(B,)``."""
+
+    actions: torch.Tensor
+    cost: torch.Tensor
+
+
+class Planner(abc.ABC):
+    """Base class: searches ``H`` normalised model actions that bring the latent to a goal.
+
+    Every planner scores candidates with the same :meth:`score` (the world model's
+    ``rollout`` followed by the shared :class:`GoalCost`) and differs only in
+    :meth:`search`.
+
+    Args:
+        world_model: any object with ``rollout(z_hist, a_hist, actions)`` and
+            ``action_dim`` (see :class:`~torchrl_gbp.models.StateWorldModel`).
+        objective: the goal cost (default ``GoalCost("all", base=0.5, alpha=1)``).
+        horizon: planned model steps ``H``.
+        action_low, action_high: bounds ``(A,)`` of the normalised model action;
+            every candidate is projected into them. ``None``: unbounded.
+    """
+
+    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5,
+                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.world_model = world_model
+        self.objective = objective if objective is not None else GoalCost()
+        self.horizon = horizon
+        self.action_dim = world_model.action_dim
+        self.action_low = None if action_low is None else torch.as_tensor(action_low).detach()
+        self.action_high = None if action_high is None else torch.as_tensor(action_high).detach()
+
+    def project(self, actions: torch.Tensor) -> torch.Tensor:
+        """Clamp ``actions`` into the action bounds (out of place)."""
+        if self.action_low is None:
+            return actions
+        return torch.maximum(torch.minimum(actions, self.action_high.to(actions)), self.action_low.to(actions))
+
+    def score(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+              candidates: torch.Tensor) -> torch.Tensor:
+        """Cost ``(B, N)`` of ``N`` candidate plans ``(B, N, H, A)`` per batch element."""
+        n = candidates.shape[1]
+        z = z_hist.unsqueeze(1).expand(-1, n, *z_hist.shape[1:])
+        a = a_hist.unsqueeze(1).expand(-1, n, *a_hist.shape[1:])
+        trajectory = self.world_model.rollout(z, a, candidates)
+        return self.objective(trajectory, z_goal.unsqueeze(1))
+
+    def _check(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+               init: torch.Tensor | None) -> None:
+        b = z_hist.shape[0]
+        if z_hist.ndim < 3 or a_hist.shape[0] != b or a_hist.shape[-1] != self.action_dim:
+            raise ValueError(
+                f"plan expects z_hist (B, h, D) and a_hist (B, h - 1, {self.action_dim}); "
+                f"got {tuple(z_hist.shape)} and {tuple(a_hist.shape)}"
+            )
+        if z_goal.shape[0] != b or z_goal.shape[1:] != z_hist.shape[2:]:
+            raise ValueError(f"z_goal must have shape {(b, *z_hist.shape[2:])}, got {tuple(z_goal.shape)}")
+        expected = (b, self.horizon, self.action_dim)
+        if init is not None and tuple(init.shape) != expected:
+            raise ValueError(f"init must have shape {expected} (B, H, A), got {tuple(init.shape)}")
+
+    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+             init: torch.Tensor | None = None, generator: torch.Generator | None = None) -> PlanResult:
+        """Plan from latent history ``(B, h, D)``, past actions ``(B, h-1, A)`` to ``z_goal`` ``(B, D)``.
+
+        ``init`` ``(B, H, A)`` warm-starts the search (for example the shifted
+        previous plan); ``generator`` makes the search reproducible.
+        Returns detached actions ``(B, H, A)`` inside the bounds and their cost.
+        """
+        self._check(z_hist, a_hist, z_goal, init)
+        result = self.search(z_hist.detach(), a_hist.detach(), z_goal.detach(), init, generator)
+        return PlanResult(result.actions.detach(), result.cost.detach())
+
+    @abc.abstractmethod
+    def search(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+               init: torch.Tensor | None, generator: torch.Generator | None) -> PlanResult:
+        """The planner-specific search; inputs are validated and detached."""
+
+
+def gaussian(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal samples with ``like``'s dtype and device, from ``generator`` when given."""
+    return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)

@@ -1,0 +1,223 @@
+"""Model-predictive control with any planner, as a TorchRL policy module."""
+from __future__ import annotations
+
+import time
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torchrl.data import Bounded, Composite, TensorSpec, Unbounded
+from torchrl.envs import TensorDictPrimer
+from torchrl.envs.utils import ExplorationType, exploration_type
+
+from .base import Planner
+from .gradient import GradientPlanner
+
+
+class MPCPolicy(TensorDictModuleBase):
+    """Receding-horizon control: plan in the world model, execute, replan.
+
+    Reads ``observation_key`` and ``goal_key`` (a goal observation), writes
+    ``action_key`` inside ``action_spec``. Every ``n_taken_actions`` model
+    steps (``n_taken_actions * frameskip`` env steps) it replans, warm-started
+    from the previous plan shifted by the executed steps. All per-env state
+    (observation and action history, current plan, step counter) lives in the
+    TensorDict under ``info_key``, declared by :meth:`make_tensordict_primer`
+    and cleared where ``"is_init"`` is set, so the policy runs in
+    ``env.rollout``, TorchRL collectors (``auto_register_policy_transforms=True``
+    adds the primer and an ``InitTracker``) and ``torchrl.collectors.Evaluator``.
+    It also writes ``(info_key, "cost")``, ``(info_key, "seconds")`` and
+    ``(info_key, "replanned")`` on every step.
+
+    Collectors call policies under ``torch.no_grad()``; gradient planners
+    re-enable gradients for the action tensor only. Under
+    ``ExplorationType.RANDOM`` Gaussian noise of ``exploration_std`` (a
+    fraction of the action range) is added and planners draw from the global
+    RNG; otherwise the policy is deterministic (planners use a generator seeded
+    with ``seed`` on every call).
+
+    Args:
+        world_model: a world model with ``encode``, ``rollout`` and action
+            (de)normalisation (see :class:`~torchrl_gbp.models.StateWorldModel`).
+        planner: any :class:`~torchrl_gbp.planners.Planner` built on ``world_model``.
+            If it has no action bounds, the policy gives it those of ``action_spec``.
+        action_spec: the env's action spec (bounded).
+        observation_key, goal_key, action_key: TensorDict keys.
+        n_taken_actions: model steps executed before replanning (<= horizon).
+        warm_start: start each search from the shifted previous plan.
+        exploration_std: noise std under ``ExplorationType.RANDOM``, as a fraction
+            of the half-range of each action dimension.
+        seed: generator seed for deterministic calls.
+        info_key: sub-TensorDict for the policy's state and diagnostics.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.planners import GradientPlanner
+        >>> task = WallTask()
+        >>> env = task.make_env(num_envs=2, seed=0)
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> policy = MPCPolicy(model, GradientPlanner(model, steps=2), env.action_spec)
+        >>> env.append_transform(policy.make_tensordict_primer())  # doctest: +ELLIPSIS
+        TransformedEnv(...)
+        >>> env.rollout(3, policy)["action"].shape
+        torch.Size([2, 3, 2])
+    """
+
+    def __init__(self, world_model, planner: Planner, action_spec: TensorSpec, *,
+                 observation_key: NestedKey = "observation", goal_key: NestedKey = "goal",
+                 action_key: NestedKey = "action", n_taken_actions: int = 1, warm_start: bool = True,
+                 exploration_std: float = 0.1, seed: int = 0, info_key: str = "planner") -> None:
+        super().__init__()
+        if not 1 <= n_taken_actions <= planner.horizon:
+            raise ValueError(f"n_taken_actions must be in [1, horizon={planner.horizon}], got {n_taken_actions}")
+        if planner.world_model is not world_model:
+            raise ValueError("the planner must be built on the same world_model as the policy")
+        self.world_model = world_model
+        self.planner = planner
+        self.observation_key = observation_key
+        self.goal_key = goal_key
+        self.action_key = action_key
+        self.n_taken_actions = n_taken_actions
+        self.warm_start = warm_start
+        self.exploration_std = exploration_std
+        self.seed = seed
+        self.info_key = info_key
+        self.env_action_dim = world_model.config.env_action_dim
+        self.obs_dim = world_model.config.obs_dim
+        low, high = self._spec_bounds(action_spec)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+        if planner.action_low is None:
+            planner.action_low, planner.action_high = world_model.normalized_action_bounds(low, high)
+        self.in_keys = [observation_key, goal_key, "is_init", *[(info_key, k) for k in self._state_keys]]
+        self.out_keys = [action_key, *[(info_key, k) for k in (*self._state_keys, "cost", "seconds", "replanned")]]
+
+    _state_keys = ("plan", "steps_since_plan", "obs_history", "action_history", "current_block", "initialized")
+
+    def _spec_bounds(self, spec: TensorSpec) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(spec, Composite):
+            spec = spec[self.action_key] if self.action_key in spec.keys(True) else spec["action"]
+        if not isinstance(spec, Bounded):
+            raise TypeError(f"MPCPolicy needs a Bounded action spec, got {type(spec).__name__}")
+        d = self.env_action_dim
+        if spec.shape[-1] != d:
+            raise ValueError(f"action spec has last dimension {spec.shape[-1]}, world model expects env_action_dim={d}")
+        return spec.space.low.reshape(-1, d)[0].float().clone(), spec.space.high.reshape(-1, d)[0].float().clone()
+
+    # ---------------------------------------------------------------- specs
+    def _state_spec(self) -> Composite:
+        h, a, horizon = self.world_model.num_hist, self.world_model.action_dim, self.planner.horizon
+        return Composite({self.info_key: Composite(
+            plan=Unbounded((horizon, a)),
+            steps_since_plan=Unbounded((1,), dtype=torch.int64),
+            obs_history=Unbounded((h, self.obs_dim)),
+            action_history=Unbounded((h - 1, a)),
+            current_block=Unbounded((a,)),
+            initialized=Unbounded((1,), dtype=torch.bool),
+            cost=Unbounded((1,)),
+            seconds=Unbounded((1,)),
+            replanned=Unbounded((1,), dtype=torch.bool),
+        )})
+
+    def make_tensordict_primer(self) -> TensorDictPrimer:
+        """The env transform that declares and zero-resets the policy's state entries."""
+        return TensorDictPrimer(self._state_spec(), default_value=0, expand_specs=True)
+
+    # -------------------------------------------------------------- helpers
+    def _read(self, td: TensorDictBase, key: NestedKey, dim: int, what: str) -> torch.Tensor:
+        value = td.get(key, None)
+        if value is None:
+            raise KeyError(f"MPCPolicy needs {what} under key {key!r}; the TensorDict has {list(td.keys(True, True))}")
+        if value.shape[-1] != dim or value.shape[:-1] != td.batch_size:
+            raise ValueError(
+                f"MPCPolicy expected {key!r} of shape {(*td.batch_size, dim)} (batch + ({dim},)), got {tuple(value.shape)}"
+            )
+        return value.reshape(-1, dim).to(self.action_low)
+
+    def _state(self, td: TensorDictBase, batch: int) -> dict[str, torch.Tensor]:
+        spec = self._state_spec()[self.info_key]
+        state = {}
+        for name in self._state_keys:
+            value = td.get((self.info_key, name), None)
+            shape = spec[name].shape
+            state[name] = (torch.zeros(batch, *shape, dtype=spec[name].dtype, device=self.action_low.device)
+                           if value is None else value.reshape(batch, *shape).to(self.action_low.device).clone())
+        return state
+
+    def _generator(self) -> torch.Generator | None:
+        if exploration_type() == ExplorationType.RANDOM:
+            return None
+        return torch.Generator(device=self.action_low.device).manual_seed(self.seed)
+
+    def _cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        shape = (batch, self.planner.horizon, self.world_model.action_dim)
+        if isinstance(self.planner, GradientPlanner) and self.planner.init == "randn":
+            return self.planner.project(torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator))
+        return self.planner.project(like.new_zeros(shape))
+
+    # --------------------------------------------------------------- forward
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write the next action (and the updated planner state) into ``tensordict``."""
+        wm, fs = self.world_model, self.world_model.frameskip
+        batch_shape = tensordict.batch_size
+        obs = self._read(tensordict, self.observation_key, self.obs_dim, "the observation")
+        goal = self._read(tensordict, self.goal_key, self.obs_dim, "the goal observation")
+        b = obs.shape[0]
+        s = self._state(tensordict, b)
+        is_init = tensordict.get("is_init", None)
+        fresh = ~s["initialized"].reshape(b)
+        if is_init is not None:
+            fresh = fresh | is_init.reshape(b, -1).any(-1).to(fresh.device)
+        k = torch.where(fresh, 0, s["steps_since_plan"].reshape(b))
+        # History: on a fresh episode repeat the first frame; after each completed model step push it.
+        h = wm.num_hist
+        s["obs_history"] = torch.where(fresh[:, None, None], obs.unsqueeze(1).expand(b, h, self.obs_dim),
+                                       s["obs_history"])
+        s["action_history"] = torch.where(fresh[:, None, None], 0.0, s["action_history"])
+        boundary = (~fresh) & (k % fs == 0)
+        if boundary.any():
+            pushed_obs = torch.cat([s["obs_history"][:, 1:], obs.unsqueeze(1)], dim=1)
+            executed = wm.normalize_action(s["current_block"]).unsqueeze(1)
+            pushed_act = torch.cat([s["action_history"], executed], dim=1)[:, 1:] if h > 1 else s["action_history"]
+            s["obs_history"] = torch.where(boundary[:, None, None], pushed_obs, s["obs_history"])
+            s["action_history"] = torch.where(boundary[:, None, None], pushed_act, s["action_history"])
+        replan = fresh | (k >= self.n_taken_actions * fs)
+        cost = torch.zeros(b, 1, device=obs.device)
+        seconds = torch.zeros(b, 1, device=obs.device)
+        if replan.any():
+            rows = replan.nonzero().squeeze(-1)
+            generator = self._generator()
+            with torch.no_grad():
+                z_hist = wm.encode(s["obs_history"][rows])
+                z_goal = wm.encode(goal[rows])
+            cold = self._cold_start(rows.numel(), z_hist, generator)
+            init = cold
+            if self.warm_start:
+                shifted = torch.cat([s["plan"][rows, self.n_taken_actions:],
+                                     s["plan"].new_zeros(rows.numel(), self.n_taken_actions, wm.action_dim)], dim=1)
+                init = torch.where(fresh[rows, None, None], cold, self.planner.project(shifted))
+            start = time.perf_counter()
+            result = self.planner.plan(z_hist, s["action_history"][rows], z_goal, init=init, generator=generator)
+            elapsed = time.perf_counter() - start
+            s["plan"][rows] = result.actions
+            cost[rows] = result.cost.unsqueeze(-1)
+            seconds[rows] = elapsed
+            k = torch.where(replan, 0, k)
+        # The env action: entry (k mod frameskip) of plan block (k div frameskip), in env units.
+        block = wm.denormalize_action(s["plan"][torch.arange(b), k // fs]).reshape(b, fs, self.env_action_dim)
+        action = block[torch.arange(b), k % fs]
+        if exploration_type() == ExplorationType.RANDOM and self.exploration_std > 0:
+            action = action + torch.randn_like(action) * self.exploration_std * (self.action_high - self.action_low) / 2
+        action = torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+        current = torch.where((k % fs == 0)[:, None], 0.0, s["current_block"]).reshape(b, fs, self.env_action_dim)
+        current[torch.arange(b), k % fs] = action
+        s["current_block"] = current.reshape(b, -1)
+        s["steps_since_plan"] = (k + 1).reshape(b, 1)
+        s["initialized"] = torch.ones(b, 1, dtype=torch.bool, device=obs.device)
+        out = {**s, "cost": cost, "seconds": seconds, "replanned": replan.reshape(b, 1)}
+        tensordict.set(self.action_key, action.reshape(*batch_shape, self.env_action_dim))
+        for name, value in out.items():
+            tensordict.set((self.info_key, name), value.reshape(*batch_shape, *value.shape[1:]))
+        return tensordict
