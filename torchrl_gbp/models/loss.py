@@ -21,7 +21,8 @@ class TeacherForcingLoss(LossModule):
     """Predict every frame of a window from the ``num_hist`` true frames before it.
 
     Reads a batch of model-step windows: ``"observation"`` ``(B, T, obs_dim)`` and
-    ``"action"`` ``(B, T - 1, action_dim)`` (normalised model actions), ``T > num_hist``.
+    ``"action"`` ``(B, T - 1, action_dim)`` (model actions in env units; the loss
+    normalises them with the model's statistics), ``T > num_hist``.
     When a data-synthesis transform wrote ``"perturbed_latent"`` ``(B, T, D)`` and
     ``"perturbed_action_embedding"`` ``(B, T - 1, E)``, the predictor reads those
     instead, and still regresses onto the clean encoded targets.
@@ -81,7 +82,7 @@ class TeacherForcingLoss(LossModule):
         z_in = z if perturbed is None else perturbed
         e_in = tensordict.get(self.tensor_keys.perturbed_action_embedding, None)
         if e_in is None:
-            e_in = wm.embed_actions(action)
+            e_in = wm.embed_actions(wm.normalize_action(action))
         z_windows = history_windows(z_in[:, :-1], h)          # (B, T - h, h, D)
         e_windows = history_windows(e_in, h)                  # (B, T - h, h, E)
         prediction = wm.predict(z_windows, e_windows)

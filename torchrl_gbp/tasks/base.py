@@ -1,0 +1,103 @@
+"""The task contract: an environment, start/goal pairs, success and offline data."""
+from __future__ import annotations
+
+import abc
+
+import torch
+from tensordict import TensorDict
+from torchrl.envs import EnvBase
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is a positive ``int``, else raise a ``ValueError`` naming it.
+
+    Example:
+        >>> check_positive_int("num_envs", 4)
+        4
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_last_dim(name: str, tensor: torch.Tensor, size: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``tensor`` has shape ``(..., size)``."""
+    if tensor.ndim < 1 or tensor.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(tensor.shape)}")
+
+
+class Task(abc.ABC):
+    """A goal-reaching task: its batched TorchRL env, start/goal sampler, success test and dataset.
+
+    A state is the simulator's full state vector (what ``set_state`` takes);
+    an observation is what the agent and the world model see. Distances and
+    success are judged on states.
+
+    Subclasses set the class attributes below and implement the abstract
+    methods; :meth:`success` is shared.
+
+    Attributes:
+        name: registry name, e.g. ``"wall"``.
+        obs_dim: size of the ``"observation"`` entry.
+        state_dim: size of the simulator state vector.
+        action_dim: size of the env ``"action"`` entry.
+        frameskip: default number of env actions per world-model step.
+        episode_steps: env steps per evaluation episode (the env truncates there).
+        success_threshold: an episode succeeds when ``distance < success_threshold``.
+    """
+
+    name: str
+    obs_dim: int
+    state_dim: int
+    action_dim: int
+    frameskip: int
+    episode_steps: int
+    success_threshold: float
+
+    @abc.abstractmethod
+    def make_env(
+        self,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+        pair_mode: str | None = None,
+    ) -> EnvBase:
+        """Build the task's env with ``batch_size=[num_envs]``.
+
+        ``pair_mode`` picks how reset draws (start, goal) pairs; ``None`` means
+        the task's default.
+        """
+
+    @abc.abstractmethod
+    def sample_start_goal(
+        self, n: int, generator: torch.Generator, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` (start_state, goal_state) pairs, each ``(n, state_dim)``.
+
+        All randomness comes from ``generator``; ``mode`` (task specific)
+        picks the kind of pair, ``None`` meaning the task's default.
+        """
+
+    @abc.abstractmethod
+    def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """Map states ``(..., state_dim)`` to observations ``(..., obs_dim)``."""
+
+    @abc.abstractmethod
+    def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """Task distance ``(...,)`` between states ``(..., state_dim)`` and goal states."""
+
+    def success(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(...,)``: ``distance(state, goal_state) < success_threshold``."""
+        return self.distance(state, goal_state) < self.success_threshold
+
+    @abc.abstractmethod
+    def generate_dataset(
+        self, num_trajectories: int, trajectory_steps: int | None = None, seed: int = 0
+    ) -> TensorDict:
+        """Seeded offline trajectories as a TensorDict of batch size ``(N, T)``.
+
+        Keys: ``"observation"``, ``"state"``, ``"action"`` (env units, inside
+        the action spec), ``("next", "observation")``, ``("next", "state")``
+        and ``"episode"`` (int64 trajectory index). ``T`` defaults to
+        ``episode_steps``. The same seed gives identical tensors.
+        """

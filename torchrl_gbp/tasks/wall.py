@@ -1,0 +1,417 @@
+"""Two-room navigation: a point agent must pass a door in a wall to reach its goal.
+
+The arena is ``[-1, 1]^2`` with a vertical wall slab at ``x = 0`` (half
+thickness :data:`WALL_HALF_THICKNESS`) pierced by one door. State and
+observation are both the position ``(x, y)``. :func:`wall_step` is the only
+transition function; the env and the dataset generator both use it.
+"""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
+
+WALL_HALF_THICKNESS = 0.05
+PAIR_MODES = ("opposite", "same", "random")
+
+# Gap kept between a blocked agent and the wall face, so it never sits inside the slab.
+_FACE_EPS = 1e-4
+# Sampled start/goal positions: |x| in [_SAMPLE_X_MIN, _SAMPLE_X_MAX], |y| <= _SAMPLE_Y_MAX.
+_SAMPLE_X_MIN, _SAMPLE_X_MAX, _SAMPLE_Y_MAX = 0.1, 0.9, 0.9
+# Dataset: AR(1) random-walk coefficients and the door seekers' waypoints and noise.
+_WALK_DECAY, _WALK_NOISE = 0.8, 0.6
+_SEEK_WAYPOINT_X, _SEEK_NOISE = 0.2, 0.3
+
+
+def wall_step(
+    position: torch.Tensor,
+    action: torch.Tensor,
+    *,
+    speed: float = 0.1,
+    door_center: float = 0.0,
+    door_half_width: float = 0.15,
+) -> torch.Tensor:
+    """Move points ``(..., 2)`` by ``speed * clamp(action, -1, 1)`` with wall collisions.
+
+    Axis-separated resolution: (1) the x move is blocked at the wall face on
+    the agent's side unless its current y is inside the door; (2) if the new x
+    is inside the slab (the door corridor), y is clamped into the door; (3)
+    both coordinates are clamped to the arena. Hence no point ever sits inside
+    the slab outside the door, and sides change only through the door.
+
+    Example:
+        >>> wall_step(torch.tensor([[-0.1, 0.5]]), torch.tensor([[1.0, 0.0]]))
+        tensor([[-0.0501,  0.5000]])
+        >>> wall_step(torch.tensor([[-0.06, 0.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor([[0.0400, 0.0000]])
+    """
+    check_last_dim("position", position, 2)
+    check_last_dim("action", action, 2)
+    x, y = position.unbind(-1)
+    dx, dy = (speed * action.to(position).clamp(-1.0, 1.0)).unbind(-1)
+    door_low, door_high = door_center - door_half_width, door_center + door_half_width
+    face = WALL_HALF_THICKNESS + _FACE_EPS
+
+    in_door = (y >= door_low) & (y <= door_high)
+    new_x = x + dx
+    stay_on_side = torch.where(x < 0, new_x.clamp(max=-face), new_x.clamp(min=face))
+    new_x = torch.where(in_door, new_x, stay_on_side)
+
+    new_y = y + dy
+    in_slab = new_x.abs() <= WALL_HALF_THICKNESS
+    new_y = torch.where(in_slab, new_y.clamp(door_low, door_high), new_y)
+
+    return torch.stack([new_x, new_y], dim=-1).clamp(-1.0, 1.0)
+
+
+def _check_pair_mode(mode: str) -> str:
+    if mode not in PAIR_MODES:
+        raise ValueError(f"unknown pair mode {mode!r}; expected one of {PAIR_MODES}")
+    return mode
+
+
+class WallTask(Task):
+    """Reach a goal position in the two-room wall arena; the door is the only way across.
+
+    Args:
+        door_center: y coordinate of the door's center.
+        door_half_width: the door spans ``door_center +- door_half_width``.
+        speed: displacement per env step at full action.
+        episode_steps: env steps per evaluation episode.
+        frameskip: default env actions per world-model step.
+        pair_mode: default (start, goal) sampling: ``"opposite"`` (different
+            rooms), ``"same"`` (same room) or ``"random"``.
+
+    Example:
+        >>> task = WallTask()
+        >>> data = task.generate_dataset(num_trajectories=8, seed=0)
+        >>> data.batch_size, data["action"].shape
+        (torch.Size([8, 50]), torch.Size([8, 50, 2]))
+        >>> start, goal = task.sample_start_goal(3, torch.Generator().manual_seed(0))
+        >>> bool((start[:, 0].sign() != goal[:, 0].sign()).all())
+        True
+        >>> task.success(goal, goal).tolist()
+        [True, True, True]
+    """
+
+    name = "wall"
+    obs_dim = 2
+    state_dim = 2
+    action_dim = 2
+    success_threshold = 0.1
+
+    def __init__(
+        self,
+        door_center: float = 0.0,
+        door_half_width: float = 0.15,
+        speed: float = 0.1,
+        episode_steps: int = 50,
+        frameskip: int = 5,
+        pair_mode: str = "opposite",
+    ) -> None:
+        if not -1.0 < door_center < 1.0:
+            raise ValueError(f"door_center must lie in (-1, 1), got {door_center}")
+        if door_half_width <= 0:
+            raise ValueError(f"door_half_width must be > 0, got {door_half_width}")
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.door_center = float(door_center)
+        self.door_half_width = float(door_half_width)
+        self.speed = float(speed)
+        self.episode_steps = check_positive_int("episode_steps", episode_steps)
+        self.frameskip = check_positive_int("frameskip", frameskip)
+        self.pair_mode = _check_pair_mode(pair_mode)
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Apply :func:`wall_step` with this task's door and speed."""
+        return wall_step(
+            state,
+            action,
+            speed=self.speed,
+            door_center=self.door_center,
+            door_half_width=self.door_half_width,
+        )
+
+    def make_env(
+        self,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+        pair_mode: str | None = None,
+    ) -> WallEnv:
+        """Build a :class:`WallEnv` for this task with ``batch_size=[num_envs]``."""
+        return WallEnv(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+
+    def sample_start_goal(
+        self, n: int, generator: torch.Generator, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` (start, goal) position pairs ``(n, 2)`` on ``generator``'s device.
+
+        Positions have ``|x|`` in [0.1, 0.9] and ``y`` in [-0.9, 0.9]. ``mode``
+        (default: the task's ``pair_mode``) sets the rooms: ``"opposite"``
+        puts start and goal on different sides (start side drawn at random),
+        ``"same"`` on one side, ``"random"`` draws each side independently.
+        """
+        check_positive_int("n", n)
+        mode = _check_pair_mode(self.pair_mode if mode is None else mode)
+        # A fixed number of draws per pair whatever the mode, so sequences stay aligned.
+        u = torch.rand(n, 6, generator=generator, device=generator.device)
+        start_side = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
+        if mode == "opposite":
+            goal_side = -start_side
+        elif mode == "same":
+            goal_side = start_side
+        else:
+            goal_side = torch.where(u[:, 1] < 0.5, -1.0, 1.0)
+
+        def place(side: torch.Tensor, ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
+            x = side * (_SAMPLE_X_MIN + (_SAMPLE_X_MAX - _SAMPLE_X_MIN) * ux)
+            y = _SAMPLE_Y_MAX * (2.0 * uy - 1.0)
+            return torch.stack([x, y], dim=-1)
+
+        return place(start_side, u[:, 2], u[:, 3]), place(goal_side, u[:, 4], u[:, 5])
+
+    def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """The observation is the position itself (a copy)."""
+        check_last_dim("state", state, self.state_dim)
+        return state.clone()
+
+    def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance between positions, shape ``(...,)``."""
+        check_last_dim("state", state, self.state_dim)
+        check_last_dim("goal_state", goal_state, self.state_dim)
+        return torch.linalg.vector_norm(state - goal_state, dim=-1)
+
+    def generate_dataset(
+        self, num_trajectories: int, trajectory_steps: int | None = None, seed: int = 0
+    ) -> TensorDict:
+        """Seeded trajectories, half smooth random walks and half noisy door seekers.
+
+        Even-indexed trajectories follow a door-seeking controller (to the
+        door, through it, then to a random point in the other room) with
+        Gaussian action noise, so most of them cross; odd-indexed ones are
+        AR(1) random walks ``a_t = clip(0.8 a_{t-1} + 0.6 eps)``. Starts are
+        drawn like evaluation starts. See :meth:`Task.generate_dataset` for
+        the keys; all tensors are on CPU.
+        """
+        n = check_positive_int("num_trajectories", num_trajectories)
+        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
+        steps = check_positive_int("trajectory_steps", steps)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        generator = torch.Generator().manual_seed(seed)
+        start, target = self.sample_start_goal(n, generator, mode="opposite")
+        noise = torch.randn(steps, n, self.action_dim, generator=generator)
+        seeking = (torch.arange(n) % 2 == 0).unsqueeze(-1)
+        start_side = start[:, 0].sign()
+
+        position, action = start, torch.zeros(n, self.action_dim)
+        states, actions = [position], []
+        for t in range(steps):
+            walk = _WALK_DECAY * action + _WALK_NOISE * noise[t]
+            seek = self._door_seeking_action(position, start_side, target) + _SEEK_NOISE * noise[t]
+            action = torch.where(seeking, seek, walk).clamp(-1.0, 1.0)
+            position = self.step(position, action)
+            states.append(position)
+            actions.append(action)
+
+        state = torch.stack(states, dim=1)
+        return TensorDict(
+            {
+                "observation": self.observation_from_state(state[:, :-1]),
+                "state": state[:, :-1].clone(),
+                "action": torch.stack(actions, dim=1),
+                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
+                "next": {
+                    "observation": self.observation_from_state(state[:, 1:]),
+                    "state": state[:, 1:].clone(),
+                },
+            },
+            batch_size=[n, steps],
+        )
+
+    def _door_seeking_action(
+        self, position: torch.Tensor, start_side: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Unit-bounded action toward the current waypoint: door front, door back, then target."""
+        x, y = position.unbind(-1)
+        crossed = x * start_side < -WALL_HALF_THICKNESS
+        at_door = ((y - self.door_center).abs() < 0.5 * self.door_half_width) | (
+            x.abs() <= WALL_HALF_THICKNESS
+        )
+        door_y = torch.full_like(y, self.door_center)
+        front = torch.stack([start_side * _SEEK_WAYPOINT_X, door_y], dim=-1)
+        back = torch.stack([-start_side * _SEEK_WAYPOINT_X, door_y], dim=-1)
+        waypoint = torch.where(
+            crossed.unsqueeze(-1), target, torch.where(at_door.unsqueeze(-1), back, front)
+        )
+        delta = (waypoint - position) / self.speed
+        return delta / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp_min(1.0)
+
+
+def crossing_fraction(dataset: TensorDictBase) -> float:
+    """Fraction of trajectories that visit both rooms (beyond the slab on each side).
+
+    Reads ``"state"`` and ``("next", "state")`` of shape ``(N, T, 2)``.
+
+    Example:
+        >>> crossing_fraction(WallTask().generate_dataset(200, seed=0)) >= 0.3
+        True
+    """
+    x = torch.cat([dataset.get("state")[:, :1, 0], dataset.get(("next", "state"))[..., 0]], dim=1)
+    left = (x < -WALL_HALF_THICKNESS).any(dim=1)
+    right = (x > WALL_HALF_THICKNESS).any(dim=1)
+    return (left & right).float().mean().item()
+
+
+class WallEnv(EnvBase):
+    """Batched TorchRL env for :class:`WallTask`.
+
+    Keys: ``"observation"`` and ``"goal"`` (positions ``(2,)``), ``"action"``
+    in ``[-1, 1]^2``, ``("next", "reward")`` = minus the distance to the goal,
+    and ``"done"``/``"terminated"``/``"truncated"``; ``terminated`` is always
+    False and ``truncated`` turns True after ``task.episode_steps`` steps.
+
+    ``reset`` draws new (start, goal) pairs from a private generator seeded by
+    ``seed``/``set_seed`` (same seed, same pairs). Only envs flagged by a
+    ``"_reset"`` mask are reset when one is given. To reset to chosen pairs,
+    pass a tensordict holding both ``"start_state"`` and ``"goal_state"``
+    of shape ``(num_envs, 2)``; nothing is sampled then.
+
+    Args:
+        task: the task (geometry, speed, episode length); a default
+            :class:`WallTask` when omitted.
+        num_envs: batch size.
+        seed: seed of the pair generator; random when omitted.
+        device: device of the env's tensors.
+        pair_mode: pair sampling mode; the task's default when omitted.
+
+    Example:
+        >>> env = WallEnv(num_envs=4, seed=0)
+        >>> rollout = env.rollout(50)
+        >>> rollout.shape, bool(rollout["next", "truncated"][:, -1].all())
+        (torch.Size([4, 50]), True)
+        >>> start, goal = torch.tensor([-0.5, 0.0]), torch.tensor([0.5, 0.25])
+        >>> pairs = TensorDict(
+        ...     start_state=start.expand(4, 2), goal_state=goal.expand(4, 2), batch_size=[4]
+        ... )
+        >>> env.reset(pairs)["goal"][0].tolist()
+        [0.5, 0.25]
+    """
+
+    def __init__(
+        self,
+        task: WallTask | None = None,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+        pair_mode: str | None = None,
+    ) -> None:
+        task = WallTask() if task is None else task
+        num_envs = check_positive_int("num_envs", num_envs)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.task = task
+        self.pair_mode = _check_pair_mode(task.pair_mode if pair_mode is None else pair_mode)
+        self._make_specs()
+        self._generator = torch.Generator()
+        self._position = torch.zeros(num_envs, task.state_dim, device=self.device)
+        self._goal = torch.zeros(num_envs, task.state_dim, device=self.device)
+        self._step_count = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.set_seed(seed)
+
+    def _make_specs(self) -> None:
+        shape = self.batch_size
+        box = Bounded(low=-1.0, high=1.0, shape=(*shape, self.task.obs_dim), device=self.device)
+        self.observation_spec = Composite(observation=box, goal=box.clone(), shape=shape)
+        self.action_spec = Bounded(
+            low=-1.0, high=1.0, shape=(*shape, self.task.action_dim), device=self.device
+        )
+        self.reward_spec = Unbounded(shape=(*shape, 1), device=self.device)
+        flag = Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device)
+        self.done_spec = Composite(
+            done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=shape
+        )
+
+    def get_state(self) -> torch.Tensor:
+        """Current positions ``(num_envs, 2)`` (a copy)."""
+        return self._position.clone()
+
+    def get_goal_state(self) -> torch.Tensor:
+        """Current goal positions ``(num_envs, 2)`` (a copy)."""
+        return self._goal.clone()
+
+    def set_state(self, state: torch.Tensor, goal_state: torch.Tensor | None = None) -> None:
+        """Teleport the agents to ``state`` ``(num_envs, 2)``, optionally replacing the goals.
+
+        Step counts are left as they are; use ``reset`` to start new episodes.
+        """
+        position = self._check_states("state", state)
+        if goal_state is not None:
+            self._goal = self._check_states("goal_state", goal_state)
+        self._position = position
+
+    def _check_states(self, name: str, value: object) -> torch.Tensor:
+        expected = (self.batch_size[0], self.task.state_dim)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"{name} must have shape (num_envs, state_dim) = {expected}, got {got}"
+            )
+        return value.to(device=self.device, dtype=torch.float32).clone()
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(int(seed))
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDict:
+        num_envs = self.batch_size[0]
+        given = [] if tensordict is None else [
+            key for key in ("start_state", "goal_state") if key in tensordict.keys()
+        ]
+        if len(given) == 1:
+            raise ValueError(
+                f"reset got {given[0]!r} alone; pass both 'start_state' and 'goal_state' "
+                f"of shape ({num_envs}, {self.task.state_dim}), or neither"
+            )
+        if given:
+            start = self._check_states("start_state", tensordict.get("start_state"))
+            goal = self._check_states("goal_state", tensordict.get("goal_state"))
+        else:
+            start, goal = self.task.sample_start_goal(num_envs, self._generator, self.pair_mode)
+            start, goal = start.to(self.device), goal.to(self.device)
+
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        mask = mask.reshape(num_envs)
+        self._position = torch.where(mask.unsqueeze(-1), start, self._position)
+        self._goal = torch.where(mask.unsqueeze(-1), goal, self._goal)
+        self._step_count = torch.where(mask, 0, self._step_count)
+        return self._observe()
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        self._position = self.task.step(self._position, tensordict.get("action"))
+        self._step_count = self._step_count + 1
+        out = self._observe()
+        out.set("reward", -self.task.distance(self._position, self._goal).unsqueeze(-1))
+        return out
+
+    def _observe(self) -> TensorDict:
+        truncated = (self._step_count >= self.task.episode_steps).unsqueeze(-1)
+        terminated = torch.zeros_like(truncated)
+        return TensorDict(
+            {
+                "observation": self.task.observation_from_state(self._position),
+                "goal": self.task.observation_from_state(self._goal),
+                "terminated": terminated,
+                "truncated": truncated,
+                "done": terminated | truncated,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
