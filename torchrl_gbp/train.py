@@ -45,14 +45,15 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
 
 def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
                       predictor_lr: float | None = None, action_encoder_lr: float | None = None,
-                      encoder_lr: float | None = None, grad_clip: float = 1.0,
+                      encoder_lr: float | None = None, grad_clip: float = 1.0, cosine_decay: bool = False,
                       loss_module: TeacherForcingLoss | None = None, logger: Logger | None = None,
                       log_every: int = 100, checkpoint_path: str | os.PathLike | None = None,
                       checkpoint_every: int = 0, checkpoint_extra: dict | None = None,
                       progress: bool = True, description: str = "train") -> dict[str, float]:
     """Minimise the teacher-forcing loss on windows sampled from ``buffer``.
 
-    Every ``loss_*`` entry of ``loss_module(batch)`` is summed. Metrics go to
+    Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
+    rates stay constant unless ``cosine_decay=True`` (decay to zero). Metrics go to
     ``logger`` (a TorchRL logger) every ``log_every`` steps; a checkpoint is
     written atomically every ``checkpoint_every`` steps (0: only at the end) when
     ``checkpoint_path`` is given. Returns the last logged metrics.
@@ -72,6 +73,8 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     loss_module = loss_module if loss_module is not None else TeacherForcingLoss(model)
     groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr)
     optimizer = torch.optim.Adam(groups) if groups else None
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+                 if optimizer is not None and cosine_decay else None)
     model.train()
     metrics: dict[str, float] = {}
     bar = tqdm(range(1, steps + 1), desc=description, disable=not progress, dynamic_ncols=True)
@@ -85,10 +88,12 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         if step % log_every == 0 or step == steps:
             metrics = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss_")}
             metrics["step"] = step
-            bar.set_postfix(loss=f"{float(total):.2e}")
+            bar.set_postfix(loss=f"{float(total.detach()):.2e}")
             if logger is not None:
                 for name, value in metrics.items():
                     if name != "step":

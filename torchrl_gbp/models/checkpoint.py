@@ -40,6 +40,7 @@ def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict
     """
     atomic_torch_save(
         {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+         "observation_key": model.encoder.in_keys[0],
          "state_dict": model.state_dict(), "extra": dict(extra or {})},
         path,
     )
@@ -58,7 +59,8 @@ def _read(path: str | os.PathLike) -> dict:
 def load_checkpoint(path: str | os.PathLike) -> tuple[StateWorldModel, dict]:
     """Rebuild the saved model; returns ``(model, extra)``."""
     payload = _read(path)
-    model = StateWorldModel(WorldModelConfig.from_dict(payload["config"]))
+    model = StateWorldModel(WorldModelConfig.from_dict(payload["config"]),
+                            observation_key=payload.get("observation_key", "observation"))
     model.load_state_dict(payload["state_dict"])
     return model, payload["extra"]
 

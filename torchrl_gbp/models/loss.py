@@ -23,9 +23,10 @@ class TeacherForcingLoss(LossModule):
     Reads a batch of model-step windows: ``"observation"`` ``(B, T, obs_dim)`` and
     ``"action"`` ``(B, T - 1, action_dim)`` (model actions in env units; the loss
     normalises them with the model's statistics), ``T > num_hist``.
-    When a data-synthesis transform wrote ``"perturbed_latent"`` ``(B, T, D)`` and
-    ``"perturbed_action_embedding"`` ``(B, T - 1, E)``, the predictor reads those
-    instead, and still regresses onto the clean encoded targets.
+    When a data-synthesis transform wrote ``"latent_perturbation"`` ``(B, T, D)``
+    and ``"action_embedding_perturbation"`` ``(B, T - 1, E)``, they are added to
+    the encoded inputs (gradients still reach the action encoder) while the
+    targets stay the clean encoded frames.
 
     Returns ``loss_prediction`` (and ``loss_reconstruction`` for models with a
     decoder) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
@@ -45,8 +46,8 @@ class TeacherForcingLoss(LossModule):
 
         observation: NestedKey = "observation"
         action: NestedKey = "action"
-        perturbed_latent: NestedKey = "perturbed_latent"
-        perturbed_action_embedding: NestedKey = "perturbed_action_embedding"
+        latent_perturbation: NestedKey = "latent_perturbation"
+        action_embedding_perturbation: NestedKey = "action_embedding_perturbation"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -78,11 +79,14 @@ class TeacherForcingLoss(LossModule):
         if wm.state_decoder is not None:
             out["loss_reconstruction"] = (wm.state_decoder(z) - wm.obs_normalizer.normalize(obs)).pow(2).mean()
         targets = z[:, h:].detach()
-        perturbed = tensordict.get(self.tensor_keys.perturbed_latent, None)
-        z_in = z if perturbed is None else perturbed
-        e_in = tensordict.get(self.tensor_keys.perturbed_action_embedding, None)
-        if e_in is None:
-            e_in = wm.embed_actions(wm.normalize_action(action))
+        z_in = z
+        e_in = wm.embed_actions(wm.normalize_action(action))
+        dz = tensordict.get(self.tensor_keys.latent_perturbation, None)
+        de = tensordict.get(self.tensor_keys.action_embedding_perturbation, None)
+        if dz is not None:
+            z_in = z_in + dz.detach()
+        if de is not None:
+            e_in = e_in + de.detach()
         z_windows = history_windows(z_in[:, :-1], h)          # (B, T - h, h, D)
         e_windows = history_windows(e_in, h)                  # (B, T - h, h, E)
         prediction = wm.predict(z_windows, e_windows)

@@ -297,6 +297,11 @@ class StateWorldModel(WorldModel):
                 f"rollout expects z_hist (..., {h}, D) and a_hist (..., {h - 1}, A); "
                 f"got {tuple(z_hist.shape)} and {tuple(a_hist.shape)}"
             )
+        if a_hist.shape[-1] != self.action_dim or actions.shape[-1] != self.action_dim:
+            raise ValueError(
+                f"rollout expects a_hist and actions with last dimension action_dim={self.action_dim} "
+                f"(env_action_dim x frameskip); got {tuple(a_hist.shape)} and {tuple(actions.shape)}"
+            )
         embeddings = self.embed_actions(torch.cat([a_hist, actions], dim=-2))
         frames = list(z_hist.unbind(-2))
         for t in range(actions.shape[-2]):

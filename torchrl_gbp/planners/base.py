@@ -26,7 +26,8 @@ class Planner(abc.ABC):
     Args:
         world_model: any object with ``rollout(z_hist, a_hist, actions)`` and
             ``action_dim`` (see :class:`~torchrl_gbp.models.StateWorldModel`).
-        objective: the goal cost (default ``GoalCost("all", base=0.5, alpha=1)``).
+        objective: the goal cost (default ``GoalCost("all", base=0.5, alpha=1)`` with the
+            world model's ``config.proprio_dim`` when it has one).
         horizon: planned model steps ``H``.
         action_low, action_high: bounds ``(A,)`` of the normalised model action;
             every candidate is projected into them. ``None``: unbounded.
@@ -37,7 +38,8 @@ class Planner(abc.ABC):
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.world_model = world_model
-        self.objective = objective if objective is not None else GoalCost()
+        proprio_dim = getattr(getattr(world_model, "config", None), "proprio_dim", 0)
+        self.objective = objective if objective is not None else GoalCost(proprio_dim=proprio_dim)
         self.horizon = horizon
         self.action_dim = world_model.action_dim
         self.action_low = None if action_low is None else torch.as_tensor(action_low).detach()

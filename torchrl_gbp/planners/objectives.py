@@ -34,9 +34,13 @@ class GoalCost:
     def step_costs(self, z_traj: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         """Per-step cost ``(..., H)`` of ``z_traj`` ``(..., H, D)`` against ``z_goal`` ``(..., D)``."""
         sq = (z_traj - z_goal.unsqueeze(-2)).pow(2)
-        p = self.proprio_dim
+        p, d = self.proprio_dim, sq.shape[-1]
+        if p > d:
+            raise ValueError(f"GoalCost proprio_dim={p} exceeds the latent size {d}")
         if p == 0:
             return sq.mean(-1)
+        if p == d:
+            return self.alpha * sq.mean(-1)
         return sq[..., :-p].mean(-1) + self.alpha * sq[..., -p:].mean(-1)
 
     def weights(self, horizon: int, like: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,30 @@
+"""Wall benchmark: base world model, GD / CEM / MPPI on the same 50 goals.
+
+Run: python benchmarks/wall.py [--quick] [--seed 0]
+Prints the table and writes it, with this command, to benchmarks/results/wall.md.
+"""
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from torchrl_gbp.pipeline import reproduce
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--quick", action="store_true")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--out", default="runs/benchmark")
+args = parser.parse_args()
+
+result = reproduce("wall", args.out, quick=args.quick, seed=args.seed)
+command = "python benchmarks/wall.py" + " ".join([""] + sys.argv[1:])
+machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+report = (f"# Wall\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{result['table']}\n\n"
+          f"Seconds per plan are for one planning call batched over all episodes; 'time vs CEM' divides by "
+          f"CEM on the base model. Total run time: {result['seconds']:.0f} s.\n")
+path = Path(__file__).parent / "results" / "wall.md"
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(report)
+print(report)

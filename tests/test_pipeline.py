@@ -1,0 +1,117 @@
+"""Data on disk, training, evaluation and the command line, as a user runs them."""
+import torch
+import pytest
+
+from torchrl_gbp.cli import main
+from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
+from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.models import WorldModelConfig, load_checkpoint
+from torchrl_gbp.pipeline import evaluate_checkpoint, format_table, make_policy, recipe_for
+from torchrl_gbp.planners import GradientPlanner, MPCPolicy
+from torchrl_gbp.tasks import WallTask
+from torchrl_gbp.train import build_world_model, train_world_model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return WallTask().generate_dataset(100, seed=0)
+
+
+def test_dataset_round_trip_is_atomic_and_exact(tmp_path, data):
+    path = save_dataset(data, tmp_path / "ds")
+    loaded = load_dataset(path)
+    for key in ("observation", "state", "action", "episode"):
+        assert torch.equal(loaded[key], data[key])
+    # Overwriting replaces the folder only once the new data is complete; no temp folders left behind.
+    save_dataset(data[:10], path)
+    assert load_dataset(path).shape[0] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_load_dataset_names_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_windows_follow_model_steps(data):
+    buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=16,
+                                generator=torch.Generator().manual_seed(0))
+    batch = buffer.sample()
+    assert batch["observation"].shape == (16, 4, 2)
+    assert batch["action"].shape == (16, 3, 10)
+    # Each window replays exactly under the true dynamics: frame k+1 = 5 env steps of block k from frame k.
+    task = WallTask()
+    pos = batch["state"][:, 0]
+    for k in range(3):
+        for a in batch["action"][:, k].reshape(16, 5, 2).unbind(1):
+            pos = task.step(pos, a)
+        torch.testing.assert_close(pos, batch["state"][:, k + 1])
+
+
+def test_window_longer_than_trajectory_is_rejected(data):
+    with pytest.raises(ValueError, match="shorter than one window"):
+        make_window_buffer(data, frames=20, frameskip=5, batch_size=4)
+
+
+def test_training_lowers_the_loss_and_checkpoints(tmp_path, data):
+    torch.manual_seed(0)
+    config = WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=64, depth=2)
+    model = build_world_model(config, data)
+    torch.testing.assert_close(model.obs_normalizer.mean, data["observation"].reshape(-1, 2).mean(0))
+    torch.testing.assert_close(model.action_normalizer.mean, model_actions(data, 5).reshape(-1, 10).mean(0))
+    buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=64,
+                                generator=torch.Generator().manual_seed(0))
+    first = train_world_model(model, buffer, steps=1, log_every=1, progress=False)["loss_prediction"]
+    last = train_world_model(model, buffer, steps=200, log_every=200, progress=False,
+                             checkpoint_path=tmp_path / "m.pt")["loss_prediction"]
+    assert last < 0.5 * first
+    loaded, extra = load_checkpoint(tmp_path / "m.pt")
+    assert extra["step"] == 200
+    z = torch.randn(4, 1, 2)
+    actions = torch.randn(4, 5, 10)
+    assert torch.equal(loaded.rollout(z, z[:, :0, :0].new_zeros(4, 0, 10), actions),
+                       model.rollout(z, z.new_zeros(4, 0, 10), actions))
+
+
+def test_evaluate_reports_metrics_on_shared_pairs(data):
+    task = WallTask()
+    model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=16, depth=1),
+                              data)
+    policy = MPCPolicy(model, GradientPlanner(model, steps=2), task.make_env().action_spec)
+    a = evaluate(policy, task, episodes=4, seed=3, max_steps=10)
+    b = evaluate(policy, task, episodes=4, seed=3, max_steps=10)
+    assert 0.0 <= a["success_rate"] <= 1.0 and a["plan_seconds"] > 0
+    assert a["final_distance"] == b["final_distance"]  # same pairs, deterministic policy
+
+
+def test_cli_collect_train_evaluate(tmp_path, capsys):
+    ds, ckpt = tmp_path / "ds", tmp_path / "m.pt"
+    assert main(["collect", "--task", "wall", "--out", str(ds), "--num-trajectories", "40"]) == 0
+    assert main(["train", "--task", "wall", "--dataset", str(ds), "--out", str(ckpt), "--steps", "20",
+                 "--hidden-dim", "32", "--depth", "1", "--log-dir", str(tmp_path / "logs")]) == 0
+    model, extra = load_checkpoint(ckpt)
+    assert model.config.hidden_dim == 32 and extra["task"] == "wall"
+    assert any((tmp_path / "logs").rglob("*.csv"))
+    capsys.readouterr()
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "cem", "--episodes", "2",
+                 "--samples", "16", "--elites", "4", "--iterations", "2"]) == 0
+    assert '"success_rate"' in capsys.readouterr().out
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["collect", "--task", "nosuchtask", "--out", str(tmp_path / "x")]) == 2
+    assert "nosuchtask" in capsys.readouterr().err
+
+
+def test_format_table_reports_time_relative_to_cem():
+    rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.1, "plan_seconds": t,
+             "plan_seconds_per_env": t / 50} for p, s, t in [("cem", 0.8, 2.0), ("gd", 0.7, 0.2)]]
+    table = format_table(rows)
+    assert "| base | gd | 70.0 |" in table and "| 0.100 |" in table
+
+
+def test_quick_recipe_is_smaller():
+    full, quick = recipe_for("wall"), recipe_for("wall", quick=True)
+    assert quick.train_steps < full.train_steps and quick.episodes < full.episodes
