@@ -1,7 +1,7 @@
 """Gradient-based planning: optimise the action sequence through the world model."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -28,6 +28,9 @@ class GradientPlanner(Planner):
         init: ``"randn"`` or ``"zeros"``: the start when no warm start is given.
         noise_std: std of the noise added after each step.
         num_restarts: parallel searches per batch element.
+        callback: called after each gradient evaluation as ``callback(step, actions, cost, grad)``
+            with the detached actions ``(B, R, H, A)``, their costs ``(B, R)`` and the cost
+            gradient ``(B, R, H, A)``, before the optimiser step (for diagnostics).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -42,7 +45,8 @@ class GradientPlanner(Planner):
                  lr: float = 0.2, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, init: str = "randn", noise_std: float = 0.003,
                  num_restarts: int = 1, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None) -> None:
+                 action_high: torch.Tensor | None = None,
+                 callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
         super().__init__(world_model, objective, horizon, action_low, action_high)
         if init not in ("randn", "zeros"):
             raise ValueError(f"init must be 'randn' or 'zeros', got {init!r}")
@@ -55,6 +59,7 @@ class GradientPlanner(Planner):
         self.init = init
         self.noise_std = noise_std
         self.num_restarts = num_restarts
+        self.callback = callback
 
     def initial_actions(self, init: torch.Tensor | None, batch: int, like: torch.Tensor,
                         generator: torch.Generator | None) -> torch.Tensor:
@@ -73,9 +78,11 @@ class GradientPlanner(Planner):
         best_actions = actions.detach().clone()
         best_cost = torch.full(best_actions.shape[:2], float("inf"), dtype=z_hist.dtype, device=z_hist.device)
         with torch.enable_grad():
-            for _ in range(self.steps):
+            for step in range(self.steps):
                 cost = self.score(z_hist, a_hist, z_goal, actions)
                 (grad,) = torch.autograd.grad(cost.sum(), actions)
+                if self.callback is not None:
+                    self.callback(step, actions.detach(), cost.detach(), grad)
                 self._keep_best(actions, cost, best_actions, best_cost)
                 actions.grad = grad
                 optimizer.step()
