@@ -109,7 +109,7 @@ def test_format_table_reports_time_relative_to_cem():
     rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.1, "plan_seconds": t,
              "plan_seconds_per_env": t / 50} for p, s, t in [("cem", 0.8, 2.0), ("gd", 0.7, 0.2)]]
     table = format_table(rows)
-    assert "| base | gd | 70.0 |" in table and "| 0.100 |" in table
+    assert "| base | gd | 70.0 +- 0.0 | 0.100 |" in table and "| 0.100 |" in table
 
 
 def test_quick_recipe_is_smaller():

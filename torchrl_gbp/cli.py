@@ -6,11 +6,20 @@ import json
 import sys
 
 from . import pipeline
+from .diagnostics import diagnose
 
 
 def _add_task(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="wall", help="task name (default: wall)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def _named_path(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> ``(NAME, PATH)``, for ``diagnose --checkpoints``."""
+    name, sep, path = text.partition("=")
+    if not (sep and name and path):
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elites", type=int, default=None, help="CEM/MPPI elites")
     p.add_argument("--iterations", type=int, default=None, help="CEM/MPPI iterations")
 
+    p = sub.add_parser("finetune", help="finetune a checkpoint with data synthesis (pipeline.finetune)")
+    _add_task(p)
+    p.add_argument("--from", dest="checkpoint", required=True, help="base checkpoint to start from")
+    p.add_argument("--method", choices=pipeline.METHODS, required=True)
+    p.add_argument("--out", required=True, help="checkpoint file to write")
+    p.add_argument("--dataset", default=None, help="dataset folder (default: regenerate the task's dataset)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--predictor-lr", type=float, default=None)
+    p.add_argument("--action-encoder-lr", type=float, default=None)
+    p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
+
     p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (pipeline.reproduce)")
     _add_task(p)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
     p.add_argument("--planners", nargs="+", choices=pipeline.PLANNERS, default=list(pipeline.PLANNERS))
+    p.add_argument("--methods", nargs="*", choices=pipeline.METHODS, default=list(pipeline.METHODS),
+                   help="finetuning methods to compare with the base model (none: base model only)")
+
+    p = sub.add_parser("diagnose", help="error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)")
+    _add_task(p)
+    p.add_argument("--checkpoints", nargs="+", type=_named_path, required=True, metavar="NAME=PATH",
+                   help="models to compare, e.g. base=runs/wall/base.pt online=runs/wall/online_seed0.pt")
+    p.add_argument("--out", required=True, help="folder for landscape.png and diagnostics.md")
+    p.add_argument("--pairs", type=int, default=50, help="(start, goal) pairs (default: 50)")
+    p.add_argument("--landscape-pairs", type=int, default=8, help="pairs whose landscape roughness is averaged")
+    p.add_argument("--planner-steps", type=int, default=300, help="open-loop GD steps (default: 300)")
+    p.add_argument("--planner-lr", type=float, default=0.3, help="open-loop GD learning rate (default: 0.3)")
+    p.add_argument("--resolution", type=int, default=41, help="landscape grid points per axis")
+    p.add_argument("--span", type=float, default=1.0, help="landscape half width, in filter-normalised units")
     return parser
 
 
@@ -75,12 +109,28 @@ def main(argv: list[str] | None = None) -> int:
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
                                                    args.seed, **overrides)
             print(json.dumps(metrics, indent=2))
+        elif args.command == "finetune":
+            pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
+                              steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
+                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir)
+            print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
             result = pipeline.reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
-                                        planners=tuple(args.planners))
+                                        planners=tuple(args.planners), methods=tuple(args.methods))
             print(result["table"])
+            print(result["note"])
             print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}\n"
                   f"total: {result['seconds']:.0f} s")
+        elif args.command == "diagnose":
+            checkpoints = dict(args.checkpoints)
+            if len(checkpoints) != len(args.checkpoints):
+                raise ValueError(f"--checkpoints names must be unique, got {[name for name, _ in args.checkpoints]}")
+            result = diagnose(args.task, checkpoints, args.out, num_pairs=args.pairs, seed=args.seed,
+                              landscape_pairs=args.landscape_pairs, planner_steps=args.planner_steps,
+                              planner_lr=args.planner_lr, resolution=args.resolution, span=args.span)
+            print(result["table"])
+            print(result["note"])
+            print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}")
     except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
         print(f"torchrl-gbp {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """End-to-end recipes: collect a dataset, train a world model, evaluate planners, report."""
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -9,13 +10,17 @@ from pathlib import Path
 import torch
 
 from .data import load_dataset, make_window_buffer, save_dataset
+from torchrl.envs import Compose, Transform
+
 from .evaluate import evaluate
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
 from .planners import CrossEntropyPlanner, GoalCost, GradientPlanner, MPCPolicy, PathIntegralPlanner, Planner
+from .synthesis import AdversarialSynthesis, OnlineSynthesis
 from .tasks import Task, make_task
 from .train import build_world_model, csv_logger, train_world_model
 
 PLANNERS = ("gd", "cem", "mppi")
+METHODS = ("online", "adversarial", "both")
 
 
 @dataclass
@@ -41,13 +46,23 @@ class Recipe:
         "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
     })
     episodes: int = 50
+    finetune_steps: int = 1500
+    finetune_lr: dict = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
+    online: dict = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
+                                                  "planner_steps": 100, "planner_lr": 0.3})
+    adversarial: dict = field(default_factory=lambda: {"fraction": 1.0, "latent_factor": 0.05,
+                                                       "proprio_factor": 0.02, "action_factor": 0.02})
+    seeds: tuple[int, ...] = (0, 1, 2)
+    mppi_models: tuple[str, ...] = ("base",)
 
     def quick(self) -> "Recipe":
         """A smaller run of the same recipe (minutes, not tens of minutes)."""
         budgets = {k: dict(v) for k, v in self.planner_kwargs.items()}
         for name in ("cem", "mppi"):
             budgets[name].update(samples=100, elites=10, iterations=10)
-        return replace(self, num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets)
+        online = {**self.online, "planner_steps": 30}
+        return replace(self, num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets,
+                       finetune_steps=200, online=online, seeds=(0,))
 
 
 RECIPES: dict[str, Recipe] = {"wall": Recipe()}
@@ -117,14 +132,88 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: 
     return evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed)
 
 
+def make_synthesis(method: str, model: StateWorldModel, task: Task, recipe: Recipe, seed: int = 0) -> Transform:
+    """The replay-buffer transform of a finetuning ``method``: online, adversarial or both (online then adversarial)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown finetuning method {method!r}; expected one of {list(METHODS)}")
+    parts = []
+    if method in ("online", "both"):
+        parts.append(OnlineSynthesis(model, task, seed=seed, **recipe.online))
+    if method in ("adversarial", "both"):
+        parts.append(AdversarialSynthesis(model, generator=torch.Generator().manual_seed(seed), **recipe.adversarial))
+    return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
+                   steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
+                   action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
+                   logger=None, progress: bool = True) -> StateWorldModel:
+    """Finetune ``model`` in place with a synthesis transform on the replay buffer.
+
+    Only the predictor and the action encoder train (the observation encoder
+    stays frozen), each with its own learning rate, as in the paper.
+    """
+    torch.manual_seed(seed)
+    transform = make_synthesis(method, model, task, recipe, seed)
+    buffer = make_window_buffer(trajectories, frames=model.num_hist + recipe.window_frames - 1,
+                                frameskip=model.frameskip, batch_size=recipe.batch_size, transform=transform,
+                                generator=torch.Generator().manual_seed(seed))
+    lrs = {"predictor_lr": recipe.finetune_lr["predictor_lr"] if predictor_lr is None else predictor_lr,
+           "action_encoder_lr": (recipe.finetune_lr["action_encoder_lr"] if action_encoder_lr is None
+                                 else action_encoder_lr)}
+    train_world_model(model, buffer, recipe.finetune_steps if steps is None else steps, lr=0.0, encoder_lr=0.0,
+                      **lrs, logger=logger, checkpoint_path=checkpoint_path,
+                      checkpoint_extra={"task": task.name, "method": method, "seed": seed},
+                      progress=progress, description=f"finetune {method}")
+    return model
+
+
+def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: str | os.PathLike,
+             dataset: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
+             predictor_lr: float | None = None, action_encoder_lr: float | None = None,
+             log_dir: str | os.PathLike | None = None, progress: bool = True) -> StateWorldModel:
+    """Load a base checkpoint, finetune it with ``method`` and checkpoint the result to ``out``.
+
+    Without ``dataset`` the task's default dataset is regenerated with ``seed``.
+    """
+    task = make_task(task_name)
+    recipe = recipe_for(task_name)
+    model, _ = load_checkpoint(checkpoint)
+    trajectories = (load_dataset(dataset) if dataset is not None
+                    else task.generate_dataset(recipe.num_trajectories, seed=seed))
+    logger = csv_logger(log_dir, f"{task_name}_finetune_{method}") if log_dir is not None else None
+    return finetune_model(model, task, trajectories, method, recipe, steps, seed, predictor_lr, action_encoder_lr,
+                          checkpoint_path=out, logger=logger, progress=progress)
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Aggregate evaluation runs over seeds: one row per (model, planner), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["model"], run["planner"]), []).append(run)
+    rows = []
+    for (model, planner), items in groups.items():
+        success = torch.tensor([r["success_rate"] for r in items], dtype=torch.float64)
+        rows.append({
+            "model": model, "planner": planner, "seeds": len(items),
+            "success_rate": float(success.mean()),
+            "success_std": float(success.std(unbiased=False)) if len(items) > 1 else 0.0,
+            "final_distance": sum(r["final_distance"] for r in items) / len(items),
+            "plan_seconds": float(torch.tensor([r["plan_seconds"] for r in items]).median()),
+            "plan_seconds_per_env": float(torch.tensor([r["plan_seconds_per_env"] for r in items]).median()),
+        })
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
-    """Markdown table of evaluation rows (model, planner, success, distance, seconds, ratio to CEM)."""
+    """Markdown table: model, planner, success % (mean +- std over seeds), distance, seconds, ratio to CEM on base."""
     reference = next((r["plan_seconds"] for r in rows if r["planner"] == "cem" and r["model"] == "base"), None)
-    lines = ["| model | planner | success % | final distance | s / plan (batched) | s / plan / env | time vs CEM |",
+    lines = ["| model | planner | success % | final distance | s / plan (batched) | s / plan / env | time vs CEM on base |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = f"{r['plan_seconds'] / reference:.3f}" if reference else "-"
-        lines.append(f"| {r['model']} | {r['planner']} | {100 * r['success_rate']:.1f} | {r['final_distance']:.3f} | "
+        success = f"{100 * r['success_rate']:.1f} +- {100 * r.get('success_std', 0.0):.1f}"
+        lines.append(f"| {r['model']} | {r['planner']} | {success} | {r['final_distance']:.3f} | "
                      f"{r['plan_seconds']:.3f} | {r['plan_seconds_per_env']:.4f} | {ratio} |")
     return "\n".join(lines)
 
@@ -136,11 +225,15 @@ def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    markers = {"gd": "o", "cem": "s", "mppi": "^"}
     for r in rows:
-        ax.scatter(r["plan_seconds_per_env"], 100 * r["success_rate"], s=50)
-        ax.annotate(f"{r['model']}/{r['planner']}", (r["plan_seconds_per_env"], 100 * r["success_rate"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+        color = plt.cm.tab10(models.index(r["model"]) % 10)
+        ax.errorbar(r["plan_seconds_per_env"], 100 * r["success_rate"], yerr=100 * r.get("success_std", 0.0),
+                    fmt=markers.get(r["planner"], "o"), color=color, markersize=8, capsize=3,
+                    label=f"{r['model']} / {r['planner']}")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("seconds per plan per env (log)")
     ax.set_ylabel("success %")
@@ -156,11 +249,16 @@ def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: st
 
 
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
-              planners: tuple[str, ...] = PLANNERS, progress: bool = True) -> dict:
-    """Dataset -> base world model -> every planner on the same goals -> table and plot.
+              planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
+              progress: bool = True) -> dict:
+    """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
-    Writes ``out_dir/<task>/{dataset, base.pt, results.md, success_vs_seconds.png}``
-    and returns ``{"rows", "table", "seconds", "paths"}``.
+    The dataset and the base model are made once (``seed``). For each seed of
+    the recipe, every ``method`` finetunes a copy of the base model, and every
+    model is evaluated with every planner on that seed's (start, goal) pairs
+    (MPPI only on the recipe's ``mppi_models``, to bound the run time).
+    Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, logs,
+    results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths"}``.
     """
     start = time.perf_counter()
     recipe = recipe_for(task_name, quick)
@@ -171,25 +269,39 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     trajectories = load_dataset(dataset_path)
     config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip,
                               **recipe.model)
-    model = build_world_model(config, trajectories)
+    base = build_world_model(config, trajectories)
     buffer = make_window_buffer(trajectories, frames=config.num_hist + recipe.window_frames - 1,
                                 frameskip=config.frameskip, batch_size=recipe.batch_size,
                                 generator=torch.Generator().manual_seed(seed))
-    train_world_model(model, buffer, recipe.train_steps, lr=recipe.lr, logger=csv_logger(root / "logs", "base"),
+    logger = csv_logger(root / "logs", "reproduce")
+    train_world_model(base, buffer, recipe.train_steps, lr=recipe.lr, logger=logger,
                       checkpoint_path=root / "base.pt", checkpoint_extra={"task": task_name}, progress=progress,
                       description="base model")
-    rows = []
-    for name in planners:
-        policy = make_policy(model, task, name, recipe)
-        metrics = evaluate(policy, task, episodes=recipe.episodes, seed=seed + 1000)
-        rows.append({"model": "base", "planner": name, **metrics})
-        if progress:
-            print(f"  {name}: success {100 * metrics['success_rate']:.1f}%  "
-                  f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    runs = []
+    for run_seed in recipe.seeds:
+        models = {"base": base}
+        for method in methods:
+            model = copy.deepcopy(base)
+            finetune_model(model, task, trajectories, method, recipe, seed=run_seed, logger=logger,
+                           checkpoint_path=root / f"{method}_seed{run_seed}.pt", progress=progress)
+            models[method] = model
+        for model_name, model in models.items():
+            for name in planners:
+                if name == "mppi" and model_name not in recipe.mppi_models:
+                    continue
+                metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
+                                   seed=1000 + run_seed)
+                runs.append({"model": model_name, "planner": name, "seed": run_seed, **metrics})
+                if progress:
+                    print(f"  seed {run_seed} {model_name}/{name}: success {100 * metrics['success_rate']:.1f}%  "
+                          f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    rows = summarize(runs)
     table = format_table(rows)
     plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
     seconds = time.perf_counter() - start
-    (root / "results.md").write_text(f"{table}\n\n{recipe.episodes} episodes, seed {seed}, {seconds:.0f} s total\n")
-    return {"rows": rows, "table": table, "seconds": seconds,
+    note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
+            f"one dataset and base model (seed {seed}); {seconds:.0f} s total")
+    (root / "results.md").write_text(f"{table}\n\n{note}\n")
+    return {"rows": rows, "runs": runs, "table": table, "note": note, "seconds": seconds,
             "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
                       "table": root / "results.md"}}

@@ -17,6 +17,18 @@ def history_windows(x: torch.Tensor, num_hist: int) -> torch.Tensor:
     return windows.movedim(-1, 2)
 
 
+def prediction_error(world_model, z_in: torch.Tensor, e_in: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-step teacher-forcing error ``(B, T - h)``: predict each frame ``t >= h`` from the ``h`` inputs before it.
+
+    ``z_in`` ``(B, T, D)`` and ``e_in`` ``(B, T - 1, E)`` are the encoded inputs
+    (possibly perturbed), ``targets`` ``(B, T - h, D)`` the clean frames; gradients
+    reach the inputs, which is what adversarial synthesis ascends on.
+    """
+    h = world_model.num_hist
+    prediction = world_model.predict(history_windows(z_in[:, :-1], h), history_windows(e_in, h))
+    return (prediction - targets).pow(2).flatten(2).mean(-1)
+
+
 class TeacherForcingLoss(LossModule):
     """Predict every frame of a window from the ``num_hist`` true frames before it.
 
@@ -87,10 +99,7 @@ class TeacherForcingLoss(LossModule):
             z_in = z_in + dz.detach()
         if de is not None:
             e_in = e_in + de.detach()
-        z_windows = history_windows(z_in[:, :-1], h)          # (B, T - h, h, D)
-        e_windows = history_windows(e_in, h)                  # (B, T - h, h, E)
-        prediction = wm.predict(z_windows, e_windows)
-        error = (prediction - targets).pow(2).flatten(2).mean(-1)  # (B, T - h)
+        error = prediction_error(wm, z_in, e_in, targets)  # (B, T - h)
         out["loss_prediction"] = error.mean()
         out["prediction_error"] = error.detach().mean(0)
         return TensorDict(out, batch_size=[])

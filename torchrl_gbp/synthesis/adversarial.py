@@ -1,0 +1,211 @@
+"""Adversarial World Modeling: FGSM perturbations of the encoded inputs, as a replay-buffer transform.
+
+Also holds the few helpers both synthesis transforms share (window checks,
+row choice, the model mode used while synthesising).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.envs import Transform
+
+from torchrl_gbp.models import StateWorldModel
+from torchrl_gbp.models.loss import prediction_error
+
+RADIUS_MODES = ("adaptive", "fixed")
+
+
+@contextmanager
+def synthesis_mode(model: nn.Module) -> Iterator[None]:
+    """Run a block with ``model`` in eval mode and gradients enabled, then restore every submodule's mode.
+
+    Replay buffers may sample under ``torch.no_grad()``, in a prefetch thread,
+    or while the model is in train mode; synthesis must behave the same in all.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2).train()
+        >>> with torch.no_grad(), synthesis_mode(model):
+        ...     model.training, torch.is_grad_enabled()
+        (False, True)
+        >>> model.training
+        True
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def check_fraction(fraction: float) -> float:
+    """Return ``fraction`` if it lies in ``[0, 1]``, else raise a ``ValueError`` naming it."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def choose_rows(batch: int, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Indices of a random subset of ``round(fraction * batch)`` rows, on ``generator``'s device."""
+    device = None if generator is None else generator.device
+    return torch.randperm(batch, generator=generator, device=device)[: round(fraction * batch)]
+
+
+def window_tensors(tensordict: TensorDictBase, keys: Sequence[str], num_hist: int) -> list[torch.Tensor]:
+    """The ``keys`` of a batch of windows, checked against the window layout.
+
+    ``"action"`` must be ``(B, T - 1, ...)`` and every other key ``(B, T, ...)``,
+    with ``T > num_hist`` frames (``T`` taken from ``"observation"``).
+    """
+    present = list(tensordict.keys())
+    missing = [key for key in keys if key not in present]
+    if missing:
+        raise KeyError(f"a batch of windows needs keys {missing}; found {present}")
+    obs = tensordict.get("observation")
+    if obs.ndim < 3 or obs.shape[1] <= num_hist:
+        raise ValueError(f"'observation' must be (B, T, ...) with T > num_hist={num_hist}, got {tuple(obs.shape)}")
+    tensors = [tensordict.get(key) for key in keys]
+    for key, value in zip(keys, tensors):
+        frames = obs.shape[1] - 1 if key == "action" else obs.shape[1]
+        if value.ndim < 3 or tuple(value.shape[:2]) != (obs.shape[0], frames):
+            raise ValueError(
+                f"{key!r} must have shape ({obs.shape[0]}, {frames}, ...) to match 'observation' "
+                f"{tuple(obs.shape)}; got {tuple(value.shape)}"
+            )
+    return tensors
+
+
+def _std(x: torch.Tensor) -> torch.Tensor:
+    """Std over all entries; zero for an empty slice."""
+    return x.std() if x.numel() else x.new_zeros(())
+
+
+class AdversarialSynthesis(Transform):
+    """Replay-buffer transform: adversarial perturbations of the encoded windows (latent FGSM).
+
+    For every sampled batch of windows (``"observation"`` ``(B, T, obs_dim)``,
+    ``"action"`` ``(B, T - 1, action_dim)`` in env units) it encodes the
+    latents ``z`` and action embeddings ``e`` as
+    :class:`~torchrl_gbp.models.TeacherForcingLoss` does and, for a random
+    ``round(fraction * B)`` rows, searches perturbations within per-slice radii
+    ``eps = factor * std(slice)`` (std over batch, time and the slice's
+    entries; slices: main latent, the trailing ``config.proprio_dim`` proprio
+    entries, action embedding): a uniform random start in ``[-eps, eps]``, then
+    ``ascent_steps`` steps ``delta += step_size * eps * sign(grad)`` of the
+    teacher-forcing prediction loss, clamped to ``[-eps, eps]``. The other rows
+    get zero perturbations.
+
+    Returns a new TensorDict: the input entries (untouched, not copied) plus
+    ``"latent_perturbation"`` ``(B, T, D)``, ``"action_embedding_perturbation"``
+    ``(B, T - 1, E)`` (detached) and a bool ``"adversarial"`` ``(B,)`` flag.
+    ``TeacherForcingLoss`` adds the perturbations to its inputs and keeps clean
+    targets. The search runs with gradients enabled and the model in eval mode
+    (its modes restored after), differentiates only the perturbations, and
+    never writes ``.grad`` into the model.
+
+    The model is held by reference, not as a submodule: replay buffers call
+    ``eval()`` on their transforms and save their ``state_dict``, which must not
+    touch the model being trained.
+
+    Args:
+        world_model: the model being trained.
+        fraction: share of the batch rows that get perturbed, in ``[0, 1]``.
+        latent_factor, proprio_factor, action_factor: radius factors (>= 0) of
+            the main latent, proprio and action-embedding slices.
+        radius: ``"adaptive"`` measures the stds on every batch; ``"fixed"``
+            measures them on the first batch and keeps them.
+        ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
+        step_size: step length in units of ``eps``.
+        generator: random source for the rows and starts (on the data's device).
+
+    Attributes:
+        eps: buffer ``(3,)``: the radii of the main-latent, proprio and
+            action-embedding slices last used (NaN before the first batch); kept
+            in ``state_dict``, so a fixed radius survives checkpoints.
+
+    Example:
+        >>> from torchrl_gbp.data import make_window_buffer
+        >>> from torchrl_gbp.models import WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> from torchrl_gbp.train import build_world_model
+        >>> data = WallTask().generate_dataset(20, seed=0)
+        >>> model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
+        >>> buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8,
+        ...                             transform=AdversarialSynthesis(model, fraction=0.5))
+        >>> batch = buffer.sample()
+        >>> batch["latent_perturbation"].shape, int(batch["adversarial"].sum())
+        (torch.Size([8, 3, 2]), 4)
+    """
+
+    def __init__(self, world_model: StateWorldModel, fraction: float = 1.0, latent_factor: float = 0.05,
+                 proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
+                 ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        for name, factor in (("latent_factor", latent_factor), ("proprio_factor", proprio_factor),
+                             ("action_factor", action_factor)):
+            if not factor >= 0:
+                raise ValueError(f"{name} must be >= 0, got {factor!r}")
+        if radius not in RADIUS_MODES:
+            raise ValueError(f"radius must be one of {RADIUS_MODES}, got {radius!r}")
+        if isinstance(ascent_steps, bool) or not isinstance(ascent_steps, int) or ascent_steps < 1:
+            raise ValueError(f"ascent_steps must be an int >= 1, got {ascent_steps!r}")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule (see docstring)
+        self.fraction = check_fraction(fraction)
+        self.factors = (float(latent_factor), float(proprio_factor), float(action_factor))
+        self.radius = radius
+        self.ascent_steps = ascent_steps
+        self.step_size = float(step_size)
+        self.generator = generator
+        self.register_buffer("eps", torch.full((3,), float("nan")))
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Add adversarial perturbations to a batch of windows (see the class docstring)."""
+        wm = self.world_model
+        obs, action = window_tensors(tensordict, ("observation", "action"), wm.num_hist)
+        with synthesis_mode(wm):
+            with torch.no_grad():
+                z = wm.encode(obs)
+                e = wm.embed_actions(wm.normalize_action(action))
+            radii = self._radii(z, e)
+            rows = choose_rows(obs.shape[0], self.fraction, self.generator).to(z.device)
+            dz, de = torch.zeros_like(z), torch.zeros_like(e)
+            if rows.numel():
+                dz[rows], de[rows] = self._ascend(z[rows], e[rows], radii)
+        flag = torch.zeros(obs.shape[0], dtype=torch.bool, device=z.device)
+        flag[rows] = True
+        out = tensordict.clone(recurse=False)
+        out.set("latent_perturbation", dz)
+        out.set("action_embedding_perturbation", de)
+        out.set("adversarial", flag)
+        return out
+
+    def _radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-entry radii of the latent ``(D,)`` and of the action embedding ``(E,)``."""
+        d, p = z.shape[-1], self.world_model.config.proprio_dim
+        if self.radius == "adaptive" or self.eps.isnan().any():
+            stds = torch.stack([_std(z[..., :d - p]), _std(z[..., d - p:]), _std(e)])
+            self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
+        eps = self.eps.to(z)
+        return torch.cat([eps[0].expand(d - p), eps[1].expand(p)]), eps[2].expand(e.shape[-1])
+
+    def _ascend(self, z: torch.Tensor, e: torch.Tensor,
+                radii: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """FGSM with random start on the prediction loss; returns detached ``(dz, de)``."""
+        deltas = [(2 * torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device) - 1) * r
+                  for x, r in zip((z, e), radii)]
+        targets = z[:, self.world_model.num_hist:]
+        for _ in range(self.ascent_steps):
+            deltas = [d.requires_grad_(True) for d in deltas]
+            loss = prediction_error(self.world_model, z + deltas[0], e + deltas[1], targets).mean()
+            grads = torch.autograd.grad(loss, deltas)
+            deltas = [torch.clamp(d.detach() + self.step_size * r * g.sign(), -r, r)
+                      for d, g, r in zip(deltas, grads, radii)]
+        return deltas[0], deltas[1]

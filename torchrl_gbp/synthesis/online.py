@@ -1,0 +1,194 @@
+"""Online World Modeling: simulator-corrected planner rollouts, as a replay-buffer transform."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.envs import EnvBase, Transform
+from torchrl.envs.utils import step_mdp
+
+from torchrl_gbp.models import StateWorldModel
+from torchrl_gbp.planners import GoalCost, GradientPlanner, Planner
+from torchrl_gbp.tasks import Task
+
+from .adversarial import check_fraction, choose_rows, synthesis_mode, window_tensors
+
+WINDOW_KEYS = ("observation", "state", "action")
+
+
+class OnlineSynthesis(Transform):
+    """Replay-buffer transform: mix in windows where the simulator corrects the planner's rollouts.
+
+    On the first call and every ``every``-th call after it, each window of the
+    batch (``"observation"``, ``"state"`` ``(B, T, ...)``, ``"action"``
+    ``(B, T - 1, action_dim)`` in env units) becomes a planning problem: its
+    first ``h = num_hist`` frames are the history, its last observation the
+    goal. The planner (default: a :class:`~torchrl_gbp.planners.GradientPlanner`
+    over ``T - h`` model steps, ``GoalCost(mode="last")``, Adam, bounded by the
+    env's action spec) plans open loop from the encoded history; then the
+    task's env, set to each window's last history state, executes the planned
+    actions (denormalised, clamped into the action spec, ``frameskip`` env
+    steps per model step, all windows batched). The synthetic window keeps the
+    recorded history frames and actions and continues with the simulated
+    observations and states and the executed actions; ``"episode"`` is -1.
+    Synthetic windows go to a bounded buffer (``capacity`` windows, oldest out).
+
+    On every call, ``round(fraction * B)`` random rows of the batch are
+    replaced by windows drawn from that buffer (once it holds any); a bool
+    ``"synthetic"`` ``(B,)`` flag marks them. Entries of replaced rows that a
+    synthetic window lacks (for instance perturbations written by an earlier
+    transform) are zeroed. The batch keeps its shape, the result is a new
+    TensorDict, and the sampled (possibly storage-aliasing) input is never
+    written. Put it before :class:`AdversarialSynthesis` in a ``Compose`` so
+    synthetic rows get perturbed too.
+
+    Planning runs with gradients enabled and the model in eval mode (modes
+    restored after); only the action sequence is differentiated. As in
+    :class:`AdversarialSynthesis`, the model is held by reference, not as a
+    submodule.
+
+    Args:
+        world_model: the model being trained.
+        task: gives the simulator (``make_env``, whose env has ``set_state``
+            and ``get_state``).
+        every: synthesise on every ``every``-th call (the first included).
+        fraction: share of the batch rows replaced by synthetic windows.
+        capacity: synthetic windows kept.
+        planner: a planner whose ``horizon`` is ``T - num_hist``; overrides the
+            default gradient planner (and ``planner_steps``/``planner_lr``).
+        planner_steps, planner_lr: the default planner's Adam steps and rate.
+        seed: seeds the row choice, the synthetic-buffer sampling, the planner and the env.
+
+    Example:
+        >>> from torchrl_gbp.data import make_window_buffer
+        >>> from torchrl_gbp.models import WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> from torchrl_gbp.train import build_world_model
+        >>> task = WallTask()
+        >>> data = task.generate_dataset(20, seed=0)
+        >>> model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
+        >>> online = OnlineSynthesis(model, task, every=10, fraction=0.5, planner_steps=5)
+        >>> buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=online)
+        >>> batch = buffer.sample()
+        >>> batch.shape, int(batch["synthetic"].sum()), len(online.synthetic_buffer), online.synthesis_rounds
+        (torch.Size([8]), 4, 8, 1)
+    """
+
+    def __init__(self, world_model: StateWorldModel, task: Task, every: int = 10, fraction: float = 0.5,
+                 capacity: int = 10_000, planner: Planner | None = None, planner_steps: int = 100,
+                 planner_lr: float = 0.3, seed: int = 0) -> None:
+        super().__init__()
+        for name, value in (("every", every), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if planner is None and (planner_steps < 0 or not planner_lr > 0):
+            raise ValueError(f"need planner_steps >= 0 and planner_lr > 0, got {planner_steps!r} and {planner_lr!r}")
+        object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule
+        self.task = task
+        self.every = every
+        self.fraction = check_fraction(fraction)
+        self.planner = planner
+        self.planner_steps = planner_steps
+        self.planner_lr = float(planner_lr)
+        self.seed = seed
+        self._generator = torch.Generator().manual_seed(seed)
+        self._synthetic = ReplayBuffer(storage=LazyTensorStorage(capacity), generator=self._generator)
+        self._frames: int | None = None
+        self._calls = 0
+        self._rounds = 0
+
+    @property
+    def synthetic_buffer(self) -> ReplayBuffer:
+        """The bounded buffer of synthetic windows (read it; the transform writes it)."""
+        return self._synthetic
+
+    @property
+    def synthesis_rounds(self) -> int:
+        """How many times windows were synthesised."""
+        return self._rounds
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Synthesise when due, then replace a ``fraction`` of the rows (see the class docstring)."""
+        obs, state, action = window_tensors(tensordict, WINDOW_KEYS, self.world_model.num_hist)
+        if self._frames not in (None, obs.shape[1]):
+            raise ValueError(f"this OnlineSynthesis holds windows of {self._frames} frames; got a batch of "
+                             f"{obs.shape[1]} frames (keep the window length fixed)")
+        if self._calls % self.every == 0:
+            self._synthetic.extend(self.synthesize(obs, state, action).cpu())
+            self._frames = obs.shape[1]
+            self._rounds += 1
+        self._calls += 1
+        return self._mix(tensordict)
+
+    def synthesize(self, obs: torch.Tensor, state: torch.Tensor, action: torch.Tensor) -> TensorDict:
+        """Synthetic windows ``(B,)`` for windows ``obs``/``state`` ``(B, T, ...)`` and ``action`` ``(B, T - 1, A)``."""
+        wm, h = self.world_model, self.world_model.num_hist
+        b, horizon = obs.shape[0], obs.shape[1] - h
+        env = self.task.make_env(num_envs=b, seed=self.seed, device=obs.device)
+        with synthesis_mode(wm):
+            with torch.no_grad():
+                z_hist, z_goal = wm.encode(obs[:, :h]), wm.encode(obs[:, -1])
+                a_hist = wm.normalize_action(action[:, :h - 1])
+            # the planner draws on the data's device; seed it from the transform's CPU generator
+            plan_seed = int(torch.randint(2**62, (), generator=self._generator))
+            plan = self._planner(horizon, env).plan(
+                z_hist, a_hist, z_goal, generator=torch.Generator(obs.device).manual_seed(plan_seed)).actions
+        env_actions = wm.denormalize_action(plan).reshape(b, horizon * wm.frameskip, -1)
+        sim_obs, sim_state, executed = self._simulate(env, state[:, h - 1], env_actions)
+        return TensorDict(
+            {
+                "observation": torch.cat([obs[:, :h], sim_obs], dim=1),
+                "state": torch.cat([state[:, :h], sim_state], dim=1),
+                "action": torch.cat([action[:, :h - 1], executed.reshape(b, horizon, -1)], dim=1),
+                "episode": torch.full((b,), -1, dtype=torch.int64, device=obs.device),
+            },
+            batch_size=[b],
+        )
+
+    def _planner(self, horizon: int, env: EnvBase) -> Planner:
+        if self.planner is not None:
+            if self.planner.horizon != horizon:
+                raise ValueError(
+                    f"planner.horizon must be T - num_hist = {horizon} for windows of this batch, "
+                    f"got {self.planner.horizon}"
+                )
+            return self.planner
+        low, high = self.world_model.normalized_action_bounds(env.action_spec.low[0], env.action_spec.high[0])
+        objective = GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
+        return GradientPlanner(self.world_model, objective, horizon=horizon, steps=self.planner_steps,
+                               lr=self.planner_lr, action_low=low, action_high=high)
+
+    def _simulate(self, env: EnvBase, start: torch.Tensor,
+                  env_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``env_actions`` ``(B, H * frameskip, a)`` from ``start``; record every ``frameskip`` steps.
+
+        Returns the observations and states ``(B, H, ...)`` after each model step
+        and the executed (clamped) env actions ``(B, H * frameskip, a)``.
+        """
+        spec = env.action_spec
+        td = env.reset()
+        env.set_state(start)
+        observations, states, executed = [], [], []
+        for t, env_action in enumerate(env_actions.unbind(1), start=1):
+            env_action = torch.maximum(torch.minimum(env_action, spec.high), spec.low)
+            td = step_mdp(env.step(td.set("action", env_action)))
+            executed.append(env_action)
+            if t % self.world_model.frameskip == 0:
+                observations.append(td.get("observation"))
+                states.append(env.get_state())
+        return torch.stack(observations, 1), torch.stack(states, 1), torch.stack(executed, 1)
+
+    def _mix(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """A copy of the batch with ``round(fraction * B)`` rows replaced by synthetic windows."""
+        device = tensordict.get("observation").device
+        out = tensordict.clone()
+        flag = torch.zeros(out.shape[0], dtype=torch.bool, device=device)
+        rows = choose_rows(out.shape[0], self.fraction, self._generator).to(device)
+        if rows.numel() and len(self._synthetic):
+            sample = self._synthetic.sample(rows.numel())
+            for key in out.keys(include_nested=True, leaves_only=True):
+                entry = out.get(key)
+                entry[rows] = sample.get(key).to(entry) if key in sample.keys() else 0
+            flag[rows] = True
+        out.set("synthetic", flag)
+        return out
