@@ -6,7 +6,7 @@ from torchrl_gbp.cli import main
 from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import evaluate_checkpoint, format_table, make_policy, recipe_for
+from torchrl_gbp.pipeline import format_table, recipe_for
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model

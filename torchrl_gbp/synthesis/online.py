@@ -11,7 +11,7 @@ from torchrl_gbp.models import StateWorldModel
 from torchrl_gbp.planners import GoalCost, GradientPlanner, Planner
 from torchrl_gbp.tasks import Task
 
-from .adversarial import check_fraction, choose_rows, synthesis_mode, window_tensors
+from .common import check_fraction, choose_rows, synthesis_mode, window_tensors
 
 WINDOW_KEYS = ("observation", "state", "action")
 

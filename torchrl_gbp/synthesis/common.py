@@ -1,0 +1,71 @@
+"""Helpers both synthesis transforms share: window checks, row choice, the model mode while synthesising."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+
+@contextmanager
+def synthesis_mode(model: nn.Module) -> Iterator[None]:
+    """Run a block with ``model`` in eval mode and gradients enabled, then restore every submodule's mode.
+
+    Replay buffers may sample under ``torch.no_grad()``, in a prefetch thread,
+    or while the model is in train mode; synthesis must behave the same in all.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2).train()
+        >>> with torch.no_grad(), synthesis_mode(model):
+        ...     model.training, torch.is_grad_enabled()
+        (False, True)
+        >>> model.training
+        True
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def check_fraction(fraction: float) -> float:
+    """Return ``fraction`` if it lies in ``[0, 1]``, else raise a ``ValueError`` naming it."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def choose_rows(batch: int, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Indices of a random subset of ``round(fraction * batch)`` rows, on ``generator``'s device."""
+    device = None if generator is None else generator.device
+    return torch.randperm(batch, generator=generator, device=device)[: round(fraction * batch)]
+
+
+def window_tensors(tensordict: TensorDictBase, keys: Sequence[str], num_hist: int) -> list[torch.Tensor]:
+    """The ``keys`` of a batch of windows, checked against the window layout.
+
+    ``"action"`` must be ``(B, T - 1, ...)`` and every other key ``(B, T, ...)``,
+    with ``T > num_hist`` frames (``T`` taken from ``"observation"``).
+    """
+    present = list(tensordict.keys())
+    missing = [key for key in keys if key not in present]
+    if missing:
+        raise KeyError(f"a batch of windows needs keys {missing}; found {present}")
+    obs = tensordict.get("observation")
+    if obs.ndim < 3 or obs.shape[1] <= num_hist:
+        raise ValueError(f"'observation' must be (B, T, ...) with T > num_hist={num_hist}, got {tuple(obs.shape)}")
+    tensors = [tensordict.get(key) for key in keys]
+    for key, value in zip(keys, tensors):
+        frames = obs.shape[1] - 1 if key == "action" else obs.shape[1]
+        if value.ndim < 3 or tuple(value.shape[:2]) != (obs.shape[0], frames):
+            raise ValueError(
+                f"{key!r} must have shape ({obs.shape[0]}, {frames}, ...) to match 'observation' "
+                f"{tuple(obs.shape)}; got {tuple(value.shape)}"
+            )
+    return tensors
