@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                                         planners=tuple(args.planners), methods=tuple(args.methods))
             print(result["table"])
             print(result["note"])
+            print(result["claims"])
             print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}\n"
                   f"total: {result['seconds']:.0f} s")
         elif args.command == "diagnose":

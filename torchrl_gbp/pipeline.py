@@ -46,7 +46,7 @@ class Recipe:
         "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
     })
     episodes: int = 50
-    finetune_steps: int = 1500
+    finetune_steps: int = 1000
     finetune_lr: dict = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
     online: dict = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
                                                   "planner_steps": 100, "planner_lr": 0.3})
@@ -218,6 +218,26 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paper_claims(rows: list[dict]) -> str:
+    """The paper's claims checked against summarised rows, one line each, with the numbers."""
+    by = {(r["model"], r["planner"]): r for r in rows}
+    cem, gd = by.get(("base", "cem")), by.get(("base", "gd"))
+    if cem is None or gd is None:
+        return "claims need base/gd and base/cem rows"
+
+    def pct(r: dict) -> str:
+        return f"{100 * r['success_rate']:.1f}%"
+
+    lines = [f"1. GD on base ({pct(gd)}) {'<' if gd['success_rate'] < cem['success_rate'] else '>='} "
+             f"CEM on base ({pct(cem)}): {'holds' if gd['success_rate'] < cem['success_rate'] else 'does not hold'}"]
+    for model in [r["model"] for r in rows if r["planner"] == "gd" and r["model"] != "base"]:
+        r = by[(model, "gd")]
+        verdict = "holds" if r["success_rate"] >= cem["success_rate"] else "does not hold"
+        lines.append(f"2. GD on {model} ({pct(r)}) vs CEM on base ({pct(cem)}): {verdict}")
+    lines.append(f"3. GD seconds per plan / CEM's: {gd['plan_seconds'] / cem['plan_seconds']:.3f}")
+    return "\n".join(lines)
+
+
 def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
     """Scatter of success rate against seconds per plan, one point per row, saved as PNG."""
     import matplotlib
@@ -301,7 +321,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     seconds = time.perf_counter() - start
     note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
             f"one dataset and base model (seed {seed}); {seconds:.0f} s total")
-    (root / "results.md").write_text(f"{table}\n\n{note}\n")
-    return {"rows": rows, "runs": runs, "table": table, "note": note, "seconds": seconds,
+    claims = paper_claims(rows)
+    (root / "results.md").write_text(f"{table}\n\n{note}\n\n{claims}\n")
+    return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
             "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
                       "table": root / "results.md"}}
