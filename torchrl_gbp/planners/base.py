@@ -51,6 +51,10 @@ class Planner(abc.ABC):
             return actions
         return torch.maximum(torch.minimum(actions, self.action_high.to(actions)), self.action_low.to(actions))
 
+    def cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The search's starting plan ``(B, H, A)`` when there is no warm start (zeros, projected)."""
+        return self.project(like.new_zeros(batch, self.horizon, self.action_dim))
+
     def score(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
               candidates: torch.Tensor) -> torch.Tensor:
         """Cost ``(B, N)`` of ``N`` candidate plans ``(B, N, H, A)`` per batch element."""

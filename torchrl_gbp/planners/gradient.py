@@ -61,14 +61,19 @@ class GradientPlanner(Planner):
         self.num_restarts = num_restarts
         self.callback = callback
 
+    def cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Standard normal (``init="randn"``) or zero actions ``(B, H, A)``, projected into the bounds."""
+        if self.init == "zeros":
+            return super().cold_start(batch, like, generator)
+        return self.project(gaussian((batch, self.horizon, self.action_dim), like, generator))
+
     def initial_actions(self, init: torch.Tensor | None, batch: int, like: torch.Tensor,
                         generator: torch.Generator | None) -> torch.Tensor:
         """Starting points ``(B, R, H, A)``: the warm start (restart 0) and cold starts."""
-        shape = (batch, self.num_restarts, self.horizon, self.action_dim)
-        cold = gaussian(shape, like, generator) if self.init == "randn" else like.new_zeros(shape)
+        starts = [self.cold_start(batch, like, generator) for _ in range(self.num_restarts)]
         if init is not None:
-            cold[:, 0] = init
-        return self.project(cold)
+            starts[0] = self.project(init)
+        return torch.stack(starts, dim=1)
 
     def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
         """Run ``steps`` optimiser steps on all restarts at once."""

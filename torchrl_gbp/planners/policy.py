@@ -12,7 +12,6 @@ from torchrl.envs import TensorDictPrimer
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from .base import Planner
-from .gradient import GradientPlanner
 
 
 class MPCPolicy(TensorDictModuleBase):
@@ -151,12 +150,6 @@ class MPCPolicy(TensorDictModuleBase):
             return None
         return torch.Generator(device=self.action_low.device).manual_seed(self.seed)
 
-    def _cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        shape = (batch, self.planner.horizon, self.world_model.action_dim)
-        if isinstance(self.planner, GradientPlanner) and self.planner.init == "randn":
-            return self.planner.project(torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator))
-        return self.planner.project(like.new_zeros(shape))
-
     # --------------------------------------------------------------- forward
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the next action (and the updated planner state) into ``tensordict``."""
@@ -192,7 +185,7 @@ class MPCPolicy(TensorDictModuleBase):
             with torch.no_grad():
                 z_hist = wm.encode(s["obs_history"][rows])
                 z_goal = wm.encode(goal[rows])
-            cold = self._cold_start(rows.numel(), z_hist, generator)
+            cold = self.planner.cold_start(rows.numel(), z_hist, generator)
             init = cold
             if self.warm_start:
                 shifted = torch.cat([s["plan"][rows, self.n_taken_actions:],
