@@ -8,7 +8,12 @@ from pathlib import Path
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import LazyMemmapStorage, LazyTensorStorage, ReplayBuffer, SliceSampler
+from torchrl.data import (
+    LazyMemmapStorage,
+    LazyTensorStorage,
+    ReplayBuffer,
+    SliceSampler,
+)
 from torchrl.envs import Compose, Transform
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")

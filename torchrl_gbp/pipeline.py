@@ -4,76 +4,29 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-
-from .data import load_dataset, make_window_buffer, save_dataset
 from torchrl.envs import Compose, Transform
 
+from .data import load_dataset, make_window_buffer, save_dataset
 from .evaluate import evaluate
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
-from .planners import CrossEntropyPlanner, GoalCost, GradientPlanner, MPCPolicy, PathIntegralPlanner, Planner
+from .planners import (
+    CrossEntropyPlanner,
+    GoalCost,
+    GradientPlanner,
+    MPCPolicy,
+    PathIntegralPlanner,
+    Planner,
+)
+from .recipes import Recipe, recipe_for
 from .synthesis import AdversarialSynthesis, OnlineSynthesis
 from .tasks import Task, make_task
 from .train import build_world_model, csv_logger, train_world_model
 
 PLANNERS = ("gd", "cem", "mppi")
 METHODS = ("online", "adversarial", "both")
-
-
-@dataclass
-class Recipe:
-    """Defaults for one task: data, model, training and planner budgets.
-
-    ``planner_kwargs`` maps a planner name (``"gd"``, ``"cem"``, ``"mppi"``) to
-    constructor arguments of :class:`GradientPlanner`, :class:`CrossEntropyPlanner`
-    or :class:`PathIntegralPlanner`.
-    """
-
-    num_trajectories: int = 2000
-    model: dict = field(default_factory=lambda: {"num_hist": 1, "hidden_dim": 256, "depth": 3})
-    window_frames: int = 5
-    train_steps: int = 4000
-    batch_size: int = 256
-    lr: float = 1e-3
-    horizon: int = 5
-    objective: dict = field(default_factory=lambda: {"mode": "all", "base": 0.5, "alpha": 1.0})
-    planner_kwargs: dict = field(default_factory=lambda: {
-        "gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
-        "cem": {"samples": 300, "elites": 30, "iterations": 30},
-        "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
-    })
-    episodes: int = 50
-    finetune_steps: int = 1000
-    finetune_lr: dict = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
-    online: dict = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
-                                                  "planner_steps": 100, "planner_lr": 0.3})
-    adversarial: dict = field(default_factory=lambda: {"fraction": 1.0, "latent_factor": 0.05,
-                                                       "proprio_factor": 0.02, "action_factor": 0.02})
-    seeds: tuple[int, ...] = (0, 1, 2)
-    mppi_models: tuple[str, ...] = ("base",)
-
-    def quick(self) -> "Recipe":
-        """A smaller run of the same recipe (minutes, not tens of minutes)."""
-        budgets = {k: dict(v) for k, v in self.planner_kwargs.items()}
-        for name in ("cem", "mppi"):
-            budgets[name].update(samples=100, elites=10, iterations=10)
-        online = {**self.online, "planner_steps": 30}
-        return replace(self, num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets,
-                       finetune_steps=200, online=online, seeds=(0,))
-
-
-RECIPES: dict[str, Recipe] = {"wall": Recipe()}
-
-
-def recipe_for(task_name: str, quick: bool = False) -> Recipe:
-    """The recipe of ``task_name`` (the quick variant when ``quick``)."""
-    if task_name not in RECIPES:
-        raise ValueError(f"no recipe for task {task_name!r}; known: {sorted(RECIPES)}")
-    recipe = RECIPES[task_name]
-    return recipe.quick() if quick else recipe
 
 
 def make_planner(name: str, model: StateWorldModel, horizon: int = 5, objective: GoalCost | None = None,

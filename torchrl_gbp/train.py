@@ -11,7 +11,12 @@ from torchrl.record.loggers import CSVLogger, Logger
 from tqdm.auto import tqdm
 
 from .data import model_actions
-from .models import StateWorldModel, TeacherForcingLoss, WorldModelConfig, save_checkpoint
+from .models import (
+    StateWorldModel,
+    TeacherForcingLoss,
+    WorldModelConfig,
+    save_checkpoint,
+)
 
 
 def build_world_model(config: WorldModelConfig, trajectories: TensorDictBase) -> StateWorldModel:

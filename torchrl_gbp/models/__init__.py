@@ -1,5 +1,10 @@
 """World models: encoders, predictors, the world model, its loss and checkpoints."""
-from .checkpoint import atomic_torch_save, load_checkpoint, load_weights_into, save_checkpoint
+from .checkpoint import (
+    atomic_torch_save,
+    load_checkpoint,
+    load_weights_into,
+    save_checkpoint,
+)
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer

@@ -61,7 +61,7 @@ class WorldModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WorldModelConfig":
+    def from_dict(cls, data: dict) -> WorldModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known

@@ -1,5 +1,5 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
-from .base import PlanResult, Planner
+from .base import Planner, PlanResult
 from .gradient import GradientPlanner
 from .objectives import GoalCost
 from .policy import MPCPolicy

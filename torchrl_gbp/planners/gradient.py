@@ -1,11 +1,12 @@
 """Gradient-based planning: optimise the action sequence through the world model."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .base import PlanResult, Planner, gaussian
+from .base import Planner, PlanResult, gaussian
 from .objectives import GoalCost
 
 

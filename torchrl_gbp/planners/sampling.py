@@ -5,7 +5,7 @@ import abc
 
 import torch
 
-from .base import PlanResult, Planner, gaussian
+from .base import Planner, PlanResult, gaussian
 from .objectives import GoalCost
 
 

@@ -1,8 +1,8 @@
 """Helpers both synthesis transforms share: window checks, row choice, the model mode while synthesising."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from tensordict import TensorDictBase

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDict
 from torchrl.envs import EnvBase
+
+if TYPE_CHECKING:
+    from torchrl_gbp.tasks.env import Simulator
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -44,6 +48,10 @@ class Task(abc.ABC):
         frameskip: default number of env actions per world-model step.
         episode_steps: env steps per evaluation episode (the env truncates there).
         success_threshold: an episode succeeds when ``distance < success_threshold``.
+        action_bounds: ``(low, high)`` of the env action, scalars or per-dim sequences.
+        observation_bounds: ``(low, high)`` of observations, or ``None`` if unbounded.
+        pair_modes: the (start, goal) sampling modes :meth:`sample_start_goal` knows.
+        pair_mode: the default one (set per instance).
     """
 
     name: str
@@ -53,8 +61,17 @@ class Task(abc.ABC):
     frameskip: int
     episode_steps: int
     success_threshold: float
+    action_bounds: tuple = (-1.0, 1.0)
+    observation_bounds: tuple[float, float] | None = None
+    pair_modes: tuple[str, ...]
+    pair_mode: str
 
-    @abc.abstractmethod
+    def check_pair_mode(self, mode: str) -> str:
+        """Return ``mode`` if it is one of :attr:`pair_modes`, else raise a ``ValueError`` naming it."""
+        if mode not in self.pair_modes:
+            raise ValueError(f"unknown pair mode {mode!r} for task {self.name!r}; expected one of {self.pair_modes}")
+        return mode
+
     def make_env(
         self,
         num_envs: int = 1,
@@ -62,11 +79,18 @@ class Task(abc.ABC):
         device: torch.device | str = "cpu",
         pair_mode: str | None = None,
     ) -> EnvBase:
-        """Build the task's env with ``batch_size=[num_envs]``.
+        """Build the task's batched :class:`~torchrl_gbp.tasks.env.GoalEnv` with ``batch_size=[num_envs]``.
 
         ``pair_mode`` picks how reset draws (start, goal) pairs; ``None`` means
         the task's default.
         """
+        from torchrl_gbp.tasks.env import GoalEnv
+
+        return GoalEnv(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+
+    @abc.abstractmethod
+    def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> Simulator:
+        """``num_envs`` copies of the true dynamics (:class:`~torchrl_gbp.tasks.env.Simulator`)."""
 
     @abc.abstractmethod
     def sample_start_goal(

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase
 
 from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
+from torchrl_gbp.tasks.env import GoalEnv, Simulator
 
 WALL_HALF_THICKNESS = 0.05
 PAIR_MODES = ("opposite", "same", "random")
@@ -67,12 +66,6 @@ def wall_step(
     return torch.stack([new_x, new_y], dim=-1).clamp(-1.0, 1.0)
 
 
-def _check_pair_mode(mode: str) -> str:
-    if mode not in PAIR_MODES:
-        raise ValueError(f"unknown pair mode {mode!r}; expected one of {PAIR_MODES}")
-    return mode
-
-
 class WallTask(Task):
     """Reach a goal position in the two-room wall arena; the door is the only way across.
 
@@ -102,6 +95,8 @@ class WallTask(Task):
     state_dim = 2
     action_dim = 2
     success_threshold = 0.1
+    observation_bounds = (-1.0, 1.0)
+    pair_modes = PAIR_MODES
 
     def __init__(
         self,
@@ -123,7 +118,7 @@ class WallTask(Task):
         self.speed = float(speed)
         self.episode_steps = check_positive_int("episode_steps", episode_steps)
         self.frameskip = check_positive_int("frameskip", frameskip)
-        self.pair_mode = _check_pair_mode(pair_mode)
+        self.pair_mode = self.check_pair_mode(pair_mode)
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Apply :func:`wall_step` with this task's door and speed."""
@@ -134,6 +129,10 @@ class WallTask(Task):
             door_center=self.door_center,
             door_half_width=self.door_half_width,
         )
+
+    def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> WallSimulator:
+        """Vectorised wall dynamics for ``num_envs`` envs."""
+        return WallSimulator(self, num_envs, device)
 
     def make_env(
         self,
@@ -156,7 +155,7 @@ class WallTask(Task):
         ``"same"`` on one side, ``"random"`` draws each side independently.
         """
         check_positive_int("n", n)
-        mode = _check_pair_mode(self.pair_mode if mode is None else mode)
+        mode = self.check_pair_mode(self.pair_mode if mode is None else mode)
         # A fixed number of draws per pair whatever the mode, so sequences stay aligned.
         u = torch.rand(n, 6, generator=generator, device=generator.device)
         start_side = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
@@ -267,27 +266,32 @@ def crossing_fraction(dataset: TensorDictBase) -> float:
     return (left & right).float().mean().item()
 
 
-class WallEnv(EnvBase):
-    """Batched TorchRL env for :class:`WallTask`.
+class WallSimulator(Simulator):
+    """Vectorised :func:`wall_step` over ``num_envs`` positions (pure torch)."""
 
-    Keys: ``"observation"`` and ``"goal"`` (positions ``(2,)``), ``"action"``
-    in ``[-1, 1]^2``, ``("next", "reward")`` = minus the distance to the goal,
-    and ``"done"``/``"terminated"``/``"truncated"``; ``terminated`` is always
-    False and ``truncated`` turns True after ``task.episode_steps`` steps.
+    def __init__(self, task: WallTask, num_envs: int, device: torch.device | str = "cpu") -> None:
+        self.task = task
+        self.position = torch.zeros(num_envs, task.state_dim, device=device)
 
-    ``reset`` draws new (start, goal) pairs from a private generator seeded by
-    ``seed``/``set_seed`` (same seed, same pairs). Only envs flagged by a
-    ``"_reset"`` mask are reset when one is given. To reset to chosen pairs,
-    pass a tensordict holding both ``"start_state"`` and ``"goal_state"``
-    of shape ``(num_envs, 2)``; nothing is sampled then.
+    def get_state(self) -> torch.Tensor:
+        """Positions ``(num_envs, 2)`` (a copy)."""
+        return self.position.clone()
 
-    Args:
-        task: the task (geometry, speed, episode length); a default
-            :class:`WallTask` when omitted.
-        num_envs: batch size.
-        seed: seed of the pair generator; random when omitted.
-        device: device of the env's tensors.
-        pair_mode: pair sampling mode; the task's default when omitted.
+    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Teleport the envs flagged by ``mask`` (all when ``None``) to ``state``."""
+        state = state.to(self.position)
+        self.position = state.clone() if mask is None else torch.where(mask.unsqueeze(-1), state, self.position)
+
+    def step(self, action: torch.Tensor) -> None:
+        """One :meth:`WallTask.step` for every env."""
+        self.position = self.task.step(self.position, action)
+
+
+class WallEnv(GoalEnv):
+    """Batched TorchRL env for :class:`WallTask` (a :class:`GoalEnv` with a default task).
+
+    Observations and goals are positions in ``[-1, 1]^2``, actions lie in
+    ``[-1, 1]^2``; see :class:`GoalEnv` for keys, resets and seeding.
 
     Example:
         >>> env = WallEnv(num_envs=4, seed=0)
@@ -310,108 +314,4 @@ class WallEnv(EnvBase):
         device: torch.device | str = "cpu",
         pair_mode: str | None = None,
     ) -> None:
-        task = WallTask() if task is None else task
-        num_envs = check_positive_int("num_envs", num_envs)
-        super().__init__(device=device, batch_size=torch.Size([num_envs]))
-        self.task = task
-        self.pair_mode = _check_pair_mode(task.pair_mode if pair_mode is None else pair_mode)
-        self._make_specs()
-        self._generator = torch.Generator()
-        self._position = torch.zeros(num_envs, task.state_dim, device=self.device)
-        self._goal = torch.zeros(num_envs, task.state_dim, device=self.device)
-        self._step_count = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.set_seed(seed)
-
-    def _make_specs(self) -> None:
-        shape = self.batch_size
-        box = Bounded(low=-1.0, high=1.0, shape=(*shape, self.task.obs_dim), device=self.device)
-        self.observation_spec = Composite(observation=box, goal=box.clone(), shape=shape)
-        self.action_spec = Bounded(
-            low=-1.0, high=1.0, shape=(*shape, self.task.action_dim), device=self.device
-        )
-        self.reward_spec = Unbounded(shape=(*shape, 1), device=self.device)
-        flag = Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device)
-        self.done_spec = Composite(
-            done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=shape
-        )
-
-    def get_state(self) -> torch.Tensor:
-        """Current positions ``(num_envs, 2)`` (a copy)."""
-        return self._position.clone()
-
-    def get_goal_state(self) -> torch.Tensor:
-        """Current goal positions ``(num_envs, 2)`` (a copy)."""
-        return self._goal.clone()
-
-    def set_state(self, state: torch.Tensor, goal_state: torch.Tensor | None = None) -> None:
-        """Teleport the agents to ``state`` ``(num_envs, 2)``, optionally replacing the goals.
-
-        Step counts are left as they are; use ``reset`` to start new episodes.
-        """
-        position = self._check_states("state", state)
-        if goal_state is not None:
-            self._goal = self._check_states("goal_state", goal_state)
-        self._position = position
-
-    def _check_states(self, name: str, value: object) -> torch.Tensor:
-        expected = (self.batch_size[0], self.task.state_dim)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
-            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(
-                f"{name} must have shape (num_envs, state_dim) = {expected}, got {got}"
-            )
-        return value.to(device=self.device, dtype=torch.float32).clone()
-
-    def _set_seed(self, seed: int | None) -> None:
-        if seed is None:
-            self._generator.seed()
-        else:
-            self._generator.manual_seed(int(seed))
-
-    def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDict:
-        num_envs = self.batch_size[0]
-        given = [] if tensordict is None else [
-            key for key in ("start_state", "goal_state") if key in tensordict.keys()
-        ]
-        if len(given) == 1:
-            raise ValueError(
-                f"reset got {given[0]!r} alone; pass both 'start_state' and 'goal_state' "
-                f"of shape ({num_envs}, {self.task.state_dim}), or neither"
-            )
-        if given:
-            start = self._check_states("start_state", tensordict.get("start_state"))
-            goal = self._check_states("goal_state", tensordict.get("goal_state"))
-        else:
-            start, goal = self.task.sample_start_goal(num_envs, self._generator, self.pair_mode)
-            start, goal = start.to(self.device), goal.to(self.device)
-
-        mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None:
-            mask = torch.ones(num_envs, dtype=torch.bool, device=self.device)
-        mask = mask.reshape(num_envs)
-        self._position = torch.where(mask.unsqueeze(-1), start, self._position)
-        self._goal = torch.where(mask.unsqueeze(-1), goal, self._goal)
-        self._step_count = torch.where(mask, 0, self._step_count)
-        return self._observe()
-
-    def _step(self, tensordict: TensorDictBase) -> TensorDict:
-        self._position = self.task.step(self._position, tensordict.get("action"))
-        self._step_count = self._step_count + 1
-        out = self._observe()
-        out.set("reward", -self.task.distance(self._position, self._goal).unsqueeze(-1))
-        return out
-
-    def _observe(self) -> TensorDict:
-        truncated = (self._step_count >= self.task.episode_steps).unsqueeze(-1)
-        terminated = torch.zeros_like(truncated)
-        return TensorDict(
-            {
-                "observation": self.task.observation_from_state(self._position),
-                "goal": self.task.observation_from_state(self._goal),
-                "terminated": terminated,
-                "truncated": truncated,
-                "done": terminated | truncated,
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        super().__init__(WallTask() if task is None else task, num_envs, seed, device, pair_mode)

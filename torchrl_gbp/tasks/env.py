@@ -1,0 +1,183 @@
+"""One batched, goal-conditioned TorchRL env for every task, over a task's batched simulator."""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from torchrl_gbp.tasks.base import check_positive_int
+
+if TYPE_CHECKING:
+    from torchrl_gbp.tasks.base import Task
+
+
+class Simulator(abc.ABC):
+    """``num_envs`` copies of a task's true dynamics, stepped together.
+
+    States are the task's full state vectors ``(num_envs, state_dim)``:
+    ``set_state`` followed by ``step`` must behave exactly like stepping the
+    simulator that produced the state. Implementations may loop over
+    per-env simulator instances (MuJoCo, pymunk) or be vectorised (pure torch).
+    """
+
+    @abc.abstractmethod
+    def get_state(self) -> torch.Tensor:
+        """Current states ``(num_envs, state_dim)`` (a copy, float32, on CPU or the env device)."""
+
+    @abc.abstractmethod
+    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Set the states of the envs flagged by ``mask`` ``(num_envs,)`` (all when ``None``)."""
+
+    @abc.abstractmethod
+    def step(self, action: torch.Tensor) -> None:
+        """Advance every env by one env step under ``action`` ``(num_envs, action_dim)``."""
+
+
+class GoalEnv(EnvBase):
+    """Batched goal-reaching TorchRL env of a :class:`~torchrl_gbp.tasks.Task`.
+
+    Keys: ``"observation"`` and ``"goal"`` (``task.observation_from_state`` of
+    the current and goal states, ``(obs_dim,)``), ``"action"`` inside the
+    task's action bounds, ``("next", "reward")`` = minus the task distance to
+    the goal, and ``"done"``/``"terminated"``/``"truncated"``; ``terminated``
+    is always False and ``truncated`` turns True after ``task.episode_steps``.
+
+    ``reset`` draws (start, goal) pairs with ``task.sample_start_goal`` from a
+    private generator seeded by ``seed``/``set_seed`` (same seed, same pairs).
+    Only envs flagged by a ``"_reset"`` mask are reset when one is given. To
+    reset to chosen pairs, pass a tensordict holding both ``"start_state"``
+    and ``"goal_state"`` of shape ``(num_envs, state_dim)``.
+
+    Args:
+        task: the task (simulator, sampler, distance, episode length).
+        num_envs: batch size.
+        seed: seed of the pair generator; random when omitted.
+        device: device of the env's tensors.
+        pair_mode: pair sampling mode; the task's default when omitted.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+        pair_mode: str | None = None,
+    ) -> None:
+        num_envs = check_positive_int("num_envs", num_envs)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.task = task
+        self.pair_mode = task.check_pair_mode(task.pair_mode if pair_mode is None else pair_mode)
+        self._make_specs()
+        self.simulator = task.make_simulator(num_envs, device=self.device)
+        self._generator = torch.Generator()
+        self._goal = self.simulator.get_state().to(self.device)
+        self._step_count = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.set_seed(seed)
+
+    def _make_specs(self) -> None:
+        shape, task = self.batch_size, self.task
+        if task.observation_bounds is None:
+            box = Unbounded(shape=(*shape, task.obs_dim), device=self.device)
+        else:
+            low, high = task.observation_bounds
+            box = Bounded(low=low, high=high, shape=(*shape, task.obs_dim), device=self.device)
+        self.observation_spec = Composite(observation=box, goal=box.clone(), shape=shape)
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in task.action_bounds)
+        self.action_spec = Bounded(
+            low=low.expand(*shape, task.action_dim).to(self.device),
+            high=high.expand(*shape, task.action_dim).to(self.device),
+            shape=(*shape, task.action_dim),
+            device=self.device,
+        )
+        self.reward_spec = Unbounded(shape=(*shape, 1), device=self.device)
+        flag = Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device)
+        self.done_spec = Composite(
+            done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=shape
+        )
+
+    def get_state(self) -> torch.Tensor:
+        """Current states ``(num_envs, state_dim)`` (a copy)."""
+        return self.simulator.get_state().to(self.device)
+
+    def get_goal_state(self) -> torch.Tensor:
+        """Current goal states ``(num_envs, state_dim)`` (a copy)."""
+        return self._goal.clone()
+
+    def set_state(self, state: torch.Tensor, goal_state: torch.Tensor | None = None) -> None:
+        """Put the simulators in ``state`` ``(num_envs, state_dim)``, optionally replacing the goals.
+
+        Step counts are left as they are; use ``reset`` to start new episodes.
+        """
+        state = self._check_states("state", state)
+        if goal_state is not None:
+            self._goal = self._check_states("goal_state", goal_state)
+        self.simulator.set_state(state)
+
+    def _check_states(self, name: str, value: object) -> torch.Tensor:
+        expected = (self.batch_size[0], self.task.state_dim)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"{name} must have shape (num_envs, state_dim) = {expected}, got {got}"
+            )
+        return value.to(device=self.device, dtype=torch.float32).clone()
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(int(seed))
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDict:
+        num_envs = self.batch_size[0]
+        given = [] if tensordict is None else [
+            key for key in ("start_state", "goal_state") if key in tensordict.keys()
+        ]
+        if len(given) == 1:
+            raise ValueError(
+                f"reset got {given[0]!r} alone; pass both 'start_state' and 'goal_state' "
+                f"of shape ({num_envs}, {self.task.state_dim}), or neither"
+            )
+        if given:
+            start = self._check_states("start_state", tensordict.get("start_state"))
+            goal = self._check_states("goal_state", tensordict.get("goal_state"))
+        else:
+            start, goal = self.task.sample_start_goal(num_envs, self._generator, self.pair_mode)
+            start, goal = start.to(self.device), goal.to(self.device)
+
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        mask = mask.reshape(num_envs)
+        self.simulator.set_state(start, mask)
+        self._goal = torch.where(mask.unsqueeze(-1), goal, self._goal)
+        self._step_count = torch.where(mask, 0, self._step_count)
+        return self._observe(self.get_state())
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        self.simulator.step(tensordict.get("action"))
+        self._step_count = self._step_count + 1
+        state = self.get_state()
+        out = self._observe(state)
+        out.set("reward", -self.task.distance(state, self._goal).unsqueeze(-1))
+        return out
+
+    def _observe(self, state: torch.Tensor) -> TensorDict:
+        truncated = (self._step_count >= self.task.episode_steps).unsqueeze(-1)
+        terminated = torch.zeros_like(truncated)
+        return TensorDict(
+            {
+                "observation": self.task.observation_from_state(state),
+                "goal": self.task.observation_from_state(self._goal),
+                "terminated": terminated,
+                "truncated": truncated,
+                "done": terminated | truncated,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
