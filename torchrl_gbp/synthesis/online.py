@@ -96,6 +96,7 @@ class OnlineSynthesis(Transform):
         self._frames: int | None = None
         self._calls = 0
         self._rounds = 0
+        self._env: EnvBase | None = None
 
     @property
     def synthetic_buffer(self) -> ReplayBuffer:
@@ -124,7 +125,7 @@ class OnlineSynthesis(Transform):
         """Synthetic windows ``(B,)`` for windows ``obs``/``state`` ``(B, T, ...)`` and ``action`` ``(B, T - 1, A)``."""
         wm, h = self.world_model, self.world_model.num_hist
         b, horizon = obs.shape[0], obs.shape[1] - h
-        env = self.task.make_env(num_envs=b, seed=self.seed, device=obs.device)
+        env = self._simulator_env(b, obs.device)
         with synthesis_mode(wm):
             with torch.no_grad():
                 z_hist, z_goal = wm.encode(obs[:, :h]), wm.encode(obs[:, -1])
@@ -144,6 +145,13 @@ class OnlineSynthesis(Transform):
             },
             batch_size=[b],
         )
+
+    def _simulator_env(self, num_envs: int, device: torch.device) -> EnvBase:
+        """The task's batched env, built once per batch size and device (simulators can be slow to build)."""
+        env = self._env
+        if env is None or env.batch_size[0] != num_envs or env.device != device:
+            env = self._env = self.task.make_env(num_envs=num_envs, seed=self.seed, device=device)
+        return env
 
     def _planner(self, horizon: int, env: EnvBase) -> Planner:
         if self.planner is not None:
