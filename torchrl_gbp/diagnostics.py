@@ -29,6 +29,7 @@ from .models import StateWorldModel, load_checkpoint
 from .planners import GoalCost, GradientPlanner, Planner
 from .tasks import Task, make_task
 from .tasks.base import check_positive_int
+from .tasks.env import execute_actions
 
 Landscape = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -116,10 +117,10 @@ def execute_open_loop(task: Task, start: torch.Tensor, env_actions: torch.Tensor
                       goal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run env actions ``(B, H, frameskip, a)`` in the real simulator from states ``start`` ``(B, state_dim)``.
 
-    Builds ``task.make_env(num_envs=B)``, resets it, teleports it to ``start``
-    (``env.set_state``) and steps it through its TensorDict API. Returns the
-    true observations after every model step ``(B, H, obs_dim)`` and the
-    final states ``(B, state_dim)``.
+    Uses :func:`~torchrl_gbp.tasks.env.execute_actions` on a fresh
+    ``task.make_env(num_envs=B)`` (actions clamped into its action spec).
+    Returns the true observations after every model step ``(B, H, obs_dim)``
+    and the final states ``(B, state_dim)``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -128,17 +129,8 @@ def execute_open_loop(task: Task, start: torch.Tensor, env_actions: torch.Tensor
         (torch.Size([2, 3, 2]), torch.Size([2, 2]))
     """
     env = task.make_env(num_envs=start.shape[0], device=start.device)
-    if not hasattr(env, "set_state"):
-        raise TypeError(f"task {task.name!r} builds {type(env).__name__}, which has no set_state(state); "
-                        "diagnostics need to start the simulator from given states")
-    td = env.reset()
-    env.set_state(start, goal)
-    observations = []
-    for block in env_actions.unbind(1):
-        for action in block.unbind(1):
-            td = env.step(td.set("action", action)).get("next")
-        observations.append(td.get("observation"))
-    return torch.stack(observations, dim=1), env.get_state()
+    observations, states, _ = execute_actions(env, start, env_actions.flatten(1, 2), env_actions.shape[2], goal)
+    return observations, states[:, -1]
 
 
 def _check_planner(world_model: StateWorldModel, planner: Planner) -> None:

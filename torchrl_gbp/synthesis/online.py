@@ -5,11 +5,11 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase, Transform
-from torchrl.envs.utils import step_mdp
 
 from torchrl_gbp.models import StateWorldModel
 from torchrl_gbp.planners import GoalCost, GradientPlanner, Planner
 from torchrl_gbp.tasks import Task
+from torchrl_gbp.tasks.env import execute_actions
 
 from .common import check_fraction, choose_rows, synthesis_mode, window_tensors
 
@@ -135,7 +135,7 @@ class OnlineSynthesis(Transform):
             plan = self._planner(horizon, env).plan(
                 z_hist, a_hist, z_goal, generator=torch.Generator(obs.device).manual_seed(plan_seed)).actions
         env_actions = wm.denormalize_action(plan).reshape(b, horizon * wm.frameskip, -1)
-        sim_obs, sim_state, executed = self._simulate(env, state[:, h - 1], env_actions)
+        sim_obs, sim_state, executed = execute_actions(env, state[:, h - 1], env_actions, wm.frameskip)
         return TensorDict(
             {
                 "observation": torch.cat([obs[:, :h], sim_obs], dim=1),
@@ -165,26 +165,6 @@ class OnlineSynthesis(Transform):
         objective = GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
         return GradientPlanner(self.world_model, objective, horizon=horizon, steps=self.planner_steps,
                                lr=self.planner_lr, action_low=low, action_high=high)
-
-    def _simulate(self, env: EnvBase, start: torch.Tensor,
-                  env_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run ``env_actions`` ``(B, H * frameskip, a)`` from ``start``; record every ``frameskip`` steps.
-
-        Returns the observations and states ``(B, H, ...)`` after each model step
-        and the executed (clamped) env actions ``(B, H * frameskip, a)``.
-        """
-        spec = env.action_spec
-        td = env.reset()
-        env.set_state(start)
-        observations, states, executed = [], [], []
-        for t, env_action in enumerate(env_actions.unbind(1), start=1):
-            env_action = torch.maximum(torch.minimum(env_action, spec.high), spec.low)
-            td = step_mdp(env.step(td.set("action", env_action)))
-            executed.append(env_action)
-            if t % self.world_model.frameskip == 0:
-                observations.append(td.get("observation"))
-                states.append(env.get_state())
-        return torch.stack(observations, 1), torch.stack(states, 1), torch.stack(executed, 1)
 
     def _mix(self, tensordict: TensorDictBase) -> TensorDictBase:
         """A copy of the batch with ``round(fraction * B)`` rows replaced by synthetic windows."""

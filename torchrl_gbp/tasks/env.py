@@ -181,3 +181,47 @@ class GoalEnv(EnvBase):
             batch_size=self.batch_size,
             device=self.device,
         )
+
+
+def execute_actions(
+    env: GoalEnv,
+    start: torch.Tensor,
+    env_actions: torch.Tensor,
+    record_every: int = 1,
+    goal: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run env actions ``(B, T, a)`` open loop in ``env`` from states ``start`` ``(B, state_dim)``.
+
+    Resets ``env`` (batch size ``B``), puts it in ``start`` (and ``goal`` when
+    given) with ``set_state`` and steps it through its TensorDict API, each
+    action clamped into the action spec. Returns the observations and states
+    after every ``record_every``-th step, ``(B, T // record_every, ...)``, and
+    the executed (clamped) actions ``(B, T, a)``.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> env = WallTask().make_env(num_envs=2)
+        >>> obs, states, executed = execute_actions(env, torch.zeros(2, 2) - 0.5, torch.ones(2, 10, 2), 5)
+        >>> obs.shape, states.shape, float(executed.max())
+        (torch.Size([2, 2, 2]), torch.Size([2, 2, 2]), 1.0)
+    """
+    check_positive_int("record_every", record_every)
+    if env_actions.ndim != 3 or env_actions.shape[0] != env.batch_size[0]:
+        raise ValueError(
+            f"env_actions must have shape (num_envs={env.batch_size[0]}, T, action_dim), "
+            f"got {tuple(env_actions.shape)}"
+        )
+    spec = env.action_spec
+    td = env.reset()
+    env.set_state(start, goal)
+    observations, states, executed = [], [], []
+    for t, action in enumerate(env_actions.unbind(1), start=1):
+        action = torch.maximum(torch.minimum(action.to(spec.low), spec.high), spec.low)
+        td = env.step(td.set("action", action)).get("next")
+        executed.append(action)
+        if t % record_every == 0:
+            observations.append(td.get("observation"))
+            states.append(env.get_state())
+    if not observations:
+        raise ValueError(f"env_actions has {env_actions.shape[1]} steps, fewer than record_every={record_every}")
+    return torch.stack(observations, 1), torch.stack(states, 1), torch.stack(executed, 1)
