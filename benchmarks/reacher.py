@@ -1,0 +1,10 @@
+"""Reacher (dm_control, easy) benchmark: base, online, adversarial and both-finetuned world models x GD / CEM / MPPI.
+
+Run: python benchmarks/reacher.py [--quick] [--seed 0]
+Prints the table (3 seeds x 50 episodes by default) and writes it, with this
+command, the machine, the paper's claims and the planned-state diagnostics,
+to benchmarks/results/reacher.md. Needs the dm_control extra: pip install 'torchrl_gbp[dmc]'.
+"""
+from common import run_benchmark
+
+run_benchmark("reacher")

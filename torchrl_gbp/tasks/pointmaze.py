@@ -1,0 +1,421 @@
+"""PointMaze: a force-driven ball in a MuJoCo maze must reach a goal cell.
+
+The maze is a grid of unit cells (``1`` = wall block, ``0`` = free), centred
+at the origin as in gymnasium-robotics: cell ``(row, col)`` of an ``R x C``
+map has centre ``x = col - (C - 1) / 2``, ``y = (R - 1) / 2 - row``. The ball
+(radius :data:`BALL_RADIUS`) slides on two joints ``x`` and ``y`` with
+viscous damping; the action is a 2D force in ``[-1, 1]^2`` (motor gear
+:data:`MOTOR_GEAR`, so full force gives a terminal speed of
+``MOTOR_GEAR / JOINT_DAMPING`` = 2 cells per second and a cell takes about 5
+env steps). The MJCF is written in code (no gymnasium-robotics), compiled once
+per maze and cached; each env owns one ``MjData``.
+
+State and observation are both ``(x, y, vx, vy)`` (float32). Every env step
+rounds ``qpos``/``qvel`` to float32 and MuJoCo's solver warm start is
+disabled, so a step is a pure function of the float32 state and the action:
+``set_state`` followed by ``step`` reproduces the original simulator exactly.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import mujoco
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
+from torchrl_gbp.tasks.env import Simulator
+
+#: gymnasium-robotics' U-maze (``1`` = wall block).
+U_MAZE = (
+    (1, 1, 1, 1, 1),
+    (1, 0, 0, 0, 1),
+    (1, 1, 1, 0, 1),
+    (1, 0, 0, 0, 1),
+    (1, 1, 1, 1, 1),
+)
+#: gymnasium-robotics' medium maze.
+MEDIUM_MAZE = (
+    (1, 1, 1, 1, 1, 1, 1, 1),
+    (1, 0, 0, 1, 1, 0, 0, 1),
+    (1, 0, 0, 1, 0, 0, 0, 1),
+    (1, 1, 0, 0, 0, 1, 1, 1),
+    (1, 0, 0, 1, 0, 0, 0, 1),
+    (1, 0, 1, 0, 0, 1, 0, 1),
+    (1, 0, 0, 0, 1, 0, 0, 1),
+    (1, 1, 1, 1, 1, 1, 1, 1),
+)
+MAZES = {"u": U_MAZE, "medium": MEDIUM_MAZE}
+PAIR_MODES = ("random", "far")
+
+CELL_SIZE = 1.0
+BALL_RADIUS = 0.1
+BALL_MASS = 1.0
+JOINT_DAMPING = 5.0
+MOTOR_GEAR = 10.0
+TIMESTEP = 0.01
+SUBSTEPS = 10  # MuJoCo steps per env step: an env step is 0.1 s
+#: Start and goal positions are cell centres plus uniform noise of this half-width per axis.
+POSITION_JITTER = 0.25 * CELL_SIZE
+#: gymnasium-robotics' success radius.
+SUCCESS_THRESHOLD = 0.45
+
+# Dataset controller: PD gains toward the next BFS waypoint (action units per metre and per m/s),
+# its Gaussian action noise, the radius at which a target counts as reached, the per-step switching
+# probabilities between waypoint following and random actions, and the AR(1) random-action walk.
+_KP, _KD, _SEEK_NOISE, _REACHED = 2.0, 0.5, 0.3, 0.3
+_P_TO_RANDOM, _P_TO_SEEK = 0.04, 0.08
+_WALK_DECAY, _WALK_NOISE = 0.8, 0.6
+
+_MODEL_CACHE: dict[tuple[tuple[int, ...], ...], mujoco.MjModel] = {}
+
+
+def resolve_maze(maze: str | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """A maze name (``"u"``, ``"medium"``) or a 0/1 map -> the map as a tuple of row tuples.
+
+    A map must be rectangular, contain only 0 and 1, have a wall border and
+    at least two free cells, all connected.
+
+    Example:
+        >>> len(resolve_maze("medium")), resolve_maze([[1, 1, 1, 1], [1, 0, 0, 1], [1, 1, 1, 1]])[1]
+        (8, (1, 0, 0, 1))
+    """
+    if isinstance(maze, str):
+        if maze not in MAZES:
+            raise ValueError(f"unknown maze {maze!r}; expected one of {sorted(MAZES)} or a 0/1 map")
+        return MAZES[maze]
+    rows = tuple(tuple(int(v) for v in row) for row in maze)
+    if len(rows) < 3 or len({len(r) for r in rows}) != 1 or len(rows[0]) < 3:
+        raise ValueError(f"maze must be a rectangular map of at least 3 x 3 cells, got row lengths "
+                         f"{[len(r) for r in rows]}")
+    if any(v not in (0, 1) for row in rows for v in row):
+        raise ValueError("maze map entries must be 0 (free) or 1 (wall)")
+    border = rows[0] + rows[-1] + tuple(r[0] for r in rows) + tuple(r[-1] for r in rows)
+    if not all(border):
+        raise ValueError("maze map must have a wall (1) border")
+    free = [(i, j) for i, row in enumerate(rows) for j, v in enumerate(row) if v == 0]
+    if len(free) < 2:
+        raise ValueError(f"maze needs at least two free cells, got {len(free)}")
+    if len(_bfs(rows, free[0])) != len(free):
+        raise ValueError("maze free cells must all be connected")
+    return rows
+
+
+def _bfs(rows: tuple[tuple[int, ...], ...], source: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Path lengths (in cells) from ``source`` to every reachable free cell."""
+    dist, queue = {source: 0}, deque([source])
+    while queue:
+        i, j = queue.popleft()
+        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            cell = (i + di, j + dj)
+            if rows[cell[0]][cell[1]] == 0 and cell not in dist:
+                dist[cell] = dist[(i, j)] + 1
+                queue.append(cell)
+    return dist
+
+
+def maze_xml(rows: tuple[tuple[int, ...], ...]) -> str:
+    """The MJCF of a maze map: one box per wall cell and the ball on slide joints x, y.
+
+    Zero gravity and no floor (the ball has no z joint); frictionless contacts
+    (``condim=1``) so the ball slides along walls; solver warm start disabled
+    so each step depends only on ``qpos``, ``qvel`` and ``ctrl``.
+    """
+    n_rows, n_cols = len(rows), len(rows[0])
+    half = CELL_SIZE / 2
+    walls = []
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            if v:
+                x, y = (j - (n_cols - 1) / 2) * CELL_SIZE, ((n_rows - 1) / 2 - i) * CELL_SIZE
+                walls.append(f'<geom name="wall_{i}_{j}" type="box" pos="{x:g} {y:g} 0" '
+                             f'size="{half:g} {half:g} {half:g}" contype="1" conaffinity="1" condim="1"/>')
+    wall_lines = "\n".join("    " + wall for wall in walls)
+    return f"""<mujoco model="pointmaze">
+  <option timestep="{TIMESTEP:g}" gravity="0 0 0">
+    <flag warmstart="disable"/>
+  </option>
+  <worldbody>
+{wall_lines}
+    <body name="ball">
+      <joint name="x" type="slide" axis="1 0 0" damping="{JOINT_DAMPING:g}"/>
+      <joint name="y" type="slide" axis="0 1 0" damping="{JOINT_DAMPING:g}"/>
+      <geom name="ball" type="sphere" size="{BALL_RADIUS:g}" mass="{BALL_MASS:g}" contype="1" conaffinity="1"
+            condim="1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor name="fx" joint="x" gear="{MOTOR_GEAR:g}" ctrlrange="-1 1" ctrllimited="true"/>
+    <motor name="fy" joint="y" gear="{MOTOR_GEAR:g}" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>
+</mujoco>
+"""
+
+
+def maze_model(rows: tuple[tuple[int, ...], ...]) -> mujoco.MjModel:
+    """The compiled ``MjModel`` of a maze map, built once and cached."""
+    if rows not in _MODEL_CACHE:
+        _MODEL_CACHE[rows] = mujoco.MjModel.from_xml_string(maze_xml(rows))
+    return _MODEL_CACHE[rows]
+
+
+class PointMazeTask(Task):
+    """Drive a ball through a maze to a goal cell; success within 0.45 of the goal position.
+
+    The success radius, 0.45, is gymnasium-robotics' PointMaze threshold;
+    distance is the Euclidean distance between ball positions (velocities are
+    ignored). Starts and goals are free-cell centres plus uniform noise of
+    +-0.25 per axis, at rest, so a start is never within the threshold of its
+    goal and doing nothing never succeeds.
+
+    Pair modes: ``"random"`` (default) draws two distinct free cells; in the
+    U-maze about one pair in six lies on the two arms of the U, where the
+    inner wall separates start and goal and a planner minimising the
+    Euclidean goal cost over a short horizon stalls at the wall. ``"far"``
+    always draws the cells furthest apart along the maze (in the U-maze its
+    two ends, either way round), so the ball must go around the wall: a hard
+    mode that greedy-cost MPC does not solve.
+
+    Args:
+        maze: ``"u"`` (gymnasium-robotics' U-maze, default), ``"medium"`` or a 0/1 map.
+        episode_steps: env steps (0.1 s each) per evaluation episode.
+        frameskip: default env actions per world-model step.
+        pair_mode: default (start, goal) sampling, ``"random"`` or ``"far"``.
+
+    Example:
+        >>> task = PointMazeTask()
+        >>> start, goal = task.sample_start_goal(4, torch.Generator().manual_seed(0), mode="far")
+        >>> sorted({task.free_cells[k] for k in task.cell_of(torch.cat([start, goal])[:, :2]).tolist()})
+        [(1, 1), (3, 1)]
+        >>> task.success(goal, goal).tolist(), bool(task.success(start, goal).any())
+        ([True, True, True, True], False)
+        >>> data = task.generate_dataset(num_trajectories=4, trajectory_steps=20, seed=0)
+        >>> data.batch_size, data["next", "state"].shape
+        (torch.Size([4, 20]), torch.Size([4, 20, 4]))
+    """
+
+    name = "pointmaze"
+    obs_dim = 4
+    state_dim = 4
+    action_dim = 2
+    success_threshold = SUCCESS_THRESHOLD
+    action_bounds = (-1.0, 1.0)
+    observation_bounds = None
+    pair_modes = PAIR_MODES
+
+    def __init__(self, maze: str | Sequence[Sequence[int]] = "u", episode_steps: int = 60, frameskip: int = 5,
+                 pair_mode: str = "random") -> None:
+        self.maze = resolve_maze(maze)
+        self.episode_steps = check_positive_int("episode_steps", episode_steps)
+        self.frameskip = check_positive_int("frameskip", frameskip)
+        self.pair_mode = self.check_pair_mode(pair_mode)
+        n_rows, n_cols = len(self.maze), len(self.maze[0])
+        self.free_cells = [(i, j) for i, row in enumerate(self.maze) for j, v in enumerate(row) if v == 0]
+        index = {cell: k for k, cell in enumerate(self.free_cells)}
+        n = len(self.free_cells)
+        # cell_index[row * n_cols + col]: free-cell index or -1 for walls.
+        self._cell_index = torch.full((n_rows * n_cols,), -1, dtype=torch.int64)
+        for (i, j), k in index.items():
+            self._cell_index[i * n_cols + j] = k
+        self.cell_centers = torch.tensor(
+            [[(j - (n_cols - 1) / 2) * CELL_SIZE, ((n_rows - 1) / 2 - i) * CELL_SIZE] for i, j in self.free_cells]
+        )
+        # path_length[a, b]: moves between free cells a and b; next_cell[a, b]: the neighbour of a on a
+        # shortest path to b (a itself when a == b). Both index free_cells.
+        self.path_length = torch.zeros(n, n, dtype=torch.int64)
+        for b, cell in enumerate(self.free_cells):
+            dist = _bfs(self.maze, cell)
+            self.path_length[:, b] = torch.tensor([dist[other] for other in self.free_cells])
+        self.next_cell = torch.zeros(n, n, dtype=torch.int64)
+        for a, (i, j) in enumerate(self.free_cells):
+            around = ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1))
+            neighbours = torch.tensor([index[c] for c in around if c in index])
+            nearest = neighbours[self.path_length[neighbours].argmin(0)]  # first of equals: deterministic
+            self.next_cell[a] = torch.where(torch.arange(n) == a, a, nearest)
+        # Ordered (start, goal) free-cell pairs at the largest path length, (P, 2).
+        self.far_pairs = (self.path_length == self.path_length.max()).nonzero()
+
+    # ------------------------------------------------------------------ geometry
+    def cell_of(self, position: torch.Tensor) -> torch.Tensor:
+        """Free-cell index ``(...,)`` of positions ``(..., 2)`` (``-1`` inside a wall cell).
+
+        Indices refer to :attr:`free_cells` (row-major order of the free cells).
+        """
+        check_last_dim("position", position, 2)
+        n_rows, n_cols = len(self.maze), len(self.maze[0])
+        col = torch.round(position[..., 0] / CELL_SIZE + (n_cols - 1) / 2).long().clamp(0, n_cols - 1)
+        row = torch.round((n_rows - 1) / 2 - position[..., 1] / CELL_SIZE).long().clamp(0, n_rows - 1)
+        return self._cell_index.to(position.device)[row * n_cols + col]
+
+    # ---------------------------------------------------------------- contract
+    def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> PointMazeSimulator:
+        """``num_envs`` MuJoCo copies of this maze (one cached ``MjModel``, one ``MjData`` each)."""
+        return PointMazeSimulator(self, num_envs, device)
+
+    def sample_start_goal(
+        self, n: int, generator: torch.Generator, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` (start, goal) states ``(n, 4)`` at rest, on ``generator``'s device.
+
+        ``"far"``: an ordered pair of cells at the maze's largest path length
+        (in the U-maze, its two ends, either way round); ``"random"``: two
+        distinct free cells, uniformly. Positions are the cell centres plus
+        uniform noise in ``[-0.25, 0.25]`` per axis, so distinct cells are
+        always more than the success threshold apart.
+        """
+        n = check_positive_int("n", n)
+        mode = self.check_pair_mode(self.pair_mode if mode is None else mode)
+        device = generator.device
+        # A fixed number of draws per pair whatever the mode, so sequences stay aligned.
+        u = torch.rand(n, 6, generator=generator, device=device)
+        if mode == "far":
+            count = len(self.far_pairs)
+            pairs = self.far_pairs.to(device)[(u[:, 0] * count).long().clamp_max(count - 1)]
+            start_cell, goal_cell = pairs[:, 0], pairs[:, 1]
+        else:
+            count = len(self.free_cells)
+            start_cell = (u[:, 0] * count).long().clamp_max(count - 1)
+            offset = 1 + (u[:, 1] * (count - 1)).long().clamp_max(count - 2)
+            goal_cell = (start_cell + offset) % count
+        centers = self.cell_centers.to(device)
+        jitter = POSITION_JITTER * (2 * u[:, 2:] - 1)
+        rest = torch.zeros(n, 2, device=device)
+        start = torch.cat([centers[start_cell] + jitter[:, :2], rest], dim=-1)
+        goal = torch.cat([centers[goal_cell] + jitter[:, 2:], rest], dim=-1)
+        return start, goal
+
+    def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """The observation is the state ``(x, y, vx, vy)`` itself (a copy)."""
+        check_last_dim("state", state, self.state_dim)
+        return state.clone()
+
+    def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance between ball positions (first two entries), shape ``(...,)``."""
+        check_last_dim("state", state, self.state_dim)
+        check_last_dim("goal_state", goal_state, self.state_dim)
+        return torch.linalg.vector_norm(state[..., :2] - goal_state[..., :2], dim=-1)
+
+    def generate_dataset(
+        self, num_trajectories: int, trajectory_steps: int | None = None, seed: int = 0
+    ) -> TensorDict:
+        """Seeded trajectories of a noisy maze-following controller mixed with random-action segments.
+
+        Each trajectory starts at rest at a random free cell and switches, as a
+        Markov chain (about two thirds of the steps seeking), between
+
+        * seeking: a PD controller toward the next cell centre on a BFS
+          shortest path to a random target cell (then to the target position
+          itself), with Gaussian action noise; a reached target is replaced by
+          a new random one, so trajectories turn corners and cross the maze;
+        * random actions: an AR(1) walk ``a_t = clip(0.8 a_{t-1} + 0.6 eps)``
+          that bumps into walls.
+
+        Built with this task's simulator. See :meth:`Task.generate_dataset`
+        for the keys; all tensors are on CPU.
+        """
+        n = check_positive_int("num_trajectories", num_trajectories)
+        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
+        steps = check_positive_int("trajectory_steps", steps)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        generator = torch.Generator().manual_seed(seed)
+        start, target = self.sample_start_goal(n, generator, mode="random")
+        target = target[:, :2]
+        noise = torch.randn(steps, n, self.action_dim, generator=generator)
+        switch = torch.rand(steps, n, generator=generator)
+        retarget = self.sample_start_goal(n * steps, generator, mode="random")[1][:, :2].reshape(steps, n, 2)
+        seeking = torch.rand(n, generator=generator) < 2 / 3
+
+        simulator = self.make_simulator(n)
+        simulator.set_state(start)
+        state, walk = start, torch.zeros(n, self.action_dim)
+        states, actions = [state], []
+        for t in range(steps):
+            seeking = torch.where(seeking, switch[t] >= _P_TO_RANDOM, switch[t] < _P_TO_SEEK)
+            reached = torch.linalg.vector_norm(state[:, :2] - target, dim=-1) < _REACHED
+            target = torch.where(reached.unsqueeze(-1), retarget[t], target)
+            seek = self._seek_action(state, target) + _SEEK_NOISE * noise[t]
+            walk = (_WALK_DECAY * walk + _WALK_NOISE * noise[t]).clamp(-1.0, 1.0)
+            action = torch.where(seeking.unsqueeze(-1), seek, walk).clamp(-1.0, 1.0)
+            simulator.step(action)
+            state = simulator.get_state()
+            states.append(state)
+            actions.append(action)
+
+        state = torch.stack(states, dim=1)
+        return TensorDict(
+            {
+                "observation": self.observation_from_state(state[:, :-1]),
+                "state": state[:, :-1].clone(),
+                "action": torch.stack(actions, dim=1),
+                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
+                "next": {
+                    "observation": self.observation_from_state(state[:, 1:]),
+                    "state": state[:, 1:].clone(),
+                },
+            },
+            batch_size=[n, steps],
+        )
+
+    def _seek_action(self, state: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """PD action toward the next cell centre on the shortest path to ``target`` (the target in its cell)."""
+        position, velocity = state[:, :2], state[:, 2:]
+        here, there = self.cell_of(position), self.cell_of(target)
+        valid = (here >= 0) & (there >= 0) & (here != there)
+        hop = self.next_cell[here.clamp_min(0), there.clamp_min(0)]
+        waypoint = torch.where(valid.unsqueeze(-1), self.cell_centers[hop], target)
+        return (_KP * (waypoint - position) - _KD * velocity).clamp(-1.0, 1.0)
+
+
+class PointMazeSimulator(Simulator):
+    """``num_envs`` MuJoCo point masses in one maze, stepped in a Python loop.
+
+    Each env step sets the clamped action as ``ctrl``, runs :data:`SUBSTEPS`
+    MuJoCo steps and rounds ``qpos``/``qvel`` to float32, so the float32
+    state returned by :meth:`get_state` is the whole simulator state.
+    """
+
+    def __init__(self, task: PointMazeTask, num_envs: int, device: torch.device | str = "cpu") -> None:
+        num_envs = check_positive_int("num_envs", num_envs)
+        self.task = task
+        self.device = torch.device(device)
+        self.model = maze_model(task.maze)
+        self.data = [mujoco.MjData(self.model) for _ in range(num_envs)]
+        self._state = np.zeros((num_envs, 4), dtype=np.float32)
+        start, _ = task.sample_start_goal(num_envs, torch.Generator().manual_seed(0), mode="random")
+        self.set_state(start)
+
+    def get_state(self) -> torch.Tensor:
+        """States ``(num_envs, 4)``: ``(x, y, vx, vy)`` as float32 (a copy)."""
+        return torch.from_numpy(self._state.copy()).to(self.device)
+
+    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Reset the ``MjData`` of the envs flagged by ``mask`` (all when ``None``) and write ``qpos``/``qvel``."""
+        num_envs = len(self.data)
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != (num_envs, 4):
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"state must have shape (num_envs, 4) = ({num_envs}, 4), got {got}")
+        values = state.detach().to("cpu", torch.float32).numpy()
+        rows = range(num_envs) if mask is None else mask.reshape(num_envs).nonzero().flatten().tolist()
+        for i in rows:
+            data = self.data[i]
+            mujoco.mj_resetData(self.model, data)
+            data.qpos[:] = values[i, :2]
+            data.qvel[:] = values[i, 2:]
+            self._state[i] = values[i]
+
+    def step(self, action: torch.Tensor) -> None:
+        """Apply ``action`` ``(num_envs, 2)`` (clamped to ``[-1, 1]``) for one env step in every env."""
+        num_envs = len(self.data)
+        if tuple(action.shape) != (num_envs, 2):
+            raise ValueError(f"action must have shape (num_envs, 2) = ({num_envs}, 2), got {tuple(action.shape)}")
+        ctrl = action.detach().to("cpu", torch.float32).clamp(-1.0, 1.0).numpy()
+        for i, data in enumerate(self.data):
+            data.ctrl[:] = ctrl[i]
+            mujoco.mj_step(self.model, data, nstep=SUBSTEPS)
+            self._state[i, :2] = data.qpos
+            self._state[i, 2:] = data.qvel
+            data.qpos[:] = self._state[i, :2]
+            data.qvel[:] = self._state[i, 2:]

@@ -1,0 +1,461 @@
+"""PushT: a disc agent pushes a T-shaped block to a goal pose, on gym-pusht's pymunk physics.
+
+The arena, the T, the agent disc and the PD controller are gym-pusht's
+(``gym_pusht.envs.pusht.PushTEnv``): an env action is a target position for
+the agent in ``[0, 512]^2`` and one env step runs 10 physics substeps of
+0.01 s with the PD law ``v += (100 (target - p) - 20 v) dt``.
+
+A state (10 numbers, float32) is everything an env step depends on::
+
+    agent_x, agent_y, block_x, block_y, block_angle,
+    agent_vx, agent_vy, block_vx, block_vy, block_angular_velocity
+
+(block position = the T's body origin, the middle of the top edge of its bar,
+as in gym-pusht; block velocity = the velocity of its centre of mass). Every
+env step starts from the float32 state: the bodies are set from it, their
+contacts are cleared (so no warm-start impulses carry over) and the result is
+rounded back to float32. The step is thus a pure function of (state, action)
+and ``set_state`` followed by ``step`` replays the original exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from tensordict import TensorDict
+
+from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
+from torchrl_gbp.tasks.env import Simulator
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # gym-pusht imports pygame; keep it quiet
+import pymunk  # noqa: E402
+from gym_pusht.envs.pusht import PushTEnv  # noqa: E402
+
+PAIR_MODES = ("pushed", "approach", "random")
+
+ARENA_SIZE = 512.0
+# gym-pusht's physics constants (PushTEnv.__init__ and PushTEnv.step).
+PD_KP, PD_KV, PHYSICS_DT, SUBSTEPS = 100.0, 20.0, 0.01, 10
+AGENT_RADIUS = 15.0
+# The T in its body frame (PushTEnv.add_tee, scale 30): a 120 x 30 bar on top of a 30 x 90 stem.
+TEE_RECTS = ((-60.0, 0.0, 60.0, 30.0), (-15.0, 30.0, 15.0, 120.0))  # (x0, y0, x1, y1)
+TEE_COM = (0.0, 45.0)  # its centre of mass in the body frame
+_WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
+TEE_RADIUS = math.hypot(15.0, 120.0 - 45.0)  # farthest point of the T from its centre of mass
+
+# Sampled starts: block origin in [_BLOCK_LOW, _BLOCK_HIGH]^2, any angle; agent in
+# [_AGENT_LOW, _AGENT_HIGH]^2, at least _AGENT_CLEARANCE from the T's outline.
+_BLOCK_LOW, _BLOCK_HIGH = 160.0, 352.0
+_AGENT_LOW, _AGENT_HIGH = 40.0, 472.0
+_AGENT_CLEARANCE = AGENT_RADIUS + 10.0
+# Scripted pusher: orbit radius around the T's centre of mass, lateral offset and lead ranges.
+_ORBIT_RADIUS = TEE_RADIUS + AGENT_RADIUS + 12.0
+_LATERAL_MAX = 30.0
+_LEAD_LOW, _LEAD_HIGH = 12.0, 28.0
+# A (start, goal) pair is kept only if the block moved this many thresholds (position or angle).
+_MIN_GOAL_MARGIN = 1.5
+# Dataset random-walk targets stay this far inside the arena (a kinematic agent can squeeze the T through a wall).
+_WALK_LOW = 100.0
+_MAX_REJECTION_ROUNDS = 50
+
+
+def _wrap_angle(angle: torch.Tensor) -> torch.Tensor:
+    """Angles mapped into ``[-pi, pi)``."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def _rotate(vector: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate 2D vectors ``(..., 2)`` by ``angle`` ``(...)``."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    x, y = vector.unbind(-1)
+    return torch.stack([c * x - s * y, s * x + c * y], dim=-1)
+
+
+def block_center_of_mass(state: torch.Tensor) -> torch.Tensor:
+    """World position ``(..., 2)`` of the T's centre of mass in states ``(..., 10)``."""
+    com = torch.tensor(TEE_COM, dtype=state.dtype, device=state.device)
+    return state[..., 2:4] + _rotate(com.expand_as(state[..., 2:4]), state[..., 4])
+
+
+def tee_clearance(point: torch.Tensor, block_pose: torch.Tensor) -> torch.Tensor:
+    """Distance ``(...,)`` from world points ``(..., 2)`` to the T at poses ``(..., 3)`` (0 inside).
+
+    Example:
+        >>> pose = torch.tensor([256.0, 256.0, 0.0])
+        >>> tee_clearance(torch.tensor([[256.0, 300.0], [256.0, 206.0]]), pose).tolist()
+        [0.0, 50.0]
+    """
+    local = _rotate(point - block_pose[..., :2], -block_pose[..., 2])
+    gaps = []
+    for x0, y0, x1, y1 in TEE_RECTS:
+        dx = torch.clamp(torch.maximum(x0 - local[..., 0], local[..., 0] - x1), min=0.0)
+        dy = torch.clamp(torch.maximum(y0 - local[..., 1], local[..., 1] - y1), min=0.0)
+        gaps.append(torch.hypot(dx, dy))
+    return torch.minimum(*gaps)
+
+
+def scripted_push_action(
+    state: torch.Tensor, direction: torch.Tensor, lateral: torch.Tensor, lead: torch.Tensor
+) -> torch.Tensor:
+    """The scripted pusher's env action ``(n, 2)`` (a target position) in states ``(n, 10)``.
+
+    It pushes the T along the unit vectors ``direction`` ``(n, 2)``, through a
+    contact line offset by ``lateral`` ``(n,)`` from its centre of mass (an
+    offset turns the block). Behind the block on that line it targets
+    ``lead`` ``(n,)`` units ahead of the agent (a steady push of about
+    ``lead / 2`` units per env step); elsewhere it first moves out to a circle
+    around the T and orbits to the push start, so it never hits the block on
+    the way. A pure function of the state, used for goals and data alike.
+
+    Example:
+        >>> state = torch.zeros(1, 10)
+        >>> state[0, :5] = torch.tensor([256.0, 150.0, 256.0, 256.0, 0.0])
+        >>> scripted_push_action(state, torch.tensor([[0.0, 1.0]]), torch.zeros(1), torch.full((1,), 20.0))
+        tensor([[256., 170.]])
+    """
+    agent = state[:, :2]
+    com = block_center_of_mass(state)
+    normal = torch.stack([-direction[:, 1], direction[:, 0]], dim=-1)
+    rel = agent - com
+    behind = -(rel * direction).sum(-1)
+    side = (rel * normal).sum(-1) - lateral
+    pushing = (behind > 0.0) & (behind < _ORBIT_RADIUS + 8.0) & (side.abs() < 12.0)
+    push = agent + lead.unsqueeze(-1) * direction
+
+    start = com - _ORBIT_RADIUS * direction + lateral.unsqueeze(-1) * normal
+    radius = torch.linalg.vector_norm(rel, dim=-1)
+    agent_angle = torch.atan2(rel[:, 1], rel[:, 0])
+    start_rel = start - com
+    turn = _wrap_angle(torch.atan2(start_rel[:, 1], start_rel[:, 0]) - agent_angle)
+    heading = agent_angle + turn.clamp(-0.6, 0.6)
+    orbit = com + (_ORBIT_RADIUS + 5.0) * torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
+    close_to_start = (turn.abs() < 0.3).unsqueeze(-1)
+    outward = com + (_ORBIT_RADIUS + 8.0) * rel / radius.clamp_min(1e-6).unsqueeze(-1)
+    approach = torch.where(close_to_start, start, orbit)
+    approach = torch.where((radius < _ORBIT_RADIUS - 4.0).unsqueeze(-1) & ~close_to_start, outward, approach)
+    action = torch.where(pushing.unsqueeze(-1), push, approach)
+    return action.clamp(0.0, ARENA_SIZE)
+
+
+def pusht_step(state: list[float], target: tuple[float, float]) -> list[float]:
+    """One env step (10 PD substeps toward ``target``) from a 10-number ``state``; returns the new state.
+
+    The walls, agent and T are built anew by gym-pusht's own constructors
+    (``PushTEnv.add_segment/add_circle/add_tee``) in a fresh space at the
+    state's poses and velocities: pymunk keeps hidden per-body solver state
+    (bias velocities, cached contacts) that would otherwise leak from one env
+    step into the next, and rebuilding costs about as much as the 10 substeps.
+
+    Example:
+        >>> new = pusht_step([256.0, 100.0, 256.0, 300.0, 0.0, 0, 0, 0, 0, 0], (256.0, 110.0))
+        >>> round(new[1], 3), new[2:5]
+        (102.957, [256.0, 300.0, 0.0])
+    """
+    space = pymunk.Space()
+    space.gravity = (0.0, 0.0)
+    space.damping = 0.0
+    space.add(*(PushTEnv.add_segment(space, a, b, 2) for a, b in _WALLS))
+    agent = PushTEnv.add_circle(space, (state[0], state[1]), AGENT_RADIUS)
+    block, _ = PushTEnv.add_tee(space, (state[2], state[3]), state[4])  # sets the angle, then the position
+    agent.velocity = (state[5], state[6])
+    block.velocity = (state[7], state[8])
+    block.angular_velocity = state[9]
+    tx, ty = target
+    for _ in range(SUBSTEPS):
+        (px, py), (vx, vy) = agent.position, agent.velocity
+        agent.velocity = (
+            vx + (PD_KP * (tx - px) - PD_KV * vx) * PHYSICS_DT,
+            vy + (PD_KP * (ty - py) - PD_KV * vy) * PHYSICS_DT,
+        )
+        space.step(PHYSICS_DT)
+    return [*agent.position, *block.position, block.angle, *agent.velocity, *block.velocity, block.angular_velocity]
+
+
+class PushTSimulator(Simulator):
+    """``num_envs`` PushT worlds stepped one after the other with :func:`pusht_step`.
+
+    Actions are clamped into ``[0, 512]^2`` before use. States are float32 on
+    ``device``; see the module docstring for the layout.
+    """
+
+    def __init__(self, num_envs: int, device: torch.device | str = "cpu") -> None:
+        self.num_envs = check_positive_int("num_envs", num_envs)
+        self.device = torch.device(device)
+        default = torch.tensor([256.0, 400.0, 256.0, 300.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        self._state = default.expand(num_envs, PushTTask.state_dim).clone().to(self.device)
+
+    def get_state(self) -> torch.Tensor:
+        """States ``(num_envs, 10)`` (a copy)."""
+        return self._state.clone()
+
+    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Put the envs flagged by ``mask`` (all when ``None``) in ``state`` ``(num_envs, 10)``."""
+        expected = (self.num_envs, PushTTask.state_dim)
+        if tuple(state.shape) != expected:
+            raise ValueError(f"state must have shape (num_envs, state_dim) = {expected}, got {tuple(state.shape)}")
+        state = state.to(device=self.device, dtype=torch.float32)
+        if not torch.isfinite(state).all():
+            raise ValueError("state must be finite")
+        if mask is None:
+            self._state = state.clone()
+        else:
+            self._state = torch.where(mask.reshape(-1, 1).to(self.device), state, self._state)
+
+    def step(self, action: torch.Tensor) -> None:
+        """One env step for every env under target positions ``action`` ``(num_envs, 2)``."""
+        if tuple(action.shape) != (self.num_envs, 2):
+            raise ValueError(f"action must have shape (num_envs, 2) = ({self.num_envs}, 2), got {tuple(action.shape)}")
+        targets = action.detach().to("cpu", torch.float64).clamp(0.0, ARENA_SIZE).tolist()
+        states = self._state.to("cpu", torch.float64).tolist()
+        new = [pusht_step(s, t) for s, t in zip(states, targets)]
+        self._state = torch.tensor(new, dtype=torch.float32).to(self.device)
+
+
+class PushTTask(Task):
+    """Push a T-shaped block to a goal pose with a disc agent (gym-pusht physics).
+
+    Success: the block's position is within ``success_threshold`` = 20 units
+    (the arena is 512 wide; the T's bar is 120 long) AND its angle within
+    ``angle_threshold`` = pi/9 (20 degrees) of the goal's; the agent's own
+    position does not matter. :meth:`distance` is one scalar, ``position error +
+    (180 / pi) * |angle error|``, i.e. units plus degrees.
+
+    Observation (6): ``((block_x, block_y) - 256) / 256``, ``cos`` and ``sin``
+    of the block angle (no wrap at 2 pi), then the agent position
+    ``((agent_x, agent_y) - 256) / 256`` last, so a world model's
+    ``proprio_dim=2`` picks the agent. Velocities are in the state but not in
+    the observation: gym-pusht's space damping of 0 removes the block's
+    momentum every substep (the block moves only while pushed) and the PD
+    agent settles within a model step. Actions are target positions for the agent in ``[0, 512]^2``.
+
+    Pairs (``pair_mode``): ``"pushed"`` (default) draws a random block pose
+    and a scripted push (:func:`scripted_push_action`: direction toward the
+    arena's centre +- 90 degrees, lateral offset, speed), starts the agent at
+    rest where that push begins (just clear of the T, behind it) and runs the
+    push for ``push_steps`` env steps; the goal is where it left the block, so
+    goals are reachable by construction (DINO-WM style). ``"approach"`` starts
+    the agent anywhere clear of the T instead (the push then includes the
+    approach: harder). ``"random"`` draws the goal block pose independently
+    (hardest). A pair is redrawn unless the block moved by 1.5 thresholds
+    (30 units or 30 degrees), so no episode starts solved.
+
+    Args:
+        push_steps: env steps of scripted pushing that make a ``"pushed"`` goal.
+        episode_steps: env steps per evaluation episode.
+        frameskip: default env actions per world-model step.
+        pair_mode: default (start, goal) sampling: ``"pushed"``, ``"approach"`` or ``"random"``.
+
+    Example:
+        >>> task = PushTTask()
+        >>> start, goal = task.sample_start_goal(4, torch.Generator().manual_seed(0))
+        >>> start.shape, task.observation_from_state(goal).shape
+        (torch.Size([4, 10]), torch.Size([4, 6]))
+        >>> task.success(goal, goal).tolist(), task.success(start, goal).tolist()
+        ([True, True, True, True], [False, False, False, False])
+        >>> task.generate_dataset(2, trajectory_steps=10, seed=0).batch_size
+        torch.Size([2, 10])
+    """
+
+    name = "pusht"
+    obs_dim = 6
+    state_dim = 10
+    action_dim = 2
+    success_threshold = 20.0
+    angle_threshold = math.pi / 9
+    action_bounds = (0.0, ARENA_SIZE)
+    observation_bounds = None
+    pair_modes = PAIR_MODES
+
+    def __init__(
+        self, push_steps: int = 15, episode_steps: int = 50, frameskip: int = 5, pair_mode: str = "pushed"
+    ) -> None:
+        self.push_steps = check_positive_int("push_steps", push_steps)
+        self.episode_steps = check_positive_int("episode_steps", episode_steps)
+        self.frameskip = check_positive_int("frameskip", frameskip)
+        self.pair_mode = self.check_pair_mode(pair_mode)
+
+    def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> PushTSimulator:
+        """``num_envs`` gym-pusht worlds (:class:`PushTSimulator`)."""
+        return PushTSimulator(num_envs, device)
+
+    # --- pairs ---------------------------------------------------------------------------------
+
+    def _sample_starts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Random block poses and agent positions clear of the T, at rest, ``(n, 10)`` on CPU."""
+        u = torch.rand(n, 3, generator=generator, device=generator.device).cpu().double()
+        block = torch.stack([
+            _BLOCK_LOW + (_BLOCK_HIGH - _BLOCK_LOW) * u[:, 0],
+            _BLOCK_LOW + (_BLOCK_HIGH - _BLOCK_LOW) * u[:, 1],
+            math.pi * (2.0 * u[:, 2] - 1.0),
+        ], dim=-1)
+        # A fixed number of candidate agent positions per start keeps draws aligned across calls.
+        candidates = _AGENT_LOW + (_AGENT_HIGH - _AGENT_LOW) * torch.rand(
+            n, 16, 2, generator=generator, device=generator.device
+        ).cpu().double()
+        clear = tee_clearance(candidates, block.unsqueeze(1)) > _AGENT_CLEARANCE
+        first = torch.argmax(clear.int(), dim=1)  # every T leaves most of the arena free
+        agent = candidates[torch.arange(n), first]
+        state = torch.zeros(n, self.state_dim, dtype=torch.float64)
+        state[:, :2], state[:, 2:5] = agent, block
+        return state.float()
+
+    def _push_parameters(self, start: torch.Tensor, generator: torch.Generator):
+        """Scripted pusher parameters (direction, lateral, lead) for starts ``(n, 10)``."""
+        u = torch.rand(start.shape[0], 3, generator=generator, device=generator.device).cpu()
+        to_center = ARENA_SIZE / 2 - block_center_of_mass(start)
+        angle = torch.atan2(to_center[:, 1], to_center[:, 0]) + math.pi * (u[:, 0] - 0.5)
+        direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+        lateral = _LATERAL_MAX * (2.0 * u[:, 1] - 1.0)
+        lead = _LEAD_LOW + (_LEAD_HIGH - _LEAD_LOW) * u[:, 2]
+        return direction, lateral, lead
+
+    def run_scripted_pusher(
+        self, start: torch.Tensor, steps: int, direction: torch.Tensor, lateral: torch.Tensor, lead: torch.Tensor
+    ) -> torch.Tensor:
+        """States ``(n, 10)`` after ``steps`` env steps of :func:`scripted_push_action` from ``start``."""
+        simulator = self.make_simulator(start.shape[0])
+        simulator.set_state(start)
+        for _ in range(steps):
+            simulator.step(scripted_push_action(simulator.get_state(), direction, lateral, lead))
+        return simulator.get_state()
+
+    def _far_enough(self, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        moved = torch.linalg.vector_norm(goal[:, 2:4] - start[:, 2:4], dim=-1)
+        turned = _wrap_angle(goal[:, 4] - start[:, 4]).abs()
+        return (moved >= _MIN_GOAL_MARGIN * self.success_threshold) | (
+            turned >= _MIN_GOAL_MARGIN * self.angle_threshold
+        )
+
+    def sample_start_goal(
+        self, n: int, generator: torch.Generator, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` (start, goal) state pairs ``(n, 10)`` (CPU), see the class docstring.
+
+        Pairs whose block moved less than 1.5 thresholds are redrawn (in the
+        same order, so a seed always gives the same pairs).
+        """
+        n = check_positive_int("n", n)
+        mode = self.check_pair_mode(self.pair_mode if mode is None else mode)
+        start = torch.zeros(n, self.state_dim)
+        goal = torch.zeros(n, self.state_dim)
+        todo = torch.arange(n)
+        for _ in range(_MAX_REJECTION_ROUNDS):
+            s = self._sample_starts(len(todo), generator)
+            if mode == "random":
+                g = self._sample_starts(len(todo), generator)
+            else:
+                direction, lateral, lead = self._push_parameters(s, generator)
+                if mode == "pushed":  # the agent starts where the pusher starts its push
+                    normal = torch.stack([-direction[:, 1], direction[:, 0]], dim=-1)
+                    s[:, :2] = (block_center_of_mass(s) - _ORBIT_RADIUS * direction + lateral.unsqueeze(-1) * normal)
+                g = self.run_scripted_pusher(s, self.push_steps, direction, lateral, lead)
+            start[todo], goal[todo] = s, g
+            todo = todo[~self._far_enough(s, g)]
+            if len(todo) == 0:
+                return start, goal
+        raise RuntimeError(f"could not draw {n} pairs whose block moves; increase push_steps={self.push_steps}")
+
+    # --- observation, distance, success ----------------------------------------------------------
+
+    def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """``(..., 10)`` states -> ``(..., 6)`` observations: block xy, cos/sin angle, agent xy (xy scaled to ~[-1, 1])."""
+        check_last_dim("state", state, self.state_dim)
+        half = ARENA_SIZE / 2
+        angle = state[..., 4]
+        return torch.stack([
+            (state[..., 2] - half) / half, (state[..., 3] - half) / half, torch.cos(angle), torch.sin(angle),
+            (state[..., 0] - half) / half, (state[..., 1] - half) / half,
+        ], dim=-1)
+
+    def pose_errors(self, state: torch.Tensor, goal_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block position error (units) and absolute wrapped angle error (radians), each ``(...,)``."""
+        check_last_dim("state", state, self.state_dim)
+        check_last_dim("goal_state", goal_state, self.state_dim)
+        position = torch.linalg.vector_norm(state[..., 2:4] - goal_state[..., 2:4], dim=-1)
+        return position, _wrap_angle(state[..., 4] - goal_state[..., 4]).abs()
+
+    def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """``position error + (180 / pi) * angle error``: units plus degrees, ``(...,)``."""
+        position, angle = self.pose_errors(state, goal_state)
+        return position + math.degrees(1.0) * angle
+
+    def success(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
+        """Block within 20 units AND pi/9 of the goal pose, ``(...,)`` bool."""
+        position, angle = self.pose_errors(state, goal_state)
+        return (position < self.success_threshold) & (angle < self.angle_threshold)
+
+    # --- offline data ----------------------------------------------------------------------------
+
+    def generate_dataset(
+        self, num_trajectories: int, trajectory_steps: int | None = None, seed: int = 0
+    ) -> TensorDict:
+        """Seeded trajectories of a noisy scripted pusher mixed with random-target segments.
+
+        Each trajectory starts like an ``"approach"`` start and is cut into
+        segments of 8 to 24 env steps: a :func:`scripted_push_action` push
+        (probability 0.6; fresh direction within 90 degrees of the arena's
+        centre, lateral offset and lead, plus Gaussian noise of 8 units), a
+        random walk of targets within 150 units of the T's centre of mass
+        (0.2), or one far target anywhere at least 100 units inside the walls,
+        reached fast and then held (0.2). So the block is pushed, turned,
+        swept, missed and left alone in varied ways. All
+        randomness is drawn in fixed-size blocks per step (same seed, same
+        tensors). Keys as in :meth:`Task.generate_dataset`; tensors on CPU.
+        """
+        n = check_positive_int("num_trajectories", num_trajectories)
+        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
+        steps = check_positive_int("trajectory_steps", steps)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        generator = torch.Generator().manual_seed(seed)
+        start = self._sample_starts(n, generator)
+        simulator = self.make_simulator(n)
+        simulator.set_state(start)
+
+        remaining = torch.zeros(n, dtype=torch.int64)
+        kind = torch.zeros(n)  # segment kind: < 0.6 push, < 0.8 walk around the T, else go to a far target
+        direction, lateral, lead = self._push_parameters(start, generator)
+        wander = torch.zeros(n, 2)
+        far_target = torch.zeros(n, 2)
+        states, actions = [start], []
+        for _ in range(steps):
+            state = simulator.get_state()
+            u = torch.rand(n, 10, generator=generator)
+            noise = torch.randn(n, 2, generator=generator)
+            new_segment = remaining <= 0
+            remaining = torch.where(new_segment, (8 + 17 * u[:, 0]).long(), remaining - 1)
+            kind = torch.where(new_segment, u[:, 1], kind)
+            to_center = ARENA_SIZE / 2 - block_center_of_mass(state)
+            angle = torch.atan2(to_center[:, 1], to_center[:, 0]) + math.pi * (u[:, 2] - 0.5)
+            fresh_direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+            direction = torch.where(new_segment.unsqueeze(-1), fresh_direction, direction)
+            lateral = torch.where(new_segment, _LATERAL_MAX * (2 * u[:, 3] - 1), lateral)
+            lead = torch.where(new_segment, _LEAD_LOW + (_LEAD_HIGH - _LEAD_LOW) * u[:, 4], lead)
+            far = _WALK_LOW + (ARENA_SIZE - 2 * _WALK_LOW) * u[:, 7:9]
+            far_target = torch.where(new_segment.unsqueeze(-1), far, far_target)
+            # Random targets: an AR(1) offset around the T's centre of mass, bounded by 150 units.
+            wander = 0.7 * wander + 60.0 * (2 * u[:, 5:7] - 1)
+            wander = wander * (150.0 / torch.linalg.vector_norm(wander, dim=-1, keepdim=True).clamp_min(150.0))
+            push = scripted_push_action(state, direction, lateral, lead) + 8.0 * noise
+            walk = (block_center_of_mass(state) + wander).clamp(_WALK_LOW, ARENA_SIZE - _WALK_LOW)
+            action = torch.where((kind < 0.6).unsqueeze(-1), push, torch.where((kind < 0.8).unsqueeze(-1), walk, far_target))
+            action = action.clamp(0.0, ARENA_SIZE)
+            simulator.step(action)
+            states.append(simulator.get_state())
+            actions.append(action)
+
+        state = torch.stack(states, dim=1)
+        return TensorDict(
+            {
+                "observation": self.observation_from_state(state[:, :-1]),
+                "state": state[:, :-1].clone(),
+                "action": torch.stack(actions, dim=1),
+                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
+                "next": {
+                    "observation": self.observation_from_state(state[:, 1:]),
+                    "state": state[:, 1:].clone(),
+                },
+            },
+            batch_size=[n, steps],
+        )
