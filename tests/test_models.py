@@ -1,14 +1,10 @@
 """Tests for the world model, its teacher-forcing loss, checkpoints and its TorchRL face."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from tensordict import TensorDict
-from torchrl.data import Bounded, Composite, Unbounded
-from torchrl.envs.model_based import WorldModelEnv
-from torchrl.modules import CEMPlanner, WorldModel
+from torchrl.modules import WorldModel
 
 from torchrl_gbp.models import (
     StateWorldModel,
@@ -18,6 +14,7 @@ from torchrl_gbp.models import (
     load_weights_into,
     save_checkpoint,
 )
+from torchrl_gbp.planners.torchrl_baselines import make_torchrl_planner, reset_planning_env
 from torchrl_gbp.tasks import WallTask
 
 SMALL = dict(hidden_dim=32, depth=1, action_embed_dim=8, latent_dim=6)
@@ -405,59 +402,23 @@ def test_loss_rejects_bad_shapes() -> None:
 
 
 # -------------------------------------------- TorchRL's CEMPlanner over WorldModelEnv
-class _CandidateBatchWorldModelEnv(WorldModelEnv):
-    """``WorldModelEnv`` whose step output takes the batch size of its input.
-
-    TorchRL 0.14.1's ``WorldModelEnv._step`` builds its output with the env's own
-    ``batch_size`` (and falls back to done flags of that size), so the
-    batch-unlocked ``batch_size=[]`` env that MPC planners require cannot step
-    their ``(B, num_candidates)`` tensordicts. This re-batches the output.
-    """
-
-    def _step(self, tensordict):
-        out = super()._step(tensordict)
-        bs = tensordict.batch_size
-        return TensorDict(
-            {k: v if v.shape[: len(bs)] == bs else v.expand(*bs, *v.shape) for k, v in out.items()},
-            batch_size=bs,
-        )
-
-
-def _spec_reference(env):
-    """The specs of ``env`` without batch dims: TorchRL 0.14.1's ``WorldModelEnv`` calls
-    ``base_env.<spec>.expand(batch_size)``, which fails for any batched env such as WallEnv."""
-    return SimpleNamespace(
-        action_spec=env.full_action_spec_unbatched,
-        reward_spec=env.full_reward_spec_unbatched,
-        done_spec=env.full_done_spec_unbatched,
-        observation_spec=env.full_observation_spec_unbatched,
-        batch_size=torch.Size([]),
-        device=env.device,
-    )
-
-
-def test_torchrl_cem_planner_drives_the_model_toward_the_goal() -> None:
+@pytest.mark.parametrize("kind", ["cem", "mppi"])
+def test_torchrl_planners_drive_the_model_toward_the_goal(kind: str) -> None:
     model = make_model(seed=7)
     obs, actions = linear_system_data(256, 4, seed=4)
     history = fit_model(model, obs, actions, steps=300, lr=3e-3)
     assert history[-1] < 1e-3
 
     wall_env = WallTask().make_env(num_envs=3, seed=0)
-    wm_env = _CandidateBatchWorldModelEnv(model, base_env=_spec_reference(wall_env), batch_size=[])
-    low, high = model.normalized_action_bounds(wall_env.action_spec.space.low[0], wall_env.action_spec.space.high[0])
-    wm_env.action_spec = Bounded(low=low, high=high, shape=(model.action_dim,))
-    wm_env.observation_spec = Composite(
-        latent=Unbounded((model.latent_dim,)), goal_latent=Unbounded((model.latent_dim,))
-    )
-    planner = CEMPlanner(wm_env, planning_horizon=3, optim_steps=5, num_candidates=64, top_k=8)
+    planner = make_torchrl_planner(kind, model, wall_env, horizon=3, samples=64, elites=8, iterations=5)
+    low, high = planner.env.action_spec.space.low, planner.env.action_spec.space.high
 
     start = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.5]])
     direction = torch.tensor([[0.3, 0.0], [0.0, -0.3], [-0.2, -0.2]])
     with torch.no_grad():
-        td = TensorDict({"latent": model.encode(start), "goal_latent": model.encode(start + direction)}, [3])
-        td = torch.stack([wm_env.reset(td[i]) for i in range(3)])
+        td = reset_planning_env(planner, model.encode(start), model.encode(start + direction))
         assert not td["done"].any()
-        torch.manual_seed(0)  # CEMPlanner samples from the global RNG
+        torch.manual_seed(0)  # TorchRL's planners sample from the global RNG
         action = planner(td)["action"]
     assert action.shape == (3, model.action_dim)
     assert torch.isfinite(action).all()

@@ -1,6 +1,8 @@
 """Data on disk, training, evaluation and the command line, as a user runs them."""
-import torch
+import json
+
 import pytest
+import torch
 
 from torchrl_gbp.cli import main
 from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
@@ -96,6 +98,10 @@ def test_cli_collect_train_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "cem", "--episodes", "2",
                  "--samples", "16", "--elites", "4", "--iterations", "2"]) == 0
     assert '"success_rate"' in capsys.readouterr().out
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "2",
+                 "--planner-steps", "1000", "--max-seconds", "0.05", "--patience", "3"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["plan_seconds"] < 0.05 + 0.03
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

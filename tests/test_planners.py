@@ -1,6 +1,8 @@
 """Tests for the goal cost and the gradient, CEM and MPPI planners on known dynamics."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from torchrl_gbp.planners import (
     GradientPlanner,
     PathIntegralPlanner,
     PlanResult,
+    SearchBudget,
 )
 
 LOW, HIGH = -torch.ones(2), torch.ones(2)
@@ -30,7 +33,8 @@ class PointMass:
         return z_hist[..., -1:, :] + 0.3 * actions.cumsum(-2)
 
 
-GD_ONLY = {"steps", "lr", "noise_std", "init", "num_restarts", "optimizer", "optimizer_kwargs"}
+KINDS = ["gd", "cem", "mppi"]
+GD_ONLY = {"steps", "lr", "noise_std", "init", "num_restarts", "optimizer", "optimizer_kwargs", "callback"}
 SAMPLING_ONLY = {"samples", "elites", "iterations", "init_std", "min_std", "temperature"}
 
 
@@ -131,7 +135,7 @@ def test_goal_cost_with_proprio_dim_larger_than_the_latent_raises() -> None:
 
 
 # -------------------------------------------------------- reaching goals
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_planner_reaches_reachable_goals(kind: str) -> None:
     model = PointMass()
     planner = make_planner(kind, model, GoalCost("last"))
@@ -148,7 +152,7 @@ def test_planner_reaches_reachable_goals(kind: str) -> None:
     assert not result.actions.requires_grad and not result.cost.requires_grad
 
 
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_planner_improves_on_the_trivial_plan_with_the_default_cost(kind: str) -> None:
     planner = make_planner(kind, objective=None, horizon=3, steps=30, samples=64, elites=8, iterations=5)
     z, a_hist, goal = start_and_goals(8, seed=1, reach=0.5)
@@ -157,7 +161,7 @@ def test_planner_improves_on_the_trivial_plan_with_the_default_cost(kind: str) -
     assert (result.cost < 0.3 * idle).all()
 
 
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_plans_stay_finite_and_in_bounds_for_a_huge_cost(kind: str) -> None:
     planner = make_planner(kind, steps=20, iterations=5)
     z, a_hist, goal = start_and_goals(4)
@@ -169,7 +173,7 @@ def test_plans_stay_finite_and_in_bounds_for_a_huge_cost(kind: str) -> None:
     assert (result.actions[:, 0] > 0).all()
 
 
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_asymmetric_bounds_are_respected(kind: str) -> None:
     low, high = torch.tensor([-0.2, 0.0]), torch.tensor([0.5, 0.1])
     planner = make_planner(kind, action_low=low, action_high=high, steps=10, iterations=3)
@@ -192,7 +196,7 @@ def test_unbounded_planner_is_not_clamped() -> None:
 
 
 # ---------------------------------------------------------- determinism
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_fixed_generator_gives_identical_plans(kind: str) -> None:
     kwargs = dict(steps=10, iterations=3, samples=32, elites=4)
     if kind == "gd":
@@ -288,7 +292,7 @@ def test_restarts_return_the_best_search() -> None:
 
 
 # ------------------------------------------------------------ validation
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_wrong_shapes_raise_naming_the_expected_shape(kind: str) -> None:
     planner = make_planner(kind, steps=1, iterations=1, samples=4, elites=2)
     z, a_hist, goal = start_and_goals(4)
@@ -338,7 +342,7 @@ def test_gradient_planner_is_batch_size_independent() -> None:
     assert not torch.allclose(batched.actions[0], batched.actions[1])  # the elements did differ
 
 
-@pytest.mark.parametrize("kind", ["gd", "cem", "mppi"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("num_hist", [1, 3])
 def test_planners_run_on_the_world_model_with_history(kind: str, num_hist: int) -> None:
     torch.manual_seed(0)
@@ -363,3 +367,96 @@ def test_planner_uses_the_model_rollout_per_search_step() -> None:
     model = PointMass()
     make_planner("cem", model, iterations=4, samples=8, elites=2).plan(*start_and_goals(2), generator=gen())
     assert model.calls == 5
+
+
+# ---------------------------------------------------------- search budget
+class SlowPointMass(PointMass):
+    """:class:`PointMass` whose rollout takes ``delay`` seconds (a model too big for the budget)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def rollout(self, z_hist, a_hist, actions):
+        time.sleep(self.delay)
+        return super().rollout(z_hist, a_hist, actions)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_time_budget_is_honoured_and_the_best_plan_so_far_returned(kind: str) -> None:
+    z, a_hist, goal = start_and_goals(4)
+    costs = []
+    planner = make_planner(kind, SlowPointMass(0.01), steps=10**6, iterations=10**6, samples=64, elites=8,
+                           budget=SearchBudget(max_seconds=0.3), callback=lambda s, a, c, g: costs.append(c))
+    start = time.perf_counter()
+    result = planner.plan(z, a_hist, goal, generator=gen())
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.3 + 0.05, elapsed
+    assert planner.last_clock.stop_reason == "time" and 10 <= planner.last_clock.iterations < 30
+    assert in_bounds(result.actions)
+    trivial = planner.score(z, a_hist, goal, torch.zeros(4, 1, 5, 2)).squeeze(1)
+    assert (result.cost < trivial).all()
+    if kind == "gd":  # no worse than the cheapest plan any iteration scored
+        assert (result.cost <= torch.stack(costs).squeeze(-1).min(0).values).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_plateau_stops_a_converged_search_early(kind: str) -> None:
+    z, a_hist, goal = start_and_goals(8, reach=0.5)
+    converged = make_planner(kind, steps=2000, iterations=200).plan(z, a_hist, goal, generator=gen())
+    planner = make_planner(kind, steps=2000, iterations=200, budget=SearchBudget(patience=5, tolerance=1e-3))
+    result = planner.plan(z, a_hist, goal, generator=gen())
+    assert planner.last_clock.stop_reason == "plateau"
+    assert planner.last_clock.iterations < {"gd": 1000, "cem": 100, "mppi": 100}[kind]
+    assert (result.cost <= converged.cost + 1e-3).all()
+
+
+def test_a_warm_start_at_the_optimum_plateaus_at_once() -> None:
+    z, a_hist, goal = start_and_goals(8, reach=0.5)
+    planner = make_planner("gd", steps=500, budget=SearchBudget(patience=3, tolerance=1e-3))
+    cold = planner.plan(z, a_hist, goal, generator=gen())
+    cold_steps = planner.last_clock.iterations
+    planner.plan(z, a_hist, goal, init=cold.actions, generator=gen())
+    assert planner.last_clock.iterations <= 4 < cold_steps
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"max_seconds": 0.0}, "max_seconds"), ({"patience": 0}, "patience"), ({"tolerance": -1.0}, "tolerance")],
+)
+def test_search_budget_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SearchBudget(**kwargs)
+
+
+# ------------------------------------------------------------ compilation
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_and_eager_planners_give_the_same_plan(kind: str) -> None:
+    torch.manual_seed(0)
+    model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=2, hidden_dim=16, depth=1))
+    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
+    z, a_hist, goal = model.encode(torch.randn(3, 1, 2, generator=gen())), torch.zeros(3, 0, 4), torch.ones(3, 2)
+    plans = []
+    for compile in (False, True):
+        planner = make_planner(kind, model, horizon=3, steps=20, samples=32, elites=4, iterations=4,
+                               noise_std=0.01, action_low=low, action_high=high, compile=compile)
+        plans.append(planner.plan(z, a_hist, goal, generator=gen(3)))
+    assert planner.compile  # compilation worked; it did not fall back to eager
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(plans[1].cost, plans[0].cost, atol=1e-5, rtol=1e-4)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(monkeypatch) -> None:
+    def broken_compile(fn, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no C++ compiler")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    z, a_hist, goal = start_and_goals(4)
+    eager = make_planner("gd", steps=10).plan(z, a_hist, goal, generator=gen())
+    planner = make_planner("gd", steps=10, compile=True)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        result = planner.plan(z, a_hist, goal, generator=gen())
+    assert not planner.compile
+    assert torch.equal(result.actions, eager.actions)

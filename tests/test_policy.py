@@ -219,9 +219,11 @@ def test_policy_runs_in_a_collector_with_partial_resets() -> None:
         assert torch.equal(replanned[env_idx], since_start % FRAMESKIP == 0)
 
 
-def test_only_the_rows_flagged_is_init_are_reset() -> None:
-    """Rows that start an episode mid-plan replan alone; the others keep their plan and clock."""
-    policy = make_policy(make_env(3), "cem", num_hist=2)
+@pytest.mark.parametrize(("kind", "planner_kwargs"), [("cem", {}), ("gd", {"steps": 0})])
+def test_only_the_rows_flagged_is_init_are_reset(kind: str, planner_kwargs: dict) -> None:
+    """Rows that start an episode mid-plan replan alone, from a cold start (no warm start from the old
+    episode's plan: with ``steps=0`` the GD plan is its start); the others keep their plan and clock."""
+    policy = make_policy(make_env(3), kind, num_hist=2, planner_kwargs=planner_kwargs)
     env = env_with_primer(policy, num_envs=3)
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(FRAMESKIP + 3, policy)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="CEM/MPPI samples")
     p.add_argument("--elites", type=int, default=None, help="CEM/MPPI elites")
     p.add_argument("--iterations", type=int, default=None, help="CEM/MPPI iterations")
+    p.add_argument("--max-seconds", type=float, default=None, help="time budget of one planning call")
+    p.add_argument("--patience", type=int, default=None, help="stop a search after this many steps without progress")
+    p.add_argument("--compile", action="store_true", help="torch.compile the rollout and cost")
 
     p = sub.add_parser("finetune", help="finetune a checkpoint with data synthesis (pipeline.finetune)")
     _add_task(p)
@@ -106,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             names = {"planner_steps": "steps", "planner_lr": "lr", "samples": "samples", "elites": "elites",
                      "iterations": "iterations"}
             overrides = {names[k]: getattr(args, k) for k in names if getattr(args, k) is not None}
+            budget = {k: v for k, v in {"max_seconds": args.max_seconds, "patience": args.patience}.items()
+                      if v is not None}
+            overrides.update({"budget": budget} if budget else {}, **({"compile": True} if args.compile else {}))
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
                                                    args.seed, **overrides)
             print(json.dumps(metrics, indent=2))

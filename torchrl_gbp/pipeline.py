@@ -19,6 +19,7 @@ from .planners import (
     MPCPolicy,
     PathIntegralPlanner,
     Planner,
+    SearchBudget,
 )
 from .recipes import Recipe, recipe_for
 from .synthesis import AdversarialSynthesis, OnlineSynthesis
@@ -31,10 +32,15 @@ METHODS = ("online", "adversarial", "both")
 
 def make_planner(name: str, model: StateWorldModel, horizon: int = 5, objective: GoalCost | None = None,
                  **kwargs) -> Planner:
-    """Build planner ``name`` (``"gd"``, ``"cem"`` or ``"mppi"``) on ``model``."""
+    """Build planner ``name`` (``"gd"``, ``"cem"`` or ``"mppi"``) on ``model``.
+
+    ``kwargs`` go to the planner class; a ``budget`` given as a dict becomes a :class:`SearchBudget`.
+    """
     classes = {"gd": GradientPlanner, "cem": CrossEntropyPlanner, "mppi": PathIntegralPlanner}
     if name not in classes:
         raise ValueError(f"unknown planner {name!r}; expected one of {sorted(classes)}")
+    if isinstance(kwargs.get("budget"), dict):
+        kwargs = {**kwargs, "budget": SearchBudget(**kwargs["budget"])}
     return classes[name](model, objective=objective, horizon=horizon, **kwargs)
 
 

@@ -1,5 +1,6 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
 from .base import Planner, PlanResult
+from .budget import BudgetClock, SearchBudget
 from .gradient import GradientPlanner
 from .objectives import GoalCost
 from .policy import MPCPolicy
@@ -7,5 +8,5 @@ from .sampling import CrossEntropyPlanner, PathIntegralPlanner, SamplingPlanner
 
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner",
-    "PlanResult", "Planner", "SamplingPlanner",
+    "PlanResult", "Planner", "SamplingPlanner", "SearchBudget", "BudgetClock",
 ]

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import abc
+import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
+from .budget import BudgetClock, SearchBudget
 from .objectives import GoalCost
 
 
@@ -31,10 +34,19 @@ class Planner(abc.ABC):
         horizon: planned model steps ``H``.
         action_low, action_high: bounds ``(A,)`` of the normalised model action;
             every candidate is projected into them. ``None``: unbounded.
+        budget: extra stopping rules (wall-clock seconds, cost plateau) for the
+            search loop; ``None``: run the planner's full iteration count.
+        compile: score candidates with ``torch.compile`` of the rollout and cost
+            (forward and backward); falls back to eager, with a warning, where
+            compilation fails. Each new batch shape compiles once (seconds).
+
+    After each call, ``last_clock`` (a :class:`BudgetClock`) tells how many
+    iterations the search ran and why it stopped.
     """
 
     def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5,
-                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None) -> None:
+                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
+                 budget: SearchBudget | None = None, compile: bool = False) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.world_model = world_model
@@ -44,6 +56,10 @@ class Planner(abc.ABC):
         self.action_dim = world_model.action_dim
         self.action_low = None if action_low is None else torch.as_tensor(action_low).detach()
         self.action_high = None if action_high is None else torch.as_tensor(action_high).detach()
+        self.budget = budget if budget is not None else SearchBudget()
+        self.compile = compile
+        self._compiled_score: Callable[..., torch.Tensor] | None = None
+        self.last_clock: BudgetClock | None = None
 
     def project(self, actions: torch.Tensor) -> torch.Tensor:
         """Clamp ``actions`` into the action bounds (out of place)."""
@@ -57,7 +73,26 @@ class Planner(abc.ABC):
 
     def score(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
               candidates: torch.Tensor) -> torch.Tensor:
-        """Cost ``(B, N)`` of ``N`` candidate plans ``(B, N, H, A)`` per batch element."""
+        """Cost ``(B, N)`` of ``N`` candidate plans ``(B, N, H, A)`` per batch element.
+
+        With ``compile=True`` this runs the compiled :meth:`score_eager`.
+        """
+        if not self.compile:
+            return self.score_eager(z_hist, a_hist, z_goal, candidates)
+        if self._compiled_score is None:
+            self._compiled_score = torch.compile(self.score_eager)
+        try:
+            return self._compiled_score(z_hist, a_hist, z_goal, candidates)
+        except Exception as error:  # a compiler or backend failure: eager gives the same numbers
+            cost = self.score_eager(z_hist, a_hist, z_goal, candidates)  # re-raises the caller's own errors
+            warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); planning in eager mode",
+                          RuntimeWarning, stacklevel=2)
+            self.compile = False
+            return cost
+
+    def score_eager(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+                    candidates: torch.Tensor) -> torch.Tensor:
+        """:meth:`score` without compilation: the world model's rollout, then the goal cost."""
         n = candidates.shape[1]
         z = z_hist.unsqueeze(1).expand(-1, n, *z_hist.shape[1:])
         a = a_hist.unsqueeze(1).expand(-1, n, *a_hist.shape[1:])

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .base import Planner, PlanResult, gaussian
+from .budget import SearchBudget
 from .objectives import GoalCost
 
 
@@ -18,14 +19,15 @@ class GradientPlanner(Planner):
     optimiser step a small Gaussian noise is added and the actions are projected
     into the bounds. ``num_restarts`` parallel searches run per batch element
     (restart 0 starts from ``init`` when given); the lowest-cost plan seen at
-    any iteration is returned.
+    any iteration is returned, also when ``budget`` stops the search early.
 
     Args:
-        world_model, objective, horizon, action_low, action_high: see :class:`Planner`.
-        steps: optimiser steps per call.
+        world_model, objective, horizon, action_low, action_high, budget, compile:
+            see :class:`Planner`.
+        steps: optimiser steps per call (the most; ``budget`` may stop sooner).
         lr: learning rate.
         optimizer: a ``torch.optim.Optimizer`` class.
-        optimizer_kwargs: extra optimiser arguments.
+        optimizer_kwargs: extra optimiser arguments (for example ``{"fused": True}``).
         init: ``"randn"`` or ``"zeros"``: the start when no warm start is given.
         noise_std: std of the noise added after each step.
         num_restarts: parallel searches per batch element.
@@ -46,9 +48,10 @@ class GradientPlanner(Planner):
                  lr: float = 0.2, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, init: str = "randn", noise_std: float = 0.003,
                  num_restarts: int = 1, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None,
+                 action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
+                 compile: bool = False,
                  callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high)
+        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile)
         if init not in ("randn", "zeros"):
             raise ValueError(f"init must be 'randn' or 'zeros', got {init!r}")
         if steps < 0 or num_restarts < 1:
@@ -77,7 +80,8 @@ class GradientPlanner(Planner):
         return torch.stack(starts, dim=1)
 
     def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
-        """Run ``steps`` optimiser steps on all restarts at once."""
+        """Run up to ``steps`` optimiser steps on all restarts at once."""
+        clock = self.budget.start()
         batch = z_hist.shape[0]
         actions = self.initial_actions(init, batch, z_hist, generator).requires_grad_(True)
         optimizer = self.optimizer([actions], lr=self.lr, **self.optimizer_kwargs)
@@ -96,6 +100,9 @@ class GradientPlanner(Planner):
                     if self.noise_std > 0:
                         actions.add_(gaussian(actions.shape, actions, generator), alpha=self.noise_std)
                     actions.copy_(self.project(actions))
+                if clock.should_stop(best_cost):
+                    break
+        self.last_clock = clock
         with torch.no_grad():
             self._keep_best(actions, self.score(z_hist, a_hist, z_goal, actions), best_actions, best_cost)
             cost, restart = best_cost.min(dim=1)

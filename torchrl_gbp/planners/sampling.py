@@ -6,25 +6,30 @@ import abc
 import torch
 
 from .base import Planner, PlanResult, gaussian
+from .budget import SearchBudget
 from .objectives import GoalCost
 
 
 class SamplingPlanner(Planner):
     """Shared loop of CEM-style searches; subclasses only say how to refit the Gaussian.
 
+    When ``budget`` stops the search early, the current mean is the plan.
+
     Args:
-        world_model, objective, horizon, action_low, action_high: see :class:`Planner`.
+        world_model, objective, horizon, action_low, action_high, budget, compile:
+            see :class:`Planner`.
         samples: candidates drawn per iteration and batch element.
         elites: best candidates used to refit.
-        iterations: sample-score-refit rounds per call.
+        iterations: sample-score-refit rounds per call (the most; ``budget`` may stop sooner).
         init_std: std of the first Gaussian (the mean starts at ``init`` or zero).
         min_std: floor on the refitted std, so the search never freezes.
     """
 
     def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
                  elites: int = 30, iterations: int = 30, init_std: float = 1.0, min_std: float = 0.01,
-                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high)
+                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
+                 budget: SearchBudget | None = None, compile: bool = False) -> None:
+        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile)
         if not 1 <= elites <= samples:
             raise ValueError(f"need 1 <= elites <= samples, got elites={elites}, samples={samples}")
         if iterations < 1:
@@ -38,10 +43,12 @@ class SamplingPlanner(Planner):
     @torch.no_grad()
     def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
         """Iterate: sample ``samples`` plans, keep the ``elites`` cheapest, refit."""
+        clock = self.budget.start()
         batch = z_hist.shape[0]
         shape = (batch, self.horizon, self.action_dim)
         mean = z_hist.new_zeros(shape) if init is None else init.clone()
         std = z_hist.new_full(shape, self.init_std)
+        best_cost = z_hist.new_full((batch,), float("inf"))
         for _ in range(self.iterations):
             noise = gaussian((batch, self.samples, *shape[1:]), mean, generator)
             candidates = self.project(mean.unsqueeze(1) + std.unsqueeze(1) * noise)
@@ -50,6 +57,10 @@ class SamplingPlanner(Planner):
             elite = candidates.gather(1, index[..., None, None].expand(-1, -1, *shape[1:]))
             mean, std = self.refit(elite, elite_cost)
             std = std.clamp_min(self.min_std)
+            best_cost = torch.minimum(best_cost, elite_cost[:, 0])
+            if clock.should_stop(best_cost):
+                break
+        self.last_clock = clock
         mean = self.project(mean)
         return PlanResult(mean, self.score(z_hist, a_hist, z_goal, mean.unsqueeze(1)).squeeze(1))
 
@@ -97,9 +108,10 @@ class PathIntegralPlanner(SamplingPlanner):
     def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
                  elites: int = 30, iterations: int = 30, temperature: float = 0.05, init_std: float = 1.0,
                  min_std: float = 0.01, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None) -> None:
+                 action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
+                 compile: bool = False) -> None:
         super().__init__(world_model, objective, horizon, samples, elites, iterations, init_std, min_std,
-                         action_low, action_high)
+                         action_low, action_high, budget, compile)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature

@@ -1,0 +1,259 @@
+"""Success rate against planning time: sweep GD steps and CEM budgets on base and finetuned world models.
+
+Run: python benchmarks/success_vs_time.py [--task wall,pointmaze] [--models base,online,adversarial,both]
+     [--gd-steps 5,10,20,50,100] [--cem 3x300,10x300,30x300,30x100] [--cem-models base] [--episodes N]
+     [--seed 1000] [--quick]
+Needs the trained checkpoints of the per-task benchmarks (``python benchmarks/<task>.py`` writes
+``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
+evaluated on the same seeded (start, goal) pairs; the default seed 1000 is the one ``reproduce`` uses for
+its seed-0 evaluation, so the CEM-on-base point at the recipe's budget matches the main tables' seed-0 run.
+Prints one table per task and writes them, with this command, the machine and, per model, the smallest GD
+budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
+benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.pipeline import make_policy
+from torchrl_gbp.recipes import Recipe, recipe_for
+from torchrl_gbp.tasks import make_task
+
+RESULTS = Path(__file__).parent / "results"
+CHECKPOINTS = {"base": "base.pt", "online": "online_seed0.pt", "adversarial": "adversarial_seed0.pt",
+               "both": "both_seed0.pt"}
+
+
+def split_list(values: list[str]) -> list[str]:
+    """Flatten repeated and comma-separated command-line values: ``["a,b", "c"] -> ["a", "b", "c"]``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def parse_cem(spec: str) -> tuple[int, int]:
+    """``"ITERATIONSxSAMPLES"`` (e.g. ``"10x300"``) -> ``(iterations, samples)``."""
+    try:
+        iterations, samples = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"CEM budget must look like ITERATIONSxSAMPLES (e.g. 10x300), got {spec!r}")
+    return iterations, samples
+
+
+def cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool) -> list[dict]:
+    """CEM constructor budgets to sweep; the recipe's own budget is always included (it is the reference).
+
+    Default: 3, 10 and 30 iterations at the recipe's samples, plus the recipe's iterations at a third of its
+    samples. Elites keep the recipe's elite fraction.
+    """
+    full = recipe.planner_kwargs["cem"]
+    if specs:
+        pairs = [parse_cem(s) for s in specs]
+    elif quick:
+        pairs = [(2, full["samples"] // 3), (5, full["samples"])]
+    else:
+        pairs = [(3, full["samples"]), (10, full["samples"]), (30, full["samples"]),
+                 (full["iterations"], full["samples"] // 3)]
+    pairs.append((full["iterations"], full["samples"]))
+    fraction = full["elites"] / full["samples"]
+    budgets = []
+    for iterations, samples in dict.fromkeys(pairs):
+        budgets.append({"iterations": iterations, "samples": samples,
+                        "elites": max(1, min(samples, round(fraction * samples)))})
+    return budgets
+
+
+def gd_budgets(recipe: Recipe, steps: list[int] | None, quick: bool) -> list[dict]:
+    """GD budgets (``steps``) to sweep, ascending; the recipe's own step count is always included."""
+    values = steps if steps else ([2, 5] if quick else [5, 10, 20, 50, 100])
+    values = sorted(set(values) | {recipe.planner_kwargs["gd"]["steps"]})
+    return [{"steps": s} for s in values]
+
+
+def budget_label(planner: str, budget: dict) -> str:
+    """Short text of a budget: ``"20 steps"`` or ``"10x300"`` (iterations x samples)."""
+    return f"{budget['steps']} steps" if planner == "gd" else f"{budget['iterations']}x{budget['samples']}"
+
+
+def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int] | None,
+               cem_specs: list[str] | None, cem_models: list[str], episodes: int | None, seed: int,
+               quick: bool) -> dict:
+    """Evaluate every model x planner x budget of one task on the same pairs; returns rows and the reference."""
+    task = make_task(task_name)
+    recipe = recipe_for(task_name)
+    episodes = episodes or (4 if quick else recipe.episodes)
+    cem_full = recipe.planner_kwargs["cem"]
+    plan = [(model, "gd", b) for model in models for b in gd_budgets(recipe, gd_steps, quick)]
+    plan += [(model, "cem", b) for model in models if model in cem_models
+             for b in cem_budgets(recipe, cem_specs, quick)]
+    loaded = {m: load_checkpoint(runs / task_name / CHECKPOINTS[m])[0] for m in models}
+    rows = []
+    start = time.perf_counter()
+    for i, (model_name, planner, budget) in enumerate(plan):
+        policy = make_policy(loaded[model_name], task, planner, recipe, **budget)
+        metrics = evaluate(policy, task, episodes=episodes, seed=seed)
+        full = planner == "cem" and all(budget[k] == cem_full[k] for k in ("iterations", "samples"))
+        rows.append({"model": model_name, "planner": planner, "budget": budget_label(planner, budget),
+                     "full_budget": full, **budget, **metrics})
+        print(f"  [{i + 1}/{len(plan)}] {task_name} {model_name}/{planner} {budget_label(planner, budget)}: "
+              f"success {100 * metrics['success_rate']:.1f}%  {metrics['plan_seconds']:.3f} s/plan  "
+              f"({metrics['wall_seconds']:.0f} s)", flush=True)
+    reference = next((r for r in rows if r["model"] == "base" and r["planner"] == "cem" and r["full_budget"]), None)
+    return {"task": task_name, "rows": rows, "reference": reference, "episodes": episodes,
+            "seconds": time.perf_counter() - start, "recipe_cem": cem_full,
+            "recipe_gd": recipe.planner_kwargs["gd"]}
+
+
+def format_rows(result: dict) -> str:
+    """Markdown table of one task's sweep: success, distance, seconds and the ratio to CEM on base."""
+    ref = result["reference"]
+    lines = ["| model | planner | budget | success % | final distance | s / plan (batched) | s / plan / env "
+             "| time vs CEM on base |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ratio = f"{r['plan_seconds'] / ref['plan_seconds']:.3f}" if ref and ref["plan_seconds"] else "-"
+        budget = r["budget"] + (" (recipe)" if r["full_budget"] else "")
+        lines.append(f"| {r['model']} | {r['planner']} | {budget} | {100 * r['success_rate']:.1f} | "
+                     f"{r['final_distance']:.3f} | {r['plan_seconds']:.3f} | {r['plan_seconds_per_env']:.4f} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
+def gd_matches(result: dict) -> str:
+    """Per model: the smallest GD steps reaching CEM-on-base success (recipe budget), with its time fraction."""
+    ref = result["reference"]
+    if ref is None:
+        return "No CEM-on-base point at the recipe's budget: nothing to compare against."
+    lines = [f"CEM on base at the recipe's budget ({ref['budget']}): {100 * ref['success_rate']:.1f}% success, "
+             f"{ref['plan_seconds']:.3f} s per plan.", ""]
+    cheapest_cem = min((r for r in result["rows"] if r["model"] == "base" and r["planner"] == "cem"
+                        and r["success_rate"] >= ref["success_rate"]), key=lambda r: r["plan_seconds"])
+    if cheapest_cem is not ref:
+        lines.append(f"- cheapest CEM budget on base with the same success: {cheapest_cem['budget']} "
+                     f"({100 * cheapest_cem['success_rate']:.1f}%, {cheapest_cem['plan_seconds']:.3f} s, "
+                     f"{cheapest_cem['plan_seconds'] / ref['plan_seconds']:.3f} of the recipe's CEM time)")
+    for model in dict.fromkeys(r["model"] for r in result["rows"]):
+        gd = sorted((r for r in result["rows"] if r["model"] == model and r["planner"] == "gd"),
+                    key=lambda r: r["steps"])
+        hit = next((r for r in gd if r["success_rate"] >= ref["success_rate"]), None)
+        if hit is None:
+            best = max(gd, key=lambda r: r["success_rate"])
+            lines.append(f"- {model}: not reached; best GD {100 * best['success_rate']:.1f}% at {best['budget']} "
+                         f"({best['plan_seconds']:.3f} s, {best['plan_seconds'] / ref['plan_seconds']:.3f} of CEM)")
+        else:
+            lines.append(f"- {model}: GD {hit['budget']} reaches {100 * hit['success_rate']:.1f}% in "
+                         f"{hit['plan_seconds']:.3f} s per plan = {hit['plan_seconds'] / ref['plan_seconds']:.3f} "
+                         f"of CEM-on-base's time")
+    return "\n".join(lines)
+
+
+def plot_sweep(result: dict, path: Path) -> Path:
+    """Success % against seconds per plan (batched, log x): one line per model x planner, budgets annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    rows = result["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    styles = {"gd": ("o", "-"), "cem": ("s", "--")}
+    for model in models:
+        color = plt.cm.tab10(models.index(model) % 10)
+        for planner, (marker, line) in styles.items():
+            points = [r for r in rows if r["model"] == model and r["planner"] == planner]
+            if not points:
+                continue
+            ax.plot([r["plan_seconds"] for r in points], [100 * r["success_rate"] for r in points], marker=marker,
+                    linestyle=line, color=color, label=f"{model} / {planner}")
+            if model == "base":
+                for r in points:
+                    ax.annotate(r["budget"], (r["plan_seconds"], 100 * r["success_rate"]), fontsize=6,
+                                textcoords="offset points", xytext=(3, -9))
+    ref = result["reference"]
+    if ref is not None:
+        ax.axhline(100 * ref["success_rate"], color="gray", linewidth=0.8, linestyle=":",
+                   label=f"CEM on base, {ref['budget']}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per plan (one call batched over {result['episodes']} envs, log)")
+    ax.set_ylabel("success %")
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"{result['task']}: success vs planning time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def task_report(result: dict, seed: int) -> str:
+    """The markdown section of one task: table, budgets note and the GD-vs-CEM comparison."""
+    gd = result["recipe_gd"]
+    return (f"## {result['task']}\n\n{format_rows(result)}\n\n"
+            f"{result['episodes']} episodes on the pairs of seed {seed}; GD lr {gd['lr']}, noise_std "
+            f"{gd.get('noise_std', '-')} (the recipe's); CEM elites keep the recipe's elite fraction; "
+            f"{result['seconds']:.0f} s for the sweep.\n\n"
+            f"### Smallest GD budget reaching CEM-on-base success\n\n{gd_matches(result)}\n\n"
+            f"![{result['task']}](success_vs_time_{result['task']}.png)\n")
+
+
+def main() -> None:
+    """Parse the arguments, sweep every task, print and write the report and the plots."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", action="append", default=None, help="task(s), repeatable or comma list (wall)")
+    parser.add_argument("--runs", default="runs/benchmark", help="where the benchmark checkpoints are")
+    parser.add_argument("--models", default="base,online,adversarial,both", help="seed-0 checkpoints to sweep")
+    parser.add_argument("--cem-models", default="base", help="models that also get the CEM sweep ('all' for every)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per point (the recipe's)")
+    parser.add_argument("--seed", type=int, default=1000, help="evaluation seed: same (start, goal) pairs everywhere")
+    parser.add_argument("--gd-steps", action="append", default=None, help="GD steps to sweep (5,10,20,50,100)")
+    parser.add_argument("--cem", action="append", default=None,
+                        help="CEM budgets ITERATIONSxSAMPLES (3x,10x,30x the recipe's samples, and a third of them)")
+    parser.add_argument("--quick", action="store_true", help="tiny sweep, 4 episodes: a smoke test")
+    parser.add_argument("--out", default=str(RESULTS / "success_vs_time.md"), help="report path")
+    args = parser.parse_args()
+
+    tasks = split_list(args.task or ["wall"])
+    models = split_list([args.models])
+    unknown = [m for m in models if m not in CHECKPOINTS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; expected some of {list(CHECKPOINTS)}")
+    cem_models = models if args.cem_models == "all" else split_list([args.cem_models])
+    gd_steps = [int(s) for s in split_list(args.gd_steps)] if args.gd_steps else None
+    cem_specs = split_list(args.cem) if args.cem else None
+    runs = Path(args.runs)
+    missing = [runs / t / CHECKPOINTS[m] for t in tasks for m in models if not (runs / t / CHECKPOINTS[m]).exists()]
+    if missing:
+        out_arg = "" if args.runs == "runs/benchmark" else f" --out {runs}"
+        commands = sorted({f"python benchmarks/{p.parent.name}.py{out_arg}" for p in missing})
+        sys.exit("missing checkpoints:\n  " + "\n  ".join(map(str, missing))
+                 + "\nproduce them with:\n  " + "\n  ".join(commands))
+
+    command = "python benchmarks/success_vs_time.py" + " ".join([""] + sys.argv[1:])
+    machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    sections = []
+    out = Path(args.out)
+    for task_name in tasks:
+        result = sweep_task(task_name, runs, models, gd_steps, cem_specs, cem_models, args.episodes, args.seed,
+                            args.quick)
+        plot_sweep(result, out.parent / f"success_vs_time_{task_name}.png")
+        sections.append(task_report(result, args.seed))
+        print("\n" + sections[-1], flush=True)
+        report = (f"# Success vs planning time\n\nCommand: `{command}`\n\nMachine: {machine}\n\n"
+                  "Each row is one closed-loop evaluation (seed-0 checkpoints of the per-task benchmarks); "
+                  "seconds per plan are the median of one planning call batched over all episodes, measured "
+                  "in this run (compare times within a task only: the machine is shared).\n\n"
+                  + "\n".join(sections))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)  # rewritten after every task, so a long run keeps what it has finished
+
+
+if __name__ == "__main__":
+    main()
