@@ -2,18 +2,22 @@
 
 Run: python benchmarks/success_vs_time.py [--task wall,pointmaze] [--models base,online,adversarial,both]
      [--gd-steps 5,10,20,50,100] [--cem 3x300,10x300,30x300,30x100] [--cem-models base] [--episodes N]
-     [--seed 1000] [--quick]
+     [--seed 1000[,1001,1002]] [--runs runs/benchmark] [--out benchmarks/results/success_vs_time.md] [--quick]
 Needs the trained checkpoints of the per-task benchmarks (``python benchmarks/<task>.py`` writes
 ``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
-evaluated on the same seeded (start, goal) pairs; the default seed 1000 is the one ``reproduce`` uses for
-its seed-0 evaluation, so the CEM-on-base point at the recipe's budget matches the main tables' seed-0 run.
+evaluated on the same seeded (start, goal) pairs; ``reproduce`` evaluates its seed k on seed 1000 + k, so
+``--seed 1000,1001,1002`` gives the pairs of the main tables (benchmarks/results/<task>.md) and the
+CEM-on-base point at the recipe's budget reproduces their success (the policies are deterministic).
 Prints one table per task and writes them, with this command, the machine and, per model, the smallest GD
 budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
 benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png.
+The planners come from the library (``torchrl_gbp.pipeline.make_policy`` with the task's recipe, only the
+budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -81,8 +85,20 @@ def budget_label(planner: str, budget: dict) -> str:
     return f"{budget['steps']} steps" if planner == "gd" else f"{budget['iterations']}x{budget['samples']}"
 
 
+def evaluate_seeds(policy, task, episodes: int, seeds: list[int]) -> dict[str, float]:
+    """:func:`evaluate` on each seed's pairs: success and distance averaged over seeds, seconds their median."""
+    runs = [evaluate(policy, task, episodes=episodes, seed=seed) for seed in seeds]
+    success = torch.tensor([r["success_rate"] for r in runs], dtype=torch.float64)
+    return {"success_rate": float(success.mean()),
+            "success_std": float(success.std(unbiased=False)) if len(runs) > 1 else 0.0,
+            "final_distance": sum(r["final_distance"] for r in runs) / len(runs),
+            "plan_seconds": float(torch.tensor([r["plan_seconds"] for r in runs]).median()),
+            "plan_seconds_per_env": float(torch.tensor([r["plan_seconds_per_env"] for r in runs]).median()),
+            "wall_seconds": sum(r["wall_seconds"] for r in runs)}
+
+
 def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int] | None,
-               cem_specs: list[str] | None, cem_models: list[str], episodes: int | None, seed: int,
+               cem_specs: list[str] | None, cem_models: list[str], episodes: int | None, seeds: list[int],
                quick: bool) -> dict:
     """Evaluate every model x planner x budget of one task on the same pairs; returns rows and the reference."""
     task = make_task(task_name)
@@ -97,7 +113,7 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
     start = time.perf_counter()
     for i, (model_name, planner, budget) in enumerate(plan):
         policy = make_policy(loaded[model_name], task, planner, recipe, **budget)
-        metrics = evaluate(policy, task, episodes=episodes, seed=seed)
+        metrics = evaluate_seeds(policy, task, episodes, seeds)
         full = planner == "cem" and all(budget[k] == cem_full[k] for k in ("iterations", "samples"))
         rows.append({"model": model_name, "planner": planner, "budget": budget_label(planner, budget),
                      "full_budget": full, **budget, **metrics})
@@ -113,12 +129,14 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
 def format_rows(result: dict) -> str:
     """Markdown table of one task's sweep: success, distance, seconds and the ratio to CEM on base."""
     ref = result["reference"]
-    lines = ["| model | planner | budget | success % | final distance | s / plan (batched) | s / plan / env "
-             "| time vs CEM on base |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| model | planner | budget | success % (mean +- std over seeds) | final distance | s / plan (batched) "
+              "| s / plan / env | time vs CEM on base |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ratio = f"{r['plan_seconds'] / ref['plan_seconds']:.3f}" if ref and ref["plan_seconds"] else "-"
         budget = r["budget"] + (" (recipe)" if r["full_budget"] else "")
-        lines.append(f"| {r['model']} | {r['planner']} | {budget} | {100 * r['success_rate']:.1f} | "
+        success = f"{100 * r['success_rate']:.1f} +- {100 * r['success_std']:.1f}"
+        lines.append(f"| {r['model']} | {r['planner']} | {budget} | {success} | "
                      f"{r['final_distance']:.3f} | {r['plan_seconds']:.3f} | {r['plan_seconds_per_env']:.4f} | "
                      f"{ratio} |")
     return "\n".join(lines)
@@ -129,8 +147,8 @@ def gd_matches(result: dict) -> str:
     ref = result["reference"]
     if ref is None:
         return "No CEM-on-base point at the recipe's budget: nothing to compare against."
-    lines = [f"CEM on base at the recipe's budget ({ref['budget']}): {100 * ref['success_rate']:.1f}% success, "
-             f"{ref['plan_seconds']:.3f} s per plan.", ""]
+    lines = [(f"CEM on base at the recipe's budget ({ref['budget']}): {100 * ref['success_rate']:.1f}% success, "
+              f"{ref['plan_seconds']:.3f} s per plan."), ""]
     cheapest_cem = min((r for r in result["rows"] if r["model"] == "base" and r["planner"] == "cem"
                         and r["success_rate"] >= ref["success_rate"]), key=lambda r: r["plan_seconds"])
     if cheapest_cem is not ref:
@@ -166,7 +184,8 @@ def plot_sweep(result: dict, path: Path) -> Path:
     for model in models:
         color = plt.cm.tab10(models.index(model) % 10)
         for planner, (marker, line) in styles.items():
-            points = [r for r in rows if r["model"] == model and r["planner"] == planner]
+            points = sorted((r for r in rows if r["model"] == model and r["planner"] == planner),
+                            key=lambda r: r["plan_seconds"])  # a line along time, not along the budget list
             if not points:
                 continue
             ax.plot([r["plan_seconds"] for r in points], [100 * r["success_rate"] for r in points], marker=marker,
@@ -193,15 +212,15 @@ def plot_sweep(result: dict, path: Path) -> Path:
     return path
 
 
-def task_report(result: dict, seed: int) -> str:
-    """The markdown section of one task: table, budgets note and the GD-vs-CEM comparison."""
+def task_report(result: dict, seeds: list[int], plot: Path) -> str:
+    """The markdown section of one task: table, budgets note, the GD-vs-CEM comparison and the plot."""
     gd = result["recipe_gd"]
     return (f"## {result['task']}\n\n{format_rows(result)}\n\n"
-            f"{result['episodes']} episodes on the pairs of seed {seed}; GD lr {gd['lr']}, noise_std "
-            f"{gd.get('noise_std', '-')} (the recipe's); CEM elites keep the recipe's elite fraction; "
+            f"{result['episodes']} episodes on the pairs of each evaluation seed {seeds}; GD lr {gd['lr']}, "
+            f"noise_std {gd.get('noise_std', '-')} (the recipe's); CEM elites keep the recipe's elite fraction; "
             f"{result['seconds']:.0f} s for the sweep.\n\n"
             f"### Smallest GD budget reaching CEM-on-base success\n\n{gd_matches(result)}\n\n"
-            f"![{result['task']}](success_vs_time_{result['task']}.png)\n")
+            f"![{result['task']}]({plot.name})\n")
 
 
 def main() -> None:
@@ -212,12 +231,16 @@ def main() -> None:
     parser.add_argument("--models", default="base,online,adversarial,both", help="seed-0 checkpoints to sweep")
     parser.add_argument("--cem-models", default="base", help="models that also get the CEM sweep ('all' for every)")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per point (the recipe's)")
-    parser.add_argument("--seed", type=int, default=1000, help="evaluation seed: same (start, goal) pairs everywhere")
+    parser.add_argument("--seed", default="1000",
+                        help="evaluation seed(s), comma list: the same (start, goal) pairs for every point; "
+                             "success is averaged over seeds (1000; 1000,1001,1002 are the main tables' seeds)")
     parser.add_argument("--gd-steps", action="append", default=None, help="GD steps to sweep (5,10,20,50,100)")
     parser.add_argument("--cem", action="append", default=None,
                         help="CEM budgets ITERATIONSxSAMPLES (3x,10x,30x the recipe's samples, and a third of them)")
     parser.add_argument("--quick", action="store_true", help="tiny sweep, 4 episodes: a smoke test")
-    parser.add_argument("--out", default=str(RESULTS / "success_vs_time.md"), help="report path")
+    parser.add_argument("--out", default=str(RESULTS / "success_vs_time.md"),
+                        help="report path; plots go next to it as <stem>_<task>.png, raw rows to "
+                             "<runs>/<task>/<stem>.json")
     args = parser.parse_args()
 
     tasks = split_list(args.task or ["wall"])
@@ -228,6 +251,7 @@ def main() -> None:
     cem_models = models if args.cem_models == "all" else split_list([args.cem_models])
     gd_steps = [int(s) for s in split_list(args.gd_steps)] if args.gd_steps else None
     cem_specs = split_list(args.cem) if args.cem else None
+    seeds = [int(s) for s in split_list([args.seed])]
     runs = Path(args.runs)
     missing = [runs / t / CHECKPOINTS[m] for t in tasks for m in models if not (runs / t / CHECKPOINTS[m]).exists()]
     if missing:
@@ -241,15 +265,18 @@ def main() -> None:
     sections = []
     out = Path(args.out)
     for task_name in tasks:
-        result = sweep_task(task_name, runs, models, gd_steps, cem_specs, cem_models, args.episodes, args.seed,
+        result = sweep_task(task_name, runs, models, gd_steps, cem_specs, cem_models, args.episodes, seeds,
                             args.quick)
-        plot_sweep(result, out.parent / f"success_vs_time_{task_name}.png")
-        sections.append(task_report(result, args.seed))
+        plot = plot_sweep(result, out.parent / f"{out.stem}_{task_name}.png")
+        raw = runs / task_name / f"{out.stem}.json"  # the raw rows, to re-plot or re-tabulate without rerunning
+        raw.write_text(json.dumps({**result, "seeds": seeds, "command": command, "machine": machine}, indent=1))
+        sections.append(task_report(result, seeds, plot))
         print("\n" + sections[-1], flush=True)
         report = (f"# Success vs planning time\n\nCommand: `{command}`\n\nMachine: {machine}\n\n"
-                  "Each row is one closed-loop evaluation (seed-0 checkpoints of the per-task benchmarks); "
-                  "seconds per plan are the median of one planning call batched over all episodes, measured "
-                  "in this run (compare times within a task only: the machine is shared).\n\n"
+                  "Each row is a closed-loop evaluation per evaluation seed (seed-0 checkpoints of the per-task "
+                  "benchmarks); success is averaged over seeds; seconds per plan are the median of one planning "
+                  "call batched over a seed's episodes, measured in this run (compare times within a task only: "
+                  "the machine is shared).\n\n"
                   + "\n".join(sections))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)  # rewritten after every task, so a long run keeps what it has finished

@@ -460,3 +460,22 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(monkeypatch) -> N
         result = planner.plan(z, a_hist, goal, generator=gen())
     assert not planner.compile
     assert torch.equal(result.actions, eager.actions)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_autocast_scores_in_low_precision_and_returns_float32_costs(kind: str) -> None:
+    torch.manual_seed(0)
+    model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=2, hidden_dim=32, depth=2))
+    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
+    z, a_hist, goal = model.encode(torch.randn(3, 1, 2, generator=gen())), torch.zeros(3, 0, 4), torch.ones(3, 2)
+    options = dict(horizon=3, steps=30, samples=64, elites=8, iterations=5, action_low=low, action_high=high)
+    full = make_planner(kind, model, **options)
+    half = make_planner(kind, model, autocast_dtype=torch.bfloat16, **options)
+    candidates = torch.rand(3, 4, 3, 4, generator=gen()) * 2 - 1
+    exact, rounded = full.score(z, a_hist, goal, candidates), half.score(z, a_hist, goal, candidates)
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)
+    torch.testing.assert_close(rounded, exact, rtol=0.05, atol=1e-3)
+    result = half.plan(z, a_hist, goal, generator=gen())
+    assert result.cost.dtype == torch.float32 and in_bounds(result.actions, low, high)
+    trivial = full.score(z, a_hist, goal, torch.zeros(3, 1, 3, 4)).squeeze(1)
+    assert (full.score(z, a_hist, goal, result.actions.unsqueeze(1)).squeeze(1) < trivial).all()

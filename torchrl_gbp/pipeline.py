@@ -178,7 +178,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def paper_claims(rows: list[dict]) -> str:
-    """The paper's claims checked against summarised rows, one line each, with the numbers."""
+    """The paper's claims checked against summarised rows, one line each, with the numbers.
+
+    Each success comparison also gives the difference in points and whether it
+    is within seed noise (no larger than the larger of the two std over seeds).
+    """
     by = {(r["model"], r["planner"]): r for r in rows}
     cem, gd = by.get(("base", "cem")), by.get(("base", "gd"))
     if cem is None or gd is None:
@@ -187,12 +191,19 @@ def paper_claims(rows: list[dict]) -> str:
     def pct(r: dict) -> str:
         return f"{100 * r['success_rate']:.1f}%"
 
-    lines = [f"1. GD on base ({pct(gd)}) {'<' if gd['success_rate'] < cem['success_rate'] else '>='} "
-             f"CEM on base ({pct(cem)}): {'holds' if gd['success_rate'] < cem['success_rate'] else 'does not hold'}"]
+    def noise(r: dict) -> str:
+        diff = 100 * (r["success_rate"] - cem["success_rate"])
+        std = 100 * max(r.get("success_std", 0.0), cem.get("success_std", 0.0))
+        within = "within" if abs(diff) <= std else "outside"
+        return f"{diff:+.1f} points, {within} seed noise (std {std:.1f})"
+
+    below = gd["success_rate"] < cem["success_rate"]
+    lines = [f"1. GD on base ({pct(gd)}) {'<' if below else '>='} CEM on base ({pct(cem)}): "
+             f"{'holds' if below else 'does not hold'} ({noise(gd)})"]
     for model in [r["model"] for r in rows if r["planner"] == "gd" and r["model"] != "base"]:
         r = by[(model, "gd")]
         verdict = "holds" if r["success_rate"] >= cem["success_rate"] else "does not hold"
-        lines.append(f"2. GD on {model} ({pct(r)}) vs CEM on base ({pct(cem)}): {verdict}")
+        lines.append(f"2. GD on {model} ({pct(r)}) vs CEM on base ({pct(cem)}): {verdict} ({noise(r)})")
     lines.append(f"3. GD seconds per plan / CEM's: {gd['plan_seconds'] / cem['plan_seconds']:.3f}")
     return "\n".join(lines)
 

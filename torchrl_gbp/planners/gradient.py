@@ -22,7 +22,7 @@ class GradientPlanner(Planner):
     any iteration is returned, also when ``budget`` stops the search early.
 
     Args:
-        world_model, objective, horizon, action_low, action_high, budget, compile:
+        world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype:
             see :class:`Planner`.
         steps: optimiser steps per call (the most; ``budget`` may stop sooner).
         lr: learning rate.
@@ -49,9 +49,9 @@ class GradientPlanner(Planner):
                  optimizer_kwargs: dict[str, Any] | None = None, init: str = "randn", noise_std: float = 0.003,
                  num_restarts: int = 1, action_low: torch.Tensor | None = None,
                  action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
-                 compile: bool = False,
+                 compile: bool = False, autocast_dtype: torch.dtype | None = None,
                  callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile)
+        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype)
         if init not in ("randn", "zeros"):
             raise ValueError(f"init must be 'randn' or 'zeros', got {init!r}")
         if steps < 0 or num_restarts < 1:

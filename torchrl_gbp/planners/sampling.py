@@ -16,7 +16,7 @@ class SamplingPlanner(Planner):
     When ``budget`` stops the search early, the current mean is the plan.
 
     Args:
-        world_model, objective, horizon, action_low, action_high, budget, compile:
+        world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype:
             see :class:`Planner`.
         samples: candidates drawn per iteration and batch element.
         elites: best candidates used to refit.
@@ -28,8 +28,9 @@ class SamplingPlanner(Planner):
     def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
                  elites: int = 30, iterations: int = 30, init_std: float = 1.0, min_std: float = 0.01,
                  action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
-                 budget: SearchBudget | None = None, compile: bool = False) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile)
+                 budget: SearchBudget | None = None, compile: bool = False,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype)
         if not 1 <= elites <= samples:
             raise ValueError(f"need 1 <= elites <= samples, got elites={elites}, samples={samples}")
         if iterations < 1:
@@ -109,9 +110,9 @@ class PathIntegralPlanner(SamplingPlanner):
                  elites: int = 30, iterations: int = 30, temperature: float = 0.05, init_std: float = 1.0,
                  min_std: float = 0.01, action_low: torch.Tensor | None = None,
                  action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__(world_model, objective, horizon, samples, elites, iterations, init_std, min_std,
-                         action_low, action_high, budget, compile)
+                         action_low, action_high, budget, compile, autocast_dtype)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature

@@ -1,0 +1,263 @@
+"""Milliseconds per plan: our GD (eager, compiled, MPC with warm start), CEM and MPPI vs TorchRL's planners.
+
+Run: python benchmarks/planning_speed.py [--tasks wall,pointmaze] [--batch-sizes 1,16,64] [--threads 2]
+     [--device cpu] [--quick]
+
+Needs trained base models from the task benchmarks (``runs/benchmark/<task>/base.pt``,
+written by ``python benchmarks/<task>.py``). For each task and batch size B it
+times one planning call on B (start, goal) pairs of the task:
+
+- ``gd eager`` / ``gd compiled``: the recipe's GD budget from a cold start;
+- ``gd mpc``: one MPC step as the policy runs it: warm start from the shifted
+  previous plan, compiled, stopped on a cost plateau (``SearchBudget(patience)``),
+  measured as the median batched planning call of ``evaluate`` over B episodes
+  (the first, cold call of each episode included in the median's input);
+- ``cem`` / ``mppi``: ours at the recipe's budget (samples x iterations, elites);
+- ``cem bf16 compiled``: our CEM scoring candidates compiled and under bfloat16 autocast;
+- ``torchrl cem`` / ``torchrl mppi``: TorchRL's ``CEMPlanner`` / ``MPPIPlanner``
+  through ``WorldModelEnv`` on the same model, horizon, samples, elites and iterations.
+
+Prints and writes ``benchmarks/results/planning_speed.md`` (with this command,
+the machine and a profile of one GD plan) and ``planning_speed.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.pipeline import make_planner, make_policy
+from torchrl_gbp.planners import GoalCost, MPCPolicy, Planner
+from torchrl_gbp.planners.torchrl_baselines import make_torchrl_planner, reset_planning_env
+from torchrl_gbp.recipes import recipe_for
+from torchrl_gbp.tasks import make_task
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def planning_problem(task_name: str, model, batch: int, device: torch.device, seed: int = 0):
+    """``B`` seeded (start, goal) pairs of the task as model inputs: ``z_hist``, ``a_hist``, ``z_goal``."""
+    task = make_task(task_name)
+    start, goal = task.sample_start_goal(batch, torch.Generator().manual_seed(seed))
+    obs = task.observation_from_state(start).to(device)
+    with torch.no_grad():
+        z_hist = model.encode(obs.unsqueeze(1).expand(-1, model.num_hist, -1))
+        z_goal = model.encode(task.observation_from_state(goal).to(device))
+    a_hist = torch.zeros(batch, model.num_hist - 1, model.action_dim, device=device)
+    return z_hist, a_hist, z_goal
+
+
+def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
+    """(first call seconds, median seconds of ``repeats`` further calls) of ``call()``."""
+    def timed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    first = timed()
+    return first, statistics.median(timed() for _ in range(repeats))
+
+
+def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch.Tensor, **extra) -> Planner:
+    """The recipe's planner ``name`` with the env's normalised action bounds."""
+    recipe = recipe_for(task_name)
+    objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
+    kwargs = {**recipe.planner_kwargs[name], **extra}
+    return make_planner(name, model, recipe.horizon, objective, action_low=low, action_high=high, **kwargs)
+
+
+def mpc_step_seconds(model, task_name: str, batch: int, patience: int, compile: bool) -> tuple[float, float]:
+    """(median batched planning seconds, success rate) of warm-started, plateau-stopped GD MPC over B episodes."""
+    task, recipe = make_task(task_name), recipe_for(task_name)
+    policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget={"patience": patience, "tolerance": 1e-3},
+                                    compile=compile)
+    evaluate(policy, task, episodes=batch, seed=10_000, max_steps=task.frameskip)  # compile for this B
+    metrics = evaluate(policy, task, episodes=batch, seed=0)
+    return metrics["plan_seconds"], metrics["success_rate"]
+
+
+def profile_one_plan(planner: Planner, problem, rows: int = 12) -> str:
+    """Self-CPU-time table of the top operators in one ``plan`` call."""
+    from torch.profiler import profile
+
+    planner.plan(*problem)
+    with profile() as prof:
+        planner.plan(*problem)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dict], dict]:
+    """All timings for one task: rows of (planner, B, ms) and the profiles."""
+    path = Path(args.runs) / task_name / "base.pt"
+    if not path.exists():
+        sys.exit(f"no trained model at {path}: run `python benchmarks/{task_name}.py` first")
+    model, _ = load_checkpoint(path)
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    recipe = recipe_for(task_name)
+    spec = make_task(task_name).make_env().action_spec_unbatched
+    low, high = model.normalized_action_bounds(spec.space.low.to(device), spec.space.high.to(device))
+    sampling = recipe.planner_kwargs["cem"]
+    rows, profiles = [], {}
+    for batch in args.batch_sizes:
+        problem = planning_problem(task_name, model, batch, device)
+        repeats = args.repeats if batch <= 16 else max(1, args.repeats // 3)
+        planners = {
+            "gd eager": our_planner("gd", model, task_name, low, high),
+            "gd compiled": our_planner("gd", model, task_name, low, high, compile=True),
+            "cem": our_planner("cem", model, task_name, low, high),
+            "cem bf16 compiled": our_planner("cem", model, task_name, low, high, compile=True,
+                                             autocast_dtype=torch.bfloat16),
+            "mppi": our_planner("mppi", model, task_name, low, high),
+        }
+        for name, planner in planners.items():
+            generator = torch.Generator(device=device).manual_seed(0)
+            first, median = time_calls(lambda: planner.plan(*problem, generator=generator), repeats, device)
+            rows.append({"task": task_name, "planner": name, "B": batch, "ms": 1000 * median,
+                         "first_ms": 1000 * first, "note": f"{planner.last_clock.iterations} iterations"})
+        if device.type == "cpu":
+            seconds, success = mpc_step_seconds(model, task_name, batch, args.patience, compile=True)
+            rows.append({"task": task_name, "planner": "gd mpc", "B": batch, "ms": 1000 * seconds, "first_ms": None,
+                         "note": f"warm start, patience {args.patience}, compiled; success {100 * success:.0f}%"})
+        for kind in ("cem", "mppi"):
+            torchrl_planner = make_torchrl_planner(kind, model, make_task(task_name).make_env(),
+                                                   horizon=recipe.horizon, samples=sampling["samples"],
+                                                   elites=sampling["elites"], iterations=sampling["iterations"])
+            td = reset_planning_env(torchrl_planner, problem[0][:, -1], problem[2])
+            with torch.no_grad():
+                first, median = time_calls(lambda: torchrl_planner(td.clone()), max(1, repeats // 2), device)
+            rows.append({"task": task_name, "planner": f"torchrl {kind}", "B": batch, "ms": 1000 * median,
+                         "first_ms": 1000 * first, "note": ""})
+        print_rows([r for r in rows if r["B"] == batch])
+    if device.type == "cpu":
+        problem = planning_problem(task_name, model, 1, device)
+        profiles["eager"] = profile_one_plan(our_planner("gd", model, task_name, low, high), problem)
+        profiles["compiled"] = profile_one_plan(our_planner("gd", model, task_name, low, high, compile=True),
+                                                problem)
+    return rows, profiles
+
+
+def print_rows(rows: list[dict]) -> None:
+    """Print timing rows as they arrive."""
+    for r in rows:
+        print(f"  {r['task']} B={r['B']:>3} {r['planner']:<13} {r['ms']:10.1f} ms  {r['note']}", flush=True)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of ms per plan with the ratio to TorchRL's CEM at the same task and B."""
+    lines = ["| task | B | planner | ms per plan | first call ms | vs TorchRL CEM | note |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = next(x["ms"] for x in rows if x["task"] == r["task"] and x["B"] == r["B"] and x["planner"] == "torchrl cem")
+        first = "" if r["first_ms"] is None else f"{r['first_ms']:.1f}"
+        lines.append(f"| {r['task']} | {r['B']} | {r['planner']} | {r['ms']:.1f} | {first} | "
+                     f"{r['ms'] / ref:.3f} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict]) -> str:
+    """The issue's speed targets, met or not, per task."""
+    lines = []
+    for task_name in dict.fromkeys(r["task"] for r in rows):
+        get = {(r["planner"], r["B"]): r["ms"] for r in rows if r["task"] == task_name}
+        batches = sorted({b for _, b in get})
+        b_min, b_max = batches[0], batches[-1]
+        if ("gd mpc", b_min) in get:
+            mpc = get["gd mpc", b_min]
+            lines.append(f"- {task_name}: GD MPC step (B={b_min}) {mpc:.1f} ms, target <= 25 ms: "
+                         f"{'met' if mpc <= 25 else 'not met'}")
+        for name in ("gd mpc", "gd compiled", "gd eager", "cem"):
+            if (name, b_max) in get and (name, b_min) in get and b_max > b_min:
+                ratio = get[name, b_max] / get[name, b_min]
+                lines.append(f"- {task_name}: {name} B={b_max} / B={b_min} = {ratio:.2f}x, target <= 3x: "
+                             f"{'met' if ratio <= 3 else 'not met'}")
+        for b in batches:
+            speedup = get["torchrl cem", b] / get["cem", b]
+            lines.append(f"- {task_name}: our CEM {speedup:.1f}x faster than TorchRL's CEMPlanner at B={b}, "
+                         f"target >= 5x: {'met' if speedup >= 5 else 'not met'}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """ms per plan against B, one line per task x planner (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task_name in zip(axes[0], tasks):
+        for name in dict.fromkeys(r["planner"] for r in rows):
+            points = [(r["B"], r["ms"]) for r in rows if r["task"] == task_name and r["planner"] == name]
+            ax.plot(*zip(*points), marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("envs planned in one call (B)")
+        ax.set_ylabel("ms per plan")
+        ax.set_title(task_name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Parse arguments, time every planner, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="wall,pointmaze", help="comma-separated task names")
+    parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated envs per planning call")
+    parser.add_argument("--runs", default="runs/benchmark", help="folder with <task>/base.pt")
+    parser.add_argument("--repeats", type=int, default=9, help="timed calls per point (a third for B > 16)")
+    parser.add_argument("--patience", type=int, default=5, help="plateau patience of the GD MPC step")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="B=1,4 and 3 repeats; prints, writes nothing")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    # Every compiled planner instance and batch size is one more Dynamo cache entry of the shared scoring code.
+    torch._dynamo.config.recompile_limit = 256
+    args.batch_sizes = [1, 4] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
+    args.repeats = 3 if args.quick else args.repeats
+    device = torch.device(args.device)
+
+    rows, profiles = [], {}
+    for task_name in args.tasks.split(","):
+        task_rows, task_profiles = benchmark_task(task_name, args, device)
+        rows += task_rows
+        profiles.update({f"{task_name}, {k}": v for k, v in task_profiles.items()})
+
+    command = "python benchmarks/planning_speed.py" + " ".join([""] + sys.argv[1:])
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
+    machine = f"{device_name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    profile_text = "\n\n".join(f"### {name}: one GD plan, B=1\n\n```\n{text}\n```" for name, text in profiles.items())
+    report = (
+        f"# Planning speed\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{table(rows)}\n\n"
+        "Median over repeated calls, after one untimed-in-the-median first call (which includes compilation "
+        "for the compiled planners). Same model, horizon, samples, elites and iterations for ours and TorchRL's.\n\n"
+        f"## Targets\n\n{targets(rows)}\n\n## Where the time goes\n\n{profile_text}\n"
+    )
+    print(report)
+    if args.quick:  # a smoke run never overwrites the results
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    (RESULTS / f"planning_speed{suffix}.md").write_text(report)
+    plot(rows, RESULTS / f"planning_speed{suffix}.png")
+
+
+if __name__ == "__main__":
+    main()
