@@ -8,7 +8,7 @@ from torchrl_gbp.cli import main
 from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import format_table, recipe_for
+from torchrl_gbp.pipeline import format_table, paper_claims, recipe_for, summarize
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -115,7 +115,21 @@ def test_format_table_reports_time_relative_to_cem():
     rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.1, "plan_seconds": t,
              "plan_seconds_per_env": t / 50} for p, s, t in [("cem", 0.8, 2.0), ("gd", 0.7, 0.2)]]
     table = format_table(rows)
-    assert "| base | gd | 70.0 +- 0.0 | 0.100 |" in table and "| 0.100 |" in table
+    assert "| base | gd | 70.0 | 0.100 |" in table and "| 0.100 |" in table  # no spread from one seed
+
+
+def test_paper_claims_compare_float32_rates_and_report_noise():
+    runs = [{"model": m, "planner": p, "success_rate": float(torch.tensor(s, dtype=torch.float32)),
+             "final_distance": 0.1, "plan_seconds": t, "plan_seconds_per_env": t}
+            for m, p, s, t in [("base", "cem", 0.7, 2.0), ("base", "gd", 0.6, 0.2), ("online", "gd", 0.7, 0.2)]]
+    claims = paper_claims(summarize(runs)).splitlines()
+    assert claims[0].startswith("1. GD on base (60.0%) trails CEM on base (70.0%)") and ": holds" in claims[0]
+    assert "online (70.0%) matches or beats" in claims[1] and ": holds" in claims[1]  # 0.7f == 0.7f, not below
+    assert "one seed: no noise estimate" in claims[1]
+    assert claims[2] == "3. GD seconds per plan / CEM's: 0.100"
+    second = [dict(r, success_rate=r["success_rate"] - 0.1) for r in runs]
+    claims = paper_claims(summarize(runs + second)).splitlines()
+    assert "-0.0 points" not in claims[1] and "within seed noise (std 5.0)" in claims[1]
 
 
 def test_quick_recipe_is_smaller():

@@ -22,7 +22,8 @@ class SearchBudget:
         tolerance: relative improvement that counts as progress.
 
     Checking the plateau reads the cost on the host (one sync per iteration on
-    a GPU); without ``patience`` the loop never syncs.
+    a GPU); without ``patience`` the loop never syncs, and on a GPU the time
+    check then sees the host's clock, which runs ahead of queued kernels.
 
     Example:
         >>> budget = SearchBudget(max_seconds=0.02, patience=5)
