@@ -211,6 +211,11 @@ def test_dataset_argument_validation(kwargs: dict, message: str) -> None:
         WallTask().generate_dataset(**kwargs)
 
 
+def test_trajectories_rejects_states_not_one_longer_than_actions() -> None:
+    with pytest.raises(ValueError, match=r"states must be \(N, T \+ 1, state_dim\) = \(3, 8, \.\.\.\).*\(3, 7, 2\)"):
+        WallTask().trajectories(torch.zeros(3, 7, 2), torch.zeros(3, 7, 2))
+
+
 def test_rollout_truncates_at_episode_steps() -> None:
     env = WallEnv(num_envs=3, seed=0)
     rollout = env.rollout(50)

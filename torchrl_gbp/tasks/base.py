@@ -84,9 +84,13 @@ class Task(abc.ABC):
         ``pair_mode`` picks how reset draws (start, goal) pairs; ``None`` means
         the task's default.
         """
+        return self.env_type()(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+
+    def env_type(self) -> type[EnvBase]:
+        """The env class :meth:`make_env` builds: :class:`GoalEnv`, or a task's subclass of it."""
         from torchrl_gbp.tasks.env import GoalEnv
 
-        return GoalEnv(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+        return GoalEnv
 
     @abc.abstractmethod
     def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> Simulator:
@@ -113,6 +117,28 @@ class Task(abc.ABC):
     def success(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Boolean ``(...,)``: ``distance(state, goal_state) < success_threshold``."""
         return self.distance(state, goal_state) < self.success_threshold
+
+    def trajectories(self, states: torch.Tensor, actions: torch.Tensor) -> TensorDict:
+        """Pack simulated trajectories as :meth:`generate_dataset` returns them.
+
+        Args:
+            states: ``(N, T + 1, state_dim)``, each trajectory's states including the last.
+            actions: ``(N, T, action_dim)``, the env actions between them.
+        """
+        n, steps = actions.shape[:2]
+        if states.shape[:2] != (n, steps + 1):
+            raise ValueError(f"states must be (N, T + 1, state_dim) = ({n}, {steps + 1}, ...) for actions "
+                             f"{tuple(actions.shape)}, got {tuple(states.shape)}")
+        return TensorDict(
+            {
+                "observation": self.observation_from_state(states[:, :-1]),
+                "state": states[:, :-1].clone(),
+                "action": actions,
+                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
+                "next": {"observation": self.observation_from_state(states[:, 1:]), "state": states[:, 1:].clone()},
+            },
+            batch_size=[n, steps],
+        )
 
     @abc.abstractmethod
     def generate_dataset(

@@ -344,20 +344,7 @@ class PointMazeTask(Task):
             states.append(state)
             actions.append(action)
 
-        state = torch.stack(states, dim=1)
-        return TensorDict(
-            {
-                "observation": self.observation_from_state(state[:, :-1]),
-                "state": state[:, :-1].clone(),
-                "action": torch.stack(actions, dim=1),
-                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
-                "next": {
-                    "observation": self.observation_from_state(state[:, 1:]),
-                    "state": state[:, 1:].clone(),
-                },
-            },
-            batch_size=[n, steps],
-        )
+        return self.trajectories(torch.stack(states, dim=1), torch.stack(actions, dim=1))
 
     def _seek_action(self, state: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """PD action toward the next cell centre on the shortest path to ``target`` (the target in its cell)."""

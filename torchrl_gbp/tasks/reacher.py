@@ -197,15 +197,9 @@ class ReacherTask(Task):
         """``num_envs`` dm_control reacher envs (pooled across simulators)."""
         return ReacherSimulator(self, num_envs, device)
 
-    def make_env(
-        self,
-        num_envs: int = 1,
-        seed: int | None = None,
-        device: torch.device | str = "cpu",
-        pair_mode: str | None = None,
-    ) -> ReacherEnv:
-        """Build a :class:`ReacherEnv` (a :class:`GoalEnv` that also moves dm_control's target)."""
-        return ReacherEnv(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+    def env_type(self) -> type[ReacherEnv]:
+        """:meth:`make_env` builds a :class:`ReacherEnv`."""
+        return ReacherEnv
 
     def sample_start_goal(
         self, n: int, generator: torch.Generator, mode: str | None = None
@@ -306,20 +300,7 @@ class ReacherTask(Task):
                 chunk_actions.append(action)
             states.append(torch.stack(chunk_states, dim=1))
             actions.append(torch.stack(chunk_actions, dim=1))
-        state = torch.cat(states)
-        return TensorDict(
-            {
-                "observation": self.observation_from_state(state[:, :-1]),
-                "state": state[:, :-1].clone(),
-                "action": torch.cat(actions),
-                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
-                "next": {
-                    "observation": self.observation_from_state(state[:, 1:]),
-                    "state": state[:, 1:].clone(),
-                },
-            },
-            batch_size=[n, steps],
-        )
+        return self.trajectories(torch.cat(states), torch.cat(actions))
 
 
 # ----------------------------------------------------------------------------- simulator and env

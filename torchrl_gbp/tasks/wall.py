@@ -134,15 +134,9 @@ class WallTask(Task):
         """Vectorised wall dynamics for ``num_envs`` envs."""
         return WallSimulator(self, num_envs, device)
 
-    def make_env(
-        self,
-        num_envs: int = 1,
-        seed: int | None = None,
-        device: torch.device | str = "cpu",
-        pair_mode: str | None = None,
-    ) -> WallEnv:
-        """Build a :class:`WallEnv` for this task with ``batch_size=[num_envs]``."""
-        return WallEnv(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
+    def env_type(self) -> type[WallEnv]:
+        """:meth:`make_env` builds a :class:`WallEnv`."""
+        return WallEnv
 
     def sample_start_goal(
         self, n: int, generator: torch.Generator, mode: str | None = None
@@ -217,20 +211,7 @@ class WallTask(Task):
             states.append(position)
             actions.append(action)
 
-        state = torch.stack(states, dim=1)
-        return TensorDict(
-            {
-                "observation": self.observation_from_state(state[:, :-1]),
-                "state": state[:, :-1].clone(),
-                "action": torch.stack(actions, dim=1),
-                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
-                "next": {
-                    "observation": self.observation_from_state(state[:, 1:]),
-                    "state": state[:, 1:].clone(),
-                },
-            },
-            batch_size=[n, steps],
-        )
+        return self.trajectories(torch.stack(states, dim=1), torch.stack(actions, dim=1))
 
     def _door_seeking_action(
         self, position: torch.Tensor, start_side: torch.Tensor, target: torch.Tensor
