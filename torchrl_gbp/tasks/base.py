@@ -118,6 +118,17 @@ class Task(abc.ABC):
         """Boolean ``(...,)``: ``distance(state, goal_state) < success_threshold``."""
         return self.distance(state, goal_state) < self.success_threshold
 
+    def dataset_arguments(
+        self, num_trajectories: int, trajectory_steps: int | None, seed: int
+    ) -> tuple[int, int, torch.Generator]:
+        """Checked :meth:`generate_dataset` arguments: ``(N, T, generator seeded with seed)``."""
+        n = check_positive_int("num_trajectories", num_trajectories)
+        steps = check_positive_int("trajectory_steps", self.episode_steps if trajectory_steps is None
+                                   else trajectory_steps)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        return n, steps, torch.Generator().manual_seed(seed)
+
     def trajectories(self, states: torch.Tensor, actions: torch.Tensor) -> TensorDict:
         """Pack simulated trajectories as :meth:`generate_dataset` returns them.
 

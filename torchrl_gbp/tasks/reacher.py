@@ -261,12 +261,7 @@ class ReacherTask(Task):
         AR(1) torques ``a_t = clip(0.8 a_{t-1} + 0.5 eps)``. See
         :meth:`Task.generate_dataset` for the keys; tensors are on CPU.
         """
-        n = check_positive_int("num_trajectories", num_trajectories)
-        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
-        steps = check_positive_int("trajectory_steps", steps)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        generator = torch.Generator().manual_seed(seed)
+        n, steps, generator = self.dataset_arguments(num_trajectories, trajectory_steps, seed)
         start = self.random_joint_states(torch.rand(n, 2, generator=generator))
         targets = []
         for _ in range(2):

@@ -190,12 +190,7 @@ class WallTask(Task):
         drawn like evaluation starts. See :meth:`Task.generate_dataset` for
         the keys; all tensors are on CPU.
         """
-        n = check_positive_int("num_trajectories", num_trajectories)
-        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
-        steps = check_positive_int("trajectory_steps", steps)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        generator = torch.Generator().manual_seed(seed)
+        n, steps, generator = self.dataset_arguments(num_trajectories, trajectory_steps, seed)
         start, target = self.sample_start_goal(n, generator, mode="opposite")
         noise = torch.randn(steps, n, self.action_dim, generator=generator)
         seeking = (torch.arange(n) % 2 == 0).unsqueeze(-1)
