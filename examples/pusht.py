@@ -39,7 +39,9 @@ model, _ = load_checkpoint(f"{args.out}/base.pt")
 action_spec = task.make_env().action_spec
 episodes = 10 if args.quick else 50
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
-cem = recipe.planner_kwargs["cem"] if not args.quick else {"samples": 100, "elites": 10, "iterations": 10}
+cem = dict(recipe.planner_kwargs["cem"])  # keeps the recipe's small init_std
+if args.quick:
+    cem.update(samples=100, elites=10, iterations=10)
 planners = {
     "gd": GradientPlanner(model, cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
     "cem": CrossEntropyPlanner(model, cost, horizon=recipe.horizon, **cem),

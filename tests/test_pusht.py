@@ -11,7 +11,14 @@ from torchrl.envs.utils import check_env_specs
 pytest.importorskip("gym_pusht")
 
 from torchrl_gbp.tasks import make_task  # noqa: E402
-from torchrl_gbp.tasks.pusht import PushTTask, pusht_step, scripted_push_action, tee_clearance  # noqa: E402
+from torchrl_gbp.tasks.pusht import (  # noqa: E402
+    AGENT_RADIUS,
+    PushTTask,
+    block_center_of_mass,
+    pusht_step,
+    scripted_push_action,
+    tee_clearance,
+)
 
 
 def random_actions(steps: int, n: int, seed: int) -> torch.Tensor:
@@ -26,9 +33,12 @@ def test_specs(num_envs: int) -> None:
 def test_set_state_then_step_replays_the_original_exactly() -> None:
     task = PushTTask()
     first = task.make_env(num_envs=4, seed=0)
-    first.reset()
-    # The scripted pusher makes contact, so the replay covers pushes, not just free motion.
+    # The scripted pusher starts just behind the T, so the replay covers pushes, not just free motion.
     direction = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    start = torch.zeros(4, 10)
+    start[:, 2:4] = 256.0
+    start[:, :2] = block_center_of_mass(start) - 100.0 * direction
+    first.reset(TensorDict(start_state=start, goal_state=start.clone(), batch_size=[4]))
     state = first.get_state()
     for _ in range(8):
         action = scripted_push_action(state, direction, torch.full((4,), 10.0), torch.full((4,), 30.0))
@@ -85,9 +95,13 @@ def test_pairs_are_seeded_reachable_and_never_start_solved() -> None:
     assert not torch.equal(start, task.sample_start_goal(32, torch.Generator().manual_seed(1))[0])
     assert not task.success(start, goal).any()
     assert (task.distance(start, goal) >= 1.5 * task.success_threshold).all()
-    # Starts are at rest with the agent clear of the T; goals keep the block in the arena.
+    # Starts are at rest with the agent just behind the T (the first push step touches it); goals keep the
+    # block in the arena and, after the agent backs off, mostly have the agent clear of the T.
     assert (start[:, 5:] == 0).all()
-    assert (tee_clearance(start[:, :2], start[:, 2:5]) > 15).all()
+    start_gap = tee_clearance(start[:, :2], start[:, 2:5]) - AGENT_RADIUS
+    assert ((start_gap > 0) & (start_gap < 5)).all()
+    goal_gap = tee_clearance(goal[:, :2], goal[:, 2:5]) - AGENT_RADIUS
+    assert (goal_gap > 10).float().mean() > 0.6 and goal_gap.median() > 25
     assert ((goal[:, 2:4] > 20) & (goal[:, 2:4] < 492)).all()
     # The scripted pusher moves the block along its push direction.
     direction = torch.tensor([[1.0, 0.0], [0.0, -1.0]])

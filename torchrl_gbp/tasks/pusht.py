@@ -53,6 +53,10 @@ _AGENT_CLEARANCE = AGENT_RADIUS + 10.0
 _ORBIT_RADIUS = TEE_RADIUS + AGENT_RADIUS + 12.0
 _LATERAL_MAX = 30.0
 _LEAD_LOW, _LEAD_HIGH = 12.0, 28.0
+# "pushed" starts put the agent this far from the T's outline (the first push step touches it).
+_CONTACT_GAP = 2.0
+# After a push the agent backs off this far in this many env steps, so goals have it clear of the T.
+_RETREAT_DISTANCE, _RETREAT_STEPS = 40.0, 5
 # A (start, goal) pair is kept only if the block moved this many thresholds (position or angle).
 _MIN_GOAL_MARGIN = 1.5
 # Dataset random-walk targets stay this far inside the arena (a kinematic agent can squeeze the T through a wall).
@@ -110,9 +114,9 @@ def scripted_push_action(
 
     Example:
         >>> state = torch.zeros(1, 10)
-        >>> state[0, :5] = torch.tensor([256.0, 150.0, 256.0, 256.0, 0.0])
+        >>> state[0, :5] = torch.tensor([256.0, 200.0, 256.0, 256.0, 0.0])  # the agent just behind the T
         >>> scripted_push_action(state, torch.tensor([[0.0, 1.0]]), torch.zeros(1), torch.full((1,), 20.0))
-        tensor([[256., 170.]])
+        tensor([[256., 220.]])
     """
     agent = state[:, :2]
     com = block_center_of_mass(state)
@@ -232,13 +236,19 @@ class PushTTask(Task):
     Pairs (``pair_mode``): ``"pushed"`` (default) draws a random block pose
     and a scripted push (:func:`scripted_push_action`: direction toward the
     arena's centre +- 90 degrees, lateral offset, speed), starts the agent at
-    rest where that push begins (just clear of the T, behind it) and runs the
-    push for ``push_steps`` env steps; the goal is where it left the block, so
-    goals are reachable by construction (DINO-WM style). ``"approach"`` starts
-    the agent anywhere clear of the T instead (the push then includes the
-    approach: harder). ``"random"`` draws the goal block pose independently
-    (hardest). A pair is redrawn unless the block moved by 1.5 thresholds
-    (30 units or 30 degrees), so no episode starts solved.
+    rest on that push line, 2 units clear of the T behind it (so every push
+    step pushes), and runs the push for ``push_steps`` env steps; the agent
+    then backs off 40 units against the push direction (5 env steps, the T
+    stays put) and the goal is that state, so goals are reachable by
+    construction (DINO-WM style) and mostly have the agent clear of the T.
+    The goal's agent position (part of the goal observation) thus tells a
+    planner to back off and leave the block alone once it is placed: success
+    is scored on the final state only, and an agent that keeps moving around
+    a placed T knocks it off its pose.
+    ``"approach"`` starts the agent anywhere clear of the T instead (the push
+    then includes the approach: harder). ``"random"`` draws the goal block
+    pose independently (hardest). A pair is redrawn unless the block moved by
+    1.5 thresholds (30 units or 30 degrees), so no episode starts solved.
 
     Args:
         push_steps: env steps of scripted pushing that make a ``"pushed"`` goal.
@@ -320,6 +330,36 @@ class PushTTask(Task):
             simulator.step(scripted_push_action(simulator.get_state(), direction, lateral, lead))
         return simulator.get_state()
 
+    @staticmethod
+    def _contact_start(start: torch.Tensor, direction: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        """Agent positions ``(n, 2)`` on the push lines, ``_CONTACT_GAP`` units clear of the T behind it.
+
+        Walks in from the push start (``_ORBIT_RADIUS`` behind the T's centre of
+        mass) and stops at the last point before the clearance drops below
+        ``AGENT_RADIUS + _CONTACT_GAP``, so the first push step touches the T
+        (a line that misses the T keeps the push start).
+        """
+        normal = torch.stack([-direction[:, 1], direction[:, 0]], dim=-1)
+        line = block_center_of_mass(start) + lateral.unsqueeze(-1) * normal
+        back = torch.linspace(_ORBIT_RADIUS, 0.0, math.ceil(_ORBIT_RADIUS) + 1, dtype=start.dtype)  # <= 1-unit steps
+        points = line.unsqueeze(1) - back.view(1, -1, 1) * direction.unsqueeze(1)  # (n, steps, 2)
+        clear = tee_clearance(points, start[:, None, 2:5].expand(-1, back.numel(), 3)) >= AGENT_RADIUS + _CONTACT_GAP
+        last = torch.argmin(clear.int(), dim=1) - 1  # the point before the first blocked one
+        return points[torch.arange(start.shape[0]), last.clamp_min(0)]
+
+    def _retreat(self, state: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """States ``(n, 10)`` after the agent backs off ``_RETREAT_DISTANCE`` against the push ``direction`` ``(n, 2)``.
+
+        Takes ``_RETREAT_STEPS`` env steps. Behind a push the agent moves away
+        from the T, which has no momentum and so stays put.
+        """
+        simulator = self.make_simulator(state.shape[0])
+        simulator.set_state(state)
+        target = (state[:, :2] - _RETREAT_DISTANCE * direction).clamp(0.0, ARENA_SIZE)
+        for _ in range(_RETREAT_STEPS):
+            simulator.step(target)
+        return simulator.get_state()
+
     def _far_enough(self, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         moved = torch.linalg.vector_norm(goal[:, 2:4] - start[:, 2:4], dim=-1)
         turned = _wrap_angle(goal[:, 4] - start[:, 4]).abs()
@@ -346,10 +386,10 @@ class PushTTask(Task):
                 g = self._sample_starts(len(todo), generator)
             else:
                 direction, lateral, lead = self._push_parameters(s, generator)
-                if mode == "pushed":  # the agent starts where the pusher starts its push
-                    normal = torch.stack([-direction[:, 1], direction[:, 0]], dim=-1)
-                    s[:, :2] = (block_center_of_mass(s) - _ORBIT_RADIUS * direction + lateral.unsqueeze(-1) * normal)
+                if mode == "pushed":  # the agent starts on the push line, just clear of the T behind it
+                    s[:, :2] = self._contact_start(s, direction, lateral)
                 g = self.run_scripted_pusher(s, self.push_steps, direction, lateral, lead)
+                g = self._retreat(g, direction)
             start[todo], goal[todo] = s, g
             todo = todo[~self._far_enough(s, g)]
             if len(todo) == 0:
@@ -403,12 +443,7 @@ class PushTTask(Task):
         randomness is drawn in fixed-size blocks per step (same seed, same
         tensors). Keys as in :meth:`Task.generate_dataset`; tensors on CPU.
         """
-        n = check_positive_int("num_trajectories", num_trajectories)
-        steps = self.episode_steps if trajectory_steps is None else trajectory_steps
-        steps = check_positive_int("trajectory_steps", steps)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        generator = torch.Generator().manual_seed(seed)
+        n, steps, generator = self.dataset_arguments(num_trajectories, trajectory_steps, seed)
         start = self._sample_starts(n, generator)
         simulator = self.make_simulator(n)
         simulator.set_state(start)
@@ -445,17 +480,4 @@ class PushTTask(Task):
             states.append(simulator.get_state())
             actions.append(action)
 
-        state = torch.stack(states, dim=1)
-        return TensorDict(
-            {
-                "observation": self.observation_from_state(state[:, :-1]),
-                "state": state[:, :-1].clone(),
-                "action": torch.stack(actions, dim=1),
-                "episode": torch.arange(n).unsqueeze(-1).expand(n, steps).clone(),
-                "next": {
-                    "observation": self.observation_from_state(state[:, 1:]),
-                    "state": state[:, 1:].clone(),
-                },
-            },
-            batch_size=[n, steps],
-        )
+        return self.trajectories(torch.stack(states, dim=1), torch.stack(actions, dim=1))
