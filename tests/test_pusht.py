@@ -111,6 +111,17 @@ def test_pairs_are_seeded_reachable_and_never_start_solved() -> None:
     assert not task.success(start, goal).any()
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_approach_pairs_share_the_pushed_goals_with_the_agent_away(seed: int) -> None:
+    task = PushTTask()
+    pushed = task.sample_start_goal(64, torch.Generator().manual_seed(seed), mode="pushed")
+    approach = task.sample_start_goal(64, torch.Generator().manual_seed(seed), mode="approach")
+    assert torch.equal(approach[1], pushed[1]) and torch.equal(approach[0][:, 2:], pushed[0][:, 2:])
+    gap = tee_clearance(approach[0][:, :2], approach[0][:, 2:5]) - AGENT_RADIUS
+    assert (gap >= 10).all() and gap.median() > 2 * (tee_clearance(pushed[0][:, :2], pushed[0][:, 2:5]) -
+                                                     AGENT_RADIUS).max()
+
+
 def test_success_and_distance() -> None:
     task = PushTTask()
     start, goal = task.sample_start_goal(4, torch.Generator().manual_seed(0))

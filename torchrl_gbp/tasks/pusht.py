@@ -245,8 +245,8 @@ class PushTTask(Task):
     planner to back off and leave the block alone once it is placed: success
     is scored on the final state only, and an agent that keeps moving around
     a placed T knocks it off its pose.
-    ``"approach"`` starts the agent anywhere clear of the T instead (the push
-    then includes the approach: harder). ``"random"`` draws the goal block
+    ``"approach"`` makes the same goals but starts the agent anywhere clear
+    of the T (the planner must first reach the push line: harder). ``"random"`` draws the goal block
     pose independently (hardest). A pair is redrawn unless the block moved by
     1.5 thresholds (30 units or 30 degrees), so no episode starts solved.
 
@@ -386,10 +386,12 @@ class PushTTask(Task):
                 g = self._sample_starts(len(todo), generator)
             else:
                 direction, lateral, lead = self._push_parameters(s, generator)
-                if mode == "pushed":  # the agent starts on the push line, just clear of the T behind it
-                    s[:, :2] = self._contact_start(s, direction, lateral)
-                g = self.run_scripted_pusher(s, self.push_steps, direction, lateral, lead)
-                g = self._retreat(g, direction)
+                pusher = s.clone()  # the scripted push starts on the push line, just clear of the T behind it
+                pusher[:, :2] = self._contact_start(s, direction, lateral)
+                g = self._retreat(self.run_scripted_pusher(pusher, self.push_steps, direction, lateral, lead),
+                                  direction)
+                if mode == "pushed":
+                    s = pusher
             start[todo], goal[todo] = s, g
             todo = todo[~self._far_enough(s, g)]
             if len(todo) == 0:
