@@ -13,7 +13,7 @@ from torchrl_gbp.pipeline import METHODS, reproduce
 
 
 def run_benchmark(task_name: str) -> str:
-    """Parse ``--quick/--seed/--out``, run the task's reproduction and diagnostics, write and return the report.
+    """Parse ``--quick/--seed/--out/--workers``, run the task's reproduction and diagnostics, write the report.
 
     The report holds the command, the machine, the model x planner table, the
     paper's claims (1-3 from the table, 4 from :func:`diagnose` on the seed-0
@@ -23,9 +23,11 @@ def run_benchmark(task_name: str) -> str:
     parser.add_argument("--quick", action="store_true", help="the small recipe (minutes)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and base-model seed")
     parser.add_argument("--out", default="runs/benchmark", help="where runs are written")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes running the (seed, model) units (default: one per CPU core)")
     args = parser.parse_args()
 
-    result = reproduce(task_name, args.out, quick=args.quick, seed=args.seed)
+    result = reproduce(task_name, args.out, quick=args.quick, seed=args.seed, workers=args.workers)
     root = Path(args.out) / task_name
     first_seed = result["runs"][0]["seed"]
     checkpoints = {"base": root / "base.pt", **{m: root / f"{m}_seed{first_seed}.pt" for m in METHODS}}

@@ -7,4 +7,5 @@ planned-state diagnostics, to benchmarks/results/pointmaze.md.
 """
 from common import run_benchmark
 
-run_benchmark("pointmaze")
+if __name__ == "__main__":  # worker processes import this module
+    run_benchmark("pointmaze")

@@ -8,4 +8,5 @@ to benchmarks/results/pusht.md.
 """
 from common import run_benchmark
 
-run_benchmark("pusht")
+if __name__ == "__main__":  # worker processes import this module
+    run_benchmark("pusht")

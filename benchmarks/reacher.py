@@ -7,4 +7,5 @@ to benchmarks/results/reacher.md. Needs the dm_control extra: pip install 'torch
 """
 from common import run_benchmark
 
-run_benchmark("reacher")
+if __name__ == "__main__":  # worker processes import this module
+    run_benchmark("reacher")

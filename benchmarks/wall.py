@@ -7,4 +7,5 @@ to benchmarks/results/wall.md.
 """
 from common import run_benchmark
 
-run_benchmark("wall")
+if __name__ == "__main__":  # worker processes import this module
+    run_benchmark("wall")

@@ -1,5 +1,6 @@
 """Data on disk, training, evaluation and the command line, as a user runs them."""
 import json
+import os
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torchrl_gbp.cli import main
 from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import format_table, paper_claims, recipe_for, summarize
+from torchrl_gbp.pipeline import format_table, make_policy, paper_claims, recipe_for, reproduce, summarize
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -163,7 +164,7 @@ def test_cli_finetune_rejects_unknown_method(tmp_path):
 
 
 def test_reproduce_quick_writes_table_and_plot(tmp_path, capsys):
-    assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     for model in ("base", "online", "adversarial", "both"):
         assert f"| {model} | gd |" in out and f"| {model} | cem |" in out
@@ -173,3 +174,22 @@ def test_reproduce_quick_writes_table_and_plot(tmp_path, capsys):
     assert (root / "success_vs_seconds.png").stat().st_size > 10_000
     assert {p.name for p in root.glob("*.pt")} == {"base.pt", "online_seed0.pt", "adversarial_seed0.pt",
                                                    "both_seed0.pt"}
+
+    # the rows come from worker processes: evaluating a checkpoint they wrote here, with their thread count,
+    # gives the same success and distance as the table's row
+    recipe = recipe_for("wall", quick=True)
+    model, _ = load_checkpoint(root / "online_seed0.pt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        task = WallTask()
+        metrics = evaluate(make_policy(model, task, "gd", recipe), task, episodes=recipe.episodes, seed=1000)
+    finally:
+        torch.set_num_threads(threads)
+    assert f"| online | gd | {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in out
+    assert "2 worker process(es)" in out
+
+
+def test_reproduce_rejects_zero_workers(tmp_path):
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        reproduce("wall", tmp_path, quick=True, planners=("gd",), methods=(), workers=0)

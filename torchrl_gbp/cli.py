@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planners", nargs="+", choices=pipeline.PLANNERS, default=list(pipeline.PLANNERS))
     p.add_argument("--methods", nargs="*", choices=pipeline.METHODS, default=list(pipeline.METHODS),
                    help="finetuning methods to compare with the base model (none: base model only)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes running the (seed, model) units side by side (default: one per CPU core)")
 
     p = sub.add_parser("diagnose", help="error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)")
     _add_task(p)
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
             result = pipeline.reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
-                                        planners=tuple(args.planners), methods=tuple(args.methods))
+                                        planners=tuple(args.planners), methods=tuple(args.methods),
+                                        workers=args.workers)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

@@ -1,9 +1,10 @@
 """End-to-end recipes: collect a dataset, train a world model, evaluate planners, report."""
 from __future__ import annotations
 
-import copy
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -244,18 +245,65 @@ def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: st
     return path
 
 
+def _model_runs(job: dict) -> list[dict]:
+    """One unit of :func:`reproduce`: finetune the base checkpoint with ``job["method"]`` ("base": as is), then
+    evaluate every planner on the seed's (start, goal) pairs. Runs in-process or in a worker process."""
+    if job["threads"] is not None:
+        torch.set_num_threads(job["threads"])
+    recipe = recipe_for(job["task"], job["quick"])
+    task = make_task(job["task"])
+    model, _ = load_checkpoint(job["base"])
+    method, run_seed, progress = job["method"], job["seed"], job["progress"]
+    if method != "base":
+        finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed,
+                       logger=csv_logger(job["log_dir"], f"finetune_{method}_seed{run_seed}"),
+                       checkpoint_path=job["checkpoint"], progress=progress and job["threads"] is None)
+        if progress and job["threads"] is not None:
+            print(f"  seed {run_seed} {method}: finetuned", flush=True)
+    runs = []
+    for name in job["planners"]:
+        if name == "mppi" and method not in recipe.mppi_models:
+            continue
+        metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
+                           seed=1000 + run_seed)
+        runs.append({"model": method, "planner": name, "seed": run_seed, **metrics})
+        if progress:
+            print(f"  seed {run_seed} {method}/{name}: success {100 * metrics['success_rate']:.1f}%  "
+                  f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    return runs
+
+
+def _run_jobs(jobs: list[dict], workers: int) -> list[list[dict]]:
+    """Results of :func:`_model_runs` for ``jobs``, in order; in ``workers`` spawned processes when more than one."""
+    if workers == 1:
+        return [_model_runs(job) for job in jobs]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # Longest first (finetuning before plain evaluation), so the last job to start is a short one.
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i]["method"] == "base")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = dict(zip(order, pool.map(_model_runs, [{**jobs[i], "threads": threads} for i in order])))
+    return [done[i] for i in range(len(jobs))]
+
+
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
-              progress: bool = True) -> dict:
+              progress: bool = True, workers: int | None = None) -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
     the recipe, every ``method`` finetunes a copy of the base model, and every
     model is evaluated with every planner on that seed's (start, goal) pairs
     (MPPI only on the recipe's ``mppi_models``, to bound the run time).
+    The (seed, model) units are independent: ``workers`` processes run them
+    side by side, each with ``cpu_count // workers`` torch threads (default:
+    one worker per CPU core, at most one per unit; ``1`` runs them here, in
+    order). Results do not depend on ``workers`` beyond the floating-point
+    effect of the thread count.
     Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, logs,
     results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths"}``.
     """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     start = time.perf_counter()
     recipe = recipe_for(task_name, quick)
     task = make_task(task_name)
@@ -269,34 +317,25 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     buffer = make_window_buffer(trajectories, frames=config.num_hist + recipe.window_frames - 1,
                                 frameskip=config.frameskip, batch_size=recipe.batch_size,
                                 generator=torch.Generator().manual_seed(seed))
-    logger = csv_logger(root / "logs", "reproduce")
-    train_world_model(base, buffer, recipe.train_steps, lr=recipe.lr, logger=logger,
+    train_world_model(base, buffer, recipe.train_steps, lr=recipe.lr, logger=csv_logger(root / "logs", "reproduce"),
                       checkpoint_path=root / "base.pt", checkpoint_extra={"task": task_name}, progress=progress,
                       description="base model")
-    runs = []
-    for run_seed in recipe.seeds:
-        models = {"base": base}
-        for method in methods:
-            model = copy.deepcopy(base)
-            finetune_model(model, task, trajectories, method, recipe, seed=run_seed, logger=logger,
-                           checkpoint_path=root / f"{method}_seed{run_seed}.pt", progress=progress)
-            models[method] = model
-        for model_name, model in models.items():
-            for name in planners:
-                if name == "mppi" and model_name not in recipe.mppi_models:
-                    continue
-                metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
-                                   seed=1000 + run_seed)
-                runs.append({"model": model_name, "planner": name, "seed": run_seed, **metrics})
-                if progress:
-                    print(f"  seed {run_seed} {model_name}/{name}: success {100 * metrics['success_rate']:.1f}%  "
-                          f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    jobs = [{"task": task_name, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
+             "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
+             "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
+             "progress": progress, "threads": None}
+            for run_seed in recipe.seeds for method in ("base", *methods)]
+    workers = min(len(jobs), (os.cpu_count() or 1) if workers is None else workers)
+    results = _run_jobs(jobs, workers)
+    order = {name: i for i, name in enumerate(("base", *methods))}
+    runs = sorted((run for result in results for run in result), key=lambda r: (order[r["model"]], r["seed"]))
     rows = summarize(runs)
     table = format_table(rows)
     plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
     seconds = time.perf_counter() - start
     note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
-            f"one dataset and base model (seed {seed}); {seconds:.0f} s total")
+            f"one dataset and base model (seed {seed}); {seconds:.0f} s total, "
+            f"{workers} worker process(es)")
     claims = paper_claims(rows)
     (root / "results.md").write_text(f"{table}\n\n{note}\n\n{claims}\n")
     return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
