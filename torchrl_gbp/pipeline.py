@@ -278,11 +278,8 @@ def _run_jobs(jobs: list[dict], workers: int) -> list[list[dict]]:
     if workers == 1:
         return [_model_runs(job) for job in jobs]
     threads = max(1, (os.cpu_count() or 1) // workers)
-    # Longest first (finetuning before plain evaluation), so the last job to start is a short one.
-    order = sorted(range(len(jobs)), key=lambda i: jobs[i]["method"] == "base")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        done = dict(zip(order, pool.map(_model_runs, [{**jobs[i], "threads": threads} for i in order])))
-    return [done[i] for i in range(len(jobs))]
+        return list(pool.map(_model_runs, [{**job, "threads": threads} for job in jobs]))
 
 
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
