@@ -1,12 +1,17 @@
 """Tests for the PointMaze task: exact replay, batching, walls, pairs, success, dataset and the quick pipeline."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from tensordict import TensorDict
-from torchrl.envs.utils import check_env_specs
+from torchrl.envs import ParallelEnv, TransformedEnv
+from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 
 from torchrl_gbp.cli import main
+from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.tasks.pointmaze import BALL_RADIUS, MEDIUM_MAZE, PointMazeTask, maze_model
 
@@ -186,3 +191,29 @@ def test_quick_reproduce_end_to_end(tmp_path) -> None:
     assert (root / "results.md").read_text().startswith("| model | planner |")
     assert (root / "success_vs_seconds.png").stat().st_size > 10_000
     assert (root / "base.pt").exists()
+
+
+def make_seeded_env(seed: int):
+    """A one-env PointMaze, built in a ParallelEnv worker (module level, so spawned workers can import it)."""
+    return PointMazeTask().make_env(num_envs=1, seed=seed)
+
+
+def test_mpc_policy_runs_over_torchrl_parallel_env() -> None:
+    # MuJoCo is not batched: TorchRL's ParallelEnv runs one simulator per process; the MPC policy drives it
+    # unchanged, and each worker's episode equals the same seeded env stepped here (zero init, no noise: the
+    # plan of one env does not depend on the others in its batch).
+    model = StateWorldModel(WorldModelConfig(obs_dim=4, env_action_dim=2, frameskip=PointMazeTask().frameskip))
+    penv = ParallelEnv(2, [partial(make_seeded_env, 0), partial(make_seeded_env, 1)])
+    try:
+        policy = MPCPolicy(model, GradientPlanner(model, steps=3, init="zeros", noise_std=0.0), penv.action_spec)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            parallel = TransformedEnv(penv, policy.make_tensordict_primer()).rollout(4, policy,
+                                                                                   break_when_any_done=False)
+            local = TransformedEnv(make_seeded_env(1), policy.make_tensordict_primer()).rollout(
+                4, policy, break_when_any_done=False)
+    finally:
+        penv.close()
+    assert parallel.batch_size == torch.Size([2, 1, 4])
+    torch.testing.assert_close(parallel[1]["action"], local["action"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(parallel[1]["next", "observation"], local["next", "observation"], atol=1e-5, rtol=0)
+    assert not torch.equal(parallel[0]["goal"], parallel[1]["goal"])
