@@ -323,9 +323,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
              "progress": progress, "threads": None}
             for run_seed in recipe.seeds for method in ("base", *methods)]
     workers = min(len(jobs), (os.cpu_count() or 1) if workers is None else workers)
-    results = _run_jobs(jobs, workers)
-    order = {name: i for i, name in enumerate(("base", *methods))}
-    runs = sorted((run for result in results for run in result), key=lambda r: (order[r["model"]], r["seed"]))
+    runs = [run for result in _run_jobs(jobs, workers) for run in result]
     rows = summarize(runs)
     table = format_table(rows)
     plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
