@@ -59,9 +59,9 @@ def test_batched_env_equals_single_envs(task: PointMazeTask) -> None:
     n = 4
     start, goal = task.sample_start_goal(n, torch.Generator().manual_seed(3))
     batched = task.make_env(num_envs=n, seed=0)
-    td = batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]))
+    td = batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]), set_state=True)
     singles = [task.make_env(num_envs=1, seed=0) for _ in range(n)]
-    single_tds = [env.reset(TensorDict(start_state=start[i:i + 1], goal_state=goal[i:i + 1], batch_size=[1]))
+    single_tds = [env.reset(TensorDict(start_state=start[i:i + 1], goal_state=goal[i:i + 1], batch_size=[1]), set_state=True)
                   for i, env in enumerate(singles)]
     for action in random_actions(20, n, seed=4):
         td = step(batched, td, action)
@@ -85,13 +85,13 @@ def test_walls_block_the_ball(task: PointMazeTask) -> None:
     # From the U's top-left end, pushing down (into the inner wall) for 3 s never crosses it.
     start = torch.tensor([[-1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
     env = task.make_env(num_envs=2, seed=0)
-    td = env.reset(TensorDict(start_state=start, goal_state=-start, batch_size=[2]))
+    td = env.reset(TensorDict(start_state=start, goal_state=-start, batch_size=[2]), set_state=True)
     for _ in range(30):
         td = step(env, td, torch.tensor([[0.0, -1.0], [0.0, -1.0]]))
     state = env.get_state()
     assert (state[:, 1] > 0.5 + BALL_RADIUS - 0.02).all() and (state[:, 1] < 0.7).all()
     # Pushing right then down reaches the right arm: free motion is fast (about 2 cells per second).
-    td = env.reset(TensorDict(start_state=start[:1].expand(2, 4).clone(), goal_state=-start, batch_size=[2]))
+    td = env.reset(TensorDict(start_state=start[:1].expand(2, 4).clone(), goal_state=-start, batch_size=[2]), set_state=True)
     for _ in range(15):
         td = step(env, td, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
     assert (env.get_state()[:, 0] > 1.3).all()

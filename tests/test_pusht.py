@@ -38,7 +38,7 @@ def test_set_state_then_step_replays_the_original_exactly() -> None:
     start = torch.zeros(4, 10)
     start[:, 2:4] = 256.0
     start[:, :2] = block_center_of_mass(start) - 100.0 * direction
-    first.reset(TensorDict(start_state=start, goal_state=start.clone(), batch_size=[4]))
+    first.reset(TensorDict(start_state=start, goal_state=start.clone(), batch_size=[4]), set_state=True)
     state = first.get_state()
     for _ in range(8):
         action = scripted_push_action(state, direction, torch.full((4,), 10.0), torch.full((4,), 30.0))
@@ -61,10 +61,10 @@ def test_batched_env_equals_per_env_envs() -> None:
     n = 3
     start, goal = task.sample_start_goal(n, torch.Generator().manual_seed(5))
     batched = task.make_env(num_envs=n, seed=0)
-    batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]))
+    batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]), set_state=True)
     singles = [task.make_env(num_envs=1, seed=0) for _ in range(n)]
     for i, env in enumerate(singles):
-        env.reset(TensorDict(start_state=start[i : i + 1], goal_state=goal[i : i + 1], batch_size=[1]))
+        env.reset(TensorDict(start_state=start[i : i + 1], goal_state=goal[i : i + 1], batch_size=[1]), set_state=True)
     for action in random_actions(10, n, seed=2):
         out = batched.step(TensorDict(action=action, batch_size=[n]))["next"]
         for i, env in enumerate(singles):

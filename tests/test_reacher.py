@@ -89,10 +89,10 @@ def test_batched_stepping_equals_single_env_stepping(task: ReacherTask) -> None:
     start, goal = task.sample_start_goal(n, g)
     actions = torch.rand(12, n, 2, generator=g) * 2 - 1
     batched = task.make_env(num_envs=n, seed=0)
-    batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]))
+    batched.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[n]), set_state=True)
     singles = [task.make_env(num_envs=1, seed=0) for _ in range(n)]
     for i, env in enumerate(singles):
-        env.reset(TensorDict(start_state=start[i : i + 1], goal_state=goal[i : i + 1], batch_size=[1]))
+        env.reset(TensorDict(start_state=start[i : i + 1], goal_state=goal[i : i + 1], batch_size=[1]), set_state=True)
     for action in actions:
         out = batched.step(TensorDict(action=action, batch_size=[n]))["next"]
         for i, env in enumerate(singles):
@@ -104,7 +104,7 @@ def test_batched_stepping_equals_single_env_stepping(task: ReacherTask) -> None:
 def test_success_agrees_with_dm_control_reward(task: ReacherTask) -> None:
     start, goal = task.sample_start_goal(8, torch.Generator().manual_seed(3))
     env = task.make_env(num_envs=8, seed=0)
-    env.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[8]))
+    env.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[8]), set_state=True)
     assert not task.success(start, goal).any()
     assert (env.simulator.dm_control_rewards() < 1).all()
     env.set_state(goal)  # the goal state itself: success, and dm_control agrees

@@ -130,10 +130,10 @@ def test_reset_to_given_pairs() -> None:
     env = WallEnv(num_envs=2, seed=0)
     start = torch.tensor([[-0.5, 0.3], [0.4, -0.2]])
     goal = -start
-    td = env.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[2]))
+    td = env.reset(TensorDict(start_state=start, goal_state=goal, batch_size=[2]), set_state=True)
     assert torch.equal(td["observation"], start) and torch.equal(td["goal"], goal)
     with pytest.raises(ValueError, match="goal_state"):
-        env.reset(TensorDict(start_state=start, batch_size=[2]))
+        env.reset(TensorDict(start_state=start, batch_size=[2]), set_state=True)
 
 
 def test_same_seed_same_pairs_and_opposite_sides() -> None:

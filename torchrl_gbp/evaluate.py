@@ -1,30 +1,114 @@
-"""Closed-loop evaluation of an MPC policy on a task, with shared (start, goal) pairs."""
+"""Closed-loop evaluation of an MPC policy on a task, scored from the rollout TensorDict alone."""
 from __future__ import annotations
 
 import time
 
 import torch
-from torchrl.envs import TransformedEnv
+from tensordict import TensorDict, TensorDictBase
+from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from .planners import MPCPolicy
 from .tasks import Task
+from .tasks.base import check_positive_int
+
+
+def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[str, float]:
+    """Success, distance and planning time of a batch of episodes, read from their rollout TensorDict.
+
+    ``rollout`` has batch size ``(*envs, T)`` (time last, as ``env.rollout``
+    and TorchRL's ``Evaluator`` give it) and holds the task env's
+    ``("next", "success")`` and ``("next", "distance")`` and, when the
+    policy is an :class:`MPCPolicy`, its ``(info_key, "seconds")`` and
+    ``(info_key, "replanned")``. Nothing is read from the env, so the answer
+    is the same on one env, a ``ParallelEnv``, a multi-process collector or a
+    Ray evaluator; pass it as ``Evaluator(..., metrics_fn=episode_metrics)``.
+
+    Returns ``success_rate`` (the final state passes the task's success test),
+    ``sticky_success_rate`` (the test held at any step), ``final_distance``
+    (mean), ``plan_seconds`` (median seconds of one batched planning call),
+    ``plan_seconds_per_env`` (that over the number of episodes) and
+    ``planning_seconds_per_step`` (total planning seconds per env step).
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> rollout = WallTask().make_env(num_envs=3, seed=0).rollout(4)
+        >>> metrics = episode_metrics(rollout)
+        >>> metrics["success_rate"] <= metrics["sticky_success_rate"]
+        True
+    """
+    for key in (("next", "success"), ("next", "distance")):
+        if key not in rollout.keys(True):
+            raise KeyError(f"episode_metrics needs {key!r} in the rollout (written by the task env); "
+                           f"found {sorted(map(str, rollout.keys(True, True)))}")
+    steps = rollout.shape[-1]
+    episodes = rollout.reshape(-1, steps)
+    success = episodes["next", "success"].reshape(episodes.shape[0], steps)
+    distance = episodes["next", "distance"].reshape(episodes.shape[0], steps)
+    metrics = {
+        "success_rate": float(success[:, -1].float().mean()),
+        "sticky_success_rate": float(success.any(-1).float().mean()),
+        "final_distance": float(distance[:, -1].mean()),
+        "plan_seconds": 0.0, "plan_seconds_per_env": 0.0, "planning_seconds_per_step": 0.0,
+    }
+    if (info_key, "seconds") in episodes.keys(True):
+        seconds = episodes[info_key, "seconds"].reshape(episodes.shape[0], steps)
+        replanned = episodes[info_key, "replanned"].reshape(episodes.shape[0], steps)
+        per_call = seconds.max(dim=0).values[replanned.any(dim=0)]  # one batched call per replanning step
+        if per_call.numel():
+            metrics["plan_seconds"] = float(per_call.median())
+            metrics["plan_seconds_per_env"] = metrics["plan_seconds"] / episodes.shape[0]
+            metrics["planning_seconds_per_step"] = float(per_call.sum()) / steps
+    return metrics
+
+
+def evaluation_pairs(task: Task, episodes: int, seed: int, pair_mode: str | None = None) -> TensorDict:
+    """The ``episodes`` seeded (start, goal) pairs every policy is evaluated on: ``"start_state"``, ``"goal_state"``.
+
+    They are the pairs the task env seeded with ``seed`` draws on its first reset.
+    """
+    mode = task.check_pair_mode(task.pair_mode if pair_mode is None else pair_mode)
+    start, goal = task.sample_start_goal(episodes, torch.Generator().manual_seed(seed), mode)
+    return TensorDict(start_state=start, goal_state=goal, batch_size=[episodes])
+
+
+def make_evaluation_env(task: Task, episodes: int, num_workers: int = 1) -> EnvBase:
+    """The task env for ``episodes`` parallel episodes: one batched env, or a ``ParallelEnv`` of ``num_workers``.
+
+    With workers the batch size is ``(num_workers, episodes // num_workers)``;
+    ``episodes`` must divide evenly.
+    """
+    if num_workers == 1:
+        return task.make_env(num_envs=episodes)
+    if episodes % num_workers:
+        raise ValueError(f"episodes={episodes} must be a multiple of num_workers={num_workers}")
+    per_worker = episodes // num_workers
+    return ParallelEnv(num_workers, _EnvFactory(task.name, per_worker), mp_start_method="spawn")
+
+
+class _EnvFactory:
+    """A picklable ``make_env`` of a registered task (ParallelEnv workers build their own env)."""
+
+    def __init__(self, task_name: str, num_envs: int) -> None:
+        self.task_name, self.num_envs = task_name, num_envs
+
+    def __call__(self) -> EnvBase:
+        from .tasks import make_task
+
+        return make_task(self.task_name).make_env(num_envs=self.num_envs)
 
 
 def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
-             max_steps: int | None = None) -> dict[str, float]:
-    """Run ``episodes`` episodes at once in the task's batched env and score the final states.
+             max_steps: int | None = None, num_workers: int = 1) -> dict[str, float]:
+    """Run ``episodes`` episodes from the seeded :func:`evaluation_pairs` and score them with :func:`episode_metrics`.
 
-    The env is seeded with ``seed``, so every policy evaluated with the same
-    seed sees the same (start, goal) pairs. Runs deterministically
+    Every policy evaluated with the same ``seed`` sees the same (start, goal)
+    pairs, set through the env's TensorDict reset
+    (``reset(pairs, set_state=True)``). The episodes run in one batched env, or
+    in a ``ParallelEnv`` of ``num_workers`` processes (identical numbers: the
+    policy still plans for all episodes at once). Runs deterministically
     (``ExplorationType.DETERMINISTIC``) under ``torch.no_grad()``, as TorchRL
-    evaluators do.
-
-    Returns ``success_rate`` (fraction of episodes whose final state passes
-    ``task.success``), ``final_distance`` (mean task distance to the goal),
-    ``plan_seconds`` (median seconds of one planning call, batched over all
-    episodes), ``plan_seconds_per_env`` (that divided by ``episodes``),
-    ``planning_seconds_per_step`` (total planning time per env step) and
+    evaluators do. Returns the metrics of :func:`episode_metrics` plus
     ``wall_seconds``.
 
     Example:
@@ -33,31 +117,23 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         >>> from torchrl_gbp.planners import GradientPlanner
         >>> task = WallTask()
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> env = task.make_env()
-        >>> policy = MPCPolicy(model, GradientPlanner(model, steps=1), env.action_spec)
+        >>> policy = MPCPolicy(model, GradientPlanner(model, steps=1), task.make_env().action_spec)
         >>> sorted(evaluate(policy, task, episodes=2, max_steps=5))[:2]
         ['final_distance', 'plan_seconds']
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    steps = max_steps if max_steps is not None else task.episode_steps
-    env = TransformedEnv(task.make_env(num_envs=episodes, seed=seed, pair_mode=pair_mode),
-                         policy.make_tensordict_primer())
-    start = time.perf_counter()
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        rollout = env.rollout(steps, policy, break_when_any_done=False)
-    wall = time.perf_counter() - start
-    base = env.base_env
-    state, goal_state = base.get_state(), base.get_goal_state()
-    seconds = rollout[policy.info_key, "seconds"][..., 0]
-    replanned = rollout[policy.info_key, "replanned"][..., 0]
-    per_call = seconds.max(dim=0).values[replanned.any(dim=0)]  # one batched call per replanning step
-    plan_seconds = float(per_call.median()) if per_call.numel() else 0.0
-    return {
-        "success_rate": float(task.success(state, goal_state).float().mean()),
-        "final_distance": float(task.distance(state, goal_state).mean()),
-        "plan_seconds": plan_seconds,
-        "plan_seconds_per_env": plan_seconds / episodes,
-        "planning_seconds_per_step": float(per_call.sum()) / steps,
-        "wall_seconds": wall,
-    }
+    episodes = check_positive_int("episodes", episodes)
+    num_workers = check_positive_int("num_workers", num_workers)
+    steps = task.episode_steps if max_steps is None else check_positive_int("max_steps", max_steps)
+    if steps > task.episode_steps:
+        raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
+    env = TransformedEnv(make_evaluation_env(task, episodes, num_workers), policy.make_tensordict_primer())
+    try:
+        pairs = evaluation_pairs(task, episodes, seed, pair_mode).reshape(env.batch_size)
+        start = time.perf_counter()
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
+                                  break_when_any_done=False)
+        wall = time.perf_counter() - start
+    finally:
+        env.close()
+    return {**episode_metrics(rollout, policy.info_key), "wall_seconds": wall}

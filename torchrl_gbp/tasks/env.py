@@ -40,17 +40,40 @@ class Simulator(abc.ABC):
 class GoalEnv(EnvBase):
     """Batched goal-reaching TorchRL env of a :class:`~torchrl_gbp.tasks.Task`.
 
-    Keys: ``"observation"`` and ``"goal"`` (``task.observation_from_state`` of
-    the current and goal states, ``(obs_dim,)``), ``"action"`` inside the
-    task's action bounds, ``("next", "reward")`` = minus the task distance to
-    the goal, and ``"done"``/``"terminated"``/``"truncated"``; ``terminated``
-    is always False and ``truncated`` turns True after ``task.episode_steps``.
+    Everything evaluation and synthesis need travels in the TensorDict, so the
+    env works the same alone, under transforms, in a ``ParallelEnv``, a
+    multi-process collector or a Ray evaluator. Observations (at reset and in
+    ``"next"`` after every step):
+
+    - ``"observation"`` and ``"goal"``: ``task.observation_from_state`` of the
+      current and goal states, ``(obs_dim,)``;
+    - ``"state"``: the true simulator state ``(state_dim,)``;
+    - ``"distance"`` ``(1,)`` and ``"success"`` ``(1,)`` (bool): the task's
+      distance and success test between the state and the goal state.
+
+    State entries (``state_spec``: written at reset, carried along the
+    episode, read by a deterministic reset): ``"start_state"`` and
+    ``"goal_state"`` ``(state_dim,)``, the episode's start and goal.
+    ``"action"`` lies inside the task's action bounds, ``("next", "reward")``
+    is minus the distance, ``terminated`` is always False and ``truncated``
+    turns True after ``task.episode_steps``.
 
     ``reset`` draws (start, goal) pairs with ``task.sample_start_goal`` from a
     private generator seeded by ``seed``/``set_seed`` (same seed, same pairs).
     Only envs flagged by a ``"_reset"`` mask are reset when one is given. To
-    reset to chosen pairs, pass a tensordict holding both ``"start_state"``
-    and ``"goal_state"`` of shape ``(num_envs, state_dim)``.
+    reset to chosen pairs, TorchRL's way:
+    ``env.reset(TensorDict({"start_state": s, "goal_state": g}, [n]), set_state=True)``
+    (both keys, ``(n, state_dim)``); this passes through transforms and
+    batched envs. Rollouts and collectors reset with ``set_state=False``, so
+    the carried pair of the last episode is never replayed.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> env = WallTask().make_env(num_envs=2, seed=0)
+        >>> pairs = TensorDict({"start_state": torch.zeros(2, 2) - 0.5, "goal_state": torch.zeros(2, 2) + 0.5}, [2])
+        >>> td = env.reset(pairs, set_state=True)
+        >>> td["state"].tolist(), bool(td["success"].any())
+        ([[-0.5, -0.5], [-0.5, -0.5]], False)
 
     Args:
         task: the task (simulator, sampler, distance, episode length).
@@ -59,6 +82,8 @@ class GoalEnv(EnvBase):
         device: device of the env's tensors.
         pair_mode: pair sampling mode; the task's default when omitted.
     """
+
+    _supports_set_state = True
 
     def __init__(
         self,
@@ -86,7 +111,14 @@ class GoalEnv(EnvBase):
         else:
             low, high = task.observation_bounds
             box = Bounded(low=low, high=high, shape=(*shape, task.obs_dim), device=self.device)
-        self.observation_spec = Composite(observation=box, goal=box.clone(), shape=shape)
+        states = Unbounded(shape=(*shape, task.state_dim), device=self.device)
+        self.observation_spec = Composite(
+            observation=box, goal=box.clone(), state=states.clone(),
+            distance=Unbounded(shape=(*shape, 1), device=self.device),
+            success=Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device),
+            shape=shape,
+        )
+        self.state_spec = Composite(start_state=states.clone(), goal_state=states.clone(), shape=shape)
         low, high = (torch.as_tensor(b, dtype=torch.float32) for b in task.action_bounds)
         self.action_spec = Bounded(
             low=low.expand(*shape, task.action_dim).to(self.device),
@@ -133,15 +165,20 @@ class GoalEnv(EnvBase):
         else:
             self._generator.manual_seed(int(seed))
 
-    def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDict:
+    def _reset(self, tensordict: TensorDictBase | None, set_state: bool = False, **kwargs) -> TensorDict:
         num_envs = self.batch_size[0]
-        given = [] if tensordict is None else [
+        given = [] if tensordict is None or not set_state else [
             key for key in ("start_state", "goal_state") if key in tensordict.keys()
         ]
         if len(given) == 1:
             raise ValueError(
                 f"reset got {given[0]!r} alone; pass both 'start_state' and 'goal_state' "
                 f"of shape ({num_envs}, {self.task.state_dim}), or neither"
+            )
+        if set_state and not given:
+            raise KeyError(
+                f"reset(set_state=True) needs 'start_state' and 'goal_state' of shape ({num_envs}, "
+                f"{self.task.state_dim}); the tensordict has {[] if tensordict is None else list(tensordict.keys())}"
             )
         if given:
             start = self._check_states("start_state", tensordict.get("start_state"))
@@ -157,23 +194,30 @@ class GoalEnv(EnvBase):
         self.simulator.set_state(start, mask)
         self._goal = torch.where(mask.unsqueeze(-1), goal, self._goal)
         self._step_count = torch.where(mask, 0, self._step_count)
-        return self._observe(self.get_state())
+        out = self._observe(self.get_state())
+        out.set("start_state", start)
+        out.set("goal_state", self._goal.clone())
+        return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
         self.simulator.step(tensordict.get("action"))
         self._step_count = self._step_count + 1
         state = self.get_state()
         out = self._observe(state)
-        out.set("reward", -self.task.distance(state, self._goal).unsqueeze(-1))
+        out.set("reward", -out.get("distance"))
         return out
 
     def _observe(self, state: torch.Tensor) -> TensorDict:
         truncated = (self._step_count >= self.task.episode_steps).unsqueeze(-1)
         terminated = torch.zeros_like(truncated)
+        distance = self.task.distance(state, self._goal).unsqueeze(-1)
         return TensorDict(
             {
                 "observation": self.task.observation_from_state(state),
                 "goal": self.task.observation_from_state(self._goal),
+                "state": state,
+                "distance": distance,
+                "success": self.task.success(state, self._goal).unsqueeze(-1),
                 "terminated": terminated,
                 "truncated": truncated,
                 "done": terminated | truncated,

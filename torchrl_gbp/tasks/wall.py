@@ -278,7 +278,7 @@ class WallEnv(GoalEnv):
         >>> pairs = TensorDict(
         ...     start_state=start.expand(4, 2), goal_state=goal.expand(4, 2), batch_size=[4]
         ... )
-        >>> env.reset(pairs)["goal"][0].tolist()
+        >>> env.reset(pairs, set_state=True)["goal"][0].tolist()
         [0.5, 0.25]
     """
 

@@ -1,0 +1,121 @@
+"""Everything through the TensorDict: chosen resets under transforms and batched envs, evaluation from the rollout."""
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.collectors import Evaluator
+from torchrl.envs import ParallelEnv, TransformedEnv
+from torchrl.envs.utils import check_env_specs
+
+from torchrl_gbp.evaluate import episode_metrics, evaluate, evaluation_pairs
+from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+from torchrl_gbp.planners import GradientPlanner, MPCPolicy
+from torchrl_gbp.tasks import WallTask
+
+
+def _wall_env(num_envs: int = 3):
+    return WallTask().make_env(num_envs=num_envs)
+
+
+def _policy(env) -> MPCPolicy:
+    torch.manual_seed(0)
+    model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+    return MPCPolicy(model, GradientPlanner(model, steps=3), env.action_spec)
+
+
+def _pairs(shape: tuple[int, ...]) -> TensorDict:
+    n = int(torch.Size(shape).numel())
+    start = torch.linspace(-0.8, -0.2, n).unsqueeze(-1).expand(n, 2).reshape(*shape, 2)
+    goal = torch.linspace(0.2, 0.8, n).unsqueeze(-1).expand(n, 2).reshape(*shape, 2)
+    return TensorDict(start_state=start.clone(), goal_state=goal.clone(), batch_size=shape)
+
+
+def test_reset_inputs_are_declared_and_the_specs_hold() -> None:
+    env = _wall_env()
+    assert {"start_state", "goal_state"} <= set(env.state_spec.keys())
+    assert {"state", "success", "distance"} <= set(env.observation_spec.keys())
+    check_env_specs(env)
+
+
+def test_transformed_env_with_the_policy_primer_resets_to_chosen_pairs() -> None:
+    env = _wall_env()
+    env = TransformedEnv(env, _policy(env).make_tensordict_primer())
+    pairs = _pairs((3,))
+    td = env.reset(pairs.clone(), set_state=True)
+    assert torch.equal(td["state"], pairs["start_state"])
+    assert torch.equal(td["goal_state"], pairs["goal_state"])
+    assert torch.equal(td["goal"], WallTask().observation_from_state(pairs["goal_state"]))
+    rollout = env.rollout(3, tensordict=td, auto_reset=False)
+    assert torch.equal(rollout["goal_state"][:, -1], pairs["goal_state"])
+
+
+def test_rollout_resets_never_replay_the_carried_pair() -> None:
+    env = _wall_env(4)
+    env.set_seed(0)
+    td = env.reset(_pairs((4,)), set_state=True)
+    # the step-and-reset path of rollouts and collectors draws fresh pairs although the td carries the old ones
+    td.set("_reset", torch.ones(4, 1, dtype=torch.bool))
+    fresh = env.reset(td, select_reset_only=True)
+    assert not torch.equal(fresh["start_state"], _pairs((4,))["start_state"])
+
+
+def test_reset_with_set_state_needs_both_keys() -> None:
+    env = _wall_env()
+    with pytest.raises(KeyError, match="start_state"):
+        env.reset(TensorDict(batch_size=[3]), set_state=True)
+    with pytest.raises(ValueError, match="goal_state"):
+        env.reset(TensorDict(start_state=torch.zeros(3, 2), batch_size=[3]), set_state=True)
+
+
+def test_parallel_env_with_the_policy_primer_resets_to_chosen_pairs() -> None:
+    policy = _policy(_wall_env())
+    env = TransformedEnv(ParallelEnv(2, _wall_env, mp_start_method="spawn"), policy.make_tensordict_primer())
+    try:
+        pairs = _pairs((2, 3))
+        td = env.reset(pairs.clone(), set_state=True)
+        assert torch.equal(td["state"], pairs["start_state"])
+        rollout = env.rollout(2, policy, tensordict=td, auto_reset=False)
+        assert torch.equal(rollout["goal_state"][..., -1, :], pairs["goal_state"])
+    finally:
+        env.close()
+
+
+def test_evaluate_gives_the_same_answer_on_one_env_and_a_parallel_env() -> None:
+    task = WallTask()
+    policy = _policy(task.make_env())
+    one = evaluate(policy, task, episodes=4, seed=3, max_steps=10)
+    parallel = evaluate(policy, task, episodes=4, seed=3, max_steps=10, num_workers=2)
+    for key in ("success_rate", "sticky_success_rate", "final_distance"):
+        assert one[key] == parallel[key], key
+
+
+def test_evaluate_starts_from_the_seeded_pairs_a_seeded_env_draws() -> None:
+    task = WallTask()
+    pairs = evaluation_pairs(task, 5, seed=7)
+    first = task.make_env(num_envs=5, seed=7).reset()
+    assert torch.equal(first["start_state"], pairs["start_state"])
+    assert torch.equal(first["goal_state"], pairs["goal_state"])
+
+
+def test_episode_metrics_scores_an_evaluator_run() -> None:
+    policy = _policy(_wall_env(2))
+    seen = []
+
+    def metrics_fn(rollout):
+        metrics = episode_metrics(rollout)
+        seen.append(metrics)
+        return metrics
+
+    evaluator = Evaluator(env=lambda: WallTask().make_env(num_envs=2, seed=1), policy=policy, num_trajectories=2,
+                          max_steps=10, backend="thread", metrics_fn=metrics_fn,
+                          collector_kwargs={"auto_register_policy_transforms": True, "traj_format": "padded"})
+    try:
+        evaluator.evaluate()
+    finally:
+        evaluator.shutdown()
+    assert seen and 0.0 <= seen[0]["success_rate"] <= seen[0]["sticky_success_rate"] <= 1.0
+    assert seen[0]["plan_seconds"] > 0
+
+
+def test_episode_metrics_names_the_missing_key() -> None:
+    with pytest.raises(KeyError, match="success"):
+        episode_metrics(TensorDict({"next": {"distance": torch.zeros(2, 3, 1)}}, [2, 3]))
