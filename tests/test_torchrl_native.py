@@ -119,3 +119,86 @@ def test_episode_metrics_scores_an_evaluator_run() -> None:
 def test_episode_metrics_names_the_missing_key() -> None:
     with pytest.raises(KeyError, match="success"):
         episode_metrics(TensorDict({"next": {"distance": torch.zeros(2, 3, 1)}}, [2, 3]))
+
+
+# ------------------------------------------------ a user's own TorchRL replay buffer of flat trajectories
+from torchrl.data import LazyMemmapStorage, SliceSampler, TensorDictReplayBuffer  # noqa: E402
+from torchrl.envs import Compose  # noqa: E402
+
+from torchrl_gbp.data import ModelStepWindows  # noqa: E402
+from torchrl_gbp.models import TeacherForcingLoss  # noqa: E402
+from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis  # noqa: E402
+from torchrl_gbp.train import build_world_model, train_world_model  # noqa: E402
+
+SLICE = 11  # 3 model frames at frameskip 5
+
+
+def _data_and_model():
+    torch.manual_seed(0)
+    data = WallTask().generate_dataset(30, seed=0)
+    return data, build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
+
+
+def _user_buffer(data, tmp_path, transform=None, batch: int = 8):
+    flat = data.reshape(-1)
+    buffer = TensorDictReplayBuffer(
+        storage=LazyMemmapStorage(flat.shape[0], scratch_dir=tmp_path),
+        sampler=SliceSampler(slice_len=SLICE, traj_key="episode", strict_length=True),
+        batch_size=batch * SLICE, transform=transform)
+    buffer.extend(flat)
+    return buffer
+
+
+def test_synthesis_and_loss_train_on_a_user_slice_sampler_buffer(tmp_path) -> None:
+    data, model = _data_and_model()
+    task = WallTask()
+    synthesis = Compose(OnlineSynthesis(model, task, every=2, fraction=0.5, planner_steps=3, slice_len=SLICE),
+                        AdversarialSynthesis(model, slice_len=SLICE, generator=torch.Generator().manual_seed(0)))
+    buffer = _user_buffer(data, tmp_path, synthesis)
+    batch = buffer.sample()
+    assert batch.shape == (8 * SLICE,)  # the sampled layout is kept
+    perturbation = batch["latent_perturbation"].reshape(8, SLICE, 2)
+    assert perturbation[:, ::5].abs().sum() > 0 and perturbation[:, 1:5].abs().sum() == 0
+    synthetic = batch["synthetic"].reshape(8, SLICE)
+    assert synthetic.all(-1).sum() == 4 and (synthetic.all(-1) | ~synthetic.any(-1)).all()  # whole slices
+    rows = synthetic.all(-1)
+    # a synthetic slice keeps its recorded first frame and continues with what the simulator did
+    assert (batch["episode"].reshape(8, SLICE)[rows] == -1).all()
+    before = [p.detach().clone() for p in model.predictor.parameters()]
+    metrics = train_world_model(model, buffer, steps=3, loss_module=TeacherForcingLoss(model, slice_len=SLICE),
+                                progress=False, log_every=1)
+    assert torch.isfinite(torch.tensor(metrics["loss_prediction"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.predictor.parameters()))
+
+
+def test_loss_on_flat_slices_equals_the_loss_on_their_windows() -> None:
+    data, model = _data_and_model()
+    flat = data[:4, :SLICE].reshape(-1)
+    windows = ModelStepWindows(frames=3, frameskip=5)(flat)
+    flat_loss = TeacherForcingLoss(model, slice_len=SLICE)(flat)["loss_prediction"]
+    window_loss = TeacherForcingLoss(model)(windows)["loss_prediction"]
+    torch.testing.assert_close(flat_loss, window_loss)
+
+
+def test_a_flat_batch_without_slice_len_names_the_fix() -> None:
+    data, model = _data_and_model()
+    flat = data[:4, :SLICE].reshape(-1)
+    with pytest.raises(ValueError, match="slice_len"):
+        AdversarialSynthesis(model)(flat)
+    with pytest.raises(ValueError, match="slice_len"):
+        TeacherForcingLoss(model)(flat)
+    with pytest.raises(ValueError, match="slice_len"):
+        OnlineSynthesis(model, WallTask(), slice_len=12)
+
+
+def test_keys_follow_in_keys_and_set_keys(tmp_path) -> None:
+    data, model = _data_and_model()
+    data = data.rename_key_("observation", "obs")
+    adversarial = AdversarialSynthesis(model, slice_len=SLICE, in_keys=("obs", "action"),
+                                       out_keys=("dz", "de", "perturbed"))
+    batch = _user_buffer(data, tmp_path, adversarial).sample()
+    assert {"dz", "de", "perturbed"} <= set(batch.keys())
+    loss = TeacherForcingLoss(model, slice_len=SLICE)
+    loss.set_keys(observation="obs", latent_perturbation="dz", action_embedding_perturbation="de")
+    assert loss.in_keys == ["obs", "action", "dz", "de"]
+    assert torch.isfinite(loss(batch)["loss_prediction"])

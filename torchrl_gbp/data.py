@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -72,40 +73,101 @@ def model_actions(trajectories: TensorDictBase, frameskip: int) -> torch.Tensor:
     return action[:, :usable].reshape(n, t // frameskip, frameskip * a)
 
 
+@dataclass(frozen=True)
+class SliceLayout:
+    """How a flat batch of env-step slices ``(B * slice_len, ...)`` maps onto model-step windows.
+
+    A slice of ``slice_len`` consecutive env steps (as TorchRL's ``SliceSampler``
+    samples them) holds ``frames = (slice_len - 1) // frameskip + 1`` model
+    frames, at env steps ``0, frameskip, 2 * frameskip, ...``; model action ``t``
+    is the concatenation of env actions ``t * frameskip ... (t + 1) * frameskip - 1``.
+
+    Example:
+        >>> layout = SliceLayout(slice_len=11, frameskip=5)
+        >>> layout.frames
+        3
+        >>> layout.frames_of("x", torch.arange(22.0).unsqueeze(-1))[..., 0].tolist()
+        [[0.0, 5.0, 10.0], [11.0, 16.0, 21.0]]
+    """
+
+    slice_len: int
+    frameskip: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slice_len, bool) or not isinstance(self.slice_len, int) or self.slice_len < 2:
+            raise ValueError(f"slice_len must be an int >= 2 (a history frame and a target), got {self.slice_len!r}")
+        if isinstance(self.frameskip, bool) or not isinstance(self.frameskip, int) or self.frameskip < 1:
+            raise ValueError(f"frameskip must be a positive int, got {self.frameskip!r}")
+        if self.slice_len <= self.frameskip:
+            raise ValueError(f"slice_len={self.slice_len} must exceed frameskip={self.frameskip} to hold two frames")
+
+    @property
+    def frames(self) -> int:
+        """Model frames per slice."""
+        return (self.slice_len - 1) // self.frameskip + 1
+
+    def slices(self, key: object, flat: torch.Tensor) -> torch.Tensor:
+        """``(B * slice_len, ...)`` -> ``(B, slice_len, ...)``; a ``ValueError`` naming ``key`` if it does not divide."""
+        if flat.ndim < 1 or flat.shape[0] % self.slice_len:
+            raise ValueError(f"{key!r} must be a flat batch of slices (B * slice_len, ...) with slice_len="
+                             f"{self.slice_len}; got {tuple(flat.shape)}")
+        return flat.reshape(-1, self.slice_len, *flat.shape[1:])
+
+    def frames_of(self, key: object, flat: torch.Tensor) -> torch.Tensor:
+        """The model frames ``(B, frames, ...)`` of a flat batch of env steps."""
+        return self.slices(key, flat)[:, :: self.frameskip][:, : self.frames]
+
+    def model_actions_of(self, key: object, flat: torch.Tensor) -> torch.Tensor:
+        """Model actions ``(B, frames - 1, frameskip * a)`` of flat env actions ``(B * slice_len, a)``."""
+        steps = self.slices(key, flat)
+        usable = (self.frames - 1) * self.frameskip
+        return steps[:, :usable].reshape(steps.shape[0], self.frames - 1, -1)
+
+    def spread_frames(self, per_frame: torch.Tensor) -> torch.Tensor:
+        """Per-frame values ``(B, T, ...)``, ``T <= frames``, back on the env-step rows of their frames.
+
+        Returns ``(B * slice_len, ...)``, zero on the rows between frames.
+        """
+        b, t = per_frame.shape[:2]
+        out = per_frame.new_zeros(b, self.slice_len, *per_frame.shape[2:])
+        out[:, : t * self.frameskip : self.frameskip] = per_frame
+        return out.reshape(b * self.slice_len, *per_frame.shape[2:])
+
+    def spread_rows(self, per_slice: torch.Tensor) -> torch.Tensor:
+        """Per-slice values ``(B, ...)`` repeated on each slice's ``slice_len`` rows."""
+        return per_slice.repeat_interleave(self.slice_len, dim=0)
+
+
 class ModelStepWindows(Transform):
     """Replay-buffer transform: env-step slices ``(B * L,)`` -> model-step windows ``(B,)``.
 
-    A slice of ``L = (frames - 1) * frameskip + 1`` consecutive env steps becomes
-    ``"observation"`` and ``"state"`` ``(B, frames, ...)`` (every ``frameskip``-th
-    step) and ``"action"`` ``(B, frames - 1, a * frameskip)`` (env units, each model
-    action the concatenation of ``frameskip`` env actions).
+    A slice of ``L = (frames - 1) * frameskip + 1`` consecutive env steps becomes,
+    for every root entry (``"next"`` is dropped), its model frames ``(B, frames, ...)``
+    (every ``frameskip``-th step; ``"episode"``, a per-slice id, ``(B,)``) and
+    ``"action"`` ``(B, frames - 1, a * frameskip)`` (env units, each model
+    action the concatenation of ``frameskip`` env actions). See :class:`SliceLayout`.
     """
 
     def __init__(self, frames: int, frameskip: int) -> None:
         super().__init__()
-        self.frames = frames
-        self.frameskip = frameskip
+        self.layout = SliceLayout((frames - 1) * frameskip + 1, frameskip)
 
     @property
     def slice_len(self) -> int:
         """Env steps per sampled slice."""
-        return (self.frames - 1) * self.frameskip + 1
+        return self.layout.slice_len
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Reshape a flat batch of slices into windows."""
-        steps = tensordict.reshape(-1, self.slice_len)
-        b = steps.shape[0]
-        usable = (self.frames - 1) * self.frameskip
-        action = steps["action"][:, :usable].reshape(b, self.frames - 1, -1)
-        return TensorDict(
-            {
-                "observation": steps["observation"][:, :: self.frameskip],
-                "state": steps["state"][:, :: self.frameskip],
-                "action": action,
-                "episode": steps["episode"][:, 0],
-            },
-            batch_size=[b],
-        )
+        out = TensorDict(batch_size=[tensordict.shape[0] // self.slice_len], device=tensordict.device)
+        for key, value in tensordict.exclude("next").items(include_nested=True, leaves_only=True):
+            if key == "action":
+                out.set(key, self.layout.model_actions_of(key, value))
+            elif key == "episode":
+                out.set(key, self.layout.slices(key, value)[:, 0])
+            else:
+                out.set(key, self.layout.frames_of(key, value))
+        return out
 
 
 def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int, batch_size: int,

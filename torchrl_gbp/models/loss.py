@@ -8,6 +8,8 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from torchrl_gbp.data import SliceLayout
+
 from .world_model import StateWorldModel
 
 
@@ -43,6 +45,12 @@ class TeacherForcingLoss(LossModule):
     Returns ``loss_prediction`` (and ``loss_reconstruction`` for models with a
     decoder) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
 
+    With ``slice_len`` the batch is a flat batch of env-step slices, as a TorchRL
+    buffer of flat trajectories with a ``SliceSampler(slice_len=...)`` gives it:
+    ``(B * slice_len, ...)`` entries, cut into model-step windows by
+    :class:`~torchrl_gbp.data.SliceLayout` (perturbations read on the frames' rows).
+    Keys are set the TorchRL way, ``loss.set_keys(observation="pixels")``.
+
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
@@ -64,9 +72,22 @@ class TeacherForcingLoss(LossModule):
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
 
-    def __init__(self, world_model: StateWorldModel) -> None:
+    def __init__(self, world_model: StateWorldModel, slice_len: int | None = None) -> None:
         super().__init__()
         self.world_model = world_model
+        self.layout = None if slice_len is None else SliceLayout(slice_len, world_model.frameskip)
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        """The keys the loss reads (they follow ``set_keys``)."""
+        keys = self.tensor_keys
+        return [keys.observation, keys.action, keys.latent_perturbation, keys.action_embedding_perturbation]
+
+    @property
+    def out_keys(self) -> list[str]:
+        """The entries the loss writes."""
+        extra = ["loss_reconstruction"] if self.world_model.state_decoder is not None else []
+        return ["loss_prediction", *extra, "prediction_error"]
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -79,12 +100,21 @@ class TeacherForcingLoss(LossModule):
         for key in (obs_key, act_key):
             if key not in tensordict.keys(True):
                 raise KeyError(f"TeacherForcingLoss needs key {key!r} in the batch; found {list(tensordict.keys(True, True))}")
-        obs = tensordict.get(obs_key)
-        action = tensordict.get(act_key)
+        obs, action = tensordict.get(obs_key), tensordict.get(act_key)
+        dz = tensordict.get(self.tensor_keys.latent_perturbation, None)
+        de = tensordict.get(self.tensor_keys.action_embedding_perturbation, None)
+        if self.layout is not None:
+            obs, action = self.layout.frames_of(obs_key, obs), self.layout.model_actions_of(act_key, action)
+            if dz is not None:
+                dz = self.layout.frames_of(self.tensor_keys.latent_perturbation, dz)
+            if de is not None:
+                de = self.layout.frames_of(self.tensor_keys.action_embedding_perturbation, de)[:, :-1]
         if obs.ndim != 3 or obs.shape[1] <= h or action.shape[:2] != (obs.shape[0], obs.shape[1] - 1):
             raise ValueError(
                 f"TeacherForcingLoss expects {obs_key!r} (B, T, obs_dim) with T > num_hist={h} and "
                 f"{act_key!r} (B, T - 1, action_dim); got {tuple(obs.shape)} and {tuple(action.shape)}"
+                + (" (a flat batch of env-step slices needs slice_len)" if self.layout is None and obs.ndim == 2
+                   else "")
             )
         z = wm.encode(obs)
         out = {}
@@ -93,8 +123,6 @@ class TeacherForcingLoss(LossModule):
         targets = z[:, h:].detach()
         z_in = z
         e_in = wm.embed_actions(wm.normalize_action(action))
-        dz = tensordict.get(self.tensor_keys.latent_perturbation, None)
-        de = tensordict.get(self.tensor_keys.action_embedding_perturbation, None)
         if dz is not None:
             z_in = z_in + dz.detach()
         if de is not None:

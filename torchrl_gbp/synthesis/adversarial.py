@@ -1,14 +1,17 @@
 """Adversarial World Modeling: FGSM perturbations of the encoded inputs, as a replay-buffer transform."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.envs import Transform
 
 from torchrl_gbp.models import StateWorldModel
 from torchrl_gbp.models.loss import prediction_error
 
-from .common import check_fraction, choose_rows, synthesis_mode, window_tensors
+from .common import check_fraction, choose_rows, slice_layout, synthesis_mode, window_tensors
 
 RADIUS_MODES = ("adaptive", "fixed")
 
@@ -36,6 +39,13 @@ class AdversarialSynthesis(Transform):
     Returns a new TensorDict: the input entries (untouched, not copied) plus
     ``"latent_perturbation"`` ``(B, T, D)``, ``"action_embedding_perturbation"``
     ``(B, T - 1, E)`` (detached) and a bool ``"adversarial"`` ``(B,)`` flag.
+
+    Two batch layouts: the package's windows (``make_window_buffer``), or any
+    TorchRL buffer of flat trajectories sampled by a ``SliceSampler`` (pass
+    its ``slice_len``): then the batch is ``(B * slice_len,)`` env steps, and
+    the perturbations are written on the env-step rows of their model frames
+    (zero between frames), the flag on every row of a perturbed slice; give
+    :class:`~torchrl_gbp.models.TeacherForcingLoss` the same ``slice_len``.
     ``TeacherForcingLoss`` adds the perturbations to its inputs and keeps clean
     targets. The search runs with gradients enabled and the model in eval mode
     (its modes restored after), differentiates only the perturbations, and
@@ -55,6 +65,9 @@ class AdversarialSynthesis(Transform):
         ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
         step_size: step length in units of ``eps``.
         generator: random source for the rows and starts (on the data's device).
+        slice_len: env steps per sampled slice for flat batches; ``None``: window batches.
+        in_keys: the observation and action keys read.
+        out_keys: the latent perturbation, action-embedding perturbation and flag keys written.
 
     Attributes:
         eps: buffer ``(3,)``: the radii of the main-latent, proprio and
@@ -77,8 +90,14 @@ class AdversarialSynthesis(Transform):
 
     def __init__(self, world_model: StateWorldModel, fraction: float = 1.0, latent_factor: float = 0.05,
                  proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
-                 ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None) -> None:
-        super().__init__()
+                 ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None,
+                 slice_len: int | None = None, in_keys: Sequence[NestedKey] = ("observation", "action"),
+                 out_keys: Sequence[NestedKey] = ("latent_perturbation", "action_embedding_perturbation",
+                                                  "adversarial")) -> None:
+        if len(in_keys) != 2 or len(out_keys) != 3:
+            raise ValueError(f"in_keys must be (observation, action) and out_keys (latent perturbation, action "
+                             f"embedding perturbation, flag); got {list(in_keys)} and {list(out_keys)}")
+        super().__init__(in_keys=list(in_keys), out_keys=list(out_keys))
         for name, factor in (("latent_factor", latent_factor), ("proprio_factor", proprio_factor),
                              ("action_factor", action_factor)):
             if not factor >= 0:
@@ -96,12 +115,13 @@ class AdversarialSynthesis(Transform):
         self.ascent_steps = ascent_steps
         self.step_size = float(step_size)
         self.generator = generator
+        self.layout = slice_layout(slice_len, world_model)
         self.register_buffer("eps", torch.full((3,), float("nan")))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Add adversarial perturbations to a batch of windows (see the class docstring)."""
         wm = self.world_model
-        obs, action = window_tensors(tensordict, ("observation", "action"), wm.num_hist)
+        obs, action = window_tensors(tensordict, self.in_keys, wm.num_hist, self.layout)
         with synthesis_mode(wm):
             with torch.no_grad():
                 z = wm.encode(obs)
@@ -113,10 +133,11 @@ class AdversarialSynthesis(Transform):
                 dz[rows], de[rows] = self._ascend(z[rows], e[rows], radii)
         flag = torch.zeros(obs.shape[0], dtype=torch.bool, device=z.device)
         flag[rows] = True
+        if self.layout is not None:
+            dz, de, flag = self.layout.spread_frames(dz), self.layout.spread_frames(de), self.layout.spread_rows(flag)
         out = tensordict.clone(recurse=False)
-        out.set("latent_perturbation", dz)
-        out.set("action_embedding_perturbation", de)
-        out.set("adversarial", flag)
+        for key, value in zip(self.out_keys, (dz, de, flag)):
+            out.set(key, value)
         return out
 
     def _radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

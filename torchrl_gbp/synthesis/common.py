@@ -6,7 +6,10 @@ from contextlib import contextmanager
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 from torch import nn
+
+from torchrl_gbp.data import SliceLayout
 
 
 @contextmanager
@@ -47,25 +50,41 @@ def choose_rows(batch: int, fraction: float, generator: torch.Generator | None) 
     return torch.randperm(batch, generator=generator, device=device)[: round(fraction * batch)]
 
 
-def window_tensors(tensordict: TensorDictBase, keys: Sequence[str], num_hist: int) -> list[torch.Tensor]:
-    """The ``keys`` of a batch of windows, checked against the window layout.
+def window_tensors(tensordict: TensorDictBase, keys: Sequence[NestedKey], num_hist: int,
+                   layout: SliceLayout | None = None) -> list[torch.Tensor]:
+    """The ``keys`` of a batch as model-step windows, checked against the window layout.
 
-    ``"action"`` must be ``(B, T - 1, ...)`` and every other key ``(B, T, ...)``,
-    with ``T > num_hist`` frames (``T`` taken from ``"observation"``).
+    ``keys[0]`` is the observation and ``keys[1]`` the action. Windows:
+    the action ``(B, T - 1, ...)`` and every other key ``(B, T, ...)``, with
+    ``T > num_hist`` frames (``T`` from the observation). With ``layout`` the
+    batch is a flat batch of env-step slices (TorchRL's ``SliceSampler``
+    layout), cut into windows by :class:`~torchrl_gbp.data.SliceLayout`.
     """
-    present = list(tensordict.keys())
+    present = list(tensordict.keys(True))
     missing = [key for key in keys if key not in present]
     if missing:
         raise KeyError(f"a batch of windows needs keys {missing}; found {present}")
-    obs = tensordict.get("observation")
+    action_key = keys[1]
+    if layout is None:
+        tensors = [tensordict.get(key) for key in keys]
+    else:
+        tensors = [layout.model_actions_of(key, tensordict.get(key)) if key == action_key
+                   else layout.frames_of(key, tensordict.get(key)) for key in keys]
+    obs = tensors[0]
     if obs.ndim < 3 or obs.shape[1] <= num_hist:
-        raise ValueError(f"'observation' must be (B, T, ...) with T > num_hist={num_hist}, got {tuple(obs.shape)}")
-    tensors = [tensordict.get(key) for key in keys]
+        hint = " (a flat batch of env-step slices needs slice_len)" if layout is None and obs.ndim == 2 else ""
+        raise ValueError(f"{keys[0]!r} must be (B, T, ...) windows with T > num_hist={num_hist}, "
+                         f"got {tuple(obs.shape)}{hint}")
     for key, value in zip(keys, tensors):
-        frames = obs.shape[1] - 1 if key == "action" else obs.shape[1]
+        frames = obs.shape[1] - 1 if key == action_key else obs.shape[1]
         if value.ndim < 3 or tuple(value.shape[:2]) != (obs.shape[0], frames):
             raise ValueError(
-                f"{key!r} must have shape ({obs.shape[0]}, {frames}, ...) to match 'observation' "
+                f"{key!r} must have shape ({obs.shape[0]}, {frames}, ...) to match {keys[0]!r} "
                 f"{tuple(obs.shape)}; got {tuple(value.shape)}"
             )
     return tensors
+
+
+def slice_layout(slice_len: int | None, world_model) -> SliceLayout | None:
+    """The :class:`~torchrl_gbp.data.SliceLayout` of flat batches of ``slice_len`` env steps (``None``: windows)."""
+    return None if slice_len is None else SliceLayout(slice_len, world_model.frameskip)

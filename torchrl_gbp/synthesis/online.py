@@ -1,8 +1,11 @@
 """Online World Modeling: simulator-corrected planner rollouts, as a replay-buffer transform."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase, Transform
 
@@ -11,9 +14,7 @@ from torchrl_gbp.planners import GoalCost, GradientPlanner, Planner
 from torchrl_gbp.tasks import Task
 from torchrl_gbp.tasks.env import execute_actions
 
-from .common import check_fraction, choose_rows, synthesis_mode, window_tensors
-
-WINDOW_KEYS = ("observation", "state", "action")
+from .common import check_fraction, choose_rows, slice_layout, synthesis_mode, window_tensors
 
 
 class OnlineSynthesis(Transform):
@@ -43,7 +44,15 @@ class OnlineSynthesis(Transform):
     synthetic rows get perturbed too.
 
     Planning runs with gradients enabled and the model in eval mode (modes
-    restored after); only the action sequence is differentiated. As in
+    restored after); only the action sequence is differentiated.
+
+    Two batch layouts: the package's windows (``make_window_buffer``), or any
+    TorchRL buffer of flat trajectories sampled by a ``SliceSampler`` (pass
+    its ``slice_len``, with ``slice_len - 1`` a multiple of the model's
+    frameskip): then the batch is ``(B * slice_len,)`` env steps, whole slices
+    are replaced (the simulator records every env step of the executed plan;
+    the slice's last action, never used by a window, is zero) and the flag
+    marks every row of a replaced slice. As in
     :class:`AdversarialSynthesis`, the model is held by reference, not as a
     submodule.
 
@@ -58,6 +67,9 @@ class OnlineSynthesis(Transform):
             default gradient planner (and ``planner_steps``/``planner_lr``).
         planner_steps, planner_lr: the default planner's Adam steps and rate.
         seed: seeds the row choice, the synthetic-buffer sampling, the planner and the env.
+        slice_len: env steps per sampled slice for flat batches; ``None``: window batches.
+        in_keys: the observation, state and action keys read (and written in synthetic rows).
+        out_keys: the flag key written.
 
     Example:
         >>> from torchrl_gbp.data import make_window_buffer
@@ -76,8 +88,14 @@ class OnlineSynthesis(Transform):
 
     def __init__(self, world_model: StateWorldModel, task: Task, every: int = 10, fraction: float = 0.5,
                  capacity: int = 10_000, planner: Planner | None = None, planner_steps: int = 100,
-                 planner_lr: float = 0.3, seed: int = 0) -> None:
-        super().__init__()
+                 planner_lr: float = 0.3, seed: int = 0, slice_len: int | None = None,
+                 in_keys: Sequence[NestedKey] = ("observation", "state", "action"),
+                 out_keys: Sequence[NestedKey] = ("synthetic",)) -> None:
+        if len(in_keys) != 3 or len(out_keys) != 1:
+            raise ValueError(f"in_keys must be (observation, state, action) and out_keys (flag,); got "
+                             f"{list(in_keys)} and {list(out_keys)}")
+        # the observation key comes first and the action key second, as window_tensors expects
+        super().__init__(in_keys=[in_keys[0], in_keys[2], in_keys[1]], out_keys=list(out_keys))
         for name, value in (("every", every), ("capacity", capacity)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -91,6 +109,10 @@ class OnlineSynthesis(Transform):
         self.planner_steps = planner_steps
         self.planner_lr = float(planner_lr)
         self.seed = seed
+        self.layout = slice_layout(slice_len, world_model)
+        if self.layout is not None and (slice_len - 1) % world_model.frameskip:
+            raise ValueError(f"slice_len - 1 must be a multiple of the model's frameskip={world_model.frameskip} "
+                             f"so a replaced slice ends on a frame; got slice_len={slice_len}")
         self._generator = torch.Generator().manual_seed(seed)
         self._synthetic = ReplayBuffer(storage=LazyTensorStorage(capacity), generator=self._generator)
         self._frames: int | None = None
@@ -110,12 +132,14 @@ class OnlineSynthesis(Transform):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Synthesise when due, then replace a ``fraction`` of the rows (see the class docstring)."""
-        obs, state, action = window_tensors(tensordict, WINDOW_KEYS, self.world_model.num_hist)
+        obs, action, state = window_tensors(tensordict, self.in_keys, self.world_model.num_hist, self.layout)
         if self._frames not in (None, obs.shape[1]):
             raise ValueError(f"this OnlineSynthesis holds windows of {self._frames} frames; got a batch of "
                              f"{obs.shape[1]} frames (keep the window length fixed)")
         if self._calls % self.every == 0:
-            self._synthetic.extend(self.synthesize(obs, state, action).cpu())
+            synthetic = (self.synthesize(obs, state, action) if self.layout is None
+                         else self._synthesize_slices(tensordict, obs, state, action))
+            self._synthetic.extend(synthetic.cpu())
             self._frames = obs.shape[1]
             self._rounds += 1
         self._calls += 1
@@ -123,6 +147,47 @@ class OnlineSynthesis(Transform):
 
     def synthesize(self, obs: torch.Tensor, state: torch.Tensor, action: torch.Tensor) -> TensorDict:
         """Synthetic windows ``(B,)`` for windows ``obs``/``state`` ``(B, T, ...)`` and ``action`` ``(B, T - 1, A)``."""
+        wm, h = self.world_model, self.world_model.num_hist
+        b, horizon = obs.shape[0], obs.shape[1] - h
+        sim_obs, sim_state, executed = self._plan_and_execute(obs, state, action, record_every=wm.frameskip)
+        obs_key, action_key, state_key = self.in_keys
+        return TensorDict(
+            {
+                obs_key: torch.cat([obs[:, :h], sim_obs], dim=1),
+                state_key: torch.cat([state[:, :h], sim_state], dim=1),
+                action_key: torch.cat([action[:, :h - 1], executed.reshape(b, horizon, -1)], dim=1),
+                "episode": torch.full((b,), -1, dtype=torch.int64, device=obs.device),
+            },
+            batch_size=[b],
+        )
+
+    def _synthesize_slices(self, tensordict: TensorDictBase, obs: torch.Tensor, state: torch.Tensor,
+                           action: torch.Tensor) -> TensorDict:
+        """Synthetic env-step slices ``(B, slice_len)`` for a flat batch (its windows ``obs``, ``state``, ``action``)."""
+        layout, h = self.layout, self.world_model.num_hist
+        obs_key, action_key, state_key = self.in_keys
+        steps = {key: layout.slices(key, tensordict.get(key)) for key in self.in_keys}
+        kept = (h - 1) * layout.frameskip + 1  # env steps of the history frames, kept as recorded
+        sim_obs, sim_state, executed = self._plan_and_execute(obs, state, action, record_every=1)
+        b = obs.shape[0]
+        return TensorDict(
+            {
+                obs_key: torch.cat([steps[obs_key][:, :kept], sim_obs], dim=1),
+                state_key: torch.cat([steps[state_key][:, :kept], sim_state], dim=1),
+                action_key: torch.cat([steps[action_key][:, :kept - 1], executed,
+                                       executed.new_zeros(b, 1, executed.shape[-1])], dim=1),
+                "episode": torch.full((b, layout.slice_len), -1, dtype=torch.int64, device=obs.device),
+            },
+            batch_size=[b, layout.slice_len],
+        )
+
+    def _plan_and_execute(self, obs: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
+                          record_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Plan open loop from each window's history to its last frame, execute in the simulator.
+
+        Returns the simulated observations and states after every ``record_every``-th
+        env step and the executed env actions ``(B, horizon * frameskip, a)``.
+        """
         wm, h = self.world_model, self.world_model.num_hist
         b, horizon = obs.shape[0], obs.shape[1] - h
         env = self._simulator_env(b, obs.device)
@@ -135,16 +200,7 @@ class OnlineSynthesis(Transform):
             plan = self._planner(horizon, env).plan(
                 z_hist, a_hist, z_goal, generator=torch.Generator(obs.device).manual_seed(plan_seed)).actions
         env_actions = wm.denormalize_action(plan).reshape(b, horizon * wm.frameskip, -1)
-        sim_obs, sim_state, executed = execute_actions(env, state[:, h - 1], env_actions, wm.frameskip)
-        return TensorDict(
-            {
-                "observation": torch.cat([obs[:, :h], sim_obs], dim=1),
-                "state": torch.cat([state[:, :h], sim_state], dim=1),
-                "action": torch.cat([action[:, :h - 1], executed.reshape(b, horizon, -1)], dim=1),
-                "episode": torch.full((b,), -1, dtype=torch.int64, device=obs.device),
-            },
-            batch_size=[b],
-        )
+        return execute_actions(env, state[:, h - 1], env_actions, record_every)
 
     def _simulator_env(self, num_envs: int, device: torch.device) -> EnvBase:
         """The task's batched env, built once per batch size and device (simulators can be slow to build)."""
@@ -168,15 +224,17 @@ class OnlineSynthesis(Transform):
 
     def _mix(self, tensordict: TensorDictBase) -> TensorDictBase:
         """A copy of the batch with ``round(fraction * B)`` rows replaced by synthetic windows."""
-        device = tensordict.get("observation").device
+        device = tensordict.get(self.in_keys[0]).device
         out = tensordict.clone()
         flag = torch.zeros(out.shape[0], dtype=torch.bool, device=device)
-        rows = choose_rows(out.shape[0], self.fraction, self._generator).to(device)
+        length = 1 if self.layout is None else self.layout.slice_len  # rows per window
+        rows = choose_rows(out.shape[0] // length, self.fraction, self._generator).to(device)
         if rows.numel() and len(self._synthetic):
-            sample = self._synthetic.sample(rows.numel())
+            sample = self._synthetic.sample(rows.numel()).reshape(-1)
+            rows = (rows.unsqueeze(-1) * length + torch.arange(length, device=device)).reshape(-1)
             for key in out.keys(include_nested=True, leaves_only=True):
                 entry = out.get(key)
-                entry[rows] = sample.get(key).to(entry) if key in sample.keys() else 0
+                entry[rows] = sample.get(key).to(entry) if key in sample.keys(True) else 0
             flag[rows] = True
-        out.set("synthetic", flag)
+        out.set(self.out_keys[0], flag)
         return out
