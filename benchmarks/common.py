@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.diagnostics import diagnose
-from torchrl_gbp.pipeline import METHODS, reproduce
+from torchrl_gbp.reproduce import reproduce
+from torchrl_gbp.synthesis import METHODS
 
 
 def run_benchmark(task_name: str) -> str:
@@ -23,11 +24,14 @@ def run_benchmark(task_name: str) -> str:
     parser.add_argument("--quick", action="store_true", help="the small recipe (minutes)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and base-model seed")
     parser.add_argument("--out", default="runs/benchmark", help="where runs are written")
+    parser.add_argument("--backend", choices=("serial", "ray"), default="serial",
+                        help="where the (seed, model) units run (ray: side by side, needs the [ray] extra)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes running the (seed, model) units (default: one per CPU core)")
+                        help="Ray units side by side (default: one per CPU core)")
     args = parser.parse_args()
 
-    result = reproduce(task_name, args.out, quick=args.quick, seed=args.seed, workers=args.workers)
+    result = reproduce(task_name, args.out, quick=args.quick, seed=args.seed, backend=args.backend,
+                       workers=args.workers)
     root = Path(args.out) / task_name
     first_seed = result["runs"][0]["seed"]
     checkpoints = {"base": root / "base.pt", **{m: root / f"{m}_seed{first_seed}.pt" for m in METHODS}}

@@ -33,7 +33,8 @@ import torch
 
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import make_planner, make_policy
+from torchrl_gbp.pipeline import make_policy
+from torchrl_gbp.planners import make_planner, model_action_bounds
 from torchrl_gbp.planners import GoalCost, MPCPolicy, Planner
 from torchrl_gbp.planners.torchrl_baselines import make_torchrl_planner, reset_planning_env
 from torchrl_gbp.recipes import recipe_for
@@ -107,8 +108,7 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
     for p in model.parameters():
         p.requires_grad_(False)
     recipe = recipe_for(task_name)
-    spec = make_task(task_name).make_env().action_spec_unbatched
-    low, high = model.normalized_action_bounds(spec.space.low.to(device), spec.space.high.to(device))
+    low, high = (b.to(device) for b in model_action_bounds(model, make_task(task_name).make_env().action_spec))
     sampling = recipe.planner_kwargs["cem"]
     rows, profiles = [], {}
     for batch in args.batch_sizes:

@@ -27,7 +27,8 @@ import torch
 
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import make_policy, summarize
+from torchrl_gbp.pipeline import make_policy
+from torchrl_gbp.reporting import markdown_table, pyplot, save_figure, success_cell, summarize
 from torchrl_gbp.recipes import Recipe, recipe_for
 from torchrl_gbp.tasks import make_task
 

@@ -9,7 +9,9 @@ from torchrl_gbp.cli import main
 from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import format_table, make_policy, paper_claims, recipe_for, reproduce, summarize
+from torchrl_gbp.pipeline import make_policy, recipe_for
+from torchrl_gbp.reporting import format_table, paper_claims, summarize
+from torchrl_gbp.reproduce import reproduce
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -163,8 +165,10 @@ def test_cli_finetune_rejects_unknown_method(tmp_path):
         main(["finetune", "--from", str(tmp_path / "x.pt"), "--method", "magic", "--out", str(tmp_path / "y.pt")])
 
 
-def test_reproduce_quick_writes_table_and_plot(tmp_path, capsys):
-    assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
+def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, capsys):
+    pytest.importorskip("ray")
+    assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--backend", "ray",
+                 "--workers", "2"]) == 0
     out = capsys.readouterr().out
     for model in ("base", "online", "adversarial", "both"):
         assert f"| {model} | gd |" in out and f"| {model} | cem |" in out
@@ -175,7 +179,7 @@ def test_reproduce_quick_writes_table_and_plot(tmp_path, capsys):
     assert {p.name for p in root.glob("*.pt")} == {"base.pt", "online_seed0.pt", "adversarial_seed0.pt",
                                                    "both_seed0.pt"}
 
-    # the rows come from worker processes: evaluating a checkpoint they wrote here, with their thread count,
+    # the rows come from Ray workers: evaluating a checkpoint they wrote here, with their thread count,
     # gives the same success and distance as the table's row
     recipe = recipe_for("wall", quick=True)
     model, _ = load_checkpoint(root / "online_seed0.pt")
@@ -187,7 +191,7 @@ def test_reproduce_quick_writes_table_and_plot(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert f"| online | gd | {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in out
-    assert "2 worker process(es)" in out
+    assert "on Ray (2 workers)" in out
 
 
 def test_reproduce_rejects_zero_workers(tmp_path):

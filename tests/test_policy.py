@@ -147,20 +147,21 @@ def test_without_warm_start_each_plan_starts_cold() -> None:
     torch.testing.assert_close(second, first)
 
 
-def test_policy_gives_unbounded_planners_the_spec_bounds() -> None:
+def test_policy_bounds_unbounded_planners_and_leaves_the_given_planner_unchanged() -> None:
     env = make_env()
     model = make_model()
     g = torch.Generator().manual_seed(0)
     model.fit_normalization(torch.randn(50, 2, generator=g), torch.randn(50, 10, generator=g) * 0.5 + 0.1)
     planner = make_planner("gd", model)
     assert planner.action_low is None
-    MPCPolicy(model, planner, env.action_spec)
+    policy = MPCPolicy(model, planner, env.action_spec)
+    assert planner.action_low is None and planner.action_high is None  # the user's planner is untouched
     low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
-    torch.testing.assert_close(planner.action_low, low)
-    torch.testing.assert_close(planner.action_high, high)
-    # bounds a user set are kept
+    torch.testing.assert_close(policy.planner.action_low, low)
+    torch.testing.assert_close(policy.planner.action_high, high)
+    # bounds a user set are kept, and the policy plans with that very planner
     own = make_planner("cem", model, action_low=-0.5 * torch.ones(10), action_high=0.5 * torch.ones(10))
-    MPCPolicy(model, own, env.action_spec)
+    assert MPCPolicy(model, own, env.action_spec).planner is own
     torch.testing.assert_close(own.action_low, -0.5 * torch.ones(10))
 
 

@@ -202,3 +202,25 @@ def test_keys_follow_in_keys_and_set_keys(tmp_path) -> None:
     loss.set_keys(observation="obs", latent_perturbation="dz", action_embedding_perturbation="de")
     assert loss.in_keys == ["obs", "action", "dz", "de"]
     assert torch.isfinite(loss(batch)["loss_prediction"])
+
+
+# ------------------------------------------------ one objective for our planners and TorchRL's
+def test_torchrl_planning_env_rewards_sum_to_minus_our_planning_cost() -> None:
+    from torchrl_gbp.planners import GoalCost
+    from torchrl_gbp.planners.torchrl_baselines import make_planning_env
+
+    torch.manual_seed(0)
+    model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, proprio_dim=1))
+    objective = GoalCost("all", base=0.5, alpha=0.3, proprio_dim=1)
+    env = make_planning_env(model, WallTask().make_env(), objective, horizon=4)
+    latent, goal, actions = torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 4, 10).clamp(-1, 1)
+    td = TensorDict(latent=latent, goal_latent=goal, plan_step=torch.zeros(3, 1, dtype=torch.int64), batch_size=[3])
+    total = torch.zeros(3)
+    with torch.no_grad():
+        for t in range(4):
+            td = env.step(td.set("action", actions[:, t]))
+            total += td["next", "reward"].squeeze(-1)
+            td = td["next"]
+        ours = GradientPlanner(model, objective, horizon=4, steps=0).score(
+            latent[:, None], torch.zeros(3, 0, 10), goal, actions[:, None])
+    torch.testing.assert_close(-total, ours.squeeze(1))

@@ -3,10 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from . import pipeline
 from .diagnostics import diagnose
+from .reproduce import BACKENDS, reproduce
+
+
+def set_torchrl_verbosity(verbose: bool) -> None:
+    """torchrl's logger at INFO when ``verbose``, else WARNING (it logs a line per storage it initialises)."""
+    logging.getLogger("torchrl").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _add_task(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +32,8 @@ def _named_path(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.pipeline`."""
     parser = argparse.ArgumentParser(prog="torchrl-gbp", description=__doc__)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show torchrl's INFO lines (storage initialisation and the like)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="generate a seeded dataset (pipeline.collect)")
@@ -70,15 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-encoder-lr", type=float, default=None)
     p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
 
-    p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (pipeline.reproduce)")
+    p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (reproduce.reproduce)")
     _add_task(p)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
     p.add_argument("--planners", nargs="+", choices=pipeline.PLANNERS, default=list(pipeline.PLANNERS))
     p.add_argument("--methods", nargs="*", choices=pipeline.METHODS, default=list(pipeline.METHODS),
                    help="finetuning methods to compare with the base model (none: base model only)")
+    p.add_argument("--backend", choices=BACKENDS, default="serial",
+                   help="where the (seed, model) units run: here one by one, or as Ray tasks (the [ray] extra)")
     p.add_argument("--workers", type=int, default=None,
-                   help="processes running the (seed, model) units side by side (default: one per CPU core)")
+                   help="Ray tasks side by side on this machine (default: one per CPU core)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster to run the units on (e.g. auto); default: a local instance")
 
     p = sub.add_parser("diagnose", help="error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)")
     _add_task(p)
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``torchrl-gbp`` console script."""
     args = build_parser().parse_args(argv)
+    set_torchrl_verbosity(args.verbose)
     try:
         if args.command == "collect":
             path = pipeline.collect(args.task, args.out, args.num_trajectories, args.seed, args.trajectory_steps)
@@ -123,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                               action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
-            result = pipeline.reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
-                                        planners=tuple(args.planners), methods=tuple(args.methods),
-                                        workers=args.workers)
+            result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
+                               planners=tuple(args.planners), methods=tuple(args.methods),
+                               backend=args.backend, workers=args.workers, ray_address=args.ray_address,
+                               verbose=args.verbose)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

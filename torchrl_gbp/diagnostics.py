@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .models import StateWorldModel, load_checkpoint
-from .planners import GoalCost, GradientPlanner, Planner
+from .planners import GoalCost, GradientPlanner, Planner, env_action_bounds, make_planner
 from .tasks import Task, make_task
 from .tasks.base import check_positive_int
 from .tasks.env import execute_actions
@@ -40,19 +40,6 @@ _ZERO_NORM = 1e-6
 
 
 # ------------------------------------------------------------------ helpers
-def env_action_bounds(env, env_action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Low and high bounds ``(env_action_dim,)`` of one env action, read from ``env.action_spec``.
-
-    Example:
-        >>> from torchrl_gbp.tasks import WallTask
-        >>> low, high = env_action_bounds(WallTask().make_env(num_envs=3), 2)
-        >>> low.tolist(), high.tolist()
-        ([-1.0, -1.0], [1.0, 1.0])
-    """
-    space = env.action_spec.space
-    return space.low.reshape(-1, env_action_dim)[0].float(), space.high.reshape(-1, env_action_dim)[0].float()
-
-
 def make_bounded_gradient_planner(world_model: StateWorldModel, task: Task, horizon: int = 5, steps: int = 300,
                                   lr: float = 0.3, objective: GoalCost | None = None, **kwargs) -> GradientPlanner:
     """A :class:`GradientPlanner` whose actions stay inside the task's action spec.
@@ -68,10 +55,8 @@ def make_bounded_gradient_planner(world_model: StateWorldModel, task: Task, hori
         >>> make_bounded_gradient_planner(model, WallTask(), steps=10).action_low.shape
         torch.Size([10])
     """
-    low, high = env_action_bounds(task.make_env(num_envs=1), world_model.config.env_action_dim)
-    action_low, action_high = world_model.normalized_action_bounds(low, high)
-    return GradientPlanner(world_model, objective, horizon=horizon, steps=steps, lr=lr,
-                           action_low=action_low, action_high=action_high, **kwargs)
+    return make_planner("gd", world_model, horizon, objective, action_spec=task.make_env().action_spec, steps=steps,
+                        lr=lr, **kwargs)
 
 
 def _device(world_model: StateWorldModel) -> torch.device:
@@ -173,7 +158,7 @@ def planned_state_error(world_model: StateWorldModel, task: Task, planner: Plann
                                                task.observation_from_state(goal))
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed))
     env_action_dim = world_model.config.env_action_dim
-    low, high = (b.to(device) for b in env_action_bounds(task.make_env(num_envs=1), env_action_dim))
+    low, high = (b.to(device) for b in env_action_bounds(task.make_env().action_spec, env_action_dim))
     env_actions = world_model.denormalize_action(plan.actions).unflatten(-1, (world_model.frameskip, env_action_dim))
     env_actions = torch.maximum(torch.minimum(env_actions, high), low)
     true_obs, final_state = execute_open_loop(task, start, env_actions, goal)

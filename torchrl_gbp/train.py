@@ -6,11 +6,13 @@ from pathlib import Path
 
 import torch
 from tensordict import TensorDictBase
+from torch.nn.parallel import DistributedDataParallel
 from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import CSVLogger, Logger
 from tqdm.auto import tqdm
 
 from .data import model_actions
+from .distributed import distributed_rank, distributed_world_size
 from .models import (
     StateWorldModel,
     TeacherForcingLoss,
@@ -58,7 +60,12 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     """Minimise the teacher-forcing loss on windows sampled from ``buffer``.
 
     Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
-    rates stay constant unless ``cosine_decay=True`` (decay to zero). Metrics go to
+    rates stay constant unless ``cosine_decay=True`` (decay to zero). Inside a
+    ``torch.distributed`` process group (for example under ``torchrun``, see
+    :func:`~torchrl_gbp.distributed.distributed_training`) the loss runs
+    through ``DistributedDataParallel``: each process samples its own batches
+    (give each rank's buffer its own generator seed), gradients are averaged,
+    the weights stay identical, and only rank 0 writes checkpoints. Metrics go to
     ``logger`` (a TorchRL logger) every ``log_every`` steps; a checkpoint is
     written atomically every ``checkpoint_every`` steps (0: only at the end) when
     ``checkpoint_path`` is given. Returns the last logged metrics.
@@ -76,6 +83,8 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     loss_module = loss_module if loss_module is not None else TeacherForcingLoss(model)
+    writes = distributed_rank() == 0
+    step_loss = DistributedDataParallel(loss_module) if distributed_world_size() > 1 else loss_module
     groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr)
     optimizer = torch.optim.Adam(groups) if groups else None
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
@@ -85,7 +94,7 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     bar = tqdm(range(1, steps + 1), desc=description, disable=not progress, dynamic_ncols=True)
     for step in bar:
         batch = buffer.sample()
-        losses = loss_module(batch)
+        losses = step_loss(batch)
         total = sum(v for k, v in losses.items() if k.startswith("loss_"))
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
@@ -103,10 +112,10 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
                 for name, value in metrics.items():
                     if name != "step":
                         logger.log_scalar(f"{description}/{name}", value, step=step)
-        if checkpoint_path and checkpoint_every and step % checkpoint_every == 0:
+        if writes and checkpoint_path and checkpoint_every and step % checkpoint_every == 0:
             save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step})
     model.eval()
-    if checkpoint_path:
+    if writes and checkpoint_path:
         save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": steps})
     return metrics
 

@@ -9,6 +9,8 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import WorldModel
 
+from torchrl_gbp.planners.objectives import GoalCost
+
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder, mlp
 from .normalization import Normalizer
 from .predictors import ResidualMLPPredictor
@@ -121,16 +123,21 @@ class LatentDynamics(nn.Module):
 
 
 class GoalReward(nn.Module):
-    """Reward = minus the mean squared latent distance to ``"goal_latent"`` (carried forward)."""
+    """Reward = minus the planners' per-step goal cost (:meth:`GoalCost.step_costs`) to ``"goal_latent"``.
 
-    def __init__(self, num_hist: int) -> None:
+    ``"goal_latent"`` is carried forward. With the planners' objective the
+    reward of one step is exactly the cost every planner scores that step with.
+    """
+
+    def __init__(self, num_hist: int, objective: GoalCost) -> None:
         super().__init__()
         self.num_hist = num_hist
+        self.objective = objective
 
     def forward(self, next_latent: torch.Tensor, goal_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(reward (..., 1), goal_latent)``."""
         current = next_latent if self.num_hist == 1 else next_latent[..., -1, :]
-        return -(current - goal_latent).pow(2).mean(-1, keepdim=True), goal_latent
+        return -self.objective.step_costs(current.unsqueeze(-2), goal_latent), goal_latent
 
 
 class StateWorldModel(WorldModel):
@@ -168,7 +175,7 @@ class StateWorldModel(WorldModel):
             dynamics=TensorDictModule(LatentDynamics(config.action_dim, config.action_embed_dim, predictor,
                                                      config.num_hist),
                                       in_keys=["latent", "action"], out_keys=[("next", "latent")]),
-            reward_head=TensorDictModule(GoalReward(config.num_hist), in_keys=[("next", "latent"), "goal_latent"],
+            reward_head=TensorDictModule(GoalReward(config.num_hist, GoalCost(proprio_dim=config.proprio_dim)), in_keys=[("next", "latent"), "goal_latent"],
                                          out_keys=[("next", "reward"), ("next", "goal_latent")]),
         )
         self.config = config

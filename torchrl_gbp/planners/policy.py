@@ -1,17 +1,19 @@
 """Model-predictive control with any planner, as a TorchRL policy module."""
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
-from torchrl.data import Bounded, Composite, TensorSpec, Unbounded
+from torchrl.data import Composite, TensorSpec, Unbounded
 from torchrl.envs import TensorDictPrimer
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from .base import Planner
+from .factory import env_action_bounds
 
 
 class MPCPolicy(TensorDictModuleBase):
@@ -40,7 +42,8 @@ class MPCPolicy(TensorDictModuleBase):
         world_model: a world model with ``encode``, ``rollout`` and action
             (de)normalisation (see :class:`~torchrl_gbp.models.StateWorldModel`).
         planner: any :class:`~torchrl_gbp.planners.Planner` built on ``world_model``.
-            If it has no action bounds, the policy gives it those of ``action_spec``.
+            It is left unchanged: if it has no action bounds, the policy plans with
+            a shallow copy of it bounded by ``action_spec`` (``policy.planner``).
         action_spec: the env's action spec (bounded).
         observation_key, goal_key, action_key: TensorDict keys.
         n_taken_actions: model steps executed before replanning (<= horizon).
@@ -85,25 +88,16 @@ class MPCPolicy(TensorDictModuleBase):
         self.info_key = info_key
         self.env_action_dim = world_model.config.env_action_dim
         self.obs_dim = world_model.config.obs_dim
-        low, high = self._spec_bounds(action_spec)
+        low, high = env_action_bounds(action_spec, self.env_action_dim, action_key)
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
         if planner.action_low is None:
+            self.planner = planner = copy.copy(planner)
             planner.action_low, planner.action_high = world_model.normalized_action_bounds(low, high)
         self.in_keys = [observation_key, goal_key, "is_init", *[(info_key, k) for k in self._state_keys]]
         self.out_keys = [action_key, *[(info_key, k) for k in (*self._state_keys, "cost", "seconds", "replanned")]]
 
     _state_keys = ("plan", "steps_since_plan", "obs_history", "action_history", "current_block", "initialized")
-
-    def _spec_bounds(self, spec: TensorSpec) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(spec, Composite):
-            spec = spec[self.action_key] if self.action_key in spec.keys(True) else spec["action"]
-        if not isinstance(spec, Bounded):
-            raise TypeError(f"MPCPolicy needs a Bounded action spec, got {type(spec).__name__}")
-        d = self.env_action_dim
-        if spec.shape[-1] != d:
-            raise ValueError(f"action spec has last dimension {spec.shape[-1]}, world model expects env_action_dim={d}")
-        return spec.space.low.reshape(-1, d)[0].float().clone(), spec.space.high.reshape(-1, d)[0].float().clone()
 
     # ---------------------------------------------------------------- specs
     def _state_spec(self) -> Composite:

@@ -13,7 +13,8 @@ from .objectives import GoalCost
 class SamplingPlanner(Planner):
     """Shared loop of CEM-style searches; subclasses only say how to refit the Gaussian.
 
-    When ``budget`` stops the search early, the current mean is the plan.
+    The plan is the best seen, as for every planner: the lowest-cost of the
+    sampled candidates and the final mean (also when ``budget`` stops early).
 
     Args:
         world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype:
@@ -50,6 +51,7 @@ class SamplingPlanner(Planner):
         mean = z_hist.new_zeros(shape) if init is None else init.clone()
         std = z_hist.new_full(shape, self.init_std)
         best_cost = z_hist.new_full((batch,), float("inf"))
+        best_actions = mean.clone()
         for _ in range(self.iterations):
             noise = gaussian((batch, self.samples, *shape[1:]), mean, generator)
             candidates = self.project(mean.unsqueeze(1) + std.unsqueeze(1) * noise)
@@ -58,12 +60,17 @@ class SamplingPlanner(Planner):
             elite = candidates.gather(1, index[..., None, None].expand(-1, -1, *shape[1:]))
             mean, std = self.refit(elite, elite_cost)
             std = std.clamp_min(self.min_std)
-            best_cost = torch.minimum(best_cost, elite_cost[:, 0])
+            better = elite_cost[:, 0] < best_cost
+            best_cost = torch.where(better, elite_cost[:, 0], best_cost)
+            best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
             if clock.should_stop(best_cost):
                 break
         self.last_clock = clock
         mean = self.project(mean)
-        return PlanResult(mean, self.score(z_hist, a_hist, z_goal, mean.unsqueeze(1)).squeeze(1))
+        mean_cost = self.score(z_hist, a_hist, z_goal, mean.unsqueeze(1)).squeeze(1)
+        use_mean = mean_cost <= best_cost
+        return PlanResult(torch.where(use_mean[:, None, None], mean, best_actions),
+                          torch.where(use_mean, mean_cost, best_cost))
 
     @abc.abstractmethod
     def refit(self, elite: torch.Tensor, elite_cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

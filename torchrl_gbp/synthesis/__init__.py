@@ -1,5 +1,6 @@
 """Data synthesis: replay-buffer transforms that turn offline windows into the paper's training data."""
 from .adversarial import AdversarialSynthesis
+from .factory import METHODS, make_synthesis
 from .online import OnlineSynthesis
 
-__all__ = ["AdversarialSynthesis", "OnlineSynthesis"]
+__all__ = ["METHODS", "AdversarialSynthesis", "OnlineSynthesis", "make_synthesis"]

@@ -10,7 +10,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase, Transform
 
 from torchrl_gbp.models import StateWorldModel
-from torchrl_gbp.planners import GoalCost, GradientPlanner, Planner
+from torchrl_gbp.planners import GoalCost, Planner, make_planner
 from torchrl_gbp.tasks import Task
 from torchrl_gbp.tasks.env import execute_actions
 
@@ -217,10 +217,9 @@ class OnlineSynthesis(Transform):
                     f"got {self.planner.horizon}"
                 )
             return self.planner
-        low, high = self.world_model.normalized_action_bounds(env.action_spec.low[0], env.action_spec.high[0])
         objective = GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
-        return GradientPlanner(self.world_model, objective, horizon=horizon, steps=self.planner_steps,
-                               lr=self.planner_lr, action_low=low, action_high=high)
+        return make_planner("gd", self.world_model, horizon, objective, action_spec=env.action_spec,
+                            steps=self.planner_steps, lr=self.planner_lr)
 
     def _mix(self, tensordict: TensorDictBase) -> TensorDictBase:
         """A copy of the batch with ``round(fraction * B)`` rows replaced by synthetic windows."""

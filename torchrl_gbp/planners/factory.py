@@ -1,0 +1,75 @@
+"""One way to build a planner by name, and one way to read action bounds from a TorchRL spec."""
+from __future__ import annotations
+
+import torch
+from tensordict.utils import NestedKey
+from torchrl.data import Bounded, Composite, TensorSpec
+
+from .base import Planner
+from .budget import SearchBudget
+from .gradient import GradientPlanner
+from .objectives import GoalCost
+from .sampling import CrossEntropyPlanner, PathIntegralPlanner
+
+PLANNER_CLASSES: dict[str, type[Planner]] = {
+    "gd": GradientPlanner, "cem": CrossEntropyPlanner, "mppi": PathIntegralPlanner,
+}
+
+
+def env_action_bounds(action_spec: TensorSpec, env_action_dim: int,
+                      action_key: NestedKey = "action") -> tuple[torch.Tensor, torch.Tensor]:
+    """Low and high ``(env_action_dim,)`` of one env action, from a (batched) ``Bounded`` spec or a ``Composite``.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> low, high = env_action_bounds(WallTask().make_env(num_envs=3).action_spec, 2)
+        >>> low.tolist(), high.tolist()
+        ([-1.0, -1.0], [1.0, 1.0])
+    """
+    spec = action_spec
+    if isinstance(spec, Composite):
+        keys = list(spec.keys(True, True))
+        if action_key not in keys:
+            raise KeyError(f"the action spec has no {action_key!r}; it has {keys}")
+        spec = spec[action_key]
+    if not isinstance(spec, Bounded):
+        raise TypeError(f"planning needs a Bounded action spec, got {type(spec).__name__}")
+    if spec.shape[-1] != env_action_dim:
+        raise ValueError(f"the action spec has last dimension {spec.shape[-1]}; the world model expects "
+                         f"env_action_dim={env_action_dim}")
+    low = spec.space.low.reshape(-1, env_action_dim)[0].float().clone()
+    high = spec.space.high.reshape(-1, env_action_dim)[0].float().clone()
+    return low, high
+
+
+def model_action_bounds(world_model, action_spec: TensorSpec,
+                        action_key: NestedKey = "action") -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds ``(action_dim,)`` of the world model's normalised action that keep env actions inside ``action_spec``."""
+    low, high = env_action_bounds(action_spec, world_model.config.env_action_dim, action_key)
+    return world_model.normalized_action_bounds(low, high)
+
+
+def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost | None = None,
+                 action_spec: TensorSpec | None = None, **kwargs) -> Planner:
+    """Build planner ``name`` (``"gd"``, ``"cem"`` or ``"mppi"``) on ``world_model``.
+
+    With ``action_spec`` the planner's actions are bounded to it (unless
+    ``kwargs`` give ``action_low``/``action_high``). Other ``kwargs`` go to the
+    planner class; a ``budget`` given as a dict becomes a :class:`SearchBudget`.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> planner = make_planner("cem", model, action_spec=WallTask().make_env().action_spec, samples=20, elites=4)
+        >>> type(planner).__name__, planner.action_low.shape
+        ('CrossEntropyPlanner', torch.Size([10]))
+    """
+    if name not in PLANNER_CLASSES:
+        raise ValueError(f"unknown planner {name!r}; expected one of {sorted(PLANNER_CLASSES)}")
+    if isinstance(kwargs.get("budget"), dict):
+        kwargs = {**kwargs, "budget": SearchBudget(**kwargs["budget"])}
+    if action_spec is not None and kwargs.get("action_low") is None:
+        low, high = model_action_bounds(world_model, action_spec)
+        kwargs = {**kwargs, "action_low": low, "action_high": high}
+    return PLANNER_CLASSES[name](world_model, objective=objective, horizon=horizon, **kwargs)

@@ -1,0 +1,140 @@
+"""Reports shared by the pipeline, diagnostics and benchmarks: summaries, markdown tables, figures."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table: ``header`` cells, then one line per row (cells formatted with ``str``).
+
+    Example:
+        >>> print(markdown_table(["a", "b"], [[1, "x"]]))
+        | a | b |
+        |---|---|
+        | 1 | x |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(cell) for cell in row]
+        if len(cells) != len(header):
+            raise ValueError(f"a table row has {len(cells)} cells for {len(header)} columns: {cells}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def success_cell(row: dict) -> str:
+    """``row["success_rate"]`` in %, with ``+- std`` over seeds when ``row["success_std"]`` is set."""
+    std = row.get("success_std")
+    return f"{100 * row['success_rate']:.1f}" + (f" +- {100 * std:.1f}" if std is not None else "")
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend (figures are only ever saved to files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Lay out ``fig``, save it as ``path`` (parent folders made) and close it."""
+    if not fig.get_layout_engine():
+        fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Aggregate evaluation runs over seeds: one row per (model, planner), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["model"], run["planner"]), []).append(run)
+    rows = []
+    for (model, planner), items in groups.items():
+        success = torch.tensor([r["success_rate"] for r in items], dtype=torch.float64)
+        rows.append({
+            "model": model, "planner": planner, "seeds": len(items),
+            "success_rate": float(success.mean()),
+            "success_std": float(success.std(unbiased=False)) if len(items) > 1 else None,  # None: one seed
+            "final_distance": sum(r["final_distance"] for r in items) / len(items),
+            "plan_seconds": float(torch.tensor([r["plan_seconds"] for r in items]).median()),
+            "plan_seconds_per_env": float(torch.tensor([r["plan_seconds_per_env"] for r in items]).median()),
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table: model, planner, success % (mean +- std where several seeds), distance, seconds, ratio to CEM on base."""
+    reference = next((r["plan_seconds"] for r in rows if r["planner"] == "cem" and r["model"] == "base"), None)
+    header = ["model", "planner", "success %", "final distance", "s / plan (batched)", "s / plan / env",
+              "time vs CEM on base"]
+    return markdown_table(header, [
+        [r["model"], r["planner"], success_cell(r), f"{r['final_distance']:.3f}", f"{r['plan_seconds']:.3f}",
+         f"{r['plan_seconds_per_env']:.4f}", f"{r['plan_seconds'] / reference:.3f}" if reference else "-"]
+        for r in rows])
+
+
+def paper_claims(rows: list[dict]) -> str:
+    """The paper's claims checked against summarised rows, one line each, with the numbers.
+
+    Each success comparison also gives the difference in points and whether it
+    is within seed noise (no larger than the larger of the two std over seeds).
+    """
+    by = {(r["model"], r["planner"]): r for r in rows}
+    cem, gd = by.get(("base", "cem")), by.get(("base", "gd"))
+    if cem is None or gd is None:
+        return "claims need base/gd and base/cem rows"
+
+    def pct(r: dict) -> str:
+        return f"{100 * r['success_rate']:.1f}%"
+
+    def points(r: dict) -> float:  # success in points, rounded so float32 rates compare exactly
+        return round(100 * float(r["success_rate"]), 6)
+
+    def noise(r: dict) -> str:
+        diff = points(r) - points(cem)
+        if r.get("success_std") is None or cem.get("success_std") is None:
+            return f"{diff:+.1f} points, one seed: no noise estimate"
+        std = 100 * max(r["success_std"], cem["success_std"])
+        within = "within" if abs(diff) <= std else "outside"
+        return f"{diff:+.1f} points, {within} seed noise (std {std:.1f})"
+
+    verdict = "holds" if points(gd) < points(cem) else "does not hold"
+    lines = [f"1. GD on base ({pct(gd)}) trails CEM on base ({pct(cem)}), the train-test gap: "
+             f"{verdict} ({noise(gd)})"]
+    for model in [r["model"] for r in rows if r["planner"] == "gd" and r["model"] != "base"]:
+        r = by[(model, "gd")]
+        verdict = "holds" if points(r) >= points(cem) else "does not hold"
+        lines.append(f"2. GD on {model} ({pct(r)}) matches or beats CEM on base ({pct(cem)}): {verdict} ({noise(r)})")
+    lines.append(f"3. GD seconds per plan / CEM's: {gd['plan_seconds'] / cem['plan_seconds']:.3f}")
+    return "\n".join(lines)
+
+
+def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
+    """Scatter of success rate against seconds per plan, one point per row, saved as PNG."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    markers = {"gd": "o", "cem": "s", "mppi": "^"}
+    for r in rows:
+        color = plt.cm.tab10(models.index(r["model"]) % 10)
+        ax.errorbar(r["plan_seconds_per_env"], 100 * r["success_rate"], yerr=100 * (r.get("success_std") or 0.0),
+                    fmt=markers.get(r["planner"], "o"), color=color, markersize=8, capsize=3,
+                    label=f"{r['model']} / {r['planner']}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per plan per env (log)")
+    ax.set_ylabel("success %")
+    ax.set_ylim(-5, 105)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,137 @@
+"""The main job: dataset, base model, finetuned models, every planner on the same goals, table and plot.
+
+Its (seed, model) units are independent; they run here one after the other
+(``backend="serial"``) or as Ray tasks (``backend="ray"``: a local Ray instance
+with one task per worker, or an existing cluster given by ``ray_address``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .data import load_dataset, save_dataset
+from .evaluate import evaluate
+from .models import load_checkpoint
+from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
+from .recipes import recipe_for
+from .reporting import format_table, paper_claims, plot_success_vs_seconds, summarize
+from .synthesis import METHODS
+from .tasks import make_task
+from .train import csv_logger
+
+BACKENDS = ("serial", "ray")
+
+
+def run_unit(job: dict) -> list[dict]:
+    """One unit of :func:`reproduce`: finetune the base checkpoint with ``job["method"]`` (``"base"``: as is),
+    then evaluate every planner on the seed's (start, goal) pairs. Runs here or in a Ray worker."""
+    if job["threads"] is not None:
+        torch.set_num_threads(job["threads"])
+        logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
+    recipe = recipe_for(job["task"], job["quick"])
+    task = make_task(job["task"])
+    model, _ = load_checkpoint(job["base"])
+    method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
+    if method != "base":
+        finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed,
+                       logger=csv_logger(job["log_dir"], f"finetune_{method}_seed{run_seed}"),
+                       checkpoint_path=job["checkpoint"], progress=progress and not remote)
+        if progress and remote:
+            print(f"  seed {run_seed} {method}: finetuned", flush=True)
+    runs = []
+    for name in job["planners"]:
+        if name == "mppi" and method not in recipe.mppi_models:
+            continue
+        metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
+                           seed=1000 + run_seed)
+        runs.append({"model": method, "planner": name, "seed": run_seed, **metrics})
+        if progress:
+            print(f"  seed {run_seed} {method}/{name}: success {100 * metrics['success_rate']:.1f}%  "
+                  f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    return runs
+
+
+def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = None,
+              ray_address: str | None = None) -> list[list[dict]]:
+    """Results of :func:`run_unit` for ``jobs``, in order.
+
+    ``"serial"`` runs them here. ``"ray"`` submits them as Ray tasks of
+    ``cpu_count // workers`` CPUs (torch threads) each, so at most ``workers``
+    run at once on this machine (default: one per core); with
+    ``ray_address`` (for example ``"auto"`` or ``"ray://head:10001"``) they go to
+    that cluster instead of a local instance started (and stopped) here.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "serial":
+        return [run_unit(job) for job in jobs]
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("backend='ray' needs Ray: pip install -e '.[ray]'") from error
+    cores = os.cpu_count() or 1
+    workers = min(len(jobs), cores) if workers is None else workers
+    threads = max(1, cores // workers)
+    started = not ray.is_initialized()
+    if started:
+        local = {} if ray_address else {"num_cpus": workers * threads}
+        ray.init(address=ray_address, include_dashboard=False, logging_level="ERROR", **local)
+    try:
+        unit = ray.remote(num_cpus=threads)(run_unit)
+        return ray.get([unit.remote({**job, "threads": threads}) for job in jobs])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
+              planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
+              progress: bool = True, backend: str = "serial", workers: int | None = None,
+              ray_address: str | None = None, verbose: bool = False) -> dict:
+    """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
+
+    The dataset and the base model are made once (``seed``). For each seed of
+    the recipe, every ``method`` finetunes a copy of the base model, and every
+    model is evaluated with every planner on that seed's (start, goal) pairs
+    (MPPI only on the recipe's ``mppi_models``, to bound the run time).
+    The (seed, model) units run on ``backend`` (see :func:`run_units`; Ray
+    runs ``workers`` side by side). Results do not depend on the backend
+    beyond the floating-point effect of the torch thread count.
+    Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, logs,
+    results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths"}``.
+    ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    start = time.perf_counter()
+    recipe = recipe_for(task_name, quick)
+    task = make_task(task_name)
+    root = Path(out_dir) / task_name
+    torch.manual_seed(seed)
+    dataset_path = save_dataset(task.generate_dataset(recipe.num_trajectories, seed=seed), root / "dataset")
+    train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed,
+                     logger=csv_logger(root / "logs", "reproduce"), progress=progress)
+    jobs = [{"task": task_name, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
+             "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
+             "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
+             "progress": progress, "threads": None, "verbose": verbose}
+            for run_seed in recipe.seeds for method in ("base", *methods)]
+    runs = [run for result in run_units(jobs, backend, workers, ray_address) for run in result]
+    rows = summarize(runs)
+    table = format_table(rows)
+    plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
+    seconds = time.perf_counter() - start
+    where = "serially" if backend == "serial" else f"on Ray ({workers or 'one per core'} workers)"
+    note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
+            f"one dataset and base model (seed {seed}); {seconds:.0f} s total, units run {where}")
+    claims = paper_claims(rows)
+    (root / "results.md").write_text(f"{table}\n\n{note}\n\n{claims}\n")
+    return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
+            "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
+                      "table": root / "results.md"}}
