@@ -34,10 +34,20 @@ import torch
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.pipeline import make_policy
-from torchrl_gbp.planners import make_planner, model_action_bounds
-from torchrl_gbp.planners import GoalCost, MPCPolicy, Planner
-from torchrl_gbp.planners.torchrl_baselines import make_torchrl_planner, reset_planning_env
+from torchrl_gbp.planners import (
+    GoalCost,
+    MPCPolicy,
+    Planner,
+    make_planner,
+    model_action_bounds,
+    planning_inputs,
+)
+from torchrl_gbp.planners.torchrl_baselines import (
+    make_torchrl_planner,
+    reset_planning_env,
+)
 from torchrl_gbp.recipes import recipe_for
+from torchrl_gbp.reporting import markdown_table, pyplot, save_figure
 from torchrl_gbp.tasks import make_task
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,12 +57,8 @@ def planning_problem(task_name: str, model, batch: int, device: torch.device, se
     """``B`` seeded (start, goal) pairs of the task as model inputs: ``z_hist``, ``a_hist``, ``z_goal``."""
     task = make_task(task_name)
     start, goal = task.sample_start_goal(batch, torch.Generator().manual_seed(seed))
-    obs = task.observation_from_state(start).to(device)
-    with torch.no_grad():
-        z_hist = model.encode(obs.unsqueeze(1).expand(-1, model.num_hist, -1))
-        z_goal = model.encode(task.observation_from_state(goal).to(device))
-    a_hist = torch.zeros(batch, model.num_hist - 1, model.action_dim, device=device)
-    return z_hist, a_hist, z_goal
+    return planning_inputs(model, task.observation_from_state(start).to(device),
+                           task.observation_from_state(goal).to(device))
 
 
 def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
@@ -157,13 +163,13 @@ def print_rows(rows: list[dict]) -> None:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of ms per plan with the ratio to TorchRL's CEM at the same task and B."""
-    lines = ["| task | B | planner | ms per plan | first call ms | vs TorchRL CEM | note |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ref = next(x["ms"] for x in rows if x["task"] == r["task"] and x["B"] == r["B"] and x["planner"] == "torchrl cem")
-        first = "" if r["first_ms"] is None else f"{r['first_ms']:.1f}"
-        lines.append(f"| {r['task']} | {r['B']} | {r['planner']} | {r['ms']:.1f} | {first} | "
-                     f"{r['ms'] / ref:.3f} | {r['note']} |")
-    return "\n".join(lines)
+    def reference(r: dict) -> float:
+        return next(x["ms"] for x in rows if x["task"] == r["task"] and x["B"] == r["B"] and x["planner"] == "torchrl cem")
+
+    header = ["task", "B", "planner", "ms per plan", "first call ms", "vs TorchRL CEM", "note"]
+    return markdown_table(header, [
+        [r["task"], r["B"], r["planner"], f"{r['ms']:.1f}", "" if r["first_ms"] is None else f"{r['first_ms']:.1f}",
+         f"{r['ms'] / reference(r):.3f}", r["note"]] for r in rows])
 
 
 def targets(rows: list[dict]) -> str:
@@ -192,11 +198,7 @@ def targets(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """ms per plan against B, one line per task x planner (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task_name in zip(axes[0], tasks):
@@ -210,9 +212,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(task_name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

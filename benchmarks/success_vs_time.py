@@ -28,8 +28,14 @@ import torch
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.pipeline import make_policy
-from torchrl_gbp.reporting import markdown_table, pyplot, save_figure, success_cell, summarize
 from torchrl_gbp.recipes import Recipe, recipe_for
+from torchrl_gbp.reporting import (
+    markdown_table,
+    pyplot,
+    save_figure,
+    success_cell,
+    summarize,
+)
 from torchrl_gbp.tasks import make_task
 
 RESULTS = Path(__file__).parent / "results"
@@ -126,18 +132,13 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
 def format_rows(result: dict) -> str:
     """Markdown table of one task's sweep: success, distance, seconds and the ratio to CEM on base."""
     ref = result["reference"]
-    header = ("| model | planner | budget | success % (mean +- std over seeds) | final distance | s / plan (batched) "
-              "| s / plan / env | time vs CEM on base |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        ratio = f"{r['plan_seconds'] / ref['plan_seconds']:.3f}" if ref and ref["plan_seconds"] else "-"
-        budget = r["budget"] + (" (recipe)" if r["full_budget"] else "")
-        std = r["success_std"]
-        success = f"{100 * r['success_rate']:.1f}" + (f" +- {100 * std:.1f}" if std is not None else "")
-        lines.append(f"| {r['model']} | {r['planner']} | {budget} | {success} | "
-                     f"{r['final_distance']:.3f} | {r['plan_seconds']:.3f} | {r['plan_seconds_per_env']:.4f} | "
-                     f"{ratio} |")
-    return "\n".join(lines)
+    header = ["model", "planner", "budget", "success % (mean +- std over seeds)", "final distance",
+              "s / plan (batched)", "s / plan / env", "time vs CEM on base"]
+    return markdown_table(header, [
+        [r["model"], r["planner"], r["budget"] + (" (recipe)" if r["full_budget"] else ""), success_cell(r),
+         f"{r['final_distance']:.3f}", f"{r['plan_seconds']:.3f}", f"{r['plan_seconds_per_env']:.4f}",
+         f"{r['plan_seconds'] / ref['plan_seconds']:.3f}" if ref and ref["plan_seconds"] else "-"]
+        for r in result["rows"]])
 
 
 def reaches(row: dict, reference: dict) -> bool:
@@ -175,11 +176,7 @@ def gd_matches(result: dict) -> str:
 
 def plot_sweep(result: dict, path: Path) -> Path:
     """Success % against seconds per plan (batched, log x): one line per model x planner, budgets annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     rows = result["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -209,11 +206,7 @@ def plot_sweep(result: dict, path: Path) -> Path:
     ax.set_title(f"{result['task']}: success vs planning time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def task_report(result: dict, seeds: list[int], plot: Path) -> str:

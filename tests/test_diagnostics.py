@@ -9,13 +9,13 @@ from torchrl_gbp.diagnostics import (
     compare_planned_state_error,
     cost_landscape,
     diagnose,
-    encode_start_goal,
     execute_open_loop,
     gradient_norm_statistics,
     landscape_directions,
     landscape_roughness,
     make_bounded_gradient_planner,
     planned_state_error,
+    planning_inputs,
     plot_landscapes,
     sample_pairs,
 )
@@ -80,7 +80,7 @@ def planner_for(model, steps: int = 30) -> GradientPlanner:
 
 def problems(model, n: int = 4, seed: int = 0):
     start, goal = sample_pairs(TASK, n, seed)
-    return encode_start_goal(model, TASK.observation_from_state(start), TASK.observation_from_state(goal))
+    return planning_inputs(model, TASK.observation_from_state(start), TASK.observation_from_state(goal))
 
 
 # ---------------------------------------------------------------- (a)

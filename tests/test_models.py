@@ -14,7 +14,10 @@ from torchrl_gbp.models import (
     load_weights_into,
     save_checkpoint,
 )
-from torchrl_gbp.planners.torchrl_baselines import make_torchrl_planner, reset_planning_env
+from torchrl_gbp.planners.torchrl_baselines import (
+    make_torchrl_planner,
+    reset_planning_env,
+)
 from torchrl_gbp.tasks import WallTask
 
 SMALL = dict(hidden_dim=32, depth=1, action_embed_dim=8, latent_dim=6)

@@ -6,13 +6,18 @@ import pytest
 import torch
 
 from torchrl_gbp.cli import main
-from torchrl_gbp.data import load_dataset, make_window_buffer, model_actions, save_dataset
+from torchrl_gbp.data import (
+    load_dataset,
+    make_window_buffer,
+    model_actions,
+    save_dataset,
+)
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.pipeline import make_policy, recipe_for
+from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.reporting import format_table, paper_claims, summarize
 from torchrl_gbp.reproduce import reproduce
-from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 

@@ -13,7 +13,12 @@ from torchrl_gbp.cli import main
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import make_task
-from torchrl_gbp.tasks.pointmaze import BALL_RADIUS, MEDIUM_MAZE, PointMazeTask, maze_model
+from torchrl_gbp.tasks.pointmaze import (
+    BALL_RADIUS,
+    MEDIUM_MAZE,
+    PointMazeTask,
+    maze_model,
+)
 
 
 @pytest.fixture(scope="module")

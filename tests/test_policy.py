@@ -11,7 +11,12 @@ from torchrl.data import Bounded, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig
-from torchrl_gbp.planners import CrossEntropyPlanner, GoalCost, GradientPlanner, MPCPolicy
+from torchrl_gbp.planners import (
+    CrossEntropyPlanner,
+    GoalCost,
+    GradientPlanner,
+    MPCPolicy,
+)
 from torchrl_gbp.tasks import WallTask
 
 FRAMESKIP = WallTask().frameskip

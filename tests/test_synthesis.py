@@ -11,9 +11,9 @@ from torchrl.envs import Compose
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig
+from torchrl_gbp.models.loss import prediction_error
 from torchrl_gbp.planners import GradientPlanner
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
-from torchrl_gbp.models.loss import prediction_error
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 

@@ -25,10 +25,18 @@ from pathlib import Path
 
 import torch
 
+from .checks import check_positive_int
 from .models import StateWorldModel, load_checkpoint
-from .planners import GoalCost, GradientPlanner, Planner, env_action_bounds, make_planner
+from .planners import (
+    GoalCost,
+    GradientPlanner,
+    Planner,
+    env_action_bounds,
+    make_planner,
+    planning_inputs,
+)
+from .reporting import markdown_table, pyplot, save_figure
 from .tasks import Task, make_task
-from .tasks.base import check_positive_int
 from .tasks.env import execute_actions
 
 Landscape = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -61,27 +69,6 @@ def make_bounded_gradient_planner(world_model: StateWorldModel, task: Task, hori
 
 def _device(world_model: StateWorldModel) -> torch.device:
     return world_model.action_normalizer.mean.device
-
-
-@torch.no_grad()
-def encode_start_goal(world_model: StateWorldModel, start_obs: torch.Tensor,
-                      goal_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Planner inputs for fresh episodes: ``(z_hist (B, h, D), a_hist (B, h - 1, A), z_goal (B, D))``.
-
-    The history repeats the start frame ``num_hist`` times with zero
-    (normalised) past actions, as :class:`~torchrl_gbp.planners.MPCPolicy` does
-    at the start of an episode.
-
-    Example:
-        >>> from torchrl_gbp.models import WorldModelConfig
-        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, num_hist=3))
-        >>> [t.shape for t in encode_start_goal(model, torch.zeros(4, 2), torch.ones(4, 2))]
-        [torch.Size([4, 3, 2]), torch.Size([4, 2, 2]), torch.Size([4, 2])]
-    """
-    b, h = start_obs.shape[0], world_model.num_hist
-    z_hist = world_model.encode(start_obs.unsqueeze(1).expand(b, h, start_obs.shape[-1]))
-    a_hist = z_hist.new_zeros(b, h - 1, world_model.action_dim)
-    return z_hist, a_hist, world_model.encode(goal_obs)
 
 
 def sample_pairs(task: Task, num_pairs: int, seed: int = 0,
@@ -154,7 +141,7 @@ def planned_state_error(world_model: StateWorldModel, task: Task, planner: Plann
     _check_planner(world_model, planner)
     device = _device(world_model)
     start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
-    z_hist, a_hist, z_goal = encode_start_goal(world_model, task.observation_from_state(start),
+    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observation_from_state(start),
                                                task.observation_from_state(goal))
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed))
     env_action_dim = world_model.config.env_action_dim
@@ -315,11 +302,7 @@ def plot_landscapes(landscapes: dict[str, Landscape], path: str | os.PathLike, t
         >>> plot_landscapes({"base": grid}, out).stat().st_size > 0
         True
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not landscapes:
         raise ValueError("landscapes must hold at least one (alphas, betas, costs) entry")
     logs = {name: costs.detach().double().clamp_min(1e-12).log10().cpu() for name, (_, _, costs) in landscapes.items()}
@@ -338,11 +321,7 @@ def plot_landscapes(landscapes: dict[str, Landscape], path: str | os.PathLike, t
     fig.colorbar(filled, ax=axes[0].tolist(), label="log10 planning cost", format="%.2f")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 # ---------------------------------------------------- (c) gradient-norm spikes
@@ -418,15 +397,13 @@ def format_diagnostics_table(results: dict[str, dict]) -> str:
         >>> format_diagnostics_table({"base": row}).splitlines()[2].startswith("| base | 0.1")
         True
     """
-    lines = ["| model | error on planned states (mean) | error per step | final distance | success % | "
-             "roughness | grad-norm median | grad-norm max | spikes % |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        per_step = ", ".join(f"{e:.3g}" for e in r["error_per_step"])
-        lines.append(f"| {name} | {r['mean_error']:.4g} | {per_step} | {r['final_distance']:.3f} | "
-                     f"{100 * r['success_rate']:.1f} | {r['roughness']:.4g} | {r['grad_norm_median']:.3g} | "
-                     f"{r['grad_norm_max']:.3g} | {100 * r['spike_fraction']:.2f} |")
-    return "\n".join(lines)
+    header = ["model", "error on planned states (mean)", "error per step", "final distance", "success %",
+              "roughness", "grad-norm median", "grad-norm max", "spikes %"]
+    return markdown_table(header, [
+        [name, f"{r['mean_error']:.4g}", ", ".join(f"{e:.3g}" for e in r["error_per_step"]),
+         f"{r['final_distance']:.3f}", f"{100 * r['success_rate']:.1f}", f"{r['roughness']:.4g}",
+         f"{r['grad_norm_median']:.3g}", f"{r['grad_norm_max']:.3g}", f"{100 * r['spike_fraction']:.2f}"]
+        for name, r in results.items()])
 
 
 def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
@@ -461,7 +438,7 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr)
         numbers = planned_state_error(model, task, planner, num_pairs, seed, pair_mode)
         device = _device(model)
-        problems = encode_start_goal(model, task.observation_from_state(start.to(device)),
+        problems = planning_inputs(model, task.observation_from_state(start.to(device)),
                                      task.observation_from_state(goal.to(device)))
         few = tuple(p[:landscape_pairs] for p in problems)
         numbers["roughness"], landscapes[name] = _mean_roughness(model, planner, few, seed, span, resolution)

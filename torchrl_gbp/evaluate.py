@@ -8,9 +8,9 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from .checks import check_positive_int
 from .planners import MPCPolicy
 from .tasks import Task
-from .tasks.base import check_positive_int
 
 
 def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[str, float]:

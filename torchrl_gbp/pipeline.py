@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 
 from .data import load_dataset, make_window_buffer, save_dataset
+from .distributed import distributed_rank, distributed_training
 from .evaluate import evaluate
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
 from .planners import PLANNER_CLASSES, GoalCost, MPCPolicy, make_planner
 from .recipes import Recipe, recipe_for
-from .distributed import distributed_rank, distributed_training
-from .synthesis import METHODS, make_synthesis
+from .synthesis import make_synthesis
 from .tasks import Task, make_task
 from .train import build_world_model, csv_logger, train_world_model
 

@@ -1,7 +1,12 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
-from .base import Planner, PlanResult
+from .base import Planner, PlanResult, fresh_episode_history, planning_inputs
 from .budget import BudgetClock, SearchBudget
-from .factory import PLANNER_CLASSES, env_action_bounds, make_planner, model_action_bounds
+from .factory import (
+    PLANNER_CLASSES,
+    env_action_bounds,
+    make_planner,
+    model_action_bounds,
+)
 from .gradient import GradientPlanner
 from .objectives import GoalCost
 from .policy import MPCPolicy
@@ -9,6 +14,6 @@ from .sampling import CrossEntropyPlanner, PathIntegralPlanner, SamplingPlanner
 
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
-    "env_action_bounds", "make_planner", "model_action_bounds",
+    "env_action_bounds", "fresh_episode_history", "make_planner", "model_action_bounds", "planning_inputs",
     "PlanResult", "Planner", "SamplingPlanner", "SearchBudget", "BudgetClock",
 ]

@@ -149,6 +149,37 @@ class Planner(abc.ABC):
         """The planner-specific search; inputs are validated and detached."""
 
 
+def fresh_episode_history(obs: torch.Tensor, num_hist: int,
+                          action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The history at an episode's first step: the observation ``(B, ...)`` repeated ``num_hist`` times,
+    ``(B, num_hist, ...)``, and ``num_hist - 1`` zero (normalised) past actions ``(B, num_hist - 1, action_dim)``.
+
+    Example:
+        >>> obs_hist, a_hist = fresh_episode_history(torch.ones(4, 2), num_hist=3, action_dim=10)
+        >>> obs_hist.shape, a_hist.shape, float(a_hist.abs().sum())
+        (torch.Size([4, 3, 2]), torch.Size([4, 2, 10]), 0.0)
+    """
+    b = obs.shape[0]
+    return obs.unsqueeze(1).expand(b, num_hist, *obs.shape[1:]), obs.new_zeros(b, num_hist - 1, action_dim)
+
+
+@torch.no_grad()
+def planning_inputs(world_model, start_obs: torch.Tensor,
+                    goal_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``plan``'s inputs for fresh episodes: ``(z_hist (B, h, D), a_hist (B, h - 1, A), z_goal (B, D))``.
+
+    The history is :func:`fresh_episode_history`, as :class:`~torchrl_gbp.planners.MPCPolicy` starts an episode.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, num_hist=3))
+        >>> [t.shape for t in planning_inputs(model, torch.zeros(4, 2), torch.ones(4, 2))]
+        [torch.Size([4, 3, 2]), torch.Size([4, 2, 2]), torch.Size([4, 2])]
+    """
+    obs_hist, a_hist = fresh_episode_history(start_obs, world_model.num_hist, world_model.action_dim)
+    return world_model.encode(obs_hist), a_hist, world_model.encode(goal_obs)
+
+
 def gaussian(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal samples with ``like``'s dtype and device, from ``generator`` when given."""
     return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)

@@ -12,7 +12,7 @@ from torchrl.data import Composite, TensorSpec, Unbounded
 from torchrl.envs import TensorDictPrimer
 from torchrl.envs.utils import ExplorationType, exploration_type
 
-from .base import Planner
+from .base import Planner, fresh_episode_history
 from .factory import env_action_bounds
 
 
@@ -160,9 +160,9 @@ class MPCPolicy(TensorDictModuleBase):
         k = torch.where(fresh, 0, s["steps_since_plan"].reshape(b))
         # History: on a fresh episode repeat the first frame; after each completed model step push it.
         h = wm.num_hist
-        s["obs_history"] = torch.where(fresh[:, None, None], obs.unsqueeze(1).expand(b, h, self.obs_dim),
-                                       s["obs_history"])
-        s["action_history"] = torch.where(fresh[:, None, None], 0.0, s["action_history"])
+        first_obs, first_actions = fresh_episode_history(obs, h, wm.action_dim)
+        s["obs_history"] = torch.where(fresh[:, None, None], first_obs, s["obs_history"])
+        s["action_history"] = torch.where(fresh[:, None, None], first_actions, s["action_history"])
         boundary = (~fresh) & (k % fs == 0)
         if boundary.any():
             pushed_obs = torch.cat([s["obs_history"][:, 1:], obs.unsqueeze(1)], dim=1)

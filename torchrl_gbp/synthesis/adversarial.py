@@ -11,7 +11,13 @@ from torchrl.envs import Transform
 from torchrl_gbp.models import StateWorldModel
 from torchrl_gbp.models.loss import prediction_error
 
-from .common import check_fraction, choose_rows, slice_layout, synthesis_mode, window_tensors
+from .common import (
+    check_fraction,
+    choose_rows,
+    slice_layout,
+    synthesis_mode,
+    window_tensors,
+)
 
 RADIUS_MODES = ("adaptive", "fixed")
 

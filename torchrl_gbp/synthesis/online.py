@@ -14,7 +14,13 @@ from torchrl_gbp.planners import GoalCost, Planner, make_planner
 from torchrl_gbp.tasks import Task
 from torchrl_gbp.tasks.env import execute_actions
 
-from .common import check_fraction, choose_rows, slice_layout, synthesis_mode, window_tensors
+from .common import (
+    check_fraction,
+    choose_rows,
+    slice_layout,
+    synthesis_mode,
+    window_tensors,
+)
 
 
 class OnlineSynthesis(Transform):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 
 from torchrl_gbp.tasks.base import Task
-from torchrl_gbp.tasks.env import GoalEnv, Simulator
+from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.simulator import Simulator
 from torchrl_gbp.tasks.wall import WallEnv, WallTask
 
 # name -> (module, class, pip extra). Tasks with extra dependencies are imported on first use.

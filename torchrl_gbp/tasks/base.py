@@ -2,32 +2,13 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDict
 from torchrl.envs import EnvBase
 
-if TYPE_CHECKING:
-    from torchrl_gbp.tasks.env import Simulator
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is a positive ``int``, else raise a ``ValueError`` naming it.
-
-    Example:
-        >>> check_positive_int("num_envs", 4)
-        4
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def check_last_dim(name: str, tensor: torch.Tensor, size: int) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``tensor`` has shape ``(..., size)``."""
-    if tensor.ndim < 1 or tensor.shape[-1] != size:
-        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(tensor.shape)}")
+from torchrl_gbp.checks import check_positive_int
+from torchrl_gbp.tasks.simulator import Simulator
 
 
 class Task(abc.ABC):
@@ -86,11 +67,9 @@ class Task(abc.ABC):
         """
         return self.env_type()(self, num_envs=num_envs, seed=seed, device=device, pair_mode=pair_mode)
 
+    @abc.abstractmethod
     def env_type(self) -> type[EnvBase]:
-        """The env class :meth:`make_env` builds: :class:`GoalEnv`, or a task's subclass of it."""
-        from torchrl_gbp.tasks.env import GoalEnv
-
-        return GoalEnv
+        """The env class :meth:`make_env` builds: :class:`~torchrl_gbp.tasks.env.GoalEnv` or a subclass of it."""
 
     @abc.abstractmethod
     def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> Simulator:

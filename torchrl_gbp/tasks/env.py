@@ -1,40 +1,13 @@
 """One batched, goal-conditioned TorchRL env for every task, over a task's batched simulator."""
 from __future__ import annotations
 
-import abc
-from typing import TYPE_CHECKING
-
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from torchrl_gbp.tasks.base import check_positive_int
-
-if TYPE_CHECKING:
-    from torchrl_gbp.tasks.base import Task
-
-
-class Simulator(abc.ABC):
-    """``num_envs`` copies of a task's true dynamics, stepped together.
-
-    States are the task's full state vectors ``(num_envs, state_dim)``:
-    ``set_state`` followed by ``step`` must behave exactly like stepping the
-    simulator that produced the state. Implementations may loop over
-    per-env simulator instances (MuJoCo, pymunk) or be vectorised (pure torch).
-    """
-
-    @abc.abstractmethod
-    def get_state(self) -> torch.Tensor:
-        """Current states ``(num_envs, state_dim)`` (a copy, float32, on CPU or the env device)."""
-
-    @abc.abstractmethod
-    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Set the states of the envs flagged by ``mask`` ``(num_envs,)`` (all when ``None``)."""
-
-    @abc.abstractmethod
-    def step(self, action: torch.Tensor) -> None:
-        """Advance every env by one env step under ``action`` ``(num_envs, action_dim)``."""
+from torchrl_gbp.checks import check_positive_int
+from torchrl_gbp.tasks.base import Task
 
 
 class GoalEnv(EnvBase):

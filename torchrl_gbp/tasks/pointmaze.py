@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
-from torchrl_gbp.tasks.env import Simulator
+from torchrl_gbp.checks import check_last_dim, check_positive_int
+from torchrl_gbp.tasks.base import Task
+from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.simulator import Simulator
 
 #: gymnasium-robotics' U-maze (``1`` = wall block).
 U_MAZE = (
@@ -253,6 +255,10 @@ class PointMazeTask(Task):
     def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> PointMazeSimulator:
         """``num_envs`` MuJoCo copies of this maze (one cached ``MjModel``, one ``MjData`` each)."""
         return PointMazeSimulator(self, num_envs, device)
+
+    def env_type(self) -> type[GoalEnv]:
+        """:meth:`make_env` builds the shared :class:`~torchrl_gbp.tasks.env.GoalEnv`."""
+        return GoalEnv
 
     def sample_start_goal(
         self, n: int, generator: torch.Generator, mode: str | None = None

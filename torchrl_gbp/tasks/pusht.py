@@ -25,8 +25,10 @@ import os
 import torch
 from tensordict import TensorDict
 
-from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
-from torchrl_gbp.tasks.env import Simulator
+from torchrl_gbp.checks import check_last_dim, check_positive_int
+from torchrl_gbp.tasks.base import Task
+from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.simulator import Simulator
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # gym-pusht imports pygame; keep it quiet
 import pymunk  # noqa: E402
@@ -288,6 +290,10 @@ class PushTTask(Task):
     def make_simulator(self, num_envs: int, device: torch.device | str = "cpu") -> PushTSimulator:
         """``num_envs`` gym-pusht worlds (:class:`PushTSimulator`)."""
         return PushTSimulator(num_envs, device)
+
+    def env_type(self) -> type[GoalEnv]:
+        """:meth:`make_env` builds the shared :class:`~torchrl_gbp.tasks.env.GoalEnv`."""
+        return GoalEnv
 
     # --- pairs ---------------------------------------------------------------------------------
 

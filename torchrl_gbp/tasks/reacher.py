@@ -34,8 +34,10 @@ with warnings.catch_warnings():
     import dm_control.suite  # first, so a missing extra fails here and the registry names it
     from torchrl.envs import DMControlEnv
 
-from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
-from torchrl_gbp.tasks.env import GoalEnv, Simulator
+from torchrl_gbp.checks import check_last_dim, check_positive_int
+from torchrl_gbp.tasks.base import Task
+from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.simulator import Simulator
 
 DIFFICULTIES = ("easy", "hard")
 PAIR_MODES = ("random", "far")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from torchrl_gbp.tasks.base import Task, check_last_dim, check_positive_int
-from torchrl_gbp.tasks.env import GoalEnv, Simulator
+from torchrl_gbp.checks import check_last_dim, check_positive_int
+from torchrl_gbp.tasks.base import Task
+from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.simulator import Simulator
 
 WALL_HALF_THICKNESS = 0.05
 PAIR_MODES = ("opposite", "same", "random")

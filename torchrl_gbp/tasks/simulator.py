@@ -1,0 +1,28 @@
+"""The simulator contract: a task's true dynamics, batched, with settable state."""
+from __future__ import annotations
+
+import abc
+
+import torch
+
+
+class Simulator(abc.ABC):
+    """``num_envs`` copies of a task's true dynamics, stepped together.
+
+    States are the task's full state vectors ``(num_envs, state_dim)``:
+    ``set_state`` followed by ``step`` must behave exactly like stepping the
+    simulator that produced the state. Implementations may loop over
+    per-env simulator instances (MuJoCo, pymunk) or be vectorised (pure torch).
+    """
+
+    @abc.abstractmethod
+    def get_state(self) -> torch.Tensor:
+        """Current states ``(num_envs, state_dim)`` (a copy, float32, on CPU or the env device)."""
+
+    @abc.abstractmethod
+    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Set the states of the envs flagged by ``mask`` ``(num_envs,)`` (all when ``None``)."""
+
+    @abc.abstractmethod
+    def step(self, action: torch.Tensor) -> None:
+        """Advance every env by one env step under ``action`` ``(num_envs, action_dim)``."""
