@@ -110,6 +110,18 @@ def test_cli_collect_train_evaluate(tmp_path, capsys):
                  "--planner-steps", "1000", "--max-seconds", "0.05", "--patience", "3"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["plan_seconds"] < 0.05 + 0.03
+    # the planner's options map one to one onto the Python API, also through a ParallelEnv
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "4",
+                 "--seed", "3", "--planner-steps", "5", "--horizon", "3", "--optimizer", "sgd", "--restarts", "2",
+                 "--noise-std", "0", "--pair-mode", "random", "--num-workers", "2"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    task = WallTask()
+    policy = make_policy(model, task, "gd", recipe_for("wall"), horizon=3, steps=5, optimizer=torch.optim.SGD,
+                         num_restarts=2, noise_std=0.0)
+    assert policy.planner.horizon == 3
+    direct = evaluate(policy, task, episodes=4, seed=3, pair_mode="random")
+    assert (from_cli["success_rate"], from_cli["final_distance"]) == (direct["success_rate"],
+                                                                      direct["final_distance"])
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

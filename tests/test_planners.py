@@ -248,8 +248,11 @@ def test_sampling_planner_starts_from_init(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["cem", "mppi"])
-def test_one_iteration_refits_the_mean_to_the_elites(kind: str) -> None:
-    """CEM: the plain mean of the ``elites`` cheapest samples; MPPI: their exp(-cost / T) weighted mean."""
+def test_one_iteration_refits_the_mean_to_the_elites_and_returns_the_best_plan_seen(kind: str) -> None:
+    """CEM: the plain mean of the ``elites`` cheapest samples; MPPI: their exp(-cost / T) weighted mean.
+
+    The plan returned is the cheaper of that mean and the best sample, as for every planner.
+    """
     model = PointMass()
     planner = make_planner(kind, model, GoalCost("last"), samples=32, elites=5, iterations=1, init_std=0.7,
                            temperature=0.1)
@@ -266,8 +269,12 @@ def test_one_iteration_refits_the_mean_to_the_elites(kind: str) -> None:
         weights = torch.full((3, 5), 0.2)
     else:
         weights = torch.softmax(-(elite_cost - elite_cost[:, :1]) / 0.1, dim=1)
-    expected = (weights[..., None, None] * elites).sum(1)
+    mean = (weights[..., None, None] * elites).sum(1)
+    mean_cost = GoalCost("last")(model.rollout(z.unsqueeze(1), None, mean.unsqueeze(1)), goal.unsqueeze(1))[:, 0]
+    use_mean = mean_cost <= elite_cost[:, 0]
+    expected = torch.where(use_mean[:, None, None], mean, elites[:, 0])
     torch.testing.assert_close(result.actions, expected)
+    torch.testing.assert_close(result.cost, torch.minimum(mean_cost, elite_cost[:, 0]))
 
 
 def test_a_good_warm_start_is_kept_by_the_gradient_planner() -> None:

@@ -6,9 +6,16 @@ import json
 import logging
 import sys
 
+import torch
+
 from . import pipeline
 from .diagnostics import diagnose
+from .planners import PLANNER_CLASSES
 from .reproduce import BACKENDS, reproduce
+from .synthesis import METHODS
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+PLANNERS = tuple(PLANNER_CLASSES)
 
 
 def set_torchrl_verbosity(verbose: bool) -> None:
@@ -57,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)")
     _add_task(p)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--planner", choices=pipeline.PLANNERS, default="gd")
+    p.add_argument("--planner", choices=PLANNERS, default="gd")
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--planner-steps", type=int, default=None, help="GD optimiser steps")
     p.add_argument("--planner-lr", type=float, default=None, help="GD learning rate")
@@ -67,11 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=None, help="time budget of one planning call")
     p.add_argument("--patience", type=int, default=None, help="stop a search after this many steps without progress")
     p.add_argument("--compile", action="store_true", help="torch.compile the rollout and cost")
+    p.add_argument("--horizon", type=int, default=None, help="planned model steps (default: the recipe's)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="GD optimiser (default: adam)")
+    p.add_argument("--noise-std", type=float, default=None, help="GD noise added after each optimiser step")
+    p.add_argument("--restarts", type=int, default=None, help="GD parallel restarts per episode")
+    p.add_argument("--init-std", type=float, default=None, help="CEM/MPPI std of the first Gaussian")
+    p.add_argument("--pair-mode", default=None, help="the task's kind of (start, goal) pairs (default: the task's)")
+    p.add_argument("--num-workers", type=int, default=1, help="run the episodes in a ParallelEnv of this many processes")
 
     p = sub.add_parser("finetune", help="finetune a checkpoint with data synthesis (pipeline.finetune)")
     _add_task(p)
     p.add_argument("--from", dest="checkpoint", required=True, help="base checkpoint to start from")
-    p.add_argument("--method", choices=pipeline.METHODS, required=True)
+    p.add_argument("--method", choices=METHODS, required=True)
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--dataset", default=None, help="dataset folder (default: regenerate the task's dataset)")
     p.add_argument("--steps", type=int, default=None)
@@ -83,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task(p)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
-    p.add_argument("--planners", nargs="+", choices=pipeline.PLANNERS, default=list(pipeline.PLANNERS))
-    p.add_argument("--methods", nargs="*", choices=pipeline.METHODS, default=list(pipeline.METHODS),
+    p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(PLANNERS))
+    p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
                    help="finetuning methods to compare with the base model (none: base model only)")
     p.add_argument("--backend", choices=BACKENDS, default="serial",
                    help="where the (seed, model) units run: here one by one, or as Ray tasks (the [ray] extra)")
@@ -123,13 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checkpoint written to {args.out}")
         elif args.command == "evaluate":
             names = {"planner_steps": "steps", "planner_lr": "lr", "samples": "samples", "elites": "elites",
-                     "iterations": "iterations"}
+                     "iterations": "iterations", "noise_std": "noise_std", "restarts": "num_restarts",
+                     "init_std": "init_std"}
             overrides = {names[k]: getattr(args, k) for k in names if getattr(args, k) is not None}
+            if args.optimizer is not None:
+                overrides["optimizer"] = OPTIMIZERS[args.optimizer]
             budget = {k: v for k, v in {"max_seconds": args.max_seconds, "patience": args.patience}.items()
                       if v is not None}
             overrides.update({"budget": budget} if budget else {}, **({"compile": True} if args.compile else {}))
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
-                                                   args.seed, **overrides)
+                                                   args.seed, horizon=args.horizon, pair_mode=args.pair_mode,
+                                                   num_workers=args.num_workers, **overrides)
             print(json.dumps(metrics, indent=2))
         elif args.command == "finetune":
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,

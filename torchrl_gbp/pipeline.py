@@ -19,12 +19,14 @@ from .train import build_world_model, csv_logger, train_world_model
 PLANNERS = tuple(PLANNER_CLASSES)
 
 
-def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe, **planner_overrides) -> MPCPolicy:
-    """An MPC policy for ``task`` with the recipe's budget for ``planner`` (overridable)."""
+def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
+                **planner_overrides) -> MPCPolicy:
+    """An MPC policy for ``task`` with the recipe's objective, horizon and budget for ``planner`` (overridable)."""
     kwargs = {**recipe.planner_kwargs.get(planner, {}), **planner_overrides}
     objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
     action_spec = task.make_env().action_spec
-    plan = make_planner(planner, model, recipe.horizon, objective, action_spec=action_spec, **kwargs)
+    plan = make_planner(planner, model, recipe.horizon if horizon is None else horizon, objective,
+                        action_spec=action_spec, **kwargs)
     return MPCPolicy(model, plan, action_spec)
 
 
@@ -71,13 +73,20 @@ def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, st
 
 
 def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: str = "gd", episodes: int | None = None,
-                        seed: int = 0, **planner_overrides) -> dict[str, float]:
-    """Evaluate ``planner`` on a saved world model over ``episodes`` seeded (start, goal) pairs."""
+                        seed: int = 0, horizon: int | None = None, pair_mode: str | None = None,
+                        num_workers: int = 1, **planner_overrides) -> dict[str, float]:
+    """Evaluate ``planner`` on a saved world model over ``episodes`` seeded (start, goal) pairs.
+
+    ``horizon`` and ``planner_overrides`` (planner constructor arguments) replace
+    the recipe's; ``pair_mode`` picks the task's kind of pairs; ``num_workers``
+    runs the episodes in a ``ParallelEnv``.
+    """
     task = make_task(task_name)
     recipe = recipe_for(task_name)
     model, _ = load_checkpoint(checkpoint)
-    policy = make_policy(model, task, planner, recipe, **planner_overrides)
-    return evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed)
+    policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
+    return evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed, pair_mode=pair_mode,
+                    num_workers=num_workers)
 
 
 def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str, recipe: Recipe,

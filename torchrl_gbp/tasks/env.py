@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
@@ -200,6 +201,35 @@ class GoalEnv(EnvBase):
         )
 
 
+class ActionReplay(TensorDictModuleBase):
+    """A scripted TorchRL policy that plays a fixed action sequence ``(B, T, a)``, one step per call.
+
+    Actions are clamped into ``action_spec``. It serves one rollout of at most
+    ``T`` steps (it counts its calls); build a new one per rollout.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> env = WallTask().make_env(num_envs=2)
+        >>> env.rollout(3, ActionReplay(torch.full((2, 3, 2), 5.0), env.action_spec))["action"].max().item()
+        1.0
+    """
+
+    def __init__(self, actions: torch.Tensor, action_spec: Bounded, action_key: str = "action") -> None:
+        super().__init__()
+        low, high = action_spec.space.low, action_spec.space.high
+        self.actions = torch.maximum(torch.minimum(actions.to(low), high.unsqueeze(-2)), low.unsqueeze(-2))
+        self.in_keys, self.out_keys = [], [action_key]
+        self.calls = 0
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write the next action of the sequence."""
+        if self.calls >= self.actions.shape[1]:
+            raise RuntimeError(f"ActionReplay holds {self.actions.shape[1]} steps; called once more")
+        tensordict.set(self.out_keys[0], self.actions[:, self.calls])
+        self.calls += 1
+        return tensordict
+
+
 def execute_actions(
     env: GoalEnv,
     start: torch.Tensor,
@@ -209,11 +239,12 @@ def execute_actions(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run env actions ``(B, T, a)`` open loop in ``env`` from states ``start`` ``(B, state_dim)``.
 
-    Resets ``env`` (batch size ``B``), puts it in ``start`` (and ``goal`` when
-    given) with ``set_state`` and steps it through its TensorDict API, each
-    action clamped into the action spec. Returns the observations and states
-    after every ``record_every``-th step, ``(B, T // record_every, ...)``, and
-    the executed (clamped) actions ``(B, T, a)``.
+    Resets ``env`` (batch size ``B``) to ``start`` and ``goal`` (``start`` when
+    omitted) through its TensorDict reset, then ``env.rollout`` with an
+    :class:`ActionReplay` policy (each action clamped into the action spec).
+    Returns the observations and true states after every ``record_every``-th
+    step, ``(B, T // record_every, ...)``, and the executed actions ``(B, T, a)``.
+    ``T`` may not exceed the task's episode length.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -228,17 +259,14 @@ def execute_actions(
             f"env_actions must have shape (num_envs={env.batch_size[0]}, T, action_dim), "
             f"got {tuple(env_actions.shape)}"
         )
-    spec = env.action_spec
-    td = env.reset()
-    env.set_state(start, goal)
-    observations, states, executed = [], [], []
-    for t, action in enumerate(env_actions.unbind(1), start=1):
-        action = torch.maximum(torch.minimum(action.to(spec.low), spec.high), spec.low)
-        td = env.step(td.set("action", action)).get("next")
-        executed.append(action)
-        if t % record_every == 0:
-            observations.append(td.get("observation"))
-            states.append(env.get_state())
-    if not observations:
-        raise ValueError(f"env_actions has {env_actions.shape[1]} steps, fewer than record_every={record_every}")
-    return torch.stack(observations, 1), torch.stack(states, 1), torch.stack(executed, 1)
+    steps = env_actions.shape[1]
+    if steps < record_every:
+        raise ValueError(f"env_actions has {steps} steps, fewer than record_every={record_every}")
+    if steps > env.task.episode_steps:
+        raise ValueError(f"env_actions has {steps} steps, more than the task's episode of {env.task.episode_steps}")
+    pairs = TensorDict(start_state=start, goal_state=start if goal is None else goal, batch_size=env.batch_size)
+    policy = ActionReplay(env_actions, env.action_spec)
+    rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
+                          break_when_any_done=False)
+    recorded = rollout["next"][:, record_every - 1::record_every]
+    return recorded["observation"], recorded["state"], rollout["action"]
