@@ -46,9 +46,8 @@ from torchrl_gbp.planners.torchrl_baselines import (
     make_torchrl_planner,
     reset_planning_env,
 )
-from torchrl_gbp.recipes import recipe_for
 from torchrl_gbp.reporting import markdown_table, pyplot, save_figure
-from torchrl_gbp.tasks import make_task
+from torchrl_gbp.tasks import make_task, recipe_for
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -28,7 +28,7 @@ import torch
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.pipeline import make_policy
-from torchrl_gbp.recipes import Recipe, recipe_for
+from torchrl_gbp.recipes import Recipe
 from torchrl_gbp.reporting import (
     markdown_table,
     pyplot,
@@ -36,7 +36,7 @@ from torchrl_gbp.reporting import (
     success_cell,
     summarize,
 )
-from torchrl_gbp.tasks import make_task
+from torchrl_gbp.tasks import make_task, recipe_for
 
 RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = {"base": "base.pt", "online": "online_seed0.pt", "adversarial": "adversarial_seed0.pt",

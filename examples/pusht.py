@@ -15,8 +15,7 @@ from torchrl_gbp.planners import (
     GradientPlanner,
     MPCPolicy,
 )
-from torchrl_gbp.recipes import recipe_for
-from torchrl_gbp.tasks import make_task
+from torchrl_gbp.tasks import make_task, recipe_for
 from torchrl_gbp.train import build_world_model, train_world_model
 
 parser = argparse.ArgumentParser()

@@ -18,7 +18,7 @@ from torchrl_gbp.planners import (
     GradientPlanner,
     MPCPolicy,
 )
-from torchrl_gbp.recipes import recipe_for
+from torchrl_gbp.tasks import recipe_for
 from torchrl_gbp.tasks.reacher import PROPRIO_DIM, ReacherTask
 from torchrl_gbp.train import build_world_model, train_world_model
 

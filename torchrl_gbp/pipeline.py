@@ -11,9 +11,9 @@ from .distributed import distributed_rank, distributed_training
 from .evaluate import evaluate
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
 from .planners import PLANNER_CLASSES, GoalCost, MPCPolicy, make_planner
-from .recipes import Recipe, recipe_for
+from .recipes import Recipe
 from .synthesis import make_synthesis
-from .tasks import Task, make_task
+from .tasks import Task, make_task, recipe_for
 from .train import build_world_model, csv_logger, train_world_model
 
 PLANNERS = tuple(PLANNER_CLASSES)

@@ -17,10 +17,9 @@ from .data import load_dataset, save_dataset
 from .evaluate import evaluate
 from .models import load_checkpoint
 from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
-from .recipes import recipe_for
 from .reporting import format_table, paper_claims, plot_success_vs_seconds, summarize
 from .synthesis import METHODS
-from .tasks import make_task
+from .tasks import make_task, recipe_for
 from .train import csv_logger
 
 BACKENDS = ("serial", "ray")

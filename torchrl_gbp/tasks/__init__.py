@@ -1,14 +1,20 @@
-"""Goal-reaching tasks: a TorchRL env, start/goal sampling, success and offline data per task."""
+"""Goal-reaching tasks: a TorchRL env, start/goal sampling, success and offline data per task.
+
+Each task is a folder ``torchrl_gbp/tasks/<name>/`` (``task.py``, ``simulator.py``,
+scripted data, ``recipe.py``) plus one line in :data:`TASKS`.
+"""
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
+from torchrl_gbp.recipes import Recipe
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
 from torchrl_gbp.tasks.simulator import Simulator
 from torchrl_gbp.tasks.wall import WallEnv, WallTask
 
-# name -> (module, class, pip extra). Tasks with extra dependencies are imported on first use.
+# name -> (package, task class, pip extra). Tasks with extra dependencies are imported on first use.
 TASKS: dict[str, tuple[str, str, str | None]] = {
     "wall": ("torchrl_gbp.tasks.wall", "WallTask", None),
     "pointmaze": ("torchrl_gbp.tasks.pointmaze", "PointMazeTask", "pointmaze"),
@@ -17,22 +23,26 @@ TASKS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def task_class(name: str) -> type[Task]:
-    """The :class:`Task` subclass registered under ``name``, importing its module on first use.
+def task_module(name: str, part: str | None = None) -> ModuleType:
+    """The package of the task registered under ``name`` (or its module ``part``, e.g. ``"recipe"``).
 
     Raises ``ValueError`` for an unknown name and ``ImportError`` naming the
     pip extra to install when the task's simulator is missing.
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    module_name, class_name, extra = TASKS[name]
+    package, _, extra = TASKS[name]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(package if part is None else f"{package}.{part}")
     except ImportError as error:
         raise ImportError(
             f"task {name!r} needs extra dependencies: pip install 'torchrl_gbp[{extra}]' ({error})"
         ) from error
-    return getattr(module, class_name)
+
+
+def task_class(name: str) -> type[Task]:
+    """The :class:`Task` subclass registered under ``name``, importing its package on first use."""
+    return getattr(task_module(name), TASKS[name][1])
 
 
 def make_task(name: str, **kwargs) -> Task:
@@ -45,4 +55,16 @@ def make_task(name: str, **kwargs) -> Task:
     return task_class(name)(**kwargs)
 
 
-__all__ = ["TASKS", "GoalEnv", "Simulator", "Task", "WallEnv", "WallTask", "make_task", "task_class"]
+def recipe_for(name: str, quick: bool = False) -> Recipe:
+    """The recipe of task ``name`` (its quick variant when ``quick``): ``RECIPE`` in the task's ``recipe.py``.
+
+    Example:
+        >>> recipe_for("wall", quick=True).seeds
+        (0,)
+    """
+    recipe = task_module(name, "recipe").RECIPE
+    return recipe.quick() if quick else recipe
+
+
+__all__ = ["TASKS", "GoalEnv", "Recipe", "Simulator", "Task", "WallEnv", "WallTask", "make_task", "recipe_for",
+           "task_class", "task_module"]

@@ -20,7 +20,6 @@ and ``set_state`` followed by ``step`` replays the original exactly.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from tensordict import TensorDict
@@ -28,194 +27,49 @@ from tensordict import TensorDict
 from torchrl_gbp.checks import check_last_dim, check_positive_int
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
-from torchrl_gbp.tasks.simulator import Simulator
-
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # gym-pusht imports pygame; keep it quiet
-import pymunk  # noqa: E402
-from gym_pusht.envs.pusht import PushTEnv  # noqa: E402
+from torchrl_gbp.tasks.pusht.scripted import (
+    _AGENT_CLEARANCE,
+    _CONTACT_GAP,
+    _LATERAL_MAX,
+    _ORBIT_RADIUS,
+    scripted_push_action,
+)
+from torchrl_gbp.tasks.pusht.simulator import (
+    AGENT_RADIUS,
+    ARENA_SIZE,
+    PushTSimulator,
+    _wrap_angle,
+    block_center_of_mass,
+    tee_clearance,
+)
 
 PAIR_MODES = ("pushed", "approach", "random")
 
-ARENA_SIZE = 512.0
-# gym-pusht's physics constants (PushTEnv.__init__ and PushTEnv.step).
-PD_KP, PD_KV, PHYSICS_DT, SUBSTEPS = 100.0, 20.0, 0.01, 10
-AGENT_RADIUS = 15.0
-# The T in its body frame (PushTEnv.add_tee, scale 30): a 120 x 30 bar on top of a 30 x 90 stem.
-TEE_RECTS = ((-60.0, 0.0, 60.0, 30.0), (-15.0, 30.0, 15.0, 120.0))  # (x0, y0, x1, y1)
-TEE_COM = (0.0, 45.0)  # its centre of mass in the body frame
-_WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
-TEE_RADIUS = math.hypot(15.0, 120.0 - 45.0)  # farthest point of the T from its centre of mass
 
 # Sampled starts: block origin in [_BLOCK_LOW, _BLOCK_HIGH]^2, any angle; agent in
 # [_AGENT_LOW, _AGENT_HIGH]^2, at least _AGENT_CLEARANCE from the T's outline.
 _BLOCK_LOW, _BLOCK_HIGH = 160.0, 352.0
+
+
 _AGENT_LOW, _AGENT_HIGH = 40.0, 472.0
-_AGENT_CLEARANCE = AGENT_RADIUS + 10.0
-# Scripted pusher: orbit radius around the T's centre of mass, lateral offset and lead ranges.
-_ORBIT_RADIUS = TEE_RADIUS + AGENT_RADIUS + 12.0
-_LATERAL_MAX = 30.0
+
+
 _LEAD_LOW, _LEAD_HIGH = 12.0, 28.0
-# "pushed" starts put the agent this far from the T's outline (the first push step touches it).
-_CONTACT_GAP = 2.0
+
+
 # After a push the agent backs off this far in this many env steps, so goals have it clear of the T.
 _RETREAT_DISTANCE, _RETREAT_STEPS = 40.0, 5
+
+
 # A (start, goal) pair is kept only if the block moved this many thresholds (position or angle).
 _MIN_GOAL_MARGIN = 1.5
+
+
 # Dataset random-walk targets stay this far inside the arena (a kinematic agent can squeeze the T through a wall).
 _WALK_LOW = 100.0
+
+
 _MAX_REJECTION_ROUNDS = 50
-
-
-def _wrap_angle(angle: torch.Tensor) -> torch.Tensor:
-    """Angles mapped into ``[-pi, pi)``."""
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
-
-
-def _rotate(vector: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rotate 2D vectors ``(..., 2)`` by ``angle`` ``(...)``."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    x, y = vector.unbind(-1)
-    return torch.stack([c * x - s * y, s * x + c * y], dim=-1)
-
-
-def block_center_of_mass(state: torch.Tensor) -> torch.Tensor:
-    """World position ``(..., 2)`` of the T's centre of mass in states ``(..., 10)``."""
-    com = torch.tensor(TEE_COM, dtype=state.dtype, device=state.device)
-    return state[..., 2:4] + _rotate(com.expand_as(state[..., 2:4]), state[..., 4])
-
-
-def tee_clearance(point: torch.Tensor, block_pose: torch.Tensor) -> torch.Tensor:
-    """Distance ``(...,)`` from world points ``(..., 2)`` to the T at poses ``(..., 3)`` (0 inside).
-
-    Example:
-        >>> pose = torch.tensor([256.0, 256.0, 0.0])
-        >>> tee_clearance(torch.tensor([[256.0, 300.0], [256.0, 206.0]]), pose).tolist()
-        [0.0, 50.0]
-    """
-    local = _rotate(point - block_pose[..., :2], -block_pose[..., 2])
-    gaps = []
-    for x0, y0, x1, y1 in TEE_RECTS:
-        dx = torch.clamp(torch.maximum(x0 - local[..., 0], local[..., 0] - x1), min=0.0)
-        dy = torch.clamp(torch.maximum(y0 - local[..., 1], local[..., 1] - y1), min=0.0)
-        gaps.append(torch.hypot(dx, dy))
-    return torch.minimum(*gaps)
-
-
-def scripted_push_action(
-    state: torch.Tensor, direction: torch.Tensor, lateral: torch.Tensor, lead: torch.Tensor
-) -> torch.Tensor:
-    """The scripted pusher's env action ``(n, 2)`` (a target position) in states ``(n, 10)``.
-
-    It pushes the T along the unit vectors ``direction`` ``(n, 2)``, through a
-    contact line offset by ``lateral`` ``(n,)`` from its centre of mass (an
-    offset turns the block). Behind the block on that line it targets
-    ``lead`` ``(n,)`` units ahead of the agent (a steady push of about
-    ``lead / 2`` units per env step); elsewhere it first moves out to a circle
-    around the T and orbits to the push start, so it never hits the block on
-    the way. A pure function of the state, used for goals and data alike.
-
-    Example:
-        >>> state = torch.zeros(1, 10)
-        >>> state[0, :5] = torch.tensor([256.0, 200.0, 256.0, 256.0, 0.0])  # the agent just behind the T
-        >>> scripted_push_action(state, torch.tensor([[0.0, 1.0]]), torch.zeros(1), torch.full((1,), 20.0))
-        tensor([[256., 220.]])
-    """
-    agent = state[:, :2]
-    com = block_center_of_mass(state)
-    normal = torch.stack([-direction[:, 1], direction[:, 0]], dim=-1)
-    rel = agent - com
-    behind = -(rel * direction).sum(-1)
-    side = (rel * normal).sum(-1) - lateral
-    pushing = (behind > 0.0) & (behind < _ORBIT_RADIUS + 8.0) & (side.abs() < 12.0)
-    push = agent + lead.unsqueeze(-1) * direction
-
-    start = com - _ORBIT_RADIUS * direction + lateral.unsqueeze(-1) * normal
-    radius = torch.linalg.vector_norm(rel, dim=-1)
-    agent_angle = torch.atan2(rel[:, 1], rel[:, 0])
-    start_rel = start - com
-    turn = _wrap_angle(torch.atan2(start_rel[:, 1], start_rel[:, 0]) - agent_angle)
-    heading = agent_angle + turn.clamp(-0.6, 0.6)
-    orbit = com + (_ORBIT_RADIUS + 5.0) * torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
-    close_to_start = (turn.abs() < 0.3).unsqueeze(-1)
-    outward = com + (_ORBIT_RADIUS + 8.0) * rel / radius.clamp_min(1e-6).unsqueeze(-1)
-    approach = torch.where(close_to_start, start, orbit)
-    approach = torch.where((radius < _ORBIT_RADIUS - 4.0).unsqueeze(-1) & ~close_to_start, outward, approach)
-    action = torch.where(pushing.unsqueeze(-1), push, approach)
-    return action.clamp(0.0, ARENA_SIZE)
-
-
-def pusht_step(state: list[float], target: tuple[float, float]) -> list[float]:
-    """One env step (10 PD substeps toward ``target``) from a 10-number ``state``; returns the new state.
-
-    The walls, agent and T are built anew by gym-pusht's own constructors
-    (``PushTEnv.add_segment/add_circle/add_tee``) in a fresh space at the
-    state's poses and velocities: pymunk keeps hidden per-body solver state
-    (bias velocities, cached contacts) that would otherwise leak from one env
-    step into the next, and rebuilding costs about as much as the 10 substeps.
-
-    Example:
-        >>> new = pusht_step([256.0, 100.0, 256.0, 300.0, 0.0, 0, 0, 0, 0, 0], (256.0, 110.0))
-        >>> round(new[1], 3), new[2:5]
-        (102.957, [256.0, 300.0, 0.0])
-    """
-    space = pymunk.Space()
-    space.gravity = (0.0, 0.0)
-    space.damping = 0.0
-    space.add(*(PushTEnv.add_segment(space, a, b, 2) for a, b in _WALLS))
-    agent = PushTEnv.add_circle(space, (state[0], state[1]), AGENT_RADIUS)
-    block, _ = PushTEnv.add_tee(space, (state[2], state[3]), state[4])  # sets the angle, then the position
-    agent.velocity = (state[5], state[6])
-    block.velocity = (state[7], state[8])
-    block.angular_velocity = state[9]
-    tx, ty = target
-    for _ in range(SUBSTEPS):
-        (px, py), (vx, vy) = agent.position, agent.velocity
-        agent.velocity = (
-            vx + (PD_KP * (tx - px) - PD_KV * vx) * PHYSICS_DT,
-            vy + (PD_KP * (ty - py) - PD_KV * vy) * PHYSICS_DT,
-        )
-        space.step(PHYSICS_DT)
-    return [*agent.position, *block.position, block.angle, *agent.velocity, *block.velocity, block.angular_velocity]
-
-
-class PushTSimulator(Simulator):
-    """``num_envs`` PushT worlds stepped one after the other with :func:`pusht_step`.
-
-    Actions are clamped into ``[0, 512]^2`` before use. States are float32 on
-    ``device``; see the module docstring for the layout.
-    """
-
-    def __init__(self, num_envs: int, device: torch.device | str = "cpu") -> None:
-        self.num_envs = check_positive_int("num_envs", num_envs)
-        self.device = torch.device(device)
-        default = torch.tensor([256.0, 400.0, 256.0, 300.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-        self._state = default.expand(num_envs, PushTTask.state_dim).clone().to(self.device)
-
-    def get_state(self) -> torch.Tensor:
-        """States ``(num_envs, 10)`` (a copy)."""
-        return self._state.clone()
-
-    def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Put the envs flagged by ``mask`` (all when ``None``) in ``state`` ``(num_envs, 10)``."""
-        expected = (self.num_envs, PushTTask.state_dim)
-        if tuple(state.shape) != expected:
-            raise ValueError(f"state must have shape (num_envs, state_dim) = {expected}, got {tuple(state.shape)}")
-        state = state.to(device=self.device, dtype=torch.float32)
-        if not torch.isfinite(state).all():
-            raise ValueError("state must be finite")
-        if mask is None:
-            self._state = state.clone()
-        else:
-            self._state = torch.where(mask.reshape(-1, 1).to(self.device), state, self._state)
-
-    def step(self, action: torch.Tensor) -> None:
-        """One env step for every env under target positions ``action`` ``(num_envs, 2)``."""
-        if tuple(action.shape) != (self.num_envs, 2):
-            raise ValueError(f"action must have shape (num_envs, 2) = ({self.num_envs}, 2), got {tuple(action.shape)}")
-        targets = action.detach().to("cpu", torch.float64).clamp(0.0, ARENA_SIZE).tolist()
-        states = self._state.to("cpu", torch.float64).tolist()
-        new = [pusht_step(s, t) for s, t in zip(states, targets)]
-        self._state = torch.tensor(new, dtype=torch.float32).to(self.device)
 
 
 class PushTTask(Task):
