@@ -82,6 +82,14 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
+    for name, rate in (("lr", lr), ("predictor_lr", predictor_lr), ("action_encoder_lr", action_encoder_lr),
+                       ("encoder_lr", encoder_lr), ("grad_clip", grad_clip)):
+        if rate is not None and not rate >= 0:
+            raise ValueError(f"{name} must be >= 0 (0 freezes that part), got {rate!r}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: only at the end), got {checkpoint_every!r}")
     loss_module = loss_module if loss_module is not None else TeacherForcingLoss(model)
     writes = distributed_rank() == 0
     step_loss = DistributedDataParallel(loss_module) if distributed_world_size() > 1 else loss_module

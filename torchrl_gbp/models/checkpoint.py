@@ -46,19 +46,31 @@ def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict
     )
 
 
-def _read(path: str | os.PathLike) -> dict:
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw payload of a checkpoint file, checked; errors name the path and what is wrong.
+
+    ``FileNotFoundError`` when it is missing; ``ValueError`` when it is truncated
+    or not a torch file, not a torchrl_gbp checkpoint, or of another format version.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r} is not a torchrl_gbp checkpoint (format_version {FORMAT_VERSION} expected)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError... for damaged files
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: truncated, damaged or not a torch file "
+                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+    if not isinstance(payload, dict) or "format_version" not in payload or "config" not in payload:
+        raise ValueError(f"{str(path)!r} is not a torchrl_gbp checkpoint (no format_version and config)")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {str(path)!r} has format version {payload['format_version']!r}; this "
+                         f"torchrl_gbp reads version {FORMAT_VERSION}")
     return payload
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[StateWorldModel, dict]:
     """Rebuild the saved model; returns ``(model, extra)``."""
-    payload = _read(path)
+    payload = read_checkpoint(path)
     model = StateWorldModel(WorldModelConfig.from_dict(payload["config"]),
                             observation_key=payload.get("observation_key", "observation"))
     model.load_state_dict(payload["state_dict"])
@@ -70,7 +82,7 @@ def load_weights_into(model: StateWorldModel, path: str | os.PathLike) -> dict:
 
     Returns the checkpoint's ``extra`` dict.
     """
-    payload = _read(path)
+    payload = read_checkpoint(path)
     saved = payload["config"]
     current = model.config.to_dict()
     diff = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)}

@@ -52,6 +52,13 @@ class WorldModelConfig:
                 raise ValueError(f"WorldModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.encoder not in ("identity", "mlp"):
             raise ValueError(f"WorldModelConfig.encoder must be 'identity' or 'mlp', got {self.encoder!r}")
+        if self.depth < 0 or self.latent_dim < 1:
+            raise ValueError(f"WorldModelConfig needs depth >= 0 and latent_dim >= 1, got {self.depth} and "
+                             f"{self.latent_dim}")
+        latent = self.obs_dim if self.encoder == "identity" else self.latent_dim
+        if not 0 <= self.proprio_dim <= latent:
+            raise ValueError(f"WorldModelConfig.proprio_dim must lie in [0, latent size {latent}] "
+                             f"({self.encoder} encoder), got {self.proprio_dim}")
 
     @property
     def action_dim(self) -> int:

@@ -69,6 +69,7 @@ class Planner(abc.ABC):
         self.autocast_dtype = autocast_dtype
         self._compiled_score: Callable[..., torch.Tensor] | None = None
         self.last_clock: BudgetClock | None = None
+        self.last_nonfinite = 0
 
     def project(self, actions: torch.Tensor) -> torch.Tensor:
         """Clamp ``actions`` into the action bounds (out of place)."""
@@ -138,10 +139,18 @@ class Planner(abc.ABC):
         ``init`` ``(B, H, A)`` warm-starts the search (for example the shifted
         previous plan); ``generator`` makes the search reproducible.
         Returns detached actions ``(B, H, A)`` inside the bounds and their cost.
+        Works under ``torch.no_grad()`` and ``torch.inference_mode()`` alike (the
+        search leaves inference mode and copies its inputs out of it). A candidate
+        whose cost is not finite never wins over a finite one; ``last_nonfinite``
+        counts the batch elements left with a non-finite cost (no finite plan found).
         """
         self._check(z_hist, a_hist, z_goal, init)
-        result = self.search(z_hist.detach(), a_hist.detach(), z_goal.detach(), init, generator)
-        return PlanResult(result.actions.detach(), result.cost.detach())
+        with torch.inference_mode(False):
+            inputs = [None if x is None else x.detach().clone() for x in (z_hist, a_hist, z_goal, init)]
+            result = self.search(*inputs, generator)
+        cost = result.cost.detach()
+        self.last_nonfinite = int((~torch.isfinite(cost)).sum())
+        return PlanResult(result.actions.detach(), cost)
 
     @abc.abstractmethod
     def search(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,

@@ -56,6 +56,10 @@ class GradientPlanner(Planner):
             raise ValueError(f"init must be 'randn' or 'zeros', got {init!r}")
         if steps < 0 or num_restarts < 1:
             raise ValueError(f"need steps >= 0 and num_restarts >= 1, got {steps} and {num_restarts}")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if not noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
         self.steps = steps
         self.lr = lr
         self.optimizer = optimizer

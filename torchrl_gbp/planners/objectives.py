@@ -26,6 +26,10 @@ class GoalCost:
             raise ValueError(f"GoalCost mode must be 'last' or 'all', got {mode!r}")
         if proprio_dim < 0:
             raise ValueError(f"GoalCost proprio_dim must be >= 0, got {proprio_dim}")
+        if not base > 0:
+            raise ValueError(f"GoalCost base must be > 0, got {base!r}")
+        if not alpha >= 0:
+            raise ValueError(f"GoalCost alpha must be >= 0, got {alpha!r}")
         self.mode = mode
         self.base = base
         self.alpha = alpha

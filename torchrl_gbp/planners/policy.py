@@ -52,6 +52,10 @@ class MPCPolicy(TensorDictModuleBase):
             of the half-range of each action dimension.
         seed: generator seed for deterministic calls.
         info_key: sub-TensorDict for the policy's state and diagnostics.
+        on_nonfinite: what a NaN or inf in the observation or goal does: ``"raise"``
+            (default) a ``ValueError`` naming the key and the env indices;
+            ``"hold"`` repeats those envs' last action (zero before their first)
+            and leaves their planner state as it was, while the other envs plan.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -70,8 +74,14 @@ class MPCPolicy(TensorDictModuleBase):
     def __init__(self, world_model, planner: Planner, action_spec: TensorSpec, *,
                  observation_key: NestedKey = "observation", goal_key: NestedKey = "goal",
                  action_key: NestedKey = "action", n_taken_actions: int = 1, warm_start: bool = True,
-                 exploration_std: float = 0.1, seed: int = 0, info_key: str = "planner") -> None:
+                 exploration_std: float = 0.1, seed: int = 0, info_key: str = "planner",
+                 on_nonfinite: str = "raise") -> None:
         super().__init__()
+        if not exploration_std >= 0:
+            raise ValueError(f"exploration_std must be >= 0, got {exploration_std!r}")
+        if on_nonfinite not in ("raise", "hold"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'hold', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
         if not 1 <= n_taken_actions <= planner.horizon:
             raise ValueError(f"n_taken_actions must be in [1, horizon={planner.horizon}], got {n_taken_actions}")
         if planner.world_model is not world_model:
@@ -97,7 +107,8 @@ class MPCPolicy(TensorDictModuleBase):
         self.in_keys = [observation_key, goal_key, "is_init", *[(info_key, k) for k in self._state_keys]]
         self.out_keys = [action_key, *[(info_key, k) for k in (*self._state_keys, "cost", "seconds", "replanned")]]
 
-    _state_keys = ("plan", "steps_since_plan", "obs_history", "action_history", "current_block", "initialized")
+    _state_keys = ("plan", "steps_since_plan", "obs_history", "action_history", "current_block", "initialized",
+                   "last_action")
 
     # ---------------------------------------------------------------- specs
     def _state_spec(self) -> Composite:
@@ -109,6 +120,7 @@ class MPCPolicy(TensorDictModuleBase):
             action_history=Unbounded((h - 1, a)),
             current_block=Unbounded((a,)),
             initialized=Unbounded((1,), dtype=torch.bool),
+            last_action=Unbounded((self.env_action_dim,)),
             cost=Unbounded((1,)),
             seconds=Unbounded((1,)),
             replanned=Unbounded((1,), dtype=torch.bool),
@@ -153,6 +165,18 @@ class MPCPolicy(TensorDictModuleBase):
         goal = self._read(tensordict, self.goal_key, self.obs_dim, "the goal observation")
         b = obs.shape[0]
         s = self._state(tensordict, b)
+        finite = torch.isfinite(obs).all(-1) & torch.isfinite(goal).all(-1)
+        held = None
+        if not finite.all():
+            bad = [str(key) for key, x in ((self.observation_key, obs), (self.goal_key, goal))
+                   if not torch.isfinite(x).all()]
+            if self.on_nonfinite == "raise":
+                raise ValueError(f"MPCPolicy got non-finite values in {', '.join(bad)} at env indices "
+                                 f"{(~finite).nonzero().flatten().tolist()} (on_nonfinite='hold' repeats the "
+                                 f"last action there instead)")
+            held = {name: value.clone() for name, value in s.items()}
+            obs = torch.where(finite[:, None], obs, 0.0)  # keep NaN out of the search; these rows are restored
+            goal = torch.where(finite[:, None], goal, 0.0)
         is_init = tensordict.get("is_init", None)
         fresh = ~s["initialized"].reshape(b)
         if is_init is not None:
@@ -170,7 +194,7 @@ class MPCPolicy(TensorDictModuleBase):
             pushed_act = torch.cat([s["action_history"], executed], dim=1)[:, 1:] if h > 1 else s["action_history"]
             s["obs_history"] = torch.where(boundary[:, None, None], pushed_obs, s["obs_history"])
             s["action_history"] = torch.where(boundary[:, None, None], pushed_act, s["action_history"])
-        replan = fresh | (k >= self.n_taken_actions * fs)
+        replan = (fresh | (k >= self.n_taken_actions * fs)) & finite
         cost = torch.zeros(b, 1, device=obs.device)
         seconds = torch.zeros(b, 1, device=obs.device)
         if replan.any():
@@ -203,6 +227,12 @@ class MPCPolicy(TensorDictModuleBase):
         s["current_block"] = current.reshape(b, -1)
         s["steps_since_plan"] = (k + 1).reshape(b, 1)
         s["initialized"] = torch.ones(b, 1, dtype=torch.bool, device=obs.device)
+        s["last_action"] = action
+        if held is not None:
+            for name, value in s.items():
+                keep = (~finite).reshape(b, *[1] * (value.ndim - 1))
+                s[name] = torch.where(keep, held[name], value)
+            action = torch.maximum(torch.minimum(s["last_action"], self.action_high), self.action_low)
         out = {**s, "cost": cost, "seconds": seconds, "replanned": replan.reshape(b, 1)}
         tensordict.set(self.action_key, action.reshape(*batch_shape, self.env_action_dim))
         for name, value in out.items():

@@ -36,6 +36,8 @@ class SamplingPlanner(Planner):
             raise ValueError(f"need 1 <= elites <= samples, got elites={elites}, samples={samples}")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if not init_std > 0 or not min_std >= 0:
+            raise ValueError(f"need init_std > 0 and min_std >= 0, got init_std={init_std!r}, min_std={min_std!r}")
         self.samples = samples
         self.elites = elites
         self.iterations = iterations

@@ -7,7 +7,6 @@ import os
 import torch
 
 from torchrl_gbp.checks import check_positive_int
-from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.simulator import Simulator
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # gym-pusht imports pygame; keep it quiet
@@ -31,6 +30,8 @@ TEE_RECTS = ((-60.0, 0.0, 60.0, 30.0), (-15.0, 30.0, 15.0, 120.0))  # (x0, y0, x
 TEE_COM = (0.0, 45.0)  # its centre of mass in the body frame
 
 
+# agent xy, block xy, block angle, agent velocity xy, block velocity xy, block angular velocity
+STATE_DIM = 10
 _WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
 
 
@@ -117,7 +118,7 @@ class PushTSimulator(Simulator):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.device = torch.device(device)
         default = torch.tensor([256.0, 400.0, 256.0, 300.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-        self._state = default.expand(num_envs, Task.state_dim).clone().to(self.device)
+        self._state = default.expand(num_envs, STATE_DIM).clone().to(self.device)
 
     def get_state(self) -> torch.Tensor:
         """States ``(num_envs, 10)`` (a copy)."""
@@ -125,7 +126,7 @@ class PushTSimulator(Simulator):
 
     def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Put the envs flagged by ``mask`` (all when ``None``) in ``state`` ``(num_envs, 10)``."""
-        expected = (self.num_envs, Task.state_dim)
+        expected = (self.num_envs, STATE_DIM)
         if tuple(state.shape) != expected:
             raise ValueError(f"state must have shape (num_envs, state_dim) = {expected}, got {tuple(state.shape)}")
         state = state.to(device=self.device, dtype=torch.float32)

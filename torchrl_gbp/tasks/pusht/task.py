@@ -37,6 +37,7 @@ from torchrl_gbp.tasks.pusht.scripted import (
 from torchrl_gbp.tasks.pusht.simulator import (
     AGENT_RADIUS,
     ARENA_SIZE,
+    STATE_DIM,
     PushTSimulator,
     _wrap_angle,
     block_center_of_mass,
@@ -125,7 +126,7 @@ class PushTTask(Task):
 
     name = "pusht"
     obs_dim = 6
-    state_dim = 10
+    state_dim = STATE_DIM
     action_dim = 2
     success_threshold = 20.0
     angle_threshold = math.pi / 9

@@ -89,7 +89,8 @@ class ReacherSimulator(Simulator):
     garbage collected, since building them is slow.
 
     Example:
-        >>> simulator = Task().make_simulator(2)
+        >>> from torchrl_gbp.tasks.reacher import ReacherTask
+        >>> simulator = ReacherTask().make_simulator(2)
         >>> simulator.set_state(torch.tensor([[0.0, 0.5, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0]]))
         >>> simulator.step(torch.ones(2, 2))
         >>> simulator.get_state().shape

@@ -72,5 +72,5 @@ class WallSimulator(Simulator):
         self.position = state.clone() if mask is None else torch.where(mask.unsqueeze(-1), state, self.position)
 
     def step(self, action: torch.Tensor) -> None:
-        """One :meth:`Task.step` for every env."""
+        """One :meth:`WallTask.step` for every env."""
         self.position = self.task.step(self.position, action)
