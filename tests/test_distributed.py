@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -31,6 +32,7 @@ def _train_rank(rank: int, world_size: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_keeps_the_ranks_in_step(tmp_path) -> None:
     mp.spawn(_train_rank, args=(2, str(tmp_path)), nprocs=2, join=True)
     first, second = (torch.load(tmp_path / f"weights{r}.pt") for r in (0, 1))
@@ -41,6 +43,7 @@ def test_two_process_ddp_training_keeps_the_ranks_in_step(tmp_path) -> None:
     assert (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()  # rank 0 writes
 
 
+@pytest.mark.slow
 def test_cli_train_under_torchrun(tmp_path) -> None:
     dataset = save_dataset(WallTask().generate_dataset(40, seed=0), tmp_path / "dataset")
     out = tmp_path / "base.pt"

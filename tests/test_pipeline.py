@@ -94,6 +94,7 @@ def test_evaluate_reports_metrics_on_shared_pairs(data):
     assert a["final_distance"] == b["final_distance"]  # same pairs, deterministic policy
 
 
+@pytest.mark.slow
 def test_cli_collect_train_evaluate(tmp_path, capsys):
     ds, ckpt = tmp_path / "ds", tmp_path / "m.pt"
     assert main(["collect", "--task", "wall", "--out", str(ds), "--num-trajectories", "40"]) == 0
@@ -109,7 +110,7 @@ def test_cli_collect_train_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "2",
                  "--planner-steps", "1000", "--max-seconds", "0.05", "--patience", "3"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["plan_seconds"] < 0.05 + 0.03
+    assert metrics["plan_seconds"] > 0  # the budget itself is tested on a simulated clock (test_planners)
     # the planner's options map one to one onto the Python API, also through a ParallelEnv
     assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "4",
                  "--seed", "3", "--planner-steps", "5", "--horizon", "3", "--optimizer", "sgd", "--restarts", "2",
@@ -132,10 +133,13 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 
 
 def test_format_table_reports_time_relative_to_cem():
-    rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.1, "plan_seconds": t,
+    rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.25, "plan_seconds": t,
              "plan_seconds_per_env": t / 50} for p, s, t in [("cem", 0.8, 2.0), ("gd", 0.7, 0.2)]]
     table = format_table(rows)
-    assert "| base | gd | 70.0 | 0.100 |" in table and "| 0.100 |" in table  # no spread from one seed
+    gd_row = next(line for line in table.splitlines() if line.startswith("| base | gd |"))
+    cells = [cell.strip() for cell in gd_row.strip("|").split("|")]
+    assert cells[2] == "70.0"  # no spread from one seed
+    assert cells[-1] == "0.100"  # GD's 0.2 s over CEM's 2.0 s
 
 
 def test_paper_claims_compare_float32_rates_and_report_noise():
@@ -157,6 +161,7 @@ def test_quick_recipe_is_smaller():
     assert quick.train_steps < full.train_steps and quick.episodes < full.episodes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["online", "adversarial", "both"])
 def test_cli_finetune_each_method_and_reload(tmp_path, data, method):
     ds, base, tuned = tmp_path / "ds", tmp_path / "base.pt", tmp_path / f"{method}.pt"
@@ -182,6 +187,7 @@ def test_cli_finetune_rejects_unknown_method(tmp_path):
         main(["finetune", "--from", str(tmp_path / "x.pt"), "--method", "magic", "--out", str(tmp_path / "y.pt")])
 
 
+@pytest.mark.slow
 def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, capsys):
     pytest.importorskip("ray")
     assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--backend", "ray",
@@ -214,3 +220,35 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
 def test_reproduce_rejects_zero_workers(tmp_path):
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         reproduce("wall", tmp_path, quick=True, planners=("gd",), methods=(), workers=0)
+
+
+@pytest.mark.slow
+def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = ["reproduce", "--task", "wall", "--quick", "--planners", "gd", "--methods", "adversarial",
+               "--out", str(tmp_path)]
+    process = subprocess.Popen([sys.executable, "-m", "torchrl_gbp.cli", *command], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    first_unit = tmp_path / "wall" / "units" / "base_seed0.json"
+    try:
+        for _ in range(600):  # at most 5 minutes; the first unit ends after the base model, in well under one
+            if first_unit.exists() or process.poll() is not None:
+                break
+            time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert first_unit.exists()
+    (tmp_path / "wall" / "units" / "adversarial_seed0.json").unlink(missing_ok=True)  # as if killed before it
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "kept 1 finished unit(s) of an earlier run: base/seed 0" in out
+    assert "| base | gd |" in out and "| adversarial | gd |" in out
+    # a damaged result file is not kept
+    (tmp_path / "wall" / "units" / "base_seed0.json").write_text('{"fingerprint": ')
+    assert main(command) == 0
+    assert "kept 1 finished unit(s) of an earlier run: adversarial/seed 0" in capsys.readouterr().out

@@ -190,6 +190,7 @@ def test_bad_inputs_raise(task: PointMazeTask) -> None:
         task.make_env(num_envs=0)
 
 
+@pytest.mark.slow
 def test_quick_reproduce_end_to_end(tmp_path) -> None:
     assert main(["reproduce", "--task", "pointmaze", "--quick", "--out", str(tmp_path)]) == 0
     root = tmp_path / "pointmaze"
@@ -203,6 +204,7 @@ def make_seeded_env(seed: int):
     return PointMazeTask().make_env(num_envs=1, seed=seed)
 
 
+@pytest.mark.slow
 def test_mpc_policy_runs_over_torchrl_parallel_env() -> None:
     # MuJoCo is not batched: TorchRL's ParallelEnv runs one simulator per process; the MPC policy drives it
     # unchanged, and each worker's episode equals the same seeded env stepped here (zero init, no noise: the

@@ -193,6 +193,7 @@ def test_make_task_registry() -> None:
     assert isinstance(task, PushTTask) and task.push_steps == 10
 
 
+@pytest.mark.slow
 def test_quick_reproduce_end_to_end(tmp_path) -> None:
     from torchrl_gbp.cli import main
 

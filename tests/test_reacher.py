@@ -206,6 +206,7 @@ def test_registry() -> None:
     assert isinstance(task.make_env(num_envs=2, seed=0), ReacherEnv)
 
 
+@pytest.mark.slow
 def test_quick_reproduce_end_to_end(tmp_path) -> None:
     from torchrl_gbp.cli import main
 

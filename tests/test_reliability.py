@@ -157,3 +157,55 @@ def test_a_reset_with_a_wrongly_shaped_pair_names_it() -> None:
     pairs = TensorDict(start_state=torch.zeros(2, 3), goal_state=torch.zeros(2, 2), batch_size=[2])
     with pytest.raises(ValueError, match=r"start_state.*\(2, 2\)"):
         env.reset(pairs, set_state=True)
+
+
+# ------------------------------------------------------------ exact resume
+def _run(tmp_path, method: str | None, crash_at: int | None, resume: bool) -> dict:
+    """Train 8 steps (finetune with ``method`` synthesis when given), checkpointing every 3; optionally crash."""
+    from torchrl_gbp.synthesis import make_synthesis
+
+    torch.manual_seed(0)
+    task = WallTask()
+    data = task.generate_dataset(30, seed=0)
+    model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=32), data)
+    transform = None if method is None else make_synthesis(method, model, task, {"every": 2, "planner_steps": 3},
+                                                           {}, seed=0)
+    buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=transform,
+                                generator=torch.Generator().manual_seed(1))
+
+    class Crash(torch.nn.Module):
+        def __init__(self, loss):
+            super().__init__()
+            self.loss, self.calls = loss, 0
+
+        def forward(self, batch):
+            self.calls += 1
+            if crash_at is not None and self.calls == crash_at:
+                raise KeyboardInterrupt("killed")
+            return self.loss(batch)
+
+    from torchrl_gbp.models import TeacherForcingLoss
+
+    loss = Crash(TeacherForcingLoss(model))
+    try:
+        train_world_model(model, buffer, steps=8, lr=1e-3, progress=False, loss_module=loss,
+                          checkpoint_path=tmp_path / "run.pt", checkpoint_every=3, resume=resume)
+    except KeyboardInterrupt:
+        return {"calls": loss.calls}
+    return {"calls": loss.calls, **{k: v.clone() for k, v in model.state_dict().items()}}
+
+
+@pytest.mark.parametrize("method", [None, "both"])
+def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, method) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = _run(tmp_path / "straight", method, crash_at=None, resume=False)
+        assert _run(tmp_path / "killed", method, crash_at=5, resume=False) == {"calls": 5}  # after the step-3 save
+        resumed = _run(tmp_path / "killed", method, crash_at=None, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert straight.pop("calls") == 8 and resumed.pop("calls") == 5  # it went on from step 4
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    assert load_checkpoint(tmp_path / "killed" / "run.pt")[1]["step"] == 8

@@ -66,6 +66,7 @@ def test_reset_with_set_state_needs_both_keys() -> None:
         env.reset(TensorDict(start_state=torch.zeros(3, 2), batch_size=[3]), set_state=True)
 
 
+@pytest.mark.slow
 def test_parallel_env_with_the_policy_primer_resets_to_chosen_pairs() -> None:
     policy = _policy(_wall_env())
     env = TransformedEnv(ParallelEnv(2, _wall_env, mp_start_method="spawn"), policy.make_tensordict_primer())
@@ -79,6 +80,7 @@ def test_parallel_env_with_the_policy_primer_resets_to_chosen_pairs() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_evaluate_gives_the_same_answer_on_one_env_and_a_parallel_env() -> None:
     task = WallTask()
     policy = _policy(task.make_env())

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--num-hist", type=int, default=None)
     p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
+    p.add_argument("--resume", action="store_true", help="continue the training checkpointed at --out")
 
     p = sub.add_parser("evaluate", help="evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)")
     _add_task(p)
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor-lr", type=float, default=None)
     p.add_argument("--action-encoder-lr", type=float, default=None)
     p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
+    p.add_argument("--resume", action="store_true", help="continue the finetuning checkpointed at --out")
 
     p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (reproduce.reproduce)")
     _add_task(p)
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the (seed, model) units run: here one by one, or as Ray tasks (the [ray] extra)")
     p.add_argument("--workers", type=int, default=None,
                    help="Ray tasks side by side on this machine (default: one per CPU core)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over instead of keeping the finished units of an interrupted run in --out")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster to run the units on (e.g. auto); default: a local instance")
 
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {k: v for k, v in {"hidden_dim": args.hidden_dim, "depth": args.depth,
                                             "num_hist": args.num_hist}.items() if v is not None}
             pipeline.train(args.task, args.dataset, args.out, steps=args.steps, lr=args.lr,
-                           batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, **overrides)
+                           batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, resume=args.resume,
+                           **overrides)
             print(f"checkpoint written to {args.out}")
         elif args.command == "evaluate":
             names = {"planner_steps": "steps", "planner_lr": "lr", "samples": "samples", "elites": "elites",
@@ -152,13 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "finetune":
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
                               steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
-                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir)
+                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir, resume=args.resume)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
             result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
                                planners=tuple(args.planners), methods=tuple(args.methods),
                                backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                               verbose=args.verbose)
+                               verbose=args.verbose, fresh=args.fresh)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

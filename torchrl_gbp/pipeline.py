@@ -17,6 +17,8 @@ from .tasks import Task, make_task, recipe_for
 from .train import build_world_model, csv_logger, train_world_model
 
 PLANNERS = tuple(PLANNER_CLASSES)
+# Training and finetuning write a resumable checkpoint this often (steps).
+CHECKPOINT_EVERY = 250
 
 
 def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
@@ -40,8 +42,12 @@ def collect(task_name: str, out: str | os.PathLike, num_trajectories: int | None
 
 def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.PathLike, seed: int = 0,
                      steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
-                     logger=None, progress: bool = True, **model_overrides) -> StateWorldModel:
-    """Build the recipe's world model (``model_overrides`` applied), train it on ``trajectories``, checkpoint to ``out``."""
+                     logger=None, progress: bool = True, resume: bool = False,
+                     **model_overrides) -> StateWorldModel:
+    """Build the recipe's world model (``model_overrides`` applied), train it on ``trajectories``, checkpoint to ``out``.
+
+    A checkpoint is written every :data:`CHECKPOINT_EVERY` steps; ``resume`` continues from the one at ``out``.
+    """
     torch.manual_seed(seed)
     config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip,
                               **{**recipe.model, **model_overrides})
@@ -51,14 +57,16 @@ def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.Pat
                                 generator=torch.Generator().manual_seed(seed + distributed_rank()))
     train_world_model(model, buffer, steps if steps is not None else recipe.train_steps,
                       lr=lr if lr is not None else recipe.lr, logger=logger, checkpoint_path=out,
-                      checkpoint_extra={"task": task.name}, progress=progress, description="base model")
+                      checkpoint_every=CHECKPOINT_EVERY, checkpoint_extra={"task": task.name}, progress=progress,
+                      description="base model", resume=resume)
     return model
 
 
 def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
           lr: float | None = None, batch_size: int | None = None, seed: int = 0,
-          log_dir: str | os.PathLike | None = None, progress: bool = True, **model_overrides) -> StateWorldModel:
-    """Train a world model on a saved dataset and checkpoint it to ``out``.
+          log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False,
+          **model_overrides) -> StateWorldModel:
+    """Train a world model on a saved dataset and checkpoint it to ``out`` (``resume``: continue the one there).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its own
     samples with DistributedDataParallel gradient averaging (gloo on CPU,
@@ -69,7 +77,7 @@ def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, st
         logger = (csv_logger(log_dir, f"{task_name}_train") if log_dir is not None and distributed_rank() == 0
                   else None)
         return train_base_model(task, load_dataset(dataset), recipe_for(task_name), out, seed, steps, lr,
-                                batch_size, logger, progress and distributed_rank() == 0, **model_overrides)
+                                batch_size, logger, progress and distributed_rank() == 0, resume, **model_overrides)
 
 
 def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: str = "gd", episodes: int | None = None,
@@ -92,11 +100,13 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: 
 def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
                    steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
                    action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
-                   logger=None, progress: bool = True) -> StateWorldModel:
+                   logger=None, progress: bool = True, resume: bool = False) -> StateWorldModel:
     """Finetune ``model`` in place with a synthesis transform on the replay buffer.
 
     Only the predictor and the action encoder train (the observation encoder
-    stays frozen), each with its own learning rate, as in the paper.
+    stays frozen), each with its own learning rate, as in the paper. A checkpoint
+    (with the synthesis state) is written every :data:`CHECKPOINT_EVERY` steps;
+    ``resume`` continues from the one at ``checkpoint_path``.
     """
     torch.manual_seed(seed)
     transform = make_synthesis(method, model, task, recipe.online, recipe.adversarial, seed)
@@ -108,16 +118,18 @@ def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str
                                  else action_encoder_lr)}
     train_world_model(model, buffer, recipe.finetune_steps if steps is None else steps, lr=0.0, encoder_lr=0.0,
                       **lrs, logger=logger, checkpoint_path=checkpoint_path,
+                      checkpoint_every=CHECKPOINT_EVERY if checkpoint_path else 0,
                       checkpoint_extra={"task": task.name, "method": method, "seed": seed},
-                      progress=progress, description=f"finetune {method}")
+                      progress=progress, description=f"finetune {method}", resume=resume)
     return model
 
 
 def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: str | os.PathLike,
              dataset: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
              predictor_lr: float | None = None, action_encoder_lr: float | None = None,
-             log_dir: str | os.PathLike | None = None, progress: bool = True) -> StateWorldModel:
-    """Load a base checkpoint, finetune it with ``method`` and checkpoint the result to ``out``.
+             log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False) -> StateWorldModel:
+    """Load a base checkpoint, finetune it with ``method`` and checkpoint the result to ``out``
+    (``resume``: continue the finetuning checkpointed there).
 
     Without ``dataset`` the task's default dataset is regenerated with ``seed``.
     """
@@ -128,6 +140,6 @@ def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: st
                     else task.generate_dataset(recipe.num_trajectories, seed=seed))
     logger = csv_logger(log_dir, f"{task_name}_finetune_{method}") if log_dir is not None else None
     return finetune_model(model, task, trajectories, method, recipe, steps, seed, predictor_lr, action_encoder_lr,
-                          checkpoint_path=out, logger=logger, progress=progress)
+                          checkpoint_path=out, logger=logger, progress=progress, resume=resume)
 
 

@@ -6,8 +6,11 @@ with one task per worker, or an existing cluster given by ``ray_address``).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import torch
 from .data import load_dataset, save_dataset
 from .evaluate import evaluate
 from .models import load_checkpoint
+from .models.checkpoint import read_checkpoint
 from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
 from .reporting import format_table, paper_claims, plot_success_vs_seconds, summarize
 from .synthesis import METHODS
@@ -27,7 +31,10 @@ BACKENDS = ("serial", "ray")
 
 def run_unit(job: dict) -> list[dict]:
     """One unit of :func:`reproduce`: finetune the base checkpoint with ``job["method"]`` (``"base"``: as is),
-    then evaluate every planner on the seed's (start, goal) pairs. Runs here or in a Ray worker."""
+    then evaluate every planner on the seed's (start, goal) pairs. Runs here or in a Ray worker.
+
+    Its rows are written atomically to ``job["result"]`` (JSON) when it ends; an
+    interrupted finetuning resumes from its checkpoint."""
     if job["threads"] is not None:
         torch.set_num_threads(job["threads"])
         logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
@@ -38,7 +45,7 @@ def run_unit(job: dict) -> list[dict]:
     if method != "base":
         finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed,
                        logger=csv_logger(job["log_dir"], f"finetune_{method}_seed{run_seed}"),
-                       checkpoint_path=job["checkpoint"], progress=progress and not remote)
+                       checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True)
         if progress and remote:
             print(f"  seed {run_seed} {method}: finetuned", flush=True)
     runs = []
@@ -51,6 +58,43 @@ def run_unit(job: dict) -> list[dict]:
         if progress:
             print(f"  seed {run_seed} {method}/{name}: success {100 * metrics['success_rate']:.1f}%  "
                   f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+    atomic_write_text(job["result"], json.dumps({"fingerprint": job["fingerprint"], "runs": runs}, indent=1))
+    return runs
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place (never a half file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def finished_runs(job: dict) -> list[dict] | None:
+    """The rows a previous run of ``job`` wrote, if its result file is complete and of the same configuration."""
+    try:
+        saved = json.loads(Path(job["result"]).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != job["fingerprint"]:
+        return None
+    runs = saved.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "success_rate" in r for r in runs):
+        return None
+    if job["checkpoint"] is not None:
+        try:
+            read_checkpoint(job["checkpoint"])
+        except (OSError, ValueError):
+            return None
     return runs
 
 
@@ -90,7 +134,7 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
-              ray_address: str | None = None, verbose: bool = False) -> dict:
+              ray_address: str | None = None, verbose: bool = False, fresh: bool = False) -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -100,8 +144,15 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     The (seed, model) units run on ``backend`` (see :func:`run_units`; Ray
     runs ``workers`` side by side). Results do not depend on the backend
     beyond the floating-point effect of the torch thread count.
-    Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, logs,
-    results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths"}``.
+    Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, units/, logs,
+    results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths",
+    "kept"}``.
+
+    Interrupted runs resume: the same call again keeps the dataset, continues
+    the base model's training from its checkpoint, keeps every unit whose result
+    file (``units/<method>_seed<k>.json``, written atomically when the unit
+    ends) is complete and of the same configuration, and redoes the rest
+    (their finetuning resumes from its checkpoint). ``fresh=True`` starts over.
     ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
     """
     if workers is not None and workers < 1:
@@ -112,16 +163,37 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     recipe = recipe_for(task_name, quick)
     task = make_task(task_name)
     root = Path(out_dir) / task_name
+    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(recipe)}
+    if fresh:
+        for name in ("dataset", "units"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        for checkpoint in root.glob("*.pt"):
+            checkpoint.unlink()
+    run_file = root / "run.json"
+    if run_file.exists() and json.loads(run_file.read_text()) != fingerprint:
+        raise ValueError(f"{str(root)!r} holds a run of another configuration ({run_file}); pass fresh=True "
+                         f"(--fresh) to start over there, or choose another output folder")
+    atomic_write_text(run_file, json.dumps(fingerprint))
     torch.manual_seed(seed)
-    dataset_path = save_dataset(task.generate_dataset(recipe.num_trajectories, seed=seed), root / "dataset")
+    dataset_path = root / "dataset"
+    if not _dataset_matches(dataset_path, recipe.num_trajectories):
+        save_dataset(task.generate_dataset(recipe.num_trajectories, seed=seed), dataset_path)
     train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed,
-                     logger=csv_logger(root / "logs", "reproduce"), progress=progress)
+                     logger=csv_logger(root / "logs", "reproduce"), progress=progress, resume=True)
     jobs = [{"task": task_name, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
              "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
              "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
+             "result": root / "units" / f"{method}_seed{run_seed}.json",
+             "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners)},
              "progress": progress, "threads": None, "verbose": verbose}
             for run_seed in recipe.seeds for method in ("base", *methods)]
-    runs = [run for result in run_units(jobs, backend, workers, ray_address) for run in result]
+    kept = {i: finished for i, job in enumerate(jobs) if (finished := finished_runs(job)) is not None}
+    if kept and progress:
+        names = ", ".join(f"{jobs[i]['method']}/seed {jobs[i]['seed']}" for i in kept)
+        print(f"kept {len(kept)} finished unit(s) of an earlier run: {names}", flush=True)
+    todo = [job for i, job in enumerate(jobs) if i not in kept]
+    done = iter(run_units(todo, backend, workers, ray_address) if todo else [])
+    runs = [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))]
     rows = summarize(runs)
     table = format_table(rows)
     plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
@@ -132,5 +204,15 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     claims = paper_claims(rows)
     (root / "results.md").write_text(f"{table}\n\n{note}\n\n{claims}\n")
     return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
-            "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
-                      "table": root / "results.md"}}
+            "kept": len(kept), "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
+                                         "table": root / "results.md"}}
+
+
+def _dataset_matches(path: Path, num_trajectories: int) -> bool:
+    """Whether ``path`` holds a complete saved dataset of ``num_trajectories`` trajectories (writes are atomic)."""
+    if not path.is_dir():
+        return False
+    try:
+        return load_dataset(path).shape[0] == num_trajectories
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return False

@@ -8,6 +8,7 @@ import torch
 from tensordict import TensorDictBase
 from torch.nn.parallel import DistributedDataParallel
 from torchrl.data import ReplayBuffer
+from torchrl.envs import Compose
 from torchrl.record.loggers import CSVLogger, Logger
 from tqdm.auto import tqdm
 
@@ -19,6 +20,7 @@ from .models import (
     WorldModelConfig,
     save_checkpoint,
 )
+from .models.checkpoint import read_checkpoint
 
 
 def build_world_model(config: WorldModelConfig, trajectories: TensorDictBase) -> StateWorldModel:
@@ -56,7 +58,7 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
                       loss_module: TeacherForcingLoss | None = None, logger: Logger | None = None,
                       log_every: int = 100, checkpoint_path: str | os.PathLike | None = None,
                       checkpoint_every: int = 0, checkpoint_extra: dict | None = None,
-                      progress: bool = True, description: str = "train") -> dict[str, float]:
+                      progress: bool = True, description: str = "train", resume: bool = False) -> dict[str, float]:
     """Minimise the teacher-forcing loss on windows sampled from ``buffer``.
 
     Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
@@ -69,6 +71,13 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     ``logger`` (a TorchRL logger) every ``log_every`` steps; a checkpoint is
     written atomically every ``checkpoint_every`` steps (0: only at the end) when
     ``checkpoint_path`` is given. Returns the last logged metrics.
+
+    Checkpoints carry the training state: step, optimiser and scheduler, the
+    global torch RNG, the buffer's generator and the state of the buffer's
+    transforms that have one (the synthesis transforms). With ``resume=True``
+    and a checkpoint at ``checkpoint_path``, training continues after its step
+    and ends with the same weights as an uninterrupted run (bitwise on CPU with
+    the same thread count); without a checkpoint there it starts from scratch.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -97,9 +106,20 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     optimizer = torch.optim.Adam(groups) if groups else None
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
                  if optimizer is not None and cosine_decay else None)
+    first = 1
+    if resume and checkpoint_path and Path(checkpoint_path).exists():
+        first = _resume(checkpoint_path, model, optimizer, scheduler, buffer) + 1
     model.train()
     metrics: dict[str, float] = {}
-    bar = tqdm(range(1, steps + 1), desc=description, disable=not progress, dynamic_ncols=True)
+
+    def save(step: int) -> None:
+        training = {"step": step, "optimizer": None if optimizer is None else optimizer.state_dict(),
+                    "scheduler": None if scheduler is None else scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "buffer_rng": _generator_state(buffer),
+                    "transforms": [t.resume_state() for t in _stateful_transforms(buffer)]}
+        save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step}, training)
+
+    bar = tqdm(range(first, steps + 1), desc=description, disable=not progress, dynamic_ncols=True)
     for step in bar:
         batch = buffer.sample()
         losses = step_loss(batch)
@@ -121,11 +141,57 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
                     if name != "step":
                         logger.log_scalar(f"{description}/{name}", value, step=step)
         if writes and checkpoint_path and checkpoint_every and step % checkpoint_every == 0:
-            save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step})
+            save(step)
     model.eval()
-    if writes and checkpoint_path:
-        save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": steps})
+    if writes and checkpoint_path and first <= steps:
+        save(steps)
     return metrics
+
+
+def _stateful_transforms(buffer: ReplayBuffer) -> list:
+    """The buffer's transforms (through ``Compose``) that carry resume state, in order."""
+    found, stack = [], [getattr(buffer, "transform", None)]
+    while stack:
+        transform = stack.pop(0)
+        if isinstance(transform, Compose):
+            stack = list(transform.transforms) + stack
+        elif transform is not None and hasattr(transform, "resume_state"):
+            found.append(transform)
+    return found
+
+
+def _generator_state(buffer: ReplayBuffer) -> torch.Tensor | None:
+    """The state of the generator the buffer samples with (``None``: it uses the global RNG)."""
+    generator = getattr(buffer, "_rng", None)  # torchrl 0.14 keeps the sampling generator there
+    return None if generator is None else generator.get_state()
+
+
+def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, scheduler, buffer: ReplayBuffer) -> int:
+    """Load the training state saved at ``path`` into the run; returns the step it was saved at."""
+    payload = read_checkpoint(path)
+    training = payload.get("training")
+    if training is None:
+        raise ValueError(f"checkpoint {str(path)!r} holds no training state to resume from")
+    model.load_state_dict(payload["state_dict"])
+    if (optimizer is None) != (training["optimizer"] is None):
+        raise ValueError(f"checkpoint {str(path)!r} was trained with other parameter groups; cannot resume")
+    if optimizer is not None:
+        optimizer.load_state_dict(training["optimizer"])
+    if scheduler is not None and training["scheduler"] is not None:
+        scheduler.load_state_dict(training["scheduler"])
+    torch.set_rng_state(training["torch_rng"])
+    if training["buffer_rng"] is not None:
+        generator = getattr(buffer, "_rng", None)
+        if generator is None:
+            raise ValueError(f"checkpoint {str(path)!r} sampled with a seeded generator; the buffer has none")
+        generator.set_state(training["buffer_rng"])
+    transforms = _stateful_transforms(buffer)
+    if len(transforms) != len(training["transforms"]):
+        raise ValueError(f"checkpoint {str(path)!r} was trained with {len(training['transforms'])} synthesis "
+                         f"transform(s), this buffer has {len(transforms)}")
+    for transform, state in zip(transforms, training["transforms"]):
+        transform.load_resume_state(state)
+    return int(training["step"])
 
 
 def csv_logger(log_dir: str | os.PathLike, name: str) -> CSVLogger:

@@ -33,15 +33,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict | None = None) -> None:
+def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict | None = None,
+                    training: dict | None = None) -> None:
     """Save weights, normalisation statistics (buffers) and config atomically.
 
-    ``extra`` holds anything JSON-like the caller wants back (training step, task name...).
+    ``extra`` holds anything JSON-like the caller wants back (training step, task name...);
+    ``training`` the state a resumed run needs (tensors, numbers, nested dicts; see
+    :func:`~torchrl_gbp.train.train_world_model`).
     """
     atomic_torch_save(
         {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
          "observation_key": model.encoder.in_keys[0],
-         "state_dict": model.state_dict(), "extra": dict(extra or {})},
+         "state_dict": model.state_dict(), "extra": dict(extra or {}), "training": training},
         path,
     )
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +21,8 @@ class SearchBudget:
             more than ``tolerance`` (relative) for ``patience`` iterations in a
             row. ``None``: never stop on a plateau.
         tolerance: relative improvement that counts as progress.
+        clock: the seconds counter ``max_seconds`` is measured with (default
+            ``time.perf_counter``; tests inject a simulated one).
 
     Checking the plateau reads the cost on the host (one sync per iteration on
     a GPU); without ``patience`` the loop never syncs, and on a GPU the time
@@ -35,6 +38,7 @@ class SearchBudget:
     max_seconds: float | None = None
     patience: int | None = None
     tolerance: float = 1e-4
+    clock: Callable[[], float] = field(default=time.perf_counter, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_seconds is not None and self.max_seconds <= 0:
@@ -54,7 +58,7 @@ class BudgetClock:
 
     def __init__(self, budget: SearchBudget) -> None:
         self.budget = budget
-        self.started = time.perf_counter()
+        self.started = budget.clock()
         self.iterations = 0
         self.best = float("inf")
         self.stalled = 0
@@ -77,7 +81,7 @@ class BudgetClock:
                     self.stop_reason = "plateau"
                     return True
         if budget.max_seconds is not None:
-            elapsed = time.perf_counter() - self.started
+            elapsed = self.budget.clock() - self.started
             # One more iteration plus the final scoring of the plan must still fit.
             if elapsed * (self.iterations + 1.5) / self.iterations > budget.max_seconds:
                 self.stop_reason = "time"

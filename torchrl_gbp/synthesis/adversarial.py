@@ -124,6 +124,18 @@ class AdversarialSynthesis(Transform):
         self.layout = slice_layout(slice_len, world_model)
         self.register_buffer("eps", torch.full((3,), float("nan")))
 
+    def resume_state(self) -> dict:
+        """What a resumed training run needs to continue exactly: the radii and the generator's state."""
+        return {"eps": self.eps.clone(), "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_resume_state(self, state: dict) -> None:
+        """Restore :meth:`resume_state`."""
+        self.eps = state["eps"].clone()
+        if state["generator"] is not None:
+            if self.generator is None:
+                raise ValueError("the resumed AdversarialSynthesis had a generator; give this one a generator too")
+            self.generator.set_state(state["generator"])
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Add adversarial perturbations to a batch of windows (see the class docstring)."""
         wm = self.world_model

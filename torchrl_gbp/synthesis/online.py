@@ -136,6 +136,18 @@ class OnlineSynthesis(Transform):
         """How many times windows were synthesised."""
         return self._rounds
 
+    def resume_state(self) -> dict:
+        """Everything a resumed training run needs to continue exactly: counters, generator, synthetic buffer."""
+        return {"calls": self._calls, "rounds": self._rounds, "frames": self._frames,
+                "generator": self._generator.get_state(), "synthetic": self._synthetic.state_dict()}
+
+    def load_resume_state(self, state: dict) -> None:
+        """Restore :meth:`resume_state` (the generator stays shared by the transform and its buffer)."""
+        self._calls, self._rounds, self._frames = state["calls"], state["rounds"], state["frames"]
+        self._synthetic.load_state_dict(state["synthetic"])
+        self._generator.set_state(state["generator"])
+        self._synthetic.set_rng(self._generator)
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Synthesise when due, then replace a ``fraction`` of the rows (see the class docstring)."""
         obs, action, state = window_tensors(tensordict, self.in_keys, self.world_model.num_hist, self.layout)
