@@ -56,12 +56,33 @@ def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
 
 
 def load_dataset(path: str | os.PathLike) -> TensorDictBase:
-    """Load trajectories saved by :func:`save_dataset` (memory-mapped, read-only use)."""
+    """Load trajectories saved by :func:`save_dataset` (memory-mapped, read-only use).
+
+    A missing folder raises ``FileNotFoundError``; a damaged one (unreadable
+    metadata, a missing or truncated tensor file, missing keys) a ``ValueError``
+    naming the folder and what is wrong.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"dataset folder {str(path)!r} does not exist; create it with `torchrl-gbp collect`")
-    trajectories = TensorDict.load_memmap(path)
-    check_trajectories(trajectories)
+    # sizes before loading: tensordict maps a short file by extending it with zeros
+    sizes = {str(file.resolve()): file.stat().st_size for file in path.rglob("*.memmap")}
+    try:
+        trajectories = TensorDict.load_memmap(path)
+    except Exception as error:  # tensordict raises JSON, OS and runtime errors for damaged folders
+        raise ValueError(f"dataset folder {str(path)!r} cannot be read: damaged or not a saved dataset "
+                         f"({type(error).__name__}: {error})") from error
+    try:
+        check_trajectories(trajectories)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"dataset folder {str(path)!r} is not a complete dataset: {error}") from error
+    for key, tensor in trajectories.items(include_nested=True, leaves_only=True):
+        filename = getattr(tensor, "filename", None)
+        expected = tensor.numel() * tensor.element_size()
+        size = sizes.get(str(Path(filename).resolve())) if filename is not None else None
+        if size is not None and size < expected:
+            raise ValueError(f"dataset folder {str(path)!r} is damaged: the file of {key!r} held {size} bytes, "
+                             f"{expected} expected (truncated)")
     return trajectories
 
 

@@ -47,3 +47,22 @@ class Recipe:
         smaller = dict(num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets,
                        finetune_steps=200, online=online, seeds=(0,))
         return replace(self, **{**smaller, **self.quick_overrides})
+
+
+def smoke_overrides(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
+                    batch_size: int | None = None, init_std: float | None = None) -> dict:
+    """``quick_overrides`` for a smoke-sized run of a slow task: 4 episodes, 10 finetuning steps, CEM/MPPI at
+    30 samples x 5 elites x 3 iterations (``init_std`` when given), 5-step online synthesis every 5 batches.
+
+    Example:
+        >>> smoke_overrides(100, 100)["planner_kwargs"]["cem"]
+        {'samples': 30, 'elites': 5, 'iterations': 3}
+    """
+    sampling = {"samples": 30, "elites": 5, "iterations": 3, **({} if init_std is None else {"init_std": init_std})}
+    overrides = {"num_trajectories": num_trajectories, "train_steps": train_steps, "episodes": 4,
+                 "finetune_steps": 10,
+                 "planner_kwargs": {"gd": {"steps": gd_steps, "lr": 0.2}, "cem": sampling,
+                                    "mppi": {**sampling, "temperature": 0.05}},
+                 "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5,
+                            "planner_lr": 0.3}}
+    return overrides if batch_size is None else {**overrides, "batch_size": batch_size}

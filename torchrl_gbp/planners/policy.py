@@ -224,7 +224,7 @@ class MPCPolicy(TensorDictModuleBase):
         action = torch.maximum(torch.minimum(action, self.action_high), self.action_low)
         current = torch.where((k % fs == 0)[:, None], 0.0, s["current_block"]).reshape(b, fs, self.env_action_dim)
         current[torch.arange(b), k % fs] = action
-        s["current_block"] = current.reshape(b, -1)
+        s["current_block"] = current.reshape(b, fs * self.env_action_dim)
         s["steps_since_plan"] = (k + 1).reshape(b, 1)
         s["initialized"] = torch.ones(b, 1, dtype=torch.bool, device=obs.device)
         s["last_action"] = action

@@ -174,7 +174,12 @@ class GoalEnv(EnvBase):
         return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
-        self.simulator.step(tensordict.get("action"))
+        action = tensordict.get("action")
+        finite = torch.isfinite(action).reshape(self.batch_size[0], -1).all(-1)
+        if not finite.all():
+            raise ValueError(f"'action' holds NaN or inf at env indices {(~finite).nonzero().flatten().tolist()}; "
+                             "the simulators were not stepped")
+        self.simulator.step(action)
         self._step_count = self._step_count + 1
         state = self.get_state()
         out = self._observe(state)

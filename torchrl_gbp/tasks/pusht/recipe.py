@@ -1,5 +1,5 @@
 """The PushT recipe: data, model, training and planner budgets."""
-from torchrl_gbp.recipes import Recipe
+from torchrl_gbp.recipes import Recipe, smoke_overrides
 
 # PushT: 6-d observation with the agent position last (proprio_dim=2). The goal's agent sits clear of the
 # placed T and alpha=1 holds the planner to it, so the agent backs off instead of roaming around (and
@@ -23,11 +23,4 @@ RECIPE = Recipe(
                              "init_std": 0.25}},
     # Online synthesis steps the pymunk simulator (~2 s per round of 256 windows): synthesise less often.
     online={"every": 40, "fraction": 0.5, "capacity": 20_000, "planner_steps": 100, "planner_lr": 0.3},
-    quick_overrides={"num_trajectories": 100, "train_steps": 100, "batch_size": 64, "episodes": 4,
-                     "finetune_steps": 10,
-                     "planner_kwargs": {"gd": {"steps": 10, "lr": 0.2},
-                                        "cem": {"samples": 30, "elites": 5, "iterations": 3, "init_std": 0.25},
-                                        "mppi": {"samples": 30, "elites": 5, "iterations": 3,
-                                                 "temperature": 0.05, "init_std": 0.25}},
-                     "online": {"every": 5, "fraction": 0.5, "capacity": 2000, "planner_steps": 5,
-                                "planner_lr": 0.3}})
+    quick_overrides=smoke_overrides(num_trajectories=100, train_steps=100, batch_size=64, init_std=0.25))
