@@ -11,6 +11,7 @@ import torch
 from . import pipeline
 from .diagnostics import diagnose
 from .planners import PLANNER_CLASSES
+from .protocol import PROTOCOLS
 from .reproduce import BACKENDS, reproduce
 from .synthesis import METHODS
 
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the (seed, model) units run: here one by one, or as Ray tasks (the [ray] extra)")
     p.add_argument("--workers", type=int, default=None,
                    help="Ray tasks side by side on this machine (default: one per CPU core)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
+                   help="ours (MPC, final-state success) or paper (Table 1: open loop and MPC, SGD/Adam/CEM/MPPI, "
+                        "sticky success, the paper's budgets and goals)")
     p.add_argument("--fresh", action="store_true",
                    help="start over instead of keeping the finished units of an interrupted run in --out")
     p.add_argument("--ray-address", default=None,
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
                                                    args.seed, horizon=args.horizon, pair_mode=args.pair_mode,
                                                    num_workers=args.num_workers, **overrides)
-            print(json.dumps(metrics, indent=2))
+            print(json.dumps({k: v for k, v in metrics.items() if k != "episodes"}, indent=2))
         elif args.command == "finetune":
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
                               steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
                                planners=tuple(args.planners), methods=tuple(args.methods),
                                backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                               verbose=args.verbose, fresh=args.fresh)
+                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

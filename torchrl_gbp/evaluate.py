@@ -13,7 +13,7 @@ from .planners import MPCPolicy
 from .tasks import Task
 
 
-def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[str, float]:
+def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[str, object]:
     """Success, distance and planning time of a batch of episodes, read from their rollout TensorDict.
 
     ``rollout`` has batch size ``(*envs, T)`` (time last, as ``env.rollout``
@@ -27,8 +27,12 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
     Returns ``success_rate`` (the final state passes the task's success test),
     ``sticky_success_rate`` (the test held at any step), ``final_distance``
     (mean), ``plan_seconds`` (median seconds of one batched planning call),
-    ``plan_seconds_per_env`` (that over the number of episodes) and
-    ``planning_seconds_per_step`` (total planning seconds per env step).
+    ``plan_seconds_per_env`` (that over the number of episodes),
+    ``planning_seconds_per_step`` (total planning seconds per env step),
+    ``planning_seconds_total`` (all planning calls of the batched episodes),
+    ``planning_calls`` (how many batched calls that was) and
+    ``episodes``: the raw per-episode ``success``, ``sticky_success`` and
+    ``final_distance`` lists the rates are computed from.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -50,6 +54,9 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
         "sticky_success_rate": float(success.any(-1).float().mean()),
         "final_distance": float(distance[:, -1].mean()),
         "plan_seconds": 0.0, "plan_seconds_per_env": 0.0, "planning_seconds_per_step": 0.0,
+        "planning_seconds_total": 0.0, "planning_calls": 0,
+        "episodes": {"success": success[:, -1].tolist(), "sticky_success": success.any(-1).tolist(),
+                     "final_distance": distance[:, -1].tolist()},
     }
     if (info_key, "seconds") in episodes.keys(True):
         seconds = episodes[info_key, "seconds"].reshape(episodes.shape[0], steps)
@@ -59,6 +66,8 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
             metrics["plan_seconds"] = float(per_call.median())
             metrics["plan_seconds_per_env"] = metrics["plan_seconds"] / episodes.shape[0]
             metrics["planning_seconds_per_step"] = float(per_call.sum()) / steps
+            metrics["planning_seconds_total"] = float(per_call.sum())
+            metrics["planning_calls"] = per_call.numel()
     return metrics
 
 
@@ -99,8 +108,11 @@ class _EnvFactory:
 
 
 def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
-             max_steps: int | None = None, num_workers: int = 1) -> dict[str, float]:
+             max_steps: int | None = None, num_workers: int = 1, pairs: TensorDict | None = None) -> dict[str, object]:
     """Run ``episodes`` episodes from the seeded :func:`evaluation_pairs` and score them with :func:`episode_metrics`.
+
+    ``pairs`` (``"start_state"``, ``"goal_state"``, batch ``(episodes,)``)
+    replaces the seeded pairs, for example goals from dataset segments.
 
     Every policy evaluated with the same ``seed`` sees the same (start, goal)
     pairs, set through the env's TensorDict reset
@@ -119,7 +131,7 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
         >>> policy = MPCPolicy(model, GradientPlanner(model, steps=1), task.make_env().action_spec)
         >>> sorted(evaluate(policy, task, episodes=2, max_steps=5))[:2]
-        ['final_distance', 'plan_seconds']
+        ['episodes', 'final_distance']
     """
     episodes = check_positive_int("episodes", episodes)
     num_workers = check_positive_int("num_workers", num_workers)
@@ -128,7 +140,11 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
     env = TransformedEnv(make_evaluation_env(task, episodes, num_workers), policy.make_tensordict_primer())
     try:
-        pairs = evaluation_pairs(task, episodes, seed, pair_mode).reshape(env.batch_size)
+        if pairs is None:
+            pairs = evaluation_pairs(task, episodes, seed, pair_mode)
+        elif tuple(pairs.batch_size) != (episodes,):
+            raise ValueError(f"pairs must have batch size (episodes,) = ({episodes},), got {tuple(pairs.batch_size)}")
+        pairs = pairs.reshape(env.batch_size)
         start = time.perf_counter()
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,

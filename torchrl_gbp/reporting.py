@@ -53,23 +53,61 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """Aggregate evaluation runs over seeds: one row per (model, planner), in first-seen order."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+def summarize(runs: list[dict], by: tuple[str, ...] = ("model", "planner"),
+              success: str = "success_rate") -> list[dict]:
+    """Aggregate evaluation runs over seeds: one row per value of the ``by`` keys, in first-seen order.
+
+    ``success`` names the per-run rate averaged into ``success_rate`` (for example
+    ``"sticky_success_rate"`` for the paper's protocol); times are medians over seeds.
+    """
+    groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault((run["model"], run["planner"]), []).append(run)
+        groups.setdefault(tuple(run[key] for key in by), []).append(run)
     rows = []
-    for (model, planner), items in groups.items():
-        success = torch.tensor([r["success_rate"] for r in items], dtype=torch.float64)
+    for values, items in groups.items():
+        rates = torch.tensor([r[success] for r in items], dtype=torch.float64)
         rows.append({
-            "model": model, "planner": planner, "seeds": len(items),
-            "success_rate": float(success.mean()),
-            "success_std": float(success.std(unbiased=False)) if len(items) > 1 else None,  # None: one seed
+            **dict(zip(by, values)), "seeds": len(items),
+            "success_rate": float(rates.mean()),
+            "success_std": float(rates.std(unbiased=False)) if len(items) > 1 else None,  # None: one seed
             "final_distance": sum(r["final_distance"] for r in items) / len(items),
             "plan_seconds": float(torch.tensor([r["plan_seconds"] for r in items]).median()),
             "plan_seconds_per_env": float(torch.tensor([r["plan_seconds_per_env"] for r in items]).median()),
+            "planning_seconds_total": float(torch.tensor([r.get("planning_seconds_total", 0.0)
+                                                          for r in items]).median()),
         })
     return rows
+
+
+def format_paper_table(rows: list[dict]) -> str:
+    """Table 1's layout from :func:`summarize` rows by ``(model, mode, planner)``: sticky success %.
+
+    One line per model and mode (``"open loop"``, ``"+ MPC"``), one column per
+    planner (SGD, Adam, CEM, MPPI), then the planning time two ways against
+    CEM on the base model in the same mode: seconds per planning call and
+    planning seconds per (batched) episode, each planner at its own schedule.
+
+    Example:
+        >>> rows = [{"model": "base", "mode": "mpc", "planner": p, "success_rate": s, "success_std": None,
+        ...          "plan_seconds": t, "planning_seconds_total": 10 * t} for p, s, t in [("adam", 0.8, 1.0),
+        ...                                                                               ("cem", 0.9, 10.0)]]
+        >>> print(format_paper_table(rows).splitlines()[2])
+        | base + MPC | - | 80.0 | 90.0 | - | 0.100 | 0.100 |
+    """
+    planners = ("sgd", "adam", "cem", "mppi")
+    by = {(r["model"], r["mode"], r["planner"]): r for r in rows}
+    header = ["model", "SGD", "Adam", "CEM", "MPPI", "Adam s/call vs CEM on base", "Adam s/episode vs CEM on base"]
+    lines = []
+    for model, mode in dict.fromkeys((r["model"], r["mode"]) for r in rows):
+        cells = [success_cell(by[model, mode, p]) if (model, mode, p) in by else "-" for p in planners]
+        adam, cem = by.get((model, mode, "adam")), by.get(("base", mode, "cem"))
+        ratios = ["-", "-"]
+        if adam is not None and cem is not None and cem["plan_seconds"] > 0:
+            ratios = [f"{adam['plan_seconds'] / cem['plan_seconds']:.3f}",
+                      f"{adam['planning_seconds_total'] / cem['planning_seconds_total']:.3f}"]
+        label = f"{model} + MPC" if mode == "mpc" else f"{model}, open loop"
+        lines.append([label, *cells, *ratios])
+    return markdown_table(header, lines)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -116,6 +154,37 @@ def paper_claims(rows: list[dict]) -> str:
         verdict = "holds" if points(r) >= points(cem) else "does not hold"
         lines.append(f"2. GD on {model} ({pct(r)}) matches or beats CEM on base ({pct(cem)}): {verdict} ({noise(r)})")
     lines.append(f"3. GD seconds per plan / CEM's: {gd['plan_seconds'] / cem['plan_seconds']:.3f}")
+    return "\n".join(lines)
+
+
+def paper_protocol_claims(rows: list[dict]) -> str:
+    """The paper's headline claim under its protocol, from :func:`summarize` rows by (model, mode, planner).
+
+    Adam MPC on each finetuned model against CEM MPC on the base model (sticky
+    success), with the difference in points and the seed noise, and the time ratio.
+    """
+    by = {(r["model"], r["mode"], r["planner"]): r for r in rows}
+    cem = by.get(("base", "mpc", "cem"))
+    if cem is None:
+        return "the claim needs a base / MPC / CEM row"
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        adam = by.get((model, "mpc", "adam"))
+        if adam is None:
+            continue
+        diff = round(100 * adam["success_rate"], 6) - round(100 * cem["success_rate"], 6)
+        if adam.get("success_std") is None or cem.get("success_std") is None:
+            noise = "one seed: no noise estimate"
+        else:
+            std = 100 * max(adam["success_std"], cem["success_std"])
+            noise = f"{'within' if abs(diff) <= std else 'outside'} seed noise (std {std:.1f})"
+        verdict = "holds" if diff >= 0 else "does not hold"
+        per_call = adam["plan_seconds"] / cem["plan_seconds"] if cem["plan_seconds"] else float("nan")
+        per_episode = (adam["planning_seconds_total"] / cem["planning_seconds_total"]
+                       if cem["planning_seconds_total"] else float("nan"))
+        lines.append(f"- Adam MPC on {model} ({success_cell(adam)}%) >= CEM MPC on base ({success_cell(cem)}%): "
+                     f"{verdict} ({diff:+.1f} points, {noise}); time vs CEM: {per_call:.3f} per call, "
+                     f"{per_episode:.3f} per episode")
     return "\n".join(lines)
 
 

@@ -21,7 +21,15 @@ from .evaluate import evaluate
 from .models import load_checkpoint
 from .models.checkpoint import read_checkpoint
 from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
-from .reporting import format_table, paper_claims, plot_success_vs_seconds, summarize
+from .protocol import MODES, PAPER_PLANNERS, PROTOCOLS, evaluate_paper_cell, paper_settings, protocol_pairs
+from .reporting import (
+    format_paper_table,
+    format_table,
+    paper_claims,
+    paper_protocol_claims,
+    plot_success_vs_seconds,
+    summarize,
+)
 from .synthesis import METHODS
 from .tasks import make_task, recipe_for
 from .train import csv_logger
@@ -49,17 +57,31 @@ def run_unit(job: dict) -> list[dict]:
         if progress and remote:
             print(f"  seed {run_seed} {method}: finetuned", flush=True)
     runs = []
-    for name in job["planners"]:
-        if name == "mppi" and method not in recipe.mppi_models:
-            continue
-        metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
-                           seed=1000 + run_seed)
-        runs.append({"model": method, "planner": name, "seed": run_seed, **metrics})
+    for mode, name in unit_cells(job["protocol"], job["planners"], method in recipe.mppi_models):
+        if job["protocol"] == "paper":
+            settings = paper_settings(job["task"], job["quick"])
+            pairs = protocol_pairs(task, settings, recipe.episodes, 1000 + run_seed)
+            metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=run_seed)
+        else:
+            metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
+                               seed=1000 + run_seed)
+        runs.append({"model": method, "mode": mode, "planner": name, "seed": run_seed, **metrics})
         if progress:
-            print(f"  seed {run_seed} {method}/{name}: success {100 * metrics['success_rate']:.1f}%  "
-                  f"{metrics['plan_seconds']:.3f} s/plan", flush=True)
+            print(f"  seed {run_seed} {method}/{mode}/{name}: success {100 * metrics['success_rate']:.1f}% "
+                  f"(sticky {100 * metrics['sticky_success_rate']:.1f}%)  {metrics['plan_seconds']:.3f} s/plan",
+                  flush=True)
     atomic_write_text(job["result"], json.dumps({"fingerprint": job["fingerprint"], "runs": runs}, indent=1))
     return runs
+
+
+def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> list[tuple[str, str]]:
+    """The (mode, planner) cells a unit evaluates: ours, MPC with ``planners``; the paper's, Table 1's cells.
+
+    MPPI only where ``with_mppi`` (the recipe's ``mppi_models``), to bound the run time.
+    """
+    if protocol == "paper":
+        return [(mode, name) for mode in MODES for name in PAPER_PLANNERS if name != "mppi" or with_mppi]
+    return [("mpc", name) for name in planners if name != "mppi" or with_mppi]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -134,7 +156,8 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
-              ray_address: str | None = None, verbose: bool = False, fresh: bool = False) -> dict:
+              ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
+              protocol: str = "ours") -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -154,11 +177,16 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     ends) is complete and of the same configuration, and redoes the rest
     (their finetuning resumes from its checkpoint). ``fresh=True`` starts over.
     ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
+    ``protocol`` (:mod:`torchrl_gbp.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
+    layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
+    in the same folder).
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     start = time.perf_counter()
     recipe = recipe_for(task_name, quick)
     task = make_task(task_name)
@@ -183,8 +211,10 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     jobs = [{"task": task_name, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
              "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
              "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
-             "result": root / "units" / f"{method}_seed{run_seed}.json",
-             "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners)},
+             "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
+             "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
+                             "protocol": protocol},
+             "protocol": protocol,
              "progress": progress, "threads": None, "verbose": verbose}
             for run_seed in recipe.seeds for method in ("base", *methods)]
     kept = {i: finished for i, job in enumerate(jobs) if (finished := finished_runs(job)) is not None}
@@ -194,18 +224,28 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     todo = [job for i, job in enumerate(jobs) if i not in kept]
     done = iter(run_units(todo, backend, workers, ray_address) if todo else [])
     runs = [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))]
-    rows = summarize(runs)
-    table = format_table(rows)
-    plot = plot_success_vs_seconds(rows, root / "success_vs_seconds.png", f"{task_name}: success vs planning time")
+    suffix = "" if protocol == "ours" else "_paper"
+    if protocol == "paper":
+        rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
+        table = format_paper_table(rows)
+        claims = paper_protocol_claims(rows)
+        points = [{**r, "model": f"{r['model']} {r['mode']}"} for r in rows]
+    else:
+        rows = summarize(runs)
+        table = format_table(rows)
+        claims = paper_claims(rows)
+        points = rows
+    plot = plot_success_vs_seconds(points, root / f"success_vs_seconds{suffix}.png",
+                                   f"{task_name}: success vs planning time ({protocol} protocol)")
     seconds = time.perf_counter() - start
-    where = "serially" if backend == "serial" else f"on Ray ({workers or 'one per core'} workers)"
+    side_by_side = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
+    where = "serially" if backend == "serial" else f"on Ray ({side_by_side} workers)"
     note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
-            f"one dataset and base model (seed {seed}); {seconds:.0f} s total, units run {where}")
-    claims = paper_claims(rows)
-    (root / "results.md").write_text(f"{table}\n\n{note}\n\n{claims}\n")
+            f"one dataset and base model (seed {seed}); {protocol} protocol; {seconds:.0f} s total, units run {where}")
+    atomic_write_text(root / f"results{suffix}.md", f"{table}\n\n{note}\n\n{claims}\n")
     return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
             "kept": len(kept), "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
-                                         "table": root / "results.md"}}
+                                         "table": root / f"results{suffix}.md"}}
 
 
 def _dataset_matches(path: Path, num_trajectories: int) -> bool:

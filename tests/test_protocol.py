@@ -1,0 +1,109 @@
+"""The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
+import pytest
+import torch
+
+from torchrl_gbp.cli import main
+from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.models import WorldModelConfig
+from torchrl_gbp.protocol import (
+    PaperSettings,
+    evaluate_open_loop,
+    evaluate_paper_cell,
+    paper_planner,
+    paper_settings,
+    segment_pairs,
+)
+from torchrl_gbp.reporting import format_paper_table, paper_protocol_claims, summarize
+from torchrl_gbp.tasks import WallTask
+from torchrl_gbp.train import build_world_model, train_world_model
+
+TASK = WallTask()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    data = TASK.generate_dataset(200, seed=0)
+    model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=64), data)
+    train_world_model(model, make_window_buffer(data, frames=3, frameskip=5, batch_size=64), steps=300,
+                      progress=False)
+    return model
+
+
+def test_segment_pairs_come_from_held_out_trajectories() -> None:
+    pairs = segment_pairs(TASK, 6, seed=3, segment_steps=25)
+    held_out = TASK.generate_dataset(6, seed=10_003)
+    states = torch.cat([held_out["state"], held_out["next", "state"][:, -1:]], dim=1)  # (N, T + 1, 2)
+    for start, goal in zip(pairs["start_state"], pairs["goal_state"]):
+        hits = (states == start).all(-1).nonzero()
+        assert len(hits), "every start is a held-out state"
+        i, t = hits[0].tolist()
+        assert torch.equal(states[i, t + 25], goal)  # the goal is 25 env steps later on the same trajectory
+    training = TASK.generate_dataset(6, seed=3)
+    assert not any((training["state"] == s).all(-1).any() for s in pairs["start_state"])
+    torch.testing.assert_close(segment_pairs(TASK, 6, seed=3)["goal_state"], pairs["goal_state"])  # seeded
+
+
+def test_open_loop_executes_one_plan_and_scores_sticky_success(model) -> None:
+    settings = paper_settings("wall", quick=True)
+    pairs = segment_pairs(TASK, 8, seed=0, segment_steps=25)
+    planner = paper_planner("adam", model, TASK, settings, "open loop")
+    metrics = evaluate_open_loop(planner, TASK, pairs)
+    assert metrics["sticky_success_rate"] >= metrics["success_rate"]
+    assert len(metrics["episodes"]["sticky_success"]) == 8
+    # the gradient planner reaches most 25-step segment goals of a trained model in one open-loop plan
+    assert metrics["sticky_success_rate"] >= 0.5
+    assert metrics["plan_seconds"] > 0
+
+
+def test_paper_planners_follow_the_paper_settings(model) -> None:
+    settings = PaperSettings()
+    sgd = paper_planner("sgd", model, TASK, settings, "mpc")
+    adam = paper_planner("adam", model, TASK, settings, "open loop")
+    cem = paper_planner("cem", model, TASK, settings, "mpc")
+    assert sgd.optimizer is torch.optim.SGD and (sgd.steps, sgd.lr, sgd.noise_std) == (100, 0.2, 0.003)
+    assert adam.optimizer is torch.optim.Adam and (adam.steps, adam.lr) == (300, 0.3)
+    assert (cem.samples, cem.elites, cem.iterations, cem.horizon) == (300, 30, 30, 5)
+    assert paper_settings("pointmaze").alpha == 0.0 and paper_settings("pusht").pairs == "segments"
+    with pytest.raises(ValueError, match="planner"):
+        paper_planner("bfgs", model, TASK, settings, "mpc")
+
+
+def test_mpc_cells_replan_on_the_paper_schedule(model) -> None:
+    settings = paper_settings("wall", quick=True)
+    pairs = segment_pairs(TASK, 4, seed=1)
+    adam = evaluate_paper_cell(model, TASK, "adam", "mpc", pairs, settings)
+    cem = evaluate_paper_cell(model, TASK, "cem", "mpc", pairs, settings)
+    model_steps = TASK.episode_steps // TASK.frameskip
+    assert adam["planning_calls"] == model_steps  # GD replans after every executed model step
+    assert cem["planning_calls"] == model_steps // settings.horizon  # CEM executes its whole horizon first
+    open_loop = evaluate_paper_cell(model, TASK, "cem", "open loop", pairs, settings)
+    assert open_loop["planning_calls"] == 1
+
+
+def test_table_one_layout_and_claims() -> None:
+    runs = [{"model": m, "mode": mode, "planner": p, "seed": s, "success_rate": 0.5, "final_distance": 0.1,
+             "sticky_success_rate": rate, "plan_seconds": t, "plan_seconds_per_env": t / 10,
+             "planning_seconds_total": t * calls}
+            for s in (0, 1)
+            for m, mode, p, rate, t, calls in [("base", "mpc", "cem", 0.8, 10.0, 2), ("base", "mpc", "adam", 0.6, 1.0, 10),
+                                               ("online", "mpc", "adam", 0.9 - 0.1 * s, 1.0, 10),
+                                               ("base", "open loop", "sgd", 0.2, 2.0, 1)]]
+    rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
+    table = format_paper_table(rows)
+    assert "| base + MPC | - | 60.0 +- 0.0 | 80.0 +- 0.0 | - | 0.100 | 0.500 |" in table
+    assert "| base, open loop | 20.0 +- 0.0 | - | - | - |" in table
+    claims = paper_protocol_claims(rows)
+    assert "Adam MPC on online (85.0 +- 5.0%) >= CEM MPC on base (80.0 +- 0.0%): holds (+5.0 points" in claims
+    assert "Adam MPC on base (60.0 +- 0.0%) >= CEM MPC on base (80.0 +- 0.0%): does not hold" in claims
+
+
+@pytest.mark.slow
+def test_reproduce_with_the_paper_protocol(tmp_path, capsys) -> None:
+    assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| base, open loop |" in out and "| base + MPC |" in out
+    table = (tmp_path / "wall" / "results_paper.md").read_text()
+    assert table.startswith("| model | SGD | Adam | CEM | MPPI |")
+    assert (tmp_path / "wall" / "units" / "paper_base_seed0.json").exists()
