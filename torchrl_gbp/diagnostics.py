@@ -36,7 +36,7 @@ from .planners import (
     planning_inputs,
 )
 from .reporting import markdown_table, pyplot, save_figure
-from .tasks import Task, make_task
+from .tasks import Task, make_task, recipe_for
 from .tasks.env import execute_actions
 
 Landscape = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -407,14 +407,15 @@ def format_diagnostics_table(results: dict[str, dict]) -> str:
 
 
 def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
-             num_pairs: int = 50, seed: int = 0, landscape_pairs: int = 8, horizon: int = 5,
+             num_pairs: int = 50, seed: int = 0, landscape_pairs: int = 8, horizon: int | None = None,
              planner_steps: int = 300, planner_lr: float = 0.3, span: float = 1.0, resolution: int = 41,
              pair_mode: str | None = None) -> dict:
     """Model error on planned states, landscape roughness and gradient-norm spikes of saved models.
 
     Every checkpoint plans with its own open-loop gradient planner
     (:func:`make_bounded_gradient_planner`: paper's open-loop Adam, lr 0.3, 300
-    steps, default goal cost) on the same ``num_pairs`` seeded pairs.
+    steps) with the task recipe's goal cost and horizon (``horizon`` overrides
+    it) on the same ``num_pairs`` seeded pairs.
     Roughness is the mean :func:`landscape_roughness` over the first
     ``landscape_pairs`` pairs, each sliced around that model's own plan; the
     first pair's landscapes are plotted. Gradient statistics cover all pairs.
@@ -430,12 +431,15 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         raise ValueError("checkpoints must name at least one checkpoint (name -> path)")
     check_positive_int("landscape_pairs", landscape_pairs)
     task = make_task(task_name)
+    recipe = recipe_for(task_name)
+    horizon = recipe.horizon if horizon is None else horizon
     start, goal = sample_pairs(task, num_pairs, seed, pair_mode)
     results, landscapes = {}, {}
     for name, path in checkpoints.items():
         model, _ = load_checkpoint(path)
         model.eval()
-        planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr)
+        objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
+        planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr, objective)
         numbers = planned_state_error(model, task, planner, num_pairs, seed, pair_mode)
         device = _device(model)
         problems = planning_inputs(model, task.observation_from_state(start.to(device)),

@@ -1,7 +1,9 @@
 """Reports shared by the pipeline, diagnostics and benchmarks: summaries, markdown tables, figures."""
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -207,3 +209,53 @@ def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: st
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+_METHOD_ORDER = ("base", "online", "adversarial", "both")
+
+
+def load_raw_runs(folder: str | os.PathLike) -> tuple[list[dict], str]:
+    """The runs saved in a raw-results folder (``reproduce``'s unit files), in reproduce's order, and the protocol.
+
+    ``folder`` holds ``*.json`` unit files ``{"fingerprint": ..., "runs": [...]}``; the
+    runs are ordered by seed, then model (base, online, adversarial, both).
+    """
+    units = []
+    for path in sorted(Path(folder).glob("*.json")):
+        if path.name == "meta.json":
+            continue
+        saved = json.loads(path.read_text())
+        units.append((saved["fingerprint"]["unit_seed"], _METHOD_ORDER.index(saved["fingerprint"]["method"]),
+                      saved["fingerprint"].get("protocol", "ours"), saved["runs"]))
+    if not units:
+        raise FileNotFoundError(f"no unit result files in {str(folder)!r}")
+    protocols = {protocol for _, _, protocol, _ in units}
+    if len(protocols) != 1:
+        raise ValueError(f"{str(folder)!r} mixes protocols {sorted(protocols)}")
+    units.sort(key=lambda unit: unit[:2])
+    return [run for *_, runs in units for run in runs], protocols.pop()
+
+
+def table_from_raw(folder: str | os.PathLike) -> tuple[str, str]:
+    """``(table, claims)`` of a raw-results folder, exactly as ``reproduce`` prints them."""
+    runs, protocol = load_raw_runs(folder)
+    if protocol == "paper":
+        rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
+        return format_paper_table(rows), paper_protocol_claims(rows)
+    rows = summarize(runs)
+    return format_table(rows), paper_claims(rows)
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """``text`` with the block between ``<!-- table:name -->`` and ``<!-- /table:name -->`` set to ``content``."""
+    start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no block {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content.strip()}\n{end}{tail}"
+
+
+def block_names(text: str) -> list[str]:
+    """The names of the generated blocks in ``text``."""
+    return re.findall(r"<!-- table:([\w.-]+) -->", text)
