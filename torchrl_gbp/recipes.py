@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+# Evaluation-pair seeds: reported results use 1000 + k for the recipe's seeds k; choosing budgets, learning rates
+# or any other setting uses these, never the reported ones.
+REPORTED_PAIR_SEED_BASE = 1000
+TUNING_PAIR_SEEDS = (5000, 5001, 5002)
+
 
 @dataclass
 class Recipe:

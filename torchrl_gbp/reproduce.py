@@ -22,6 +22,7 @@ from .models import load_checkpoint
 from .models.checkpoint import read_checkpoint
 from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
 from .protocol import MODES, PAPER_PLANNERS, PROTOCOLS, evaluate_paper_cell, paper_settings, protocol_pairs
+from .recipes import REPORTED_PAIR_SEED_BASE
 from .reporting import (
     format_paper_table,
     format_table,
@@ -60,11 +61,11 @@ def run_unit(job: dict) -> list[dict]:
     for mode, name in unit_cells(job["protocol"], job["planners"], method in recipe.mppi_models):
         if job["protocol"] == "paper":
             settings = paper_settings(job["task"], job["quick"])
-            pairs = protocol_pairs(task, settings, recipe.episodes, 1000 + run_seed)
+            pairs = protocol_pairs(task, settings, recipe.episodes, REPORTED_PAIR_SEED_BASE + run_seed)
             metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=run_seed)
         else:
             metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
-                               seed=1000 + run_seed)
+                               seed=REPORTED_PAIR_SEED_BASE + run_seed)
         runs.append({"model": method, "mode": mode, "planner": name, "seed": run_seed, **metrics})
         if progress:
             print(f"  seed {run_seed} {method}/{mode}/{name}: success {100 * metrics['success_rate']:.1f}% "
