@@ -144,8 +144,9 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
     threads = max(1, cores // workers)
     started = not ray.is_initialized()
     if started:
+        # without an address, always a fresh local instance (never a cluster someone started with `ray start`)
         local = {} if ray_address else {"num_cpus": workers * threads}
-        ray.init(address=ray_address, include_dashboard=False, logging_level="ERROR", **local)
+        ray.init(address=ray_address or "local", include_dashboard=False, logging_level="ERROR", **local)
     try:
         unit = ray.remote(num_cpus=threads)(run_unit)
         return ray.get([unit.remote({**job, "threads": threads}) for job in jobs])
