@@ -8,5 +8,5 @@ to benchmarks/results/pusht.md.
 """
 from common import run_benchmark
 
-if __name__ == "__main__":  # worker processes import this module
+if __name__ == "__main__":
     run_benchmark("pusht")

@@ -7,5 +7,5 @@ to benchmarks/results/reacher.md. Needs the dm_control extra: pip install 'torch
 """
 from common import run_benchmark
 
-if __name__ == "__main__":  # worker processes import this module
+if __name__ == "__main__":
     run_benchmark("reacher")

@@ -7,5 +7,5 @@ to benchmarks/results/wall.md.
 """
 from common import run_benchmark
 
-if __name__ == "__main__":  # worker processes import this module
+if __name__ == "__main__":
     run_benchmark("wall")
