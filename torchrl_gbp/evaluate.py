@@ -92,19 +92,17 @@ def make_evaluation_env(task: Task, episodes: int, num_workers: int = 1) -> EnvB
     if episodes % num_workers:
         raise ValueError(f"episodes={episodes} must be a multiple of num_workers={num_workers}")
     per_worker = episodes // num_workers
-    return ParallelEnv(num_workers, _EnvFactory(task.name, per_worker), mp_start_method="spawn")
+    return ParallelEnv(num_workers, _EnvFactory(task, per_worker), mp_start_method="spawn")
 
 
 class _EnvFactory:
-    """A picklable ``make_env`` of a registered task (ParallelEnv workers build their own env)."""
+    """A picklable ``task.make_env`` (ParallelEnv workers build their own env from this very task, options included)."""
 
-    def __init__(self, task_name: str, num_envs: int) -> None:
-        self.task_name, self.num_envs = task_name, num_envs
+    def __init__(self, task: Task, num_envs: int) -> None:
+        self.task, self.num_envs = task, num_envs
 
     def __call__(self) -> EnvBase:
-        from .tasks import make_task
-
-        return make_task(self.task_name).make_env(num_envs=self.num_envs)
+        return self.task.make_env(num_envs=self.num_envs)
 
 
 def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
