@@ -26,7 +26,7 @@ from tensordict import TensorDict
 from .evaluate import episode_metrics, evaluate, evaluation_pairs
 from .planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from .tasks import Task
-from .tasks.env import ActionReplay
+from .tasks.env import replay_actions
 
 PROTOCOLS = ("ours", "paper")
 # Table 1's columns: plain SGD ("GD" in the paper), Adam, CEM, and MPPI as an extra.
@@ -131,10 +131,7 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
     seconds = time.perf_counter() - start
     actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
-    with torch.no_grad():
-        rollout = env.rollout(actions.shape[1], ActionReplay(actions, env.action_spec), tensordict=td,
-                              auto_reset=False, break_when_any_done=False)
-    metrics = episode_metrics(rollout)
+    metrics = episode_metrics(replay_actions(env, td, actions))
     metrics.update(plan_seconds=seconds, plan_seconds_per_env=seconds / episodes, planning_seconds_total=seconds,
                    planning_calls=1)
     return metrics

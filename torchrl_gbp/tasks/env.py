@@ -259,19 +259,29 @@ def execute_actions(
         (torch.Size([2, 2, 2]), torch.Size([2, 2, 2]), 1.0)
     """
     check_positive_int("record_every", record_every)
+    if env_actions.ndim == 3 and env_actions.shape[1] < record_every:
+        raise ValueError(f"env_actions has {env_actions.shape[1]} steps, fewer than record_every={record_every}")
+    pairs = TensorDict(start_state=start, goal_state=start if goal is None else goal, batch_size=env.batch_size)
+    rollout = replay_actions(env, env.reset(pairs, set_state=True), env_actions)
+    recorded = rollout["next"][:, record_every - 1::record_every]
+    return recorded["observation"], recorded["state"], rollout["action"]
+
+
+def replay_actions(env: GoalEnv, tensordict: TensorDictBase, env_actions: torch.Tensor) -> TensorDictBase:
+    """Roll ``env`` on from its reset ``tensordict`` through env actions ``(B, T, a)``, open loop.
+
+    ``env.rollout`` with an :class:`ActionReplay` policy (actions clamped into
+    the spec); returns the rollout ``(B, T)``. ``T`` may not exceed the task's
+    episode length.
+    """
     if env_actions.ndim != 3 or env_actions.shape[0] != env.batch_size[0]:
         raise ValueError(
             f"env_actions must have shape (num_envs={env.batch_size[0]}, T, action_dim), "
             f"got {tuple(env_actions.shape)}"
         )
     steps = env_actions.shape[1]
-    if steps < record_every:
-        raise ValueError(f"env_actions has {steps} steps, fewer than record_every={record_every}")
     if steps > env.task.episode_steps:
         raise ValueError(f"env_actions has {steps} steps, more than the task's episode of {env.task.episode_steps}")
-    pairs = TensorDict(start_state=start, goal_state=start if goal is None else goal, batch_size=env.batch_size)
-    policy = ActionReplay(env_actions, env.action_spec)
-    rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
-                          break_when_any_done=False)
-    recorded = rollout["next"][:, record_every - 1::record_every]
-    return recorded["observation"], recorded["state"], rollout["action"]
+    with torch.no_grad():
+        return env.rollout(steps, ActionReplay(env_actions, env.action_spec), tensordict=tensordict,
+                           auto_reset=False, break_when_any_done=False)
