@@ -147,64 +147,51 @@ class GoalReward(nn.Module):
         return -self.objective.step_costs(current.unsqueeze(-2), goal_latent), goal_latent
 
 
-class StateWorldModel(WorldModel):
-    """Encoder, action encoder and residual MLP predictor over state observations.
+class LatentWorldModel(WorldModel):
+    """What every world model of the package shares: TorchRL's ``WorldModel`` key layout and the plain-tensor verbs.
 
-    Two faces:
+    Subclasses give the observation encoder (observation -> flat latent
+    ``(..., latent_dim)``) and the predictor (latent history and action
+    embeddings -> next latent); the action embedding and normalisation, the
+    TensorDict face, :meth:`step` and :meth:`rollout` live here once, so
+    planners, synthesis and diagnostics never branch on the model kind.
 
-    * TensorDict (TorchRL's :class:`~torchrl.modules.WorldModel` layout):
-      ``"observation" -> "latent"``; ``("latent", "action") -> ("next", "latent")``;
-      ``(("next", "latent"), "goal_latent") -> ("next", "reward")`` (minus the
-      squared latent distance to the goal, with ``"goal_latent"`` carried to
-      ``"next"``) so TorchRL's ``WorldModelEnv`` and ``CEMPlanner`` can drive it.
-      ``"action"`` there is the normalised model action.
-    * plain tensors for hot loops: :meth:`encode`, :meth:`step`, :meth:`rollout`,
-      :meth:`embed_actions`, :meth:`predict` and the action (de)normalisation.
-
-    Normalisation statistics live in buffers; set them with :meth:`fit_normalization`.
-
-    Example:
-        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> z = model.encode(torch.zeros(4, 1, 2))             # (B, h, D)
-        >>> a_hist = torch.zeros(4, 0, model.action_dim)       # h - 1 past actions
-        >>> model.rollout(z, a_hist, torch.zeros(4, 5, model.action_dim)).shape
-        torch.Size([4, 5, 2])
+    Args:
+        config: the model's config (``obs_dim``, ``env_action_dim``, ``frameskip``,
+            ``num_hist``, ``action_embed_dim``, ``proprio_dim``, ``action_dim``, ``to_dict``).
+        encoder: module mapping observations ``(..., obs_dim)`` to latents ``(..., latent_dim)``.
+        latent_dim: size of one latent.
+        predictor: module ``(z_hist (..., h, D), e_hist (..., h, E)) -> (..., D)``.
+        observation_key: the TensorDict key of the observation.
     """
 
-    def __init__(self, config: WorldModelConfig, observation_key: str = "observation") -> None:
-        net = (IdentityEncoder(config.obs_dim) if config.encoder == "identity"
-               else MLPEncoder(config.obs_dim, config.latent_dim))
-        predictor = ResidualMLPPredictor(net.latent_dim, config.action_embed_dim, config.num_hist,
-                                         config.hidden_dim, config.depth)
+    def __init__(self, config, encoder: nn.Module, latent_dim: int, predictor: nn.Module,
+                 observation_key: str = "observation") -> None:
         super().__init__(
-            encoder=TensorDictModule(NormalizedEncoder(config.obs_dim, net),
-                                     in_keys=[observation_key], out_keys=["latent"]),
+            encoder=TensorDictModule(encoder, in_keys=[observation_key], out_keys=["latent"]),
             dynamics=TensorDictModule(LatentDynamics(config.action_dim, config.action_embed_dim, predictor,
                                                      config.num_hist),
                                       in_keys=["latent", "action"], out_keys=[("next", "latent")]),
-            reward_head=TensorDictModule(GoalReward(config.num_hist, GoalCost(proprio_dim=config.proprio_dim)), in_keys=[("next", "latent"), "goal_latent"],
+            reward_head=TensorDictModule(GoalReward(config.num_hist, GoalCost(proprio_dim=config.proprio_dim)),
+                                         in_keys=[("next", "latent"), "goal_latent"],
                                          out_keys=[("next", "reward"), ("next", "goal_latent")]),
         )
         self.config = config
-        self.latent_dim = net.latent_dim
+        self.latent_dim = latent_dim
         self.action_normalizer = Normalizer(config.action_dim)
-        self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None
+        # a decoder trained with the encoder (the loss adds a reconstruction term); None: the encoder is fixed
+        self.state_decoder: nn.Module | None = None
 
     # ----------------------------------------------------------------- parts
     @property
-    def state_encoder(self) -> NormalizedEncoder:
-        """Observation normaliser and encoder network."""
+    def state_encoder(self) -> nn.Module:
+        """The observation encoder (normalisation included)."""
         return self.encoder.module
 
     @property
     def latent_dynamics(self) -> LatentDynamics:
         """Action encoder and predictor."""
         return self.dynamics.module
-
-    @property
-    def obs_normalizer(self) -> Normalizer:
-        """Observation statistics."""
-        return self.state_encoder.normalizer
 
     @property
     def predictor(self) -> nn.Module:
@@ -232,11 +219,6 @@ class StateWorldModel(WorldModel):
         return self.config.frameskip
 
     # ---------------------------------------------------------- normalisation
-    def fit_normalization(self, observations: torch.Tensor, model_actions: torch.Tensor) -> None:
-        """Set observation and model-action statistics from dataset tensors."""
-        self.obs_normalizer.fit(observations)
-        self.action_normalizer.fit(model_actions)
-
     def normalize_action(self, action: torch.Tensor) -> torch.Tensor:
         """Env-unit model action ``(..., action_dim)`` -> normalised action."""
         return self.action_normalizer.normalize(action)
@@ -260,20 +242,13 @@ class StateWorldModel(WorldModel):
 
     # ------------------------------------------------------ plain-tensor verbs
     def encode(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
-        """Observation ``(..., obs_dim)`` -> latent ``(..., latent_dim)``.
+        """Observation ``(..., obs_dim)`` -> latent ``(..., latent_dim)`` (plain tensors, batched).
 
         Given a TensorDict, writes ``"latent"`` as TorchRL's ``WorldModel.encode`` does.
         """
         if isinstance(obs, TensorDictBase):
             return super().encode(obs)
         return self.state_encoder(obs)
-
-    def decode(self, z: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
-        """Latent ``(..., latent_dim)`` -> raw observation (exact for the identity encoder)."""
-        if isinstance(z, TensorDictBase):
-            raise TypeError("StateWorldModel.decode takes a latent tensor, not a TensorDict")
-        normalized = z if self.state_decoder is None else self.state_decoder(z)
-        return self.obs_normalizer.denormalize(normalized)
 
     def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
         """Normalised model action ``(..., action_dim)`` -> embedding ``(..., action_embed_dim)``."""
@@ -322,3 +297,53 @@ class StateWorldModel(WorldModel):
             window = torch.stack(frames[-h:], dim=-2)
             frames.append(self.predict(window, embeddings[..., t:t + h, :]))
         return torch.stack(frames[h:], dim=-2)
+
+
+class StateWorldModel(LatentWorldModel):
+    """Encoder, action encoder and residual MLP predictor over state observations.
+
+    Two faces:
+
+    * TensorDict (TorchRL's :class:`~torchrl.modules.WorldModel` layout):
+      ``"observation" -> "latent"``; ``("latent", "action") -> ("next", "latent")``;
+      ``(("next", "latent"), "goal_latent") -> ("next", "reward")`` (minus the
+      squared latent distance to the goal, with ``"goal_latent"`` carried to
+      ``"next"``) so TorchRL's ``WorldModelEnv`` and ``CEMPlanner`` can drive it.
+      ``"action"`` there is the normalised model action.
+    * plain tensors for hot loops: :meth:`encode`, :meth:`step`, :meth:`rollout`,
+      :meth:`embed_actions`, :meth:`predict` and the action (de)normalisation.
+
+    Normalisation statistics live in buffers; set them with :meth:`fit_normalization`.
+
+    Example:
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> z = model.encode(torch.zeros(4, 1, 2))             # (B, h, D)
+        >>> a_hist = torch.zeros(4, 0, model.action_dim)       # h - 1 past actions
+        >>> model.rollout(z, a_hist, torch.zeros(4, 5, model.action_dim)).shape
+        torch.Size([4, 5, 2])
+    """
+
+    def __init__(self, config: WorldModelConfig, observation_key: str = "observation") -> None:
+        net = (IdentityEncoder(config.obs_dim) if config.encoder == "identity"
+               else MLPEncoder(config.obs_dim, config.latent_dim))
+        predictor = ResidualMLPPredictor(net.latent_dim, config.action_embed_dim, config.num_hist,
+                                         config.hidden_dim, config.depth)
+        super().__init__(config, NormalizedEncoder(config.obs_dim, net), net.latent_dim, predictor, observation_key)
+        self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None
+
+    @property
+    def obs_normalizer(self) -> Normalizer:
+        """Observation statistics."""
+        return self.state_encoder.normalizer
+
+    def fit_normalization(self, observations: torch.Tensor, model_actions: torch.Tensor) -> None:
+        """Set observation and model-action statistics from dataset tensors."""
+        self.obs_normalizer.fit(observations)
+        self.action_normalizer.fit(model_actions)
+
+    def decode(self, z: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
+        """Latent ``(..., latent_dim)`` -> raw observation (exact for the identity encoder)."""
+        if isinstance(z, TensorDictBase):
+            raise TypeError("StateWorldModel.decode takes a latent tensor, not a TensorDict")
+        normalized = z if self.state_decoder is None else self.state_decoder(z)
+        return self.obs_normalizer.denormalize(normalized)
