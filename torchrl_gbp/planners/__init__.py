@@ -8,12 +8,14 @@ from .factory import (
     model_action_bounds,
 )
 from .gradient import GradientPlanner
+from .hybrid import GradientCEMPlanner
 from .objectives import GoalCost
 from .policy import MPCPolicy
-from .sampling import CrossEntropyPlanner, PathIntegralPlanner, SamplingPlanner
+from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
     "env_action_bounds", "fresh_episode_history", "make_planner", "model_action_bounds", "planning_inputs",
     "PlanResult", "Planner", "SamplingPlanner", "SearchBudget", "BudgetClock",
+    "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
 ]

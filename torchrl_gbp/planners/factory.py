@@ -8,11 +8,13 @@ from torchrl.data import Bounded, Composite, TensorSpec
 from .base import Planner
 from .budget import SearchBudget
 from .gradient import GradientPlanner
+from .hybrid import GradientCEMPlanner
 from .objectives import GoalCost
-from .sampling import CrossEntropyPlanner, PathIntegralPlanner
+from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner
 
 PLANNER_CLASSES: dict[str, type[Planner]] = {
     "gd": GradientPlanner, "cem": CrossEntropyPlanner, "mppi": PathIntegralPlanner,
+    "icem": ImprovedCEMPlanner, "gd_cem": GradientCEMPlanner,
 }
 
 
@@ -51,7 +53,8 @@ def model_action_bounds(world_model, action_spec: TensorSpec,
 
 def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost | None = None,
                  action_spec: TensorSpec | None = None, **kwargs) -> Planner:
-    """Build planner ``name`` (``"gd"``, ``"cem"`` or ``"mppi"``) on ``world_model``.
+    """Build planner ``name`` (a key of :data:`PLANNER_CLASSES`: ``"gd"``, ``"cem"``, ``"mppi"``, ``"icem"``,
+    ``"gd_cem"``) on ``world_model``.
 
     With ``action_spec`` the planner's actions are bounded to it (unless
     ``kwargs`` give ``action_low``/``action_high``). Other ``kwargs`` go to the

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .base import Planner, PlanResult, gaussian
-from .budget import SearchBudget
+from .budget import BudgetClock, SearchBudget
 from .objectives import GoalCost
 
 
@@ -86,8 +86,17 @@ class GradientPlanner(Planner):
     def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
         """Run up to ``steps`` optimiser steps on all restarts at once."""
         clock = self.budget.start()
+        starts = self.initial_actions(init, z_hist.shape[0], z_hist, generator)
+        result = self.descend(z_hist, a_hist, z_goal, starts, generator, clock)
+        self.last_clock = clock
+        return result
+
+    def descend(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor, starts: torch.Tensor,
+                generator: torch.Generator | None, clock: BudgetClock) -> PlanResult:
+        """Up to ``steps`` optimiser steps under ``clock`` from ``starts`` ``(B, R, H, A)`` (one search per restart);
+        the cheapest plan any restart reached, the starts included."""
         batch = z_hist.shape[0]
-        actions = self.initial_actions(init, batch, z_hist, generator).requires_grad_(True)
+        actions = starts.detach().clone().requires_grad_(True)
         optimizer = self.optimizer([actions], lr=self.lr, **self.optimizer_kwargs)
         best_actions = actions.detach().clone()
         best_cost = torch.full(best_actions.shape[:2], float("inf"), dtype=z_hist.dtype, device=z_hist.device)
@@ -106,7 +115,6 @@ class GradientPlanner(Planner):
                     actions.copy_(self.project(actions))
                 if clock.should_stop(best_cost):
                     break
-        self.last_clock = clock
         with torch.no_grad():
             self._keep_best(actions, self.score(z_hist, a_hist, z_goal, actions), best_actions, best_cost)
             cost, restart = best_cost.min(dim=1)
