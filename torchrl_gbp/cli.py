@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task(p)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
-    p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(PLANNERS))
+    p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(pipeline.PLANNERS),
+                   help=f"planners to compare (default: {' '.join(pipeline.PLANNERS)})")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
                    help="finetuning methods to compare with the base model (none: base model only)")
     p.add_argument("--backend", choices=BACKENDS, default="serial",

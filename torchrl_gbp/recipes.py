@@ -14,9 +14,10 @@ TUNING_PAIR_SEEDS = (5000, 5001, 5002)
 class Recipe:
     """Defaults for one task: data, model, training and planner budgets.
 
-    ``planner_kwargs`` maps a planner name (``"gd"``, ``"cem"``, ``"mppi"``) to
-    constructor arguments of :class:`GradientPlanner`, :class:`CrossEntropyPlanner`
-    or :class:`PathIntegralPlanner`.
+    ``planner_kwargs`` maps a planner name (``"gd"``, ``"cem"``, ``"mppi"``, ``"icem"``, ``"gd_cem"``) to
+    constructor arguments of :class:`GradientPlanner`, :class:`CrossEntropyPlanner`,
+    :class:`PathIntegralPlanner`, :class:`ImprovedCEMPlanner` or :class:`GradientCEMPlanner`; a planner
+    missing from it gets its class's defaults.
     """
 
     num_trajectories: int = 2000
@@ -31,6 +32,8 @@ class Recipe:
         "gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
         "cem": {"samples": 300, "elites": 30, "iterations": 30},
         "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
+        "icem": {"samples": 300, "elites": 30, "iterations": 10},
+        "gd_cem": {"samples": 300, "elites": 30, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003},
     })
     episodes: int = 50
     finetune_steps: int = 1000
@@ -46,8 +49,11 @@ class Recipe:
     def quick(self) -> Recipe:
         """A smaller run of the same recipe (minutes, not tens of minutes); ``quick_overrides`` apply last."""
         budgets = {k: dict(v) for k, v in self.planner_kwargs.items()}
-        for name in ("cem", "mppi"):
-            budgets[name].update(samples=100, elites=10, iterations=10)
+        for name in ("cem", "mppi", "icem"):
+            if name in budgets:
+                budgets[name].update(samples=100, elites=10, iterations=10)
+        if "gd_cem" in budgets:
+            budgets["gd_cem"].update(samples=100, elites=10)
         online = {**self.online, "planner_steps": 30}
         smaller = dict(num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets,
                        finetune_steps=200, online=online, seeds=(0,))
@@ -56,8 +62,9 @@ class Recipe:
 
 def smoke_overrides(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
                     batch_size: int | None = None, init_std: float | None = None) -> dict:
-    """``quick_overrides`` for a smoke-sized run of a slow task: 4 episodes, 10 finetuning steps, CEM/MPPI at
-    30 samples x 5 elites x 3 iterations (``init_std`` when given), 5-step online synthesis every 5 batches.
+    """``quick_overrides`` for a smoke-sized run of a slow task: 4 episodes, 10 finetuning steps, CEM/MPPI/iCEM
+    at 30 samples x 5 elites x 3 iterations (``init_std`` when given; GD-CEM's CEM stage too, then ``gd_steps``),
+    5-step online synthesis every 5 batches.
 
     Example:
         >>> smoke_overrides(100, 100)["planner_kwargs"]["cem"]
@@ -67,7 +74,8 @@ def smoke_overrides(num_trajectories: int, train_steps: int, gd_steps: int = 10,
     overrides = {"num_trajectories": num_trajectories, "train_steps": train_steps, "episodes": 4,
                  "finetune_steps": 10,
                  "planner_kwargs": {"gd": {"steps": gd_steps, "lr": 0.2}, "cem": sampling,
-                                    "mppi": {**sampling, "temperature": 0.05}},
+                                    "mppi": {**sampling, "temperature": 0.05}, "icem": sampling,
+                                    "gd_cem": {**sampling, "steps": gd_steps, "lr": 0.2}},
                  "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5,
                             "planner_lr": 0.3}}
     return overrides if batch_size is None else {**overrides, "batch_size": batch_size}
