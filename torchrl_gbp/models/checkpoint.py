@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from .world_model import StateWorldModel, WorldModelConfig
+from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig
+from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
 
 FORMAT_VERSION = 1
 
@@ -33,7 +35,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict | None = None,
+# checkpoint "kind" -> (model class, config class)
+MODEL_KINDS = {"state": (StateWorldModel, WorldModelConfig), "pixel": (PixelWorldModel, PixelWorldModelConfig)}
+
+
+def model_kind(model: LatentWorldModel) -> str:
+    """The checkpoint ``kind`` of a world model (``"state"`` or ``"pixel"``)."""
+    for kind, (cls, _) in MODEL_KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"cannot checkpoint a {type(model).__name__}; expected one of "
+                    f"{[cls.__name__ for cls, _ in MODEL_KINDS.values()]}")
+
+
+def save_checkpoint(path: str | os.PathLike, model: LatentWorldModel, extra: dict | None = None,
                     training: dict | None = None) -> None:
     """Save weights, normalisation statistics (buffers) and config atomically.
 
@@ -42,7 +57,7 @@ def save_checkpoint(path: str | os.PathLike, model: StateWorldModel, extra: dict
     :func:`~torchrl_gbp.train.train_world_model`).
     """
     atomic_torch_save(
-        {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+        {"format_version": FORMAT_VERSION, "kind": model_kind(model), "config": model.config.to_dict(),
          "observation_key": model.encoder.in_keys[0],
          "state_dict": model.state_dict(), "extra": dict(extra or {}), "training": training},
         path,
@@ -71,16 +86,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[StateWorldModel, dict]:
-    """Rebuild the saved model; returns ``(model, extra)``."""
+def load_checkpoint(path: str | os.PathLike, image_encoder: nn.Module | None = None) -> tuple[LatentWorldModel, dict]:
+    """Rebuild the saved model (state or pixel); returns ``(model, extra)``.
+
+    ``image_encoder``: the module of a pixel model saved with a ``"custom"``
+    encoder (its weights are restored from the checkpoint).
+    """
     payload = read_checkpoint(path)
-    model = StateWorldModel(WorldModelConfig.from_dict(payload["config"]),
-                            observation_key=payload.get("observation_key", "observation"))
+    kind = payload.get("kind", "state")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"checkpoint {str(path)!r} holds a model of kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+    model_class, config_class = MODEL_KINDS[kind]
+    config = config_class.from_dict(payload["config"])
+    key = payload.get("observation_key", "observation")
+    model = (model_class(config, observation_key=key) if kind == "state"
+             else model_class(config, image_encoder=image_encoder, observation_key=key))
     model.load_state_dict(payload["state_dict"])
     return model, payload["extra"]
 
 
-def load_weights_into(model: StateWorldModel, path: str | os.PathLike) -> dict:
+def load_weights_into(model: LatentWorldModel, path: str | os.PathLike) -> dict:
     """Load a checkpoint into an existing model; a different config raises naming the fields.
 
     Returns the checkpoint's ``extra`` dict.

@@ -1,0 +1,208 @@
+"""Frozen image encoders: images ``(B, 3, H, W)`` in ``[0, 1]`` -> patch tokens ``(B, N, D)``.
+
+Any module with that contract plugs into :class:`~torchrl_gbp.models.PixelWorldModel`
+(the encoder hook). Two are built in:
+
+* :class:`PatchAutoencoder`, the offline default: a small convolutional patch
+  autoencoder trained on the task's own images (:func:`fit_patch_autoencoder`)
+  and then frozen. It stands in for DINOv2 where no pretrained weights exist.
+* :class:`DINOv2Encoder`, an adapter over Hugging Face ``transformers``'
+  ``Dinov2Model`` (optional extra ``dinov2``) that loads weights from a local
+  folder; never downloads.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from torchrl_gbp.checks import check_positive_int
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Turn off gradients and put ``module`` in eval mode; returns it."""
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def images_to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images ``(..., H, W, 3)`` (TorchRL's pixel layout) -> float ``(N, 3, H, W)`` in ``[0, 1]``."""
+    if images.shape[-1] != 3:
+        raise ValueError(f"images must be channels-last (..., H, W, 3), got shape {tuple(images.shape)}")
+    return images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+
+
+class PatchAutoencoder(nn.Module):
+    """Convolutional patch autoencoder: ``(B, 3, S, S)`` -> ``(S / patch)^2`` tokens of ``token_dim``.
+
+    Each token sees its patch through a strided convolution, then its
+    neighbours through one 3x3 convolution on the token grid. The decoder
+    (transposed convolutions) exists to train the encoder and to look at
+    predictions; planning never uses it.
+
+    Example:
+        >>> ae = PatchAutoencoder(image_size=32, patch_size=8, token_dim=6)
+        >>> tokens = ae(torch.rand(2, 3, 32, 32))
+        >>> tokens.shape, ae.decode(tokens).shape
+        (torch.Size([2, 16, 6]), torch.Size([2, 3, 32, 32]))
+    """
+
+    def __init__(self, image_size: int = 64, patch_size: int = 16, token_dim: int = 16, hidden_dim: int = 64) -> None:
+        super().__init__()
+        for name, value in (("image_size", image_size), ("patch_size", patch_size), ("token_dim", token_dim),
+                            ("hidden_dim", hidden_dim)):
+            check_positive_int(name, value)
+        if image_size % patch_size:
+            raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
+        self.image_size, self.patch_size, self.token_dim = image_size, patch_size, token_dim
+        self.grid = image_size // patch_size
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, hidden_dim, patch_size, stride=patch_size), nn.GELU(),
+            nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1), nn.GELU(),
+            nn.Conv2d(hidden_dim, token_dim, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(token_dim, hidden_dim, 3, padding=1), nn.GELU(),
+            nn.Conv2d(hidden_dim, hidden_dim, 1), nn.GELU(),
+            nn.ConvTranspose2d(hidden_dim, 3, patch_size, stride=patch_size),
+        )
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image."""
+        return self.grid * self.grid
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, S, S)`` in ``[0, 1]`` -> tokens ``(B, N, token_dim)``."""
+        if images.shape[-3:] != (3, self.image_size, self.image_size):
+            raise ValueError(f"PatchAutoencoder expects images (B, 3, {self.image_size}, {self.image_size}), "
+                             f"got {tuple(images.shape)}")
+        return self.encoder(images * 2 - 1).flatten(2).transpose(1, 2)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, N, token_dim)`` -> images ``(B, 3, S, S)`` in ``[0, 1]``."""
+        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], self.token_dim, self.grid, self.grid)
+        return torch.sigmoid(self.decoder(grid))
+
+
+def fit_patch_autoencoder(autoencoder: PatchAutoencoder, images: torch.Tensor, steps: int = 500,
+                          batch_size: int = 64, lr: float = 1e-3, generator: torch.Generator | None = None) -> list[float]:
+    """Train ``autoencoder`` to reconstruct ``images`` (uint8 ``(N, S, S, 3)``, memory-mapped is fine), then freeze it.
+
+    Batches are read by index, so a memory-mapped image dataset is never loaded
+    whole. Returns the per-step reconstruction losses.
+
+    Example:
+        >>> ae = PatchAutoencoder(image_size=16, patch_size=8, token_dim=4, hidden_dim=8)
+        >>> losses = fit_patch_autoencoder(ae, torch.zeros(10, 16, 16, 3, dtype=torch.uint8), steps=3, batch_size=4)
+        >>> len(losses), ae.training, any(p.requires_grad for p in ae.parameters())
+        (3, False, False)
+    """
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be uint8 (N, S, S, 3), got {images.dtype} {tuple(images.shape)}")
+    autoencoder.train().requires_grad_(True)
+    optimizer = torch.optim.Adam(autoencoder.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        index = torch.randint(images.shape[0], (batch_size,), generator=generator)
+        batch = images_to_unit(images[index.sort().values])
+        loss = F.mse_loss(autoencoder.decode(autoencoder(batch)), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    freeze(autoencoder)
+    return losses
+
+
+class DINOv2Encoder(nn.Module):
+    """Frozen DINOv2 patch tokens through Hugging Face ``transformers`` (optional extra ``dinov2``).
+
+    Images are resized to ``input_size`` (a multiple of the patch size),
+    normalised with ImageNet statistics and encoded; the class token is
+    dropped. ``pooled_grid`` average-pools the patch grid to
+    ``pooled_grid x pooled_grid`` tokens (fewer tokens keep planning cheap on
+    a CPU; ``None`` keeps all).
+
+    Build it from local weights with :meth:`from_pretrained` (a folder written by
+    ``save_pretrained``; nothing is downloaded) or from a config dict with
+    :meth:`from_config` (random weights: a stand-in for tests).
+
+    Example:
+        >>> enc = DINOv2Encoder.from_config({"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+        ...                                  "intermediate_size": 32, "patch_size": 7, "image_size": 28},
+        ...                                 input_size=28)
+        >>> enc(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 16, 16])
+    """
+
+    def __init__(self, model: nn.Module, input_size: int = 224, pooled_grid: int | None = None) -> None:
+        super().__init__()
+        patch = int(model.config.patch_size)
+        if input_size % patch:
+            raise ValueError(f"input_size={input_size} must be a multiple of the DINOv2 patch size {patch}")
+        grid = input_size // patch
+        if pooled_grid is not None and (pooled_grid < 1 or grid % pooled_grid):
+            raise ValueError(f"pooled_grid={pooled_grid} must divide the patch grid {grid} (input {input_size})")
+        self.model = freeze(model)
+        self.input_size, self.grid, self.pooled_grid = input_size, grid, pooled_grid
+        self.token_dim = int(model.config.hidden_size)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @staticmethod
+    def _transformers():
+        try:
+            import transformers
+        except ImportError as error:
+            raise ImportError("DINOv2Encoder needs Hugging Face transformers: pip install 'torchrl_gbp[dinov2]'") from error
+        return transformers
+
+    @classmethod
+    def from_config(cls, config: dict, input_size: int = 224, pooled_grid: int | None = None) -> DINOv2Encoder:
+        """A randomly initialised DINOv2 of the given ``transformers.Dinov2Config`` fields (tests, shapes)."""
+        transformers = cls._transformers()
+        return cls(transformers.Dinov2Model(transformers.Dinov2Config(**config)), input_size, pooled_grid)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, input_size: int = 224,
+                        pooled_grid: int | None = None) -> DINOv2Encoder:
+        """Load weights from a local folder (``config.json`` + weights); a missing folder raises naming it."""
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"DINOv2 weights folder {str(path)!r} does not exist (give a local folder "
+                                    f"written by Dinov2Model.save_pretrained; nothing is downloaded)")
+        model = cls._transformers().Dinov2Model.from_pretrained(path, local_files_only=True)
+        return cls(model, input_size, pooled_grid)
+
+    def config_dict(self) -> dict:
+        """What :meth:`from_config` needs to rebuild this encoder's architecture (weights travel separately)."""
+        return {"config": self.model.config.to_diff_dict(), "input_size": self.input_size,
+                "pooled_grid": self.pooled_grid}
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image."""
+        side = self.grid if self.pooled_grid is None else self.pooled_grid
+        return side * side
+
+    def train(self, mode: bool = True) -> DINOv2Encoder:
+        """The backbone stays in eval mode: it is frozen."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in ``[0, 1]`` -> patch tokens ``(B, N, hidden_size)``."""
+        x = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        tokens = self.model(pixel_values=(x - self.mean) / self.std).last_hidden_state[:, 1:]
+        if self.pooled_grid is None:
+            return tokens
+        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], self.token_dim, self.grid, self.grid)
+        return F.adaptive_avg_pool2d(grid, self.pooled_grid).flatten(2).transpose(1, 2)

@@ -1,0 +1,210 @@
+"""A DINO-WM-style pixel world model: frozen image encoder, frame-causal token predictor, same verbs as state models."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from torchrl_gbp.checks import check_positive_int
+
+from .image_encoders import DINOv2Encoder, PatchAutoencoder, freeze, images_to_unit
+from .normalization import Normalizer
+from .predictors import FrameCausalTransformerPredictor
+from .world_model import LatentWorldModel
+
+ENCODERS = ("patch", "dinov2", "custom")
+
+
+def pixel_observation_dim(image_size: int, proprio_dim: int) -> int:
+    """Size of a pixel observation: ``image_size ** 2 * 3`` image values followed by ``proprio_dim`` proprio entries."""
+    return image_size * image_size * 3 + proprio_dim
+
+
+@dataclass
+class PixelWorldModelConfig:
+    """Everything needed to rebuild a :class:`PixelWorldModel` (the encoder's weights travel in its state dict).
+
+    A pixel observation is one flat vector: the ``(image_size, image_size, 3)``
+    uint8 image's values (0..255, as floats) followed by ``proprio_dim``
+    proprio entries (:class:`~torchrl_gbp.tasks.PixelTask` writes it; datasets
+    keep ``"pixels"`` uint8 and ``"proprio"`` apart and pack them per batch).
+
+    Args:
+        image_size: square image side.
+        proprio_dim: proprio entries (the latent's trailing part, weighted by
+            ``alpha`` in goal costs and perturbed at the proprio radius).
+        env_action_dim, frameskip, num_hist: as in :class:`WorldModelConfig`.
+        encoder: ``"patch"`` (:class:`PatchAutoencoder`, trained on the task's
+            images and frozen), ``"dinov2"`` (:class:`DINOv2Encoder`) or
+            ``"custom"`` (a module given to the model; give it again on loading).
+        encoder_options: the encoder's constructor arguments (``"patch"``:
+            ``patch_size``, ``token_dim``, ``hidden_dim``; ``"dinov2"``:
+            :meth:`DINOv2Encoder.config_dict`).
+        action_embed_dim, proprio_embed_dim: embedding sizes concatenated to every token.
+        hidden_dim, depth, heads: predictor transformer width, layers, heads.
+    """
+
+    image_size: int
+    proprio_dim: int
+    env_action_dim: int
+    frameskip: int = 5
+    num_hist: int = 3
+    encoder: str = "patch"
+    encoder_options: dict = field(default_factory=lambda: {"patch_size": 16, "token_dim": 16, "hidden_dim": 64})
+    action_embed_dim: int = 10
+    proprio_embed_dim: int = 8
+    hidden_dim: int = 64
+    depth: int = 2
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "env_action_dim", "frameskip", "num_hist", "action_embed_dim",
+                     "proprio_embed_dim", "hidden_dim", "depth", "heads"):
+            check_positive_int(f"PixelWorldModelConfig.{name}", getattr(self, name))
+        if self.proprio_dim < 0:
+            raise ValueError(f"PixelWorldModelConfig.proprio_dim must be >= 0, got {self.proprio_dim}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"PixelWorldModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+
+    @property
+    def obs_dim(self) -> int:
+        """Size of one packed pixel observation."""
+        return pixel_observation_dim(self.image_size, self.proprio_dim)
+
+    @property
+    def action_dim(self) -> int:
+        """Size of one model action (a frameskip block of env actions)."""
+        return self.env_action_dim * self.frameskip
+
+    def to_dict(self) -> dict:
+        """A plain dict for checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PixelWorldModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown PixelWorldModelConfig keys {sorted(unknown)}; expected a subset of "
+                             f"{sorted(known)}")
+        return cls(**data)
+
+
+def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:
+    """The frozen image encoder named by ``config.encoder`` (``"custom"`` has none to build)."""
+    if config.encoder == "patch":
+        return freeze(PatchAutoencoder(config.image_size, **config.encoder_options))
+    if config.encoder == "dinov2":
+        options = dict(config.encoder_options)
+        return DINOv2Encoder.from_config(options.pop("config"), **options)
+    raise ValueError("PixelWorldModelConfig.encoder='custom' needs the encoder module: pass image_encoder=...")
+
+
+class PixelObservationEncoder(nn.Module):
+    """Packed pixel observation -> flat latent: normalised frozen-encoder tokens, then normalised proprio.
+
+    The image encoder runs without gradients (it is frozen and nothing
+    differentiates through images); its tokens are z-scored per channel with
+    dataset statistics so every latent entry has unit scale.
+    """
+
+    def __init__(self, image_size: int, proprio_dim: int, image_encoder: nn.Module) -> None:
+        super().__init__()
+        self.image_size, self.proprio_dim = image_size, proprio_dim
+        self.image_values = image_size * image_size * 3
+        self.image_encoder = freeze(image_encoder)
+        with torch.no_grad():
+            probe = image_encoder(torch.zeros(1, 3, image_size, image_size))
+        if probe.ndim != 3:
+            raise ValueError(f"the image encoder must map (B, 3, H, W) to tokens (B, N, D), got {tuple(probe.shape)}")
+        self.num_tokens, self.token_dim = probe.shape[1], probe.shape[2]
+        self.latent_dim = self.num_tokens * self.token_dim + proprio_dim
+        self.token_normalizer = Normalizer(self.token_dim)
+        self.proprio_normalizer = Normalizer(proprio_dim)
+
+    def train(self, mode: bool = True) -> PixelObservationEncoder:
+        """The image encoder stays in eval mode: it is frozen."""
+        super().train(mode)
+        self.image_encoder.eval()
+        return self
+
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw frozen-encoder tokens of uint8-valued images ``(..., S, S, 3)`` -> ``(..., N, D)``."""
+        with torch.no_grad():
+            out = self.image_encoder(images_to_unit(images))
+        return out.reshape(*images.shape[:-3], self.num_tokens, self.token_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(..., obs_dim)`` -> ``(..., N * D + proprio_dim)``."""
+        if obs.shape[-1] != self.image_values + self.proprio_dim:
+            raise ValueError(f"pixel observation must have last dimension {self.image_values + self.proprio_dim} "
+                             f"({self.image_size}x{self.image_size}x3 image values + {self.proprio_dim} proprio), "
+                             f"got shape {tuple(obs.shape)}")
+        images = obs[..., :self.image_values].reshape(*obs.shape[:-1], self.image_size, self.image_size, 3)
+        tokens = self.token_normalizer.normalize(self.tokens(images)).flatten(-2)
+        proprio = self.proprio_normalizer.normalize(obs[..., self.image_values:])
+        return torch.cat([tokens, proprio], dim=-1)
+
+
+class PixelWorldModel(LatentWorldModel):
+    """Frozen image encoder + frame-causal transformer predictor over its patch tokens (DINO-WM's layout).
+
+    The latent of one frame is flat: ``num_tokens * token_dim`` normalised
+    visual entries then ``proprio_dim`` normalised proprio entries, so goal
+    costs (``alpha`` on the proprio part), planners, both synthesis transforms
+    and diagnostics use it through the same verbs as a state model
+    (:meth:`encode`, :meth:`step`, :meth:`rollout`, action normalisation) and
+    TorchRL's ``WorldModel`` key layout.
+
+    Args:
+        config: the model's :class:`PixelWorldModelConfig`.
+        image_encoder: the frozen encoder hook (any module from images
+            ``(B, 3, H, W)`` in ``[0, 1]`` to tokens ``(B, N, D)``); built from
+            ``config`` when omitted.
+        observation_key: the TensorDict key of the packed observation.
+
+    Example:
+        >>> config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2, num_hist=2,
+        ...                                encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8})
+        >>> model = PixelWorldModel(config)
+        >>> z = model.encode(torch.zeros(3, 2, config.obs_dim))          # (B, h, N * D + P)
+        >>> z.shape, model.rollout(z, torch.zeros(3, 1, 10), torch.zeros(3, 5, 10)).shape
+        (torch.Size([3, 2, 18]), torch.Size([3, 5, 18]))
+    """
+
+    def __init__(self, config: PixelWorldModelConfig, image_encoder: nn.Module | None = None,
+                 observation_key: str = "observation") -> None:
+        encoder = PixelObservationEncoder(config.image_size, config.proprio_dim,
+                                          build_image_encoder(config) if image_encoder is None else image_encoder)
+        predictor = FrameCausalTransformerPredictor(
+            encoder.num_tokens, encoder.token_dim, config.proprio_dim, config.action_embed_dim, config.num_hist,
+            config.hidden_dim, config.depth, config.heads, config.proprio_embed_dim)
+        super().__init__(config, encoder, encoder.latent_dim, predictor, observation_key)
+
+    @property
+    def image_encoder(self) -> nn.Module:
+        """The frozen image encoder."""
+        return self.state_encoder.image_encoder
+
+    def fit_normalization(self, images: torch.Tensor, proprio: torch.Tensor, model_actions: torch.Tensor) -> None:
+        """Token statistics from uint8 ``images`` ``(..., S, S, 3)`` (a sample of the dataset), proprio
+        statistics from ``proprio`` ``(..., proprio_dim)`` and model-action statistics."""
+        encoder = self.state_encoder
+        encoder.token_normalizer.fit(encoder.tokens(images))
+        encoder.proprio_normalizer.fit(proprio)
+        self.action_normalizer.fit(model_actions)
+
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(..., L)`` -> images ``(..., S, S, 3)`` in ``[0, 1]`` through the encoder's decoder.
+
+        For looking at predictions only; planning never decodes. Needs an
+        image encoder with a ``decode`` method (the built-in patch autoencoder).
+        """
+        encoder = self.state_encoder
+        if not hasattr(encoder.image_encoder, "decode"):
+            raise TypeError(f"the image encoder {type(encoder.image_encoder).__name__} has no decoder")
+        visual = z[..., :encoder.num_tokens * encoder.token_dim].reshape(-1, encoder.num_tokens, encoder.token_dim)
+        images = encoder.image_encoder.decode(encoder.token_normalizer.denormalize(visual))
+        return images.permute(0, 2, 3, 1).reshape(*z.shape[:-1], *images.shape[-2:], 3)
