@@ -33,6 +33,13 @@ class Task(abc.ABC):
         observation_bounds: ``(low, high)`` of observations, or ``None`` if unbounded.
         pair_modes: the (start, goal) sampling modes :meth:`sample_start_goal` knows.
         pair_mode: the default one (set per instance).
+        proprio_dim: size of :meth:`proprio_from_state`'s output (tasks with pixels).
+
+    Pixels: :meth:`render` draws states as uint8 images (TorchRL's layout,
+    channels last) and :meth:`proprio_from_state` gives the agent's
+    proprioception beside them, as DINO-WM uses it; a goal image is
+    ``render(goal_state)``. The four built-in tasks implement both; a task
+    without them raises ``NotImplementedError`` naming itself.
     """
 
     name: str
@@ -46,6 +53,7 @@ class Task(abc.ABC):
     observation_bounds: tuple[float, float] | None = None
     pair_modes: tuple[str, ...]
     pair_mode: str
+    proprio_dim: int
 
     def check_pair_mode(self, mode: str) -> str:
         """Return ``mode`` if it is one of :attr:`pair_modes`, else raise a ``ValueError`` naming it."""
@@ -92,6 +100,19 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Task distance ``(...,)`` between states ``(..., state_dim)`` and goal states."""
+
+    def render(self, states: torch.Tensor, size: int = 64) -> torch.Tensor:
+        """Images ``(..., size, size, 3)`` uint8 of states ``(..., state_dim)``: the scene as the agent sees it.
+
+        Deterministic, batched over any leading dims, headless (plain torch).
+        The goal is not drawn; render the goal state for a goal image.
+        Raises ``ValueError`` naming ``size`` unless it is an int >= 8.
+        """
+        raise NotImplementedError(f"task {self.name!r} has no renderer")
+
+    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
+        """The agent's proprioception ``(..., proprio_dim)`` float32 of states ``(..., state_dim)``."""
+        raise NotImplementedError(f"task {self.name!r} has no proprioception")
 
     def success(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Boolean ``(...,)``: ``distance(state, goal_state) < success_threshold``."""

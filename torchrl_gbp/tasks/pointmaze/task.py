@@ -25,6 +25,7 @@ from tensordict import TensorDict
 from torchrl_gbp.checks import check_last_dim, check_positive_int
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.pointmaze.renderer import render_pointmaze
 from torchrl_gbp.tasks.pointmaze.simulator import CELL_SIZE, PointMazeSimulator, _bfs, resolve_maze
 
 PAIR_MODES = ("random", "far")
@@ -93,6 +94,7 @@ class PointMazeTask(Task):
     action_bounds = (-1.0, 1.0)
     observation_bounds = None
     pair_modes = PAIR_MODES
+    proprio_dim = 4
 
     def __init__(self, maze: str | Sequence[Sequence[int]] = "u", episode_steps: int = 60, frameskip: int = 5,
                  pair_mode: str = "random") -> None:
@@ -183,6 +185,18 @@ class PointMazeTask(Task):
         """The observation is the state ``(x, y, vx, vy)`` itself (a copy)."""
         check_last_dim("state", state, self.state_dim)
         return state.clone()
+
+    def render(self, states: torch.Tensor, size: int = 64) -> torch.Tensor:
+        """Images ``(..., size, size, 3)`` uint8: a top view of this maze's walls and the ball.
+
+        See :func:`~torchrl_gbp.tasks.pointmaze.renderer.render_pointmaze`.
+        """
+        return render_pointmaze(states, self.maze, size)
+
+    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
+        """Ball position and velocity ``(..., 4)`` float32 (DINO-WM's PointMaze proprio: qpos, qvel)."""
+        check_last_dim("states", states, self.state_dim)
+        return states.float().clone()
 
     def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Euclidean distance between ball positions (first two entries), shape ``(...,)``."""

@@ -27,6 +27,7 @@ from tensordict import TensorDict
 from torchrl_gbp.checks import check_last_dim, check_positive_int
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.pusht.renderer import render_pusht
 from torchrl_gbp.tasks.pusht.scripted import (
     _AGENT_CLEARANCE,
     _CONTACT_GAP,
@@ -133,6 +134,7 @@ class PushTTask(Task):
     action_bounds = (0.0, ARENA_SIZE)
     observation_bounds = None
     pair_modes = PAIR_MODES
+    proprio_dim = 4
 
     def __init__(
         self, push_steps: int = 15, episode_steps: int = 50, frameskip: int = 5, pair_mode: str = "pushed"
@@ -270,6 +272,23 @@ class PushTTask(Task):
             (state[..., 2] - half) / half, (state[..., 3] - half) / half, torch.cos(angle), torch.sin(angle),
             (state[..., 0] - half) / half, (state[..., 1] - half) / half,
         ], dim=-1)
+
+    def render(self, states: torch.Tensor, size: int = 64) -> torch.Tensor:
+        """Images ``(..., size, size, 3)`` uint8 of the arena with the T block and the agent disc.
+
+        See :func:`~torchrl_gbp.tasks.pusht.renderer.render_pusht`.
+        """
+        return render_pusht(states, size)
+
+    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
+        """Agent position and velocity ``(..., 4)`` float32, in the observation's units.
+
+        DINO-WM's PushT proprio (agent position and velocity), scaled like
+        :meth:`observation_from_state`: ``(p - 256) / 256`` and ``v / 256``.
+        """
+        check_last_dim("states", states, self.state_dim)
+        half = ARENA_SIZE / 2
+        return torch.cat([(states[..., 0:2] - half) / half, states[..., 5:7] / half], dim=-1).float()
 
     def pose_errors(self, state: torch.Tensor, goal_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Block position error (units) and absolute wrapped angle error (radians), each ``(...,)``."""

@@ -25,6 +25,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl_gbp.checks import check_last_dim, check_positive_int
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.reacher.renderer import render_reacher
 from torchrl_gbp.tasks.reacher.simulator import (
     DIFFICULTIES,
     ReacherSimulator,
@@ -98,6 +99,7 @@ class ReacherTask(Task):
     action_bounds = (-1.0, 1.0)
     observation_bounds = None
     pair_modes = PAIR_MODES
+    proprio_dim = PROPRIO_DIM
 
     def __init__(
         self,
@@ -198,6 +200,18 @@ class ReacherTask(Task):
         q, dq = state[..., :2], state[..., 2:]
         angles = torch.stack([q[..., 0].cos(), q[..., 0].sin(), q[..., 1].cos(), q[..., 1].sin()], dim=-1)
         return torch.cat([self.fingertip(state), angles, dq], dim=-1)
+
+    def render(self, states: torch.Tensor, size: int = 64) -> torch.Tensor:
+        """Images ``(..., size, size, 3)`` uint8: a top view of the arm (links, base, fingertip).
+
+        See :func:`~torchrl_gbp.tasks.reacher.renderer.render_reacher`.
+        """
+        return render_reacher(states, self.link1, self.link2, size)
+
+    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
+        """``(cos q1, sin q1, cos q2, sin q2, dq1, dq2)`` ``(..., 6)`` float32: the observation's proprio part."""
+        check_last_dim("states", states, self.state_dim)
+        return self.observation_from_state(states)[..., 2:].float()
 
     def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Euclidean distance between the fingertips of ``state`` and ``goal_state``, shape ``(...,)``."""

@@ -13,6 +13,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl_gbp.checks import check_last_dim, check_positive_int
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.wall.renderer import render_wall
 from torchrl_gbp.tasks.wall.simulator import WALL_HALF_THICKNESS, WallSimulator, wall_step
 
 PAIR_MODES = ("opposite", "same", "random")
@@ -60,6 +61,7 @@ class WallTask(Task):
     success_threshold = 0.1
     observation_bounds = (-1.0, 1.0)
     pair_modes = PAIR_MODES
+    proprio_dim = 2
 
     def __init__(
         self,
@@ -134,6 +136,18 @@ class WallTask(Task):
         """The observation is the position itself (a copy)."""
         check_last_dim("state", state, self.state_dim)
         return state.clone()
+
+    def render(self, states: torch.Tensor, size: int = 64) -> torch.Tensor:
+        """Images ``(..., size, size, 3)`` uint8 of the arena, the wall with this task's door and the agent dot.
+
+        See :func:`~torchrl_gbp.tasks.wall.renderer.render_wall`.
+        """
+        return render_wall(states, size, self.door_center, self.door_half_width)
+
+    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
+        """The agent position ``(..., 2)`` float32 (DINO-WM's Wall proprio)."""
+        check_last_dim("states", states, self.state_dim)
+        return states.float().clone()
 
     def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
         """Euclidean distance between positions, shape ``(...,)``."""
