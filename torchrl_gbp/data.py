@@ -18,6 +18,8 @@ from torchrl.data import (
 from torchrl.envs import Compose, Transform
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
+# Optional: the env reward of each step, kept in the windows (summed per model step) for reward heads.
+REWARD_KEY = ("next", "reward")
 
 
 def check_trajectories(trajectories: TensorDictBase) -> None:
@@ -166,7 +168,9 @@ class ModelStepWindows(Transform):
     for every root entry (``"next"`` is dropped), its model frames ``(B, frames, ...)``
     (every ``frameskip``-th step; ``"episode"``, a per-slice id, ``(B,)``) and
     ``"action"`` ``(B, frames - 1, a * frameskip)`` (env units, each model
-    action the concatenation of ``frameskip`` env actions). See :class:`SliceLayout`.
+    action the concatenation of ``frameskip`` env actions). When the slices
+    hold ``("next", "reward")`` it becomes ``(B, frames - 1, 1)``, the summed
+    env rewards of each model step. See :class:`SliceLayout`.
     """
 
     def __init__(self, frames: int, frameskip: int) -> None:
@@ -188,6 +192,10 @@ class ModelStepWindows(Transform):
                 out.set(key, self.layout.slices(key, value)[:, 0])
             else:
                 out.set(key, self.layout.frames_of(key, value))
+        reward = tensordict.get(REWARD_KEY, None)
+        if reward is not None:
+            steps = self.layout.model_actions_of(REWARD_KEY, reward.reshape(reward.shape[0], -1))
+            out.set(REWARD_KEY, steps.sum(-1, keepdim=True))
         return out
 
 
@@ -218,7 +226,8 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
             f"trajectories of {trajectories.shape[1]} steps are shorter than one window "
             f"({frames} frames x frameskip {frameskip} = {windows.slice_len} steps)"
         )
-    flat = trajectories.select(*TRAJECTORY_KEYS).reshape(-1)
+    keys = TRAJECTORY_KEYS + ((REWARD_KEY,) if REWARD_KEY in trajectories.keys(True) else ())
+    flat = trajectories.select(*keys).reshape(-1)
     size = flat.shape[0]
     storage = (LazyTensorStorage(size) if scratch_dir is None
                else LazyMemmapStorage(size, scratch_dir=scratch_dir, existsok=True))

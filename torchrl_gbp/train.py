@@ -43,6 +43,8 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
         "encoder": (torch.nn.ModuleList([model.state_encoder] + ([model.state_decoder] if model.state_decoder else [])),
                     encoder_lr),
     }
+    if getattr(model, "reward_predictor", None) is not None:  # trained at ``lr``, frozen when finetuning (lr=0)
+        parts["reward"] = (model.reward_predictor, None)
     groups = []
     for name, (module, part_lr) in parts.items():
         params = [p for p in module.parameters() if p.requires_grad]

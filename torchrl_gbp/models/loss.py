@@ -44,6 +44,11 @@ class TeacherForcingLoss(LossModule):
 
     Returns ``loss_prediction`` (and ``loss_reconstruction`` for models with a
     decoder) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
+    For models with a reward head (``WorldModelConfig(reward_head=True)``) it
+    also reads ``("next", "reward")`` ``(B, T - 1, 1)`` (the summed env rewards
+    of each model step) and returns ``loss_reward``, the squared error of
+    :meth:`~torchrl_gbp.models.StateWorldModel.predict_reward` on the encoded
+    next frames and the normalised actions.
 
     With ``slice_len`` the batch is a flat batch of env-step slices, as a TorchRL
     buffer of flat trajectories with a ``SliceSampler(slice_len=...)`` gives it:
@@ -68,6 +73,7 @@ class TeacherForcingLoss(LossModule):
         action: NestedKey = "action"
         latent_perturbation: NestedKey = "latent_perturbation"
         action_embedding_perturbation: NestedKey = "action_embedding_perturbation"
+        reward: NestedKey = ("next", "reward")
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -81,13 +87,19 @@ class TeacherForcingLoss(LossModule):
     def in_keys(self) -> list[NestedKey]:
         """The keys the loss reads (they follow ``set_keys``)."""
         keys = self.tensor_keys
-        return [keys.observation, keys.action, keys.latent_perturbation, keys.action_embedding_perturbation]
+        rewards = [keys.reward] if self._reward_head is not None else []
+        return [keys.observation, keys.action, keys.latent_perturbation, keys.action_embedding_perturbation, *rewards]
 
     @property
     def out_keys(self) -> list[str]:
         """The entries the loss writes."""
         extra = ["loss_reconstruction"] if self.world_model.state_decoder is not None else []
+        extra += ["loss_reward"] if self._reward_head is not None else []
         return ["loss_prediction", *extra, "prediction_error"]
+
+    @property
+    def _reward_head(self):
+        return getattr(self.world_model, "reward_predictor", None)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -118,6 +130,8 @@ class TeacherForcingLoss(LossModule):
             )
         z = wm.encode(obs)
         out = {}
+        if self._reward_head is not None:
+            out["loss_reward"] = self._reward_loss(tensordict, z, wm.normalize_action(action))
         if wm.state_decoder is not None:
             out["loss_reconstruction"] = (wm.state_decoder(z) - wm.obs_normalizer.normalize(obs)).pow(2).mean()
         targets = z[:, h:].detach()
@@ -131,3 +145,18 @@ class TeacherForcingLoss(LossModule):
         out["loss_prediction"] = error.mean()
         out["prediction_error"] = error.detach().mean(0)
         return TensorDict(out, batch_size=[])
+
+    def _reward_loss(self, tensordict: TensorDictBase, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Squared error of the predicted rewards of every model step of the windows."""
+        key = self.tensor_keys.reward
+        reward = tensordict.get(key, None)
+        if reward is None:
+            raise KeyError(f"TeacherForcingLoss of a model with a reward head needs {key!r} in the batch; found "
+                           f"{list(tensordict.keys(True, True))}")
+        if self.layout is not None:  # env-step rewards summed over each model step
+            reward = self.layout.model_actions_of(key, reward.reshape(reward.shape[0], -1)).sum(-1)
+        reward = reward.reshape(reward.shape[0], -1)
+        if reward.shape != action.shape[:2]:
+            raise ValueError(f"{key!r} must hold one reward per model step, (B, T - 1[, 1]) = "
+                             f"{tuple(action.shape[:2])}, got {tuple(reward.shape)}")
+        return (self.world_model.predict_reward(z[:, 1:], action) - reward.to(z)).pow(2).mean()

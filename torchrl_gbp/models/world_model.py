@@ -14,6 +14,7 @@ from torchrl_gbp.planners.objectives import GoalCost
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder, mlp
 from .normalization import Normalizer
 from .predictors import ResidualMLPPredictor
+from .reward import RewardHead
 
 
 @dataclass
@@ -33,6 +34,8 @@ class WorldModelConfig:
         hidden_dim, depth: predictor MLP width and hidden layers.
         proprio_dim: trailing latent entries that form the proprioceptive part,
             weighted by ``alpha`` in goal costs (0: the latent has one part).
+        reward_head: add a learned :class:`~torchrl_gbp.models.reward.RewardHead`
+            (:meth:`StateWorldModel.predict_reward`), trained from ``("next", "reward")``.
     """
 
     obs_dim: int
@@ -45,6 +48,7 @@ class WorldModelConfig:
     hidden_dim: int = 256
     depth: int = 3
     proprio_dim: int = 0
+    reward_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("obs_dim", "env_action_dim", "frameskip", "num_hist", "action_embed_dim", "hidden_dim"):
@@ -267,6 +271,16 @@ class LatentWorldModel(WorldModel):
             return super().step(z_hist)
         return self.predict(z_hist, self.embed_actions(a_hist))
 
+    def predict_reward(self, z_next: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Predicted reward ``(...,)`` of normalised model actions ``(..., A)`` reaching latents ``(..., D)``.
+
+        Needs ``WorldModelConfig(reward_head=True)``.
+        """
+        if self.reward_predictor is None:
+            raise ValueError("this world model has no reward head; build it with WorldModelConfig(reward_head=True) "
+                             "and train it on data with ('next', 'reward')")
+        return self.reward_predictor(z_next, action)
+
     def rollout(self, z_hist: torch.Tensor, a_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Autoregressive latent rollout, differentiable in ``actions``.
 
@@ -330,6 +344,7 @@ class StateWorldModel(LatentWorldModel):
                                          config.hidden_dim, config.depth)
         super().__init__(config, NormalizedEncoder(config.obs_dim, net), net.latent_dim, predictor, observation_key)
         self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None
+        self.reward_predictor = RewardHead(net.latent_dim, config.action_dim) if config.reward_head else None
 
     @property
     def obs_normalizer(self) -> Normalizer:

@@ -111,12 +111,12 @@ class Planner(abc.ABC):
 
     def score_eager(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
                     candidates: torch.Tensor) -> torch.Tensor:
-        """:meth:`score` without compilation: the world model's rollout, then the goal cost."""
+        """:meth:`score` without compilation: the world model's rollout, then the objective (given the candidates too)."""
         n = candidates.shape[1]
         z = z_hist.unsqueeze(1).expand(-1, n, *z_hist.shape[1:])
         a = a_hist.unsqueeze(1).expand(-1, n, *a_hist.shape[1:])
         trajectory = self.world_model.rollout(z, a, candidates)
-        return self.objective(trajectory, z_goal.unsqueeze(1))
+        return self.objective(trajectory, None if z_goal is None else z_goal.unsqueeze(1), candidates)
 
     def _check(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
                init: torch.Tensor | None) -> None:
@@ -126,15 +126,21 @@ class Planner(abc.ABC):
                 f"plan expects z_hist (B, h, D) and a_hist (B, h - 1, {self.action_dim}); "
                 f"got {tuple(z_hist.shape)} and {tuple(a_hist.shape)}"
             )
-        if z_goal.shape[0] != b or z_goal.shape[1:] != z_hist.shape[2:]:
+        if z_goal is None:
+            if getattr(self.objective, "needs_goal", True):
+                raise ValueError(f"z_goal is None but the objective {self.objective!r} needs a goal latent")
+        elif z_goal.shape[0] != b or z_goal.shape[1:] != z_hist.shape[2:]:
             raise ValueError(f"z_goal must have shape {(b, *z_hist.shape[2:])}, got {tuple(z_goal.shape)}")
         expected = (b, self.horizon, self.action_dim)
         if init is not None and tuple(init.shape) != expected:
             raise ValueError(f"init must have shape {expected} (B, H, A), got {tuple(init.shape)}")
 
-    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
+    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor | None,
              init: torch.Tensor | None = None, generator: torch.Generator | None = None) -> PlanResult:
         """Plan from latent history ``(B, h, D)``, past actions ``(B, h-1, A)`` to ``z_goal`` ``(B, D)``.
+
+        ``z_goal`` may be ``None`` when the objective needs no goal
+        (:class:`~torchrl_gbp.planners.ReturnObjective`).
 
         ``init`` ``(B, H, A)`` warm-starts the search (for example the shifted
         previous plan); ``generator`` makes the search reproducible.

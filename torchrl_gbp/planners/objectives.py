@@ -1,4 +1,10 @@
-"""The goal cost every planner, diagnostic and synthesis method shares."""
+"""The planning objectives every planner, diagnostic and synthesis method shares: goal cost and predicted return.
+
+An objective is called as ``objective(z_traj, z_goal, actions)`` with the
+predicted latents ``(..., H, D)``, the goal latent ``(..., D)`` (``None`` when
+the objective declares ``needs_goal = False``) and the planned normalised
+actions ``(..., H, A)``, and returns a cost ``(...,)`` that planners minimise.
+"""
 from __future__ import annotations
 
 import torch
@@ -20,6 +26,8 @@ class GoalCost:
         >>> cost(torch.zeros(3, 5, 2), torch.ones(3, 2))
         tensor([1., 1., 1.])
     """
+
+    needs_goal = True
 
     def __init__(self, mode: str = "all", base: float = 0.5, alpha: float = 1.0, proprio_dim: int = 0) -> None:
         if mode not in ("last", "all"):
@@ -56,10 +64,56 @@ class GoalCost:
         w = self.base ** torch.arange(horizon, dtype=like.dtype, device=like.device)
         return w / w.sum()
 
-    def __call__(self, z_traj: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
-        """Total cost ``(...,)`` of each trajectory."""
+    def __call__(self, z_traj: torch.Tensor, z_goal: torch.Tensor,
+                 actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Total cost ``(...,)`` of each trajectory (``actions`` are not used)."""
         steps = self.step_costs(z_traj, z_goal)
         return steps @ self.weights(steps.shape[-1], steps)
 
     def __repr__(self) -> str:
         return f"GoalCost(mode={self.mode!r}, base={self.base}, alpha={self.alpha}, proprio_dim={self.proprio_dim})"
+
+
+class ReturnObjective:
+    """Minus the discounted predicted return: ``-sum_t discount**t * r_t``, ``r_t = world_model.predict_reward``.
+
+    ``r_t`` is the reward the world model's reward head predicts for planned
+    action ``t`` and the latent it leads to (see
+    :meth:`~torchrl_gbp.models.StateWorldModel.predict_reward`). It needs no
+    goal (``needs_goal = False``), so :class:`~torchrl_gbp.planners.MPCPolicy`
+    with ``goal_key=None`` plans on any env with a reward.
+
+    Args:
+        world_model: a model with ``predict_reward(z_next (..., H, D), actions (..., H, A)) -> (..., H)``.
+        discount: per-step discount in ``(0, 1]``.
+
+    Example:
+        >>> class Model:  # reward = first latent entry
+        ...     def predict_reward(self, z, a):
+        ...         return z[..., 0]
+        >>> objective = ReturnObjective(Model(), discount=0.5)
+        >>> objective(torch.ones(2, 3, 4), None, torch.zeros(2, 3, 1))
+        tensor([-1.7500, -1.7500])
+    """
+
+    needs_goal = False
+
+    def __init__(self, world_model, discount: float = 0.99) -> None:
+        if not 0 < discount <= 1:
+            raise ValueError(f"ReturnObjective discount must lie in (0, 1], got {discount!r}")
+        if not callable(getattr(world_model, "predict_reward", None)):
+            raise TypeError(f"ReturnObjective needs a world model with predict_reward; {type(world_model).__name__} "
+                            "has none (build it with WorldModelConfig(reward_head=True))")
+        self.world_model = world_model
+        self.discount = float(discount)
+
+    def __call__(self, z_traj: torch.Tensor, z_goal: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
+        """Cost ``(...,)``: minus the discounted sum of the rewards predicted along each plan."""
+        if actions is None:
+            raise ValueError("ReturnObjective needs the planned actions (..., H, A); got None")
+        rewards = self.world_model.predict_reward(z_traj, actions)
+        weights = self.discount ** torch.arange(rewards.shape[-1], dtype=rewards.dtype, device=rewards.device)
+        return -(rewards @ weights)
+
+    def __repr__(self) -> str:
+        return f"ReturnObjective(discount={self.discount})"

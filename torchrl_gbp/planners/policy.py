@@ -19,7 +19,9 @@ from .factory import env_action_bounds
 class MPCPolicy(TensorDictModuleBase):
     """Receding-horizon control: plan in the world model, execute, replan.
 
-    Reads ``observation_key`` and ``goal_key`` (a goal observation), writes
+    Reads ``observation_key`` and ``goal_key`` (a goal observation; ``goal_key=None``
+    for objectives without a goal, such as
+    :class:`~torchrl_gbp.planners.ReturnObjective` on any env with a reward), writes
     ``action_key`` inside ``action_spec``. Every ``n_taken_actions`` model
     steps (``n_taken_actions * frameskip`` env steps) it replans, warm-started
     from the previous plan shifted by the executed steps. All per-env state
@@ -45,7 +47,8 @@ class MPCPolicy(TensorDictModuleBase):
             It is left unchanged: if it has no action bounds, the policy plans with
             a shallow copy of it bounded by ``action_spec`` (``policy.planner``).
         action_spec: the env's action spec (bounded).
-        observation_key, goal_key, action_key: TensorDict keys.
+        observation_key, goal_key, action_key: TensorDict keys (``goal_key=None``: no goal is read,
+            which the planner's objective must allow, ``needs_goal = False``).
         n_taken_actions: model steps executed before replanning (<= horizon).
         warm_start: start each search from the shifted previous plan.
         exploration_std: noise std under ``ExplorationType.RANDOM``, as a fraction
@@ -72,7 +75,7 @@ class MPCPolicy(TensorDictModuleBase):
     """
 
     def __init__(self, world_model, planner: Planner, action_spec: TensorSpec, *,
-                 observation_key: NestedKey = "observation", goal_key: NestedKey = "goal",
+                 observation_key: NestedKey = "observation", goal_key: NestedKey | None = "goal",
                  action_key: NestedKey = "action", n_taken_actions: int = 1, warm_start: bool = True,
                  exploration_std: float = 0.1, seed: int = 0, info_key: str = "planner",
                  on_nonfinite: str = "raise") -> None:
@@ -86,6 +89,9 @@ class MPCPolicy(TensorDictModuleBase):
             raise ValueError(f"n_taken_actions must be in [1, horizon={planner.horizon}], got {n_taken_actions}")
         if planner.world_model is not world_model:
             raise ValueError("the planner must be built on the same world_model as the policy")
+        if goal_key is None and getattr(planner.objective, "needs_goal", True):
+            raise ValueError(f"goal_key=None but the planner's objective {planner.objective!r} needs a goal; "
+                             "use an objective without one (ReturnObjective) or give the goal key")
         self.world_model = world_model
         self.planner = planner
         self.observation_key = observation_key
@@ -104,7 +110,8 @@ class MPCPolicy(TensorDictModuleBase):
         if planner.action_low is None:
             self.planner = planner = copy.copy(planner)
             planner.action_low, planner.action_high = world_model.normalized_action_bounds(low, high)
-        self.in_keys = [observation_key, goal_key, "is_init", *[(info_key, k) for k in self._state_keys]]
+        goal_keys = [] if goal_key is None else [goal_key]
+        self.in_keys = [observation_key, *goal_keys, "is_init", *[(info_key, k) for k in self._state_keys]]
         self.out_keys = [action_key, *[(info_key, k) for k in (*self._state_keys, "cost", "seconds", "replanned")]]
 
     _state_keys = ("plan", "steps_since_plan", "obs_history", "action_history", "current_block", "initialized",
@@ -162,21 +169,22 @@ class MPCPolicy(TensorDictModuleBase):
         wm, fs = self.world_model, self.world_model.frameskip
         batch_shape = tensordict.batch_size
         obs = self._read(tensordict, self.observation_key, self.obs_dim, "the observation")
-        goal = self._read(tensordict, self.goal_key, self.obs_dim, "the goal observation")
+        goal = (None if self.goal_key is None
+                else self._read(tensordict, self.goal_key, self.obs_dim, "the goal observation"))
         b = obs.shape[0]
         s = self._state(tensordict, b)
-        finite = torch.isfinite(obs).all(-1) & torch.isfinite(goal).all(-1)
+        read = [(self.observation_key, obs)] + ([] if goal is None else [(self.goal_key, goal)])
+        finite = torch.stack([torch.isfinite(x).all(-1) for _, x in read]).all(0)
         held = None
         if not finite.all():
-            bad = [str(key) for key, x in ((self.observation_key, obs), (self.goal_key, goal))
-                   if not torch.isfinite(x).all()]
+            bad = [str(key) for key, x in read if not torch.isfinite(x).all()]
             if self.on_nonfinite == "raise":
                 raise ValueError(f"MPCPolicy got non-finite values in {', '.join(bad)} at env indices "
                                  f"{(~finite).nonzero().flatten().tolist()} (on_nonfinite='hold' repeats the "
                                  f"last action there instead)")
             held = {name: value.clone() for name, value in s.items()}
             obs = torch.where(finite[:, None], obs, 0.0)  # keep NaN out of the search; these rows are restored
-            goal = torch.where(finite[:, None], goal, 0.0)
+            goal = None if goal is None else torch.where(finite[:, None], goal, 0.0)
         is_init = tensordict.get("is_init", None)
         fresh = ~s["initialized"].reshape(b)
         if is_init is not None:
@@ -202,7 +210,7 @@ class MPCPolicy(TensorDictModuleBase):
             generator = self._generator()
             with torch.no_grad():
                 z_hist = wm.encode(s["obs_history"][rows])
-                z_goal = wm.encode(goal[rows])
+                z_goal = None if goal is None else wm.encode(goal[rows])
             cold = self.planner.cold_start(rows.numel(), z_hist, generator)
             init = cold
             if self.warm_start:

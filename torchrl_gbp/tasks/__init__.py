@@ -21,6 +21,8 @@ TASKS: dict[str, tuple[str, str, str | None]] = {
     "pusht": ("torchrl_gbp.tasks.pusht", "PushTTask", "pusht"),
     "reacher": ("torchrl_gbp.tasks.reacher", "ReacherTask", "dmc"),
 }
+# Task names "gym:<env id>" build a GymnasiumTask of that Gymnasium env (torchrl_gbp.tasks.gymnasium).
+GYM_PREFIX = "gym:"
 
 
 def task_module(name: str, part: str | None = None) -> ModuleType:
@@ -52,6 +54,9 @@ def make_task(name: str, **kwargs) -> Task:
         >>> make_task("wall", door_half_width=0.2).door_half_width
         0.2
     """
+    if name.startswith(GYM_PREFIX):
+        from torchrl_gbp.tasks.gymnasium import GymnasiumTask
+        return GymnasiumTask(name[len(GYM_PREFIX):], **kwargs)
     return task_class(name)(**kwargs)
 
 
@@ -62,6 +67,10 @@ def recipe_for(name: str, quick: bool = False) -> Recipe:
         >>> recipe_for("wall", quick=True).seeds
         (0,)
     """
+    if name.startswith(GYM_PREFIX):
+        from torchrl_gbp.tasks.gymnasium.recipe import recipe_for_task
+        recipe = recipe_for_task(make_task(name))
+        return recipe.quick() if quick else recipe
     recipe = task_module(name, "recipe").RECIPE
     return recipe.quick() if quick else recipe
 
