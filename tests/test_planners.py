@@ -1,4 +1,4 @@
-"""Tests for the goal cost and the gradient, CEM and MPPI planners on known dynamics."""
+"""Tests for the goal cost and the gradient, CEM, MPPI, iCEM and GD-CEM planners on known dynamics."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,9 @@ from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import (
     CrossEntropyPlanner,
     GoalCost,
+    GradientCEMPlanner,
     GradientPlanner,
+    ImprovedCEMPlanner,
     PathIntegralPlanner,
     PlanResult,
     SearchBudget,
@@ -31,22 +33,30 @@ class PointMass:
         return z_hist[..., -1:, :] + 0.3 * actions.cumsum(-2)
 
 
-KINDS = ["gd", "cem", "mppi"]
+KINDS = ["gd", "cem", "mppi", "icem", "gd_cem"]
 GD_ONLY = {"steps", "lr", "noise_std", "init", "num_restarts", "optimizer", "optimizer_kwargs", "callback"}
-SAMPLING_ONLY = {"samples", "elites", "iterations", "init_std", "min_std", "temperature"}
+SAMPLING_ONLY = {"samples", "elites", "iterations", "init_std", "min_std"}
+# Options each kind ignores: those of the other family and the other sampling planners' own.
+SKIPPED = {"gd": SAMPLING_ONLY | {"temperature", "noise_beta", "population_decay", "keep_elites"},
+           "cem": GD_ONLY | {"temperature", "noise_beta", "population_decay", "keep_elites"},
+           "mppi": GD_ONLY | {"noise_beta", "population_decay", "keep_elites"},
+           "icem": GD_ONLY | {"temperature"},
+           "gd_cem": {"init", "temperature", "noise_beta", "population_decay", "keep_elites"}}
 
 
 def make_planner(kind: str, model=None, objective=None, **kwargs):
     """A bounded planner of ``kind``; options that belong to the other family are ignored."""
     model = PointMass() if model is None else model
     bounds = dict(action_low=LOW, action_high=HIGH)
-    skip = SAMPLING_ONLY if kind == "gd" else GD_ONLY | ({"temperature"} if kind == "cem" else set())
-    kwargs = {k: v for k, v in kwargs.items() if k not in skip}
+    kwargs = {k: v for k, v in kwargs.items() if k not in SKIPPED[kind]}
     if kind == "gd":
         defaults = dict(horizon=5, steps=100, lr=0.1, noise_std=0.0)
         return GradientPlanner(model, objective, **{**defaults, **bounds, **kwargs})
+    if kind == "gd_cem":
+        defaults = dict(horizon=5, samples=200, elites=20, iterations=3, steps=30, lr=0.1, noise_std=0.0)
+        return GradientCEMPlanner(model, objective, **{**defaults, **bounds, **kwargs})
     defaults = dict(horizon=5, samples=200, elites=20, iterations=15)
-    cls = CrossEntropyPlanner if kind == "cem" else PathIntegralPlanner
+    cls = {"cem": CrossEntropyPlanner, "mppi": PathIntegralPlanner, "icem": ImprovedCEMPlanner}[kind]
     return cls(model, objective, **{**defaults, **bounds, **kwargs})
 
 
@@ -414,11 +424,12 @@ def test_time_budget_is_honoured_and_the_best_plan_so_far_returned(kind: str) ->
 @pytest.mark.parametrize("kind", KINDS)
 def test_plateau_stops_a_converged_search_early(kind: str) -> None:
     z, a_hist, goal = start_and_goals(8, reach=0.5)
-    converged = make_planner(kind, steps=2000, iterations=200).plan(z, a_hist, goal, generator=gen())
-    planner = make_planner(kind, steps=2000, iterations=200, budget=SearchBudget(patience=5, tolerance=1e-3))
+    steps = 2000 if kind == "gd" else 300  # GD-CEM's gradient stage starts from a converged CEM stage
+    converged = make_planner(kind, steps=steps, iterations=200).plan(z, a_hist, goal, generator=gen())
+    planner = make_planner(kind, steps=steps, iterations=200, budget=SearchBudget(patience=5, tolerance=1e-3))
     result = planner.plan(z, a_hist, goal, generator=gen())
     assert planner.last_clock.stop_reason == "plateau"
-    assert planner.last_clock.iterations < {"gd": 1000, "cem": 100, "mppi": 100}[kind]
+    assert planner.last_clock.iterations < {"gd": 1000, "cem": 100, "mppi": 100, "icem": 150, "gd_cem": 1000}[kind]
     assert (result.cost <= converged.cost + 1e-3).all()
 
 

@@ -176,7 +176,7 @@ def coloured_noise(shape: tuple[int, ...], beta: float, like: torch.Tensor,
     Each entry has unit variance; ``beta = 0`` is white noise, larger ``beta`` gives smoother, more
     time-correlated sequences (iCEM uses about 2). Made as in Timmer and Koenig (1995): Gaussian Fourier
     coefficients scaled by ``f**(-beta / 2)`` (the zero frequency takes the lowest one's scale, ``1 / T``),
-    inverse real FFT, then divided by the theoretical std. One step (``T = 1``) is white.
+    inverse real FFT, then divided by the exact std of every step. One step (``T = 1``) is white.
 
     Example:
         >>> noise = coloured_noise((2000, 16, 1), 2.0, torch.zeros(()), torch.Generator().manual_seed(0))
@@ -190,10 +190,13 @@ def coloured_noise(shape: tuple[int, ...], beta: float, like: torch.Tensor,
     freqs = torch.fft.rfftfreq(steps, dtype=torch.float64)
     freqs[0] = freqs[1]
     scale = freqs.pow(-beta / 2)
-    weights = scale[1:].clone()
+    # Each output step's variance: 4 s_k**2 / T**2 per complex term, 2 s_k**2 / T**2 for the real ones
+    # (the zero frequency and, for even T, the Nyquist one, which get sqrt(2) below so that beta = 0 is white).
+    weights = torch.full_like(scale, 4.0)
+    weights[0] = 2.0
     if steps % 2 == 0:
-        weights[-1] /= 2  # the Nyquist term is real
-    sigma = 2 * float(weights.pow(2).sum().sqrt()) / steps
+        weights[-1] = 2.0
+    sigma = float((weights * scale.pow(2)).sum().sqrt()) / steps
     real = torch.randn((*lead, dim, scale.numel()), dtype=torch.float64, device=like.device, generator=generator)
     imag = torch.randn((*lead, dim, scale.numel()), dtype=torch.float64, device=like.device, generator=generator)
     real, imag = real * scale.to(like.device), imag * scale.to(like.device)
