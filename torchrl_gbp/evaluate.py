@@ -24,6 +24,12 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
     is the same on one env, a ``ParallelEnv``, a multi-process collector or a
     Ray evaluator; pass it as ``Evaluator(..., metrics_fn=episode_metrics)``.
 
+    Envs without a goal (Gymnasium reward envs) have no success or distance:
+    their rollout needs ``("next", "reward")`` and ``("next", "done")`` only.
+    Whenever the rollout has them, ``mean_return`` is the mean episode return
+    (rewards up to and including the first ``done``; ``episodes["return"]``
+    holds each).
+
     Returns ``success_rate`` (the final state passes the task's success test),
     ``sticky_success_rate`` (the test held at any step), ``final_distance``
     (mean), ``plan_seconds`` (median seconds of one batched planning call),
@@ -41,23 +47,36 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
         >>> metrics["success_rate"] <= metrics["sticky_success_rate"]
         True
     """
-    for key in (("next", "success"), ("next", "distance")):
-        if key not in rollout.keys(True):
-            raise KeyError(f"episode_metrics needs {key!r} in the rollout (written by the task env); "
-                           f"found {sorted(map(str, rollout.keys(True, True)))}")
+    keys = rollout.keys(True)
+    returns = ("next", "reward") in keys and ("next", "done") in keys
+    goal_keys = (("next", "success"), ("next", "distance"))
+    if not returns or any(key in keys for key in goal_keys):
+        for key in goal_keys:
+            if key not in keys:
+                raise KeyError(f"episode_metrics needs {key!r} in the rollout (written by the task env), or "
+                               f"('next', 'reward') and ('next', 'done') for envs without a goal; "
+                               f"found {sorted(map(str, rollout.keys(True, True)))}")
     steps = rollout.shape[-1]
     episodes = rollout.reshape(-1, steps)
-    success = episodes["next", "success"].reshape(episodes.shape[0], steps)
-    distance = episodes["next", "distance"].reshape(episodes.shape[0], steps)
     metrics = {
-        "success_rate": float(success[:, -1].float().mean()),
-        "sticky_success_rate": float(success.any(-1).float().mean()),
-        "final_distance": float(distance[:, -1].mean()),
         "plan_seconds": 0.0, "plan_seconds_per_env": 0.0, "planning_seconds_per_step": 0.0,
-        "planning_seconds_total": 0.0, "planning_calls": 0,
-        "episodes": {"success": success[:, -1].tolist(), "sticky_success": success.any(-1).tolist(),
-                     "final_distance": distance[:, -1].tolist()},
+        "planning_seconds_total": 0.0, "planning_calls": 0, "episodes": {},
     }
+    if goal_keys[0] in keys:
+        success = episodes["next", "success"].reshape(episodes.shape[0], steps)
+        distance = episodes["next", "distance"].reshape(episodes.shape[0], steps)
+        metrics.update(success_rate=float(success[:, -1].float().mean()),
+                       sticky_success_rate=float(success.any(-1).float().mean()),
+                       final_distance=float(distance[:, -1].mean()))
+        metrics["episodes"].update(success=success[:, -1].tolist(), sticky_success=success.any(-1).tolist(),
+                                   final_distance=distance[:, -1].tolist())
+    if returns:
+        reward = episodes["next", "reward"].reshape(episodes.shape[0], steps)
+        done = episodes["next", "done"].reshape(episodes.shape[0], steps).long()
+        first_episode = (done.cumsum(-1) - done) == 0  # steps up to and including the first done
+        episode_return = (reward * first_episode).sum(-1)
+        metrics["mean_return"] = float(episode_return.mean())
+        metrics["episodes"]["return"] = episode_return.tolist()
     if (info_key, "seconds") in episodes.keys(True):
         seconds = episodes[info_key, "seconds"].reshape(episodes.shape[0], steps)
         replanned = episodes[info_key, "replanned"].reshape(episodes.shape[0], steps)

@@ -10,7 +10,7 @@ from .data import load_dataset, make_window_buffer, save_dataset
 from .distributed import distributed_rank, distributed_training
 from .evaluate import evaluate
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
-from .planners import GoalCost, MPCPolicy, make_planner
+from .planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
 from .recipes import Recipe
 from .synthesis import make_synthesis
 from .tasks import Task, make_task, recipe_for
@@ -24,13 +24,19 @@ CHECKPOINT_EVERY = 250
 
 def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
                 **planner_overrides) -> MPCPolicy:
-    """An MPC policy for ``task`` with the recipe's objective, horizon and budget for ``planner`` (overridable)."""
+    """An MPC policy for ``task`` with the recipe's objective, horizon and budget for ``planner`` (overridable).
+
+    Tasks without a goal (``task.has_goal`` False: Gymnasium reward envs) plan on the
+    predicted return, :class:`ReturnObjective` with the recipe's ``objective`` arguments.
+    """
     kwargs = {**recipe.planner_kwargs.get(planner, {}), **planner_overrides}
-    objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
+    has_goal = getattr(task, "has_goal", True)
+    objective = (GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim) if has_goal
+                 else ReturnObjective(model, **recipe.objective))
     action_spec = task.make_env().action_spec
     plan = make_planner(planner, model, recipe.horizon if horizon is None else horizon, objective,
                         action_spec=action_spec, **kwargs)
-    return MPCPolicy(model, plan, action_spec)
+    return MPCPolicy(model, plan, action_spec, goal_key="goal" if has_goal else None)
 
 
 def collect(task_name: str, out: str | os.PathLike, num_trajectories: int | None = None, seed: int = 0,

@@ -10,7 +10,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase, Transform
 
 from torchrl_gbp.models import StateWorldModel
-from torchrl_gbp.planners import GoalCost, Planner, make_planner
+from torchrl_gbp.planners import GoalCost, Planner, ReturnObjective, make_planner
 from torchrl_gbp.tasks import Task
 from torchrl_gbp.tasks.env import execute_actions
 
@@ -72,6 +72,10 @@ class OnlineSynthesis(Transform):
         planner: a planner whose ``horizon`` is ``T - num_hist``; overrides the
             default gradient planner (and ``planner_steps``/``planner_lr``).
         planner_steps, planner_lr: the default planner's Adam steps and rate.
+        objective: the default planner's objective; ``None``: ``GoalCost(mode="last")`` to the
+            window's last frame, or, for tasks without a goal (``task.has_goal`` False), the
+            predicted return (:class:`~torchrl_gbp.planners.ReturnObjective`) from the window's start.
+            Tasks whose state cannot be set (``task.check_settable_state``) are refused here.
         seed: seeds the row choice, the synthetic-buffer sampling, the planner and the env.
         slice_len: env steps per sampled slice for flat batches; ``None``: window batches.
         in_keys: the observation, state and action keys read (and written in synthetic rows).
@@ -95,6 +99,7 @@ class OnlineSynthesis(Transform):
     def __init__(self, world_model: StateWorldModel, task: Task, every: int = 10, fraction: float = 0.5,
                  capacity: int = 10_000, planner: Planner | None = None, planner_steps: int = 100,
                  planner_lr: float = 0.3, seed: int = 0, slice_len: int | None = None,
+                 objective: GoalCost | ReturnObjective | None = None,
                  in_keys: Sequence[NestedKey] = ("observation", "state", "action"),
                  out_keys: Sequence[NestedKey] = ("synthetic",)) -> None:
         if len(in_keys) != 3 or len(out_keys) != 1:
@@ -107,8 +112,12 @@ class OnlineSynthesis(Transform):
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if planner is None and (planner_steps < 0 or not planner_lr > 0):
             raise ValueError(f"need planner_steps >= 0 and planner_lr > 0, got {planner_steps!r} and {planner_lr!r}")
+        check_settable = getattr(task, "check_settable_state", None)
+        if check_settable is not None:
+            check_settable("online synthesis")
         object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule
         self.task = task
+        self.objective = objective
         self.every = every
         self.fraction = check_fraction(fraction)
         self.planner = planner
@@ -235,7 +244,10 @@ class OnlineSynthesis(Transform):
                     f"got {self.planner.horizon}"
                 )
             return self.planner
-        objective = GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
+        objective = self.objective
+        if objective is None:
+            objective = (GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
+                         if getattr(self.task, "has_goal", True) else ReturnObjective(self.world_model))
         return make_planner("gd", self.world_model, horizon, objective, action_spec=env.action_spec,
                             steps=self.planner_steps, lr=self.planner_lr)
 
