@@ -9,13 +9,13 @@ from .factory import (
 )
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
-from .objectives import GoalCost
+from .objectives import GoalCost, ReturnObjective
 from .policy import MPCPolicy
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
     "env_action_bounds", "fresh_episode_history", "make_planner", "model_action_bounds", "planning_inputs",
-    "PlanResult", "Planner", "SamplingPlanner", "SearchBudget", "BudgetClock",
+    "PlanResult", "Planner", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
     "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
 ]
