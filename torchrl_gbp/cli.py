@@ -14,6 +14,7 @@ from .planners import PLANNER_CLASSES
 from .protocol import PROTOCOLS
 from .reproduce import BACKENDS, reproduce
 from .synthesis import METHODS
+from .video import check_video_target
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 PLANNERS = tuple(PLANNER_CLASSES)
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-std", type=float, default=None, help="CEM/MPPI std of the first Gaussian")
     p.add_argument("--pair-mode", default=None, help="the task's kind of (start, goal) pairs (default: the task's)")
     p.add_argument("--num-workers", type=int, default=1, help="run the episodes in a ParallelEnv of this many processes")
+    p.add_argument("--video", default=None, metavar="PATH",
+                   help="also write a video (.gif, or .mp4 with imageio-ffmpeg) of the first evaluated episodes")
+    p.add_argument("--video-episodes", type=int, default=2, help="episodes in the video (default: 2)")
+    p.add_argument("--video-size", type=int, default=64, help="video frame side in pixels (default: 64)")
+    p.add_argument("--video-fps", type=float, default=10.0, help="video frames per second (default: 10)")
 
     p = sub.add_parser("finetune", help="finetune a checkpoint with data synthesis (pipeline.finetune)")
     _add_task(p)
@@ -155,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             budget = {k: v for k, v in {"max_seconds": args.max_seconds, "patience": args.patience}.items()
                       if v is not None}
             overrides.update({"budget": budget} if budget else {}, **({"compile": True} if args.compile else {}))
+            if args.video is not None:
+                check_video_target(args.video, args.video_fps)  # before minutes of planning
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
                                                    args.seed, horizon=args.horizon, pair_mode=args.pair_mode,
                                                    num_workers=args.num_workers, **overrides)
             print(json.dumps({k: v for k, v in metrics.items() if k != "episodes"}, indent=2))
+            if args.video is not None:
+                path = pipeline.record_checkpoint_video(
+                    args.task, args.checkpoint, args.video, args.planner, args.video_episodes, args.seed,
+                    evaluated_episodes=args.episodes, size=args.video_size, fps=args.video_fps,
+                    horizon=args.horizon, pair_mode=args.pair_mode, **overrides)
+                print(f"video written to {path}")
         elif args.command == "finetune":
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
                               steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
@@ -184,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             print(result["table"])
             print(result["note"])
             print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}")
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError) as error:
         print(f"torchrl-gbp {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import torch
 
+from .checks import check_positive_int
 from .data import load_dataset, make_window_buffer, save_dataset
 from .distributed import distributed_rank, distributed_training
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluation_pairs
 from .models import StateWorldModel, WorldModelConfig, load_checkpoint
 from .planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
 from .recipes import Recipe
 from .synthesis import make_synthesis
 from .tasks import Task, make_task, recipe_for
 from .train import build_world_model, csv_logger, train_world_model
+from .video import record_video
 
 # The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
 PLANNERS = ("gd", "cem", "mppi")
@@ -102,6 +104,30 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: 
     policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
     return evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed, pair_mode=pair_mode,
                     num_workers=num_workers)
+
+
+def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path: str | os.PathLike,
+                            planner: str = "gd", episodes: int = 2, seed: int = 0,
+                            evaluated_episodes: int | None = None, size: int = 64, fps: float = 10.0,
+                            horizon: int | None = None, pair_mode: str | None = None, **planner_overrides) -> Path:
+    """Write a video (``.gif`` or ``.mp4``) of ``planner`` on a saved world model: each frame the state beside the goal.
+
+    The episodes are the first ``episodes`` of the ``evaluated_episodes``
+    (default: the recipe's count) seeded pairs that :func:`evaluate_checkpoint`
+    scores with the same ``seed`` and ``pair_mode``, planned with the same
+    policy (sampling planners draw their samples anew in the smaller batch).
+    See :func:`~torchrl_gbp.video.record_video`.
+    """
+    task = make_task(task_name)
+    recipe = recipe_for(task_name)
+    episodes = check_positive_int("episodes", episodes)
+    evaluated = check_positive_int("evaluated_episodes", evaluated_episodes or recipe.episodes)
+    if episodes > evaluated:
+        raise ValueError(f"episodes={episodes} exceeds evaluated_episodes={evaluated}: a video shows evaluated episodes")
+    model, _ = load_checkpoint(checkpoint)
+    policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
+    pairs = evaluation_pairs(task, evaluated, seed, pair_mode)[:episodes]
+    return record_video(policy, task, path, episodes=episodes, size=size, fps=fps, pairs=pairs)
 
 
 def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
