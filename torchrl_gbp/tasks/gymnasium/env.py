@@ -33,6 +33,8 @@ class GymnasiumEnv(GymEnv):
         device: device of the TensorDicts.
     """
 
+    _supports_set_state = True
+
     def __init__(self, task, seed: int | None = None, device: torch.device | str = "cpu", **kwargs) -> None:
         # kwargs: what TorchRL's GymEnv metaclass passes along
         super().__init__(task.env_id, device=device, max_episode_steps=task.episode_steps, **task.make_kwargs,
@@ -140,6 +142,8 @@ class GymnasiumBatchEnv(SerialEnv):
     and returns every env's ``"start_state"`` and ``"goal_state"`` at reset
     (``SerialEnv`` passes only observations).
     """
+
+    _supports_set_state = True
 
     def __init__(self, task, num_envs: int, seed: int | None = None, device: torch.device | str = "cpu") -> None:
         super().__init__(num_envs, _Factory(task, device), device=device)
