@@ -9,7 +9,7 @@ Frames are read from the rollout TensorDict alone (``"state"``,
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -101,13 +101,13 @@ def write_video(frames: torch.Tensor, path: str | os.PathLike, fps: float = 10.0
     options = ({"plugin": "pillow", "duration": 1000.0 / fps, "loop": 0} if suffix == ".gif"
                else {"plugin": "FFMPEG", "fps": fps})
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=suffix, prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
+    # a unique hidden name in the same folder (so the rename is atomic), created with the usual permissions
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
     try:
         iio.imwrite(temporary, frames.cpu().numpy(), extension=suffix, **options)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
 
