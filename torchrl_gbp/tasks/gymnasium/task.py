@@ -72,7 +72,7 @@ class GymnasiumTask(Task):
         >>> task.has_goal, task.settable, task.obs_dim, task.state_dim
         (False, True, 4, 4)
         >>> env = task.make_env(num_envs=2, seed=0)
-        >>> env.rollout(5)["next", "reward"].shape
+        >>> env.rollout(5, break_when_any_done=False)["next", "reward"].shape
         torch.Size([2, 5, 1])
     """
 
