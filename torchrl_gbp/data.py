@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,21 +15,35 @@ from torchrl.data import (
     LazyTensorStorage,
     ReplayBuffer,
     SliceSampler,
+    TensorStorage,
 )
 from torchrl.envs import Compose, Transform
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
+# Pixel datasets keep the uint8 image ("pixels", TorchRL's (H, W, 3) layout) and the proprio vector instead of
+# "observation"; PackPixelObservation builds the model's flat observation from them per sampled batch.
+PIXEL_KEYS = ("pixels", "proprio")
 # Optional: the env reward of each step, kept in the windows (summed per model step) for reward heads.
 REWARD_KEY = ("next", "reward")
 
 
+def observation_keys(trajectories: TensorDictBase) -> tuple[str, ...]:
+    """``("observation",)`` for state datasets, :data:`PIXEL_KEYS` for pixel datasets (which have no "observation")."""
+    return ("observation",) if "observation" in trajectories.keys() else PIXEL_KEYS
+
+
 def check_trajectories(trajectories: TensorDictBase) -> None:
-    """Raise a ``ValueError`` naming what is wrong if ``trajectories`` is not ``(N, T)`` with the task keys."""
+    """Raise a ``ValueError`` naming what is wrong if ``trajectories`` is not ``(N, T)`` with the task keys.
+
+    The observation is either ``"observation"`` or, for pixel datasets, ``"pixels"`` and ``"proprio"``.
+    """
     if trajectories.batch_dims != 2:
         raise ValueError(f"trajectories must have batch size (N, T), got {tuple(trajectories.batch_size)}")
-    missing = [k for k in TRAJECTORY_KEYS if k not in trajectories.keys()]
+    expected = (*observation_keys(trajectories), *TRAJECTORY_KEYS[1:])
+    missing = [k for k in expected if k not in trajectories.keys()]
     if missing:
-        raise KeyError(f"trajectories lack keys {missing}; expected {list(TRAJECTORY_KEYS)}")
+        raise KeyError(f"trajectories lack keys {missing}; expected {list(TRAJECTORY_KEYS)} (or "
+                       f"{list(PIXEL_KEYS)} in place of 'observation' for pixel datasets)")
 
 
 def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
@@ -39,11 +54,17 @@ def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
     complete.
     """
     check_trajectories(trajectories)
+    return write_dataset(path, lambda folder: trajectories.memmap(folder))
+
+
+def write_dataset(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Atomically create the dataset folder ``path``: ``write(folder)`` fills a temporary folder beside it,
+    which is then renamed into place (an existing dataset is replaced only once the new one is complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        trajectories.memmap(tmp / "data")
+        write(tmp / "data")
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -199,6 +220,32 @@ class ModelStepWindows(Transform):
         return out
 
 
+def pack_pixel_observation(pixels: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    """The pixel models' flat observation: uint8 images ``(..., S, S, 3)`` as float values, then ``proprio``.
+
+    Example:
+        >>> pack_pixel_observation(torch.zeros(4, 8, 8, 3, dtype=torch.uint8), torch.ones(4, 2)).shape
+        torch.Size([4, 194])
+    """
+    if pixels.dtype != torch.uint8 or pixels.shape[-1] != 3 or pixels.shape[:-3] != proprio.shape[:-1]:
+        raise ValueError(f"pixels must be uint8 (..., H, W, 3) with proprio (..., P) of the same leading dims; "
+                         f"got {pixels.dtype} {tuple(pixels.shape)} and {tuple(proprio.shape)}")
+    return torch.cat([pixels.flatten(-3).to(proprio.dtype), proprio], dim=-1)
+
+
+class PackPixelObservation(Transform):
+    """Replay-buffer transform: ``"pixels"`` and ``"proprio"`` windows -> the flat ``"observation"`` of pixel models.
+
+    ``"pixels"`` is dropped from the output (the packed observation holds it).
+    """
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write ``"observation"`` from ``"pixels"`` and ``"proprio"``."""
+        out = tensordict.exclude("pixels")
+        out.set("observation", pack_pixel_observation(tensordict.get("pixels"), tensordict.get("proprio")))
+        return out
+
+
 def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int, batch_size: int,
                        scratch_dir: str | os.PathLike | None = None, transform: Transform | None = None,
                        generator: torch.Generator | None = None) -> ReplayBuffer:
@@ -209,6 +256,11 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
     ``LazyTensorStorage``; a ``SliceSampler`` draws windows inside single
     episodes. ``transform`` (for example a synthesis transform) runs after the
     window reshaping.
+
+    Pixel datasets (``"pixels"`` and ``"proprio"``, see :data:`PIXEL_KEYS`) are
+    never copied: the buffer's ``TensorStorage`` is a flat view of the
+    (memory-mapped) dataset, batches read only their rows, and
+    :class:`PackPixelObservation` builds each window's ``"observation"``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -226,12 +278,17 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
             f"trajectories of {trajectories.shape[1]} steps are shorter than one window "
             f"({frames} frames x frameskip {frameskip} = {windows.slice_len} steps)"
         )
-    keys = TRAJECTORY_KEYS + ((REWARD_KEY,) if REWARD_KEY in trajectories.keys(True) else ())
+    pixels = observation_keys(trajectories) == PIXEL_KEYS
+    keys = (*observation_keys(trajectories), *TRAJECTORY_KEYS[1:],
+            *((REWARD_KEY,) if REWARD_KEY in trajectories.keys(True) else ()))
     flat = trajectories.select(*keys).reshape(-1)
     size = flat.shape[0]
-    storage = (LazyTensorStorage(size) if scratch_dir is None
-               else LazyMemmapStorage(size, scratch_dir=scratch_dir, existsok=True))
-    transforms = [windows] if transform is None else [windows, transform]
+    if pixels:
+        storage = TensorStorage(flat)  # a view of the dataset: no copy into RAM
+    else:
+        storage = (LazyTensorStorage(size) if scratch_dir is None
+                   else LazyMemmapStorage(size, scratch_dir=scratch_dir, existsok=True))
+    transforms = [windows, *([PackPixelObservation()] if pixels else []), *([] if transform is None else [transform])]
     buffer = ReplayBuffer(
         storage=storage,
         sampler=SliceSampler(slice_len=windows.slice_len, traj_key="episode", strict_length=True,
@@ -240,5 +297,6 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
         transform=Compose(*transforms),
         generator=generator,
     )
-    buffer.extend(flat)
+    if not pixels:
+        buffer.extend(flat)
     return buffer

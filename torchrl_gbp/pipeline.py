@@ -10,12 +10,12 @@ from .checks import check_positive_int
 from .data import load_dataset, make_window_buffer, save_dataset
 from .distributed import distributed_rank, distributed_training
 from .evaluate import evaluate, evaluation_pairs
-from .models import StateWorldModel, WorldModelConfig, load_checkpoint
+from .models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint
 from .planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
 from .recipes import Recipe
 from .synthesis import make_synthesis
-from .tasks import Task, make_task, recipe_for
-from .train import build_world_model, csv_logger, train_world_model
+from .tasks import PixelTask, Task, make_task, recipe_for
+from .train import build_world_model, make_logger, train_world_model
 from .video import record_video
 
 # The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
@@ -24,7 +24,7 @@ PLANNERS = ("gd", "cem", "mppi")
 CHECKPOINT_EVERY = 250
 
 
-def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
+def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
                 **planner_overrides) -> MPCPolicy:
     """An MPC policy for ``task`` with the recipe's objective, horizon and budget for ``planner`` (overridable).
 
@@ -41,26 +41,46 @@ def make_policy(model: StateWorldModel, task: Task, planner: str, recipe: Recipe
     return MPCPolicy(model, plan, action_spec, goal_key="goal" if has_goal else None)
 
 
+def make_dataset(task: Task, out: str | os.PathLike, num_trajectories: int, seed: int = 0,
+                 trajectory_steps: int | None = None) -> Path:
+    """Generate ``task``'s seeded dataset and save it atomically to ``out`` (pixel tasks render straight to disk)."""
+    if isinstance(task, PixelTask):
+        return task.write_dataset(out, num_trajectories, trajectory_steps, seed=seed)
+    return save_dataset(task.generate_dataset(num_trajectories, trajectory_steps, seed=seed), out)
+
+
 def collect(task_name: str, out: str | os.PathLike, num_trajectories: int | None = None, seed: int = 0,
-            trajectory_steps: int | None = None) -> Path:
-    """Generate the task's seeded dataset and save it atomically to ``out``."""
-    task = make_task(task_name)
-    n = num_trajectories if num_trajectories is not None else recipe_for(task_name).num_trajectories
-    return save_dataset(task.generate_dataset(n, trajectory_steps, seed=seed), out)
+            trajectory_steps: int | None = None, obs: str = "state") -> Path:
+    """Generate the task's seeded dataset (``obs``: ``"state"`` or ``"pixels"``) and save it atomically to ``out``."""
+    n = num_trajectories if num_trajectories is not None else recipe_for(task_name, obs=obs).num_trajectories
+    return make_dataset(make_task(task_name, obs=obs), out, n, seed, trajectory_steps)
+
+
+def model_config(task: Task, recipe: Recipe, **overrides) -> WorldModelConfig | PixelWorldModelConfig:
+    """The recipe's world-model config for ``task`` (a pixel model for a :class:`PixelTask`), ``overrides`` applied."""
+    fields = {**recipe.model, **overrides}
+    if isinstance(task, PixelTask):
+        return PixelWorldModelConfig(image_size=task.image_size, proprio_dim=task.proprio_dim,
+                                     env_action_dim=task.action_dim, frameskip=task.frameskip, **fields)
+    return WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip, **fields)
+
+
+def observation_of(model: LatentWorldModel) -> str:
+    """What ``model`` reads: ``"pixels"`` for a :class:`~torchrl_gbp.models.PixelWorldModel`, else ``"state"``."""
+    return "pixels" if isinstance(model.config, PixelWorldModelConfig) else "state"
 
 
 def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.PathLike, seed: int = 0,
                      steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
                      logger=None, progress: bool = True, resume: bool = False,
-                     **model_overrides) -> StateWorldModel:
+                     **model_overrides) -> LatentWorldModel:
     """Build the recipe's world model (``model_overrides`` applied), train it on ``trajectories``, checkpoint to ``out``.
 
     A checkpoint is written every :data:`CHECKPOINT_EVERY` steps; ``resume`` continues from the one at ``out``.
     """
     torch.manual_seed(seed)
-    config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip,
-                              **{**recipe.model, **model_overrides})
-    model = build_world_model(config, trajectories)
+    config = model_config(task, recipe, **model_overrides)
+    model = build_world_model(config, trajectories, recipe.encoder_steps, seed)
     buffer = make_window_buffer(trajectories, frames=config.num_hist + recipe.window_frames - 1,
                                 frameskip=config.frameskip, batch_size=batch_size or recipe.batch_size,
                                 generator=torch.Generator().manual_seed(seed + distributed_rank()))
@@ -74,36 +94,52 @@ def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.Pat
 def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
           lr: float | None = None, batch_size: int | None = None, seed: int = 0,
           log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False,
-          **model_overrides) -> StateWorldModel:
+          obs: str = "state", logger: str = "csv", **model_overrides) -> LatentWorldModel:
     """Train a world model on a saved dataset and checkpoint it to ``out`` (``resume``: continue the one there).
 
+    With ``log_dir`` the metrics go to TorchRL logger ``logger`` (``"csv"``, ``"tensorboard"`` or ``"wandb"``,
+    offline; see :func:`~torchrl_gbp.train.make_logger`) as experiment ``<task>_train``.
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its own
     samples with DistributedDataParallel gradient averaging (gloo on CPU,
     NCCL on GPU); rank 0 writes the checkpoint and logs.
     """
     with distributed_training():
-        task = make_task(task_name)
-        logger = (csv_logger(log_dir, f"{task_name}_train") if log_dir is not None and distributed_rank() == 0
-                  else None)
-        return train_base_model(task, load_dataset(dataset), recipe_for(task_name), out, seed, steps, lr,
-                                batch_size, logger, progress and distributed_rank() == 0, resume, **model_overrides)
+        task = make_task(task_name, obs=obs)
+        log = (make_logger(logger, log_dir, f"{task_name}_train") if log_dir is not None and distributed_rank() == 0
+               else None)
+        try:
+            return train_base_model(task, load_dataset(dataset), recipe_for(task_name, obs=obs), out, seed, steps, lr,
+                                    batch_size, log, progress and distributed_rank() == 0, resume, **model_overrides)
+        finally:
+            if log is not None:
+                log.close()
 
 
 def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: str = "gd", episodes: int | None = None,
                         seed: int = 0, horizon: int | None = None, pair_mode: str | None = None,
-                        num_workers: int = 1, **planner_overrides) -> dict[str, float]:
+                        num_workers: int = 1, log_dir: str | os.PathLike | None = None, logger: str = "csv",
+                        **planner_overrides) -> dict[str, float]:
     """Evaluate ``planner`` on a saved world model over ``episodes`` seeded (start, goal) pairs.
 
     ``horizon`` and ``planner_overrides`` (planner constructor arguments) replace
     the recipe's; ``pair_mode`` picks the task's kind of pairs; ``num_workers``
-    runs the episodes in a ``ParallelEnv``.
+    runs the episodes in a ``ParallelEnv``. With ``log_dir`` the numeric metrics go to TorchRL logger
+    ``logger`` (see :func:`~torchrl_gbp.train.make_logger`) as ``evaluate/<metric>`` of experiment
+    ``<task>_evaluate_<planner>``.
     """
-    task = make_task(task_name)
-    recipe = recipe_for(task_name)
     model, _ = load_checkpoint(checkpoint)
+    task = make_task(task_name, obs=observation_of(model))
+    recipe = recipe_for(task_name, obs=observation_of(model))
+    log = make_logger(logger, log_dir, f"{task_name}_evaluate_{planner}") if log_dir is not None else None
     policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
-    return evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed, pair_mode=pair_mode,
-                    num_workers=num_workers)
+    metrics = evaluate(policy, task, episodes=episodes or recipe.episodes, seed=seed, pair_mode=pair_mode,
+                       num_workers=num_workers)
+    if log is not None:
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)):
+                log.log_scalar(f"evaluate/{name}", float(value), step=0)
+        log.close()
+    return metrics
 
 
 def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path: str | os.PathLike,
@@ -118,22 +154,22 @@ def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path:
     policy (sampling planners draw their samples anew in the smaller batch).
     See :func:`~torchrl_gbp.video.record_video`.
     """
-    task = make_task(task_name)
-    recipe = recipe_for(task_name)
+    model, _ = load_checkpoint(checkpoint)
+    task = make_task(task_name, obs=observation_of(model))
+    recipe = recipe_for(task_name, obs=observation_of(model))
     episodes = check_positive_int("episodes", episodes)
     evaluated = check_positive_int("evaluated_episodes", evaluated_episodes or recipe.episodes)
     if episodes > evaluated:
         raise ValueError(f"episodes={episodes} exceeds evaluated_episodes={evaluated}: a video shows evaluated episodes")
-    model, _ = load_checkpoint(checkpoint)
     policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
     pairs = evaluation_pairs(task, evaluated, seed, pair_mode)[:episodes]
     return record_video(policy, task, path, episodes=episodes, size=size, fps=fps, pairs=pairs)
 
 
-def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
+def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
                    steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
                    action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
-                   logger=None, progress: bool = True, resume: bool = False) -> StateWorldModel:
+                   logger=None, progress: bool = True, resume: bool = False) -> LatentWorldModel:
     """Finetune ``model`` in place with a synthesis transform on the replay buffer.
 
     Only the predictor and the action encoder train (the observation encoder
@@ -160,19 +196,26 @@ def finetune_model(model: StateWorldModel, task: Task, trajectories, method: str
 def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: str | os.PathLike,
              dataset: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
              predictor_lr: float | None = None, action_encoder_lr: float | None = None,
-             log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False) -> StateWorldModel:
+             log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False,
+             logger: str = "csv") -> LatentWorldModel:
     """Load a base checkpoint, finetune it with ``method`` and checkpoint the result to ``out``
     (``resume``: continue the finetuning checkpointed there).
 
-    Without ``dataset`` the task's default dataset is regenerated with ``seed``.
+    Without ``dataset`` the task's default dataset is regenerated with ``seed``. With ``log_dir`` the metrics
+    go to TorchRL logger ``logger`` (see :func:`~torchrl_gbp.train.make_logger`) as experiment
+    ``<task>_finetune_<method>``.
     """
-    task = make_task(task_name)
-    recipe = recipe_for(task_name)
     model, _ = load_checkpoint(checkpoint)
+    task = make_task(task_name, obs=observation_of(model))
+    recipe = recipe_for(task_name, obs=observation_of(model))
     trajectories = (load_dataset(dataset) if dataset is not None
                     else task.generate_dataset(recipe.num_trajectories, seed=seed))
-    logger = csv_logger(log_dir, f"{task_name}_finetune_{method}") if log_dir is not None else None
-    return finetune_model(model, task, trajectories, method, recipe, steps, seed, predictor_lr, action_encoder_lr,
-                          checkpoint_path=out, logger=logger, progress=progress, resume=resume)
+    log = make_logger(logger, log_dir, f"{task_name}_finetune_{method}") if log_dir is not None else None
+    try:
+        return finetune_model(model, task, trajectories, method, recipe, steps, seed, predictor_lr,
+                              action_encoder_lr, checkpoint_path=out, logger=log, progress=progress, resume=resume)
+    finally:
+        if log is not None:
+            log.close()
 
 

@@ -45,6 +45,18 @@ class Recipe:
     seeds: tuple[int, ...] = (0, 1, 2)
     mppi_models: tuple[str, ...] = ("base",)
     quick_overrides: dict = field(default_factory=dict)
+    image_size: int = 64
+    encoder_steps: int = 0
+    pixel_overrides: dict = field(default_factory=dict)
+
+    def pixels(self) -> Recipe:
+        """This task's recipe for pixel observations: :data:`PIXEL_DEFAULTS`, then ``pixel_overrides``.
+
+        Example:
+            >>> Recipe().pixels().model["hidden_dim"], Recipe().pixels().image_size
+            (64, 64)
+        """
+        return replace(self, **{**PIXEL_DEFAULTS, **self.pixel_overrides})
 
     def quick(self) -> Recipe:
         """A smaller run of the same recipe (minutes, not tens of minutes); ``quick_overrides`` apply last."""
@@ -79,3 +91,27 @@ def smoke_overrides(num_trajectories: int, train_steps: int, gd_steps: int = 10,
                  "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5,
                             "planner_lr": 0.3}}
     return overrides if batch_size is None else {**overrides, "batch_size": batch_size}
+
+
+# Pixel runs on a 2-core CPU: 64x64 images, 16 tokens of 16 from a patch autoencoder (trained 500 steps on the
+# task's images, then frozen), a 64-wide 2-layer frame-causal transformer over 3 history frames; smaller
+# datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame).
+PIXEL_DEFAULTS: dict = {
+    "num_trajectories": 500,
+    "model": {"num_hist": 3, "hidden_dim": 64, "depth": 2, "heads": 4,
+              "encoder": "patch", "encoder_options": {"patch_size": 16, "token_dim": 16, "hidden_dim": 64}},
+    "encoder_steps": 500,
+    "window_frames": 3,
+    "train_steps": 2000,
+    "batch_size": 64,
+    "finetune_steps": 300,
+    "online": {"every": 10, "fraction": 0.5, "capacity": 512, "planner_steps": 100, "planner_lr": 0.3},
+    "quick_overrides": {"num_trajectories": 100, "train_steps": 200, "encoder_steps": 150, "finetune_steps": 20,
+                        "episodes": 8,
+                        "planner_kwargs": {"gd": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
+                                           "cem": {"samples": 64, "elites": 8, "iterations": 5},
+                                           "mppi": {"samples": 64, "elites": 8, "iterations": 5,
+                                                    "temperature": 0.05}},
+                        "online": {"every": 5, "fraction": 0.5, "capacity": 128, "planner_steps": 10,
+                                   "planner_lr": 0.3}},
+}

@@ -1,6 +1,7 @@
 """Training and finetuning loops for world models on replay buffers of windows."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from tensordict import TensorDictBase
 from torch.nn.parallel import DistributedDataParallel
 from torchrl.data import ReplayBuffer
 from torchrl.envs import Compose
-from torchrl.record.loggers import CSVLogger, Logger
+from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger, WandbLogger
 from tqdm.auto import tqdm
 
 from .data import model_actions
@@ -21,12 +22,38 @@ from .models import (
     save_checkpoint,
 )
 from .models.checkpoint import read_checkpoint
+from .models.image_encoders import fit_patch_autoencoder
+from .models.pixel_world_model import PixelWorldModel, PixelWorldModelConfig
+
+# frames of a pixel dataset whose encoder tokens set the token statistics
+NORMALIZATION_FRAMES = 2048
 
 
-def build_world_model(config: WorldModelConfig, trajectories: TensorDictBase) -> StateWorldModel:
-    """A fresh world model with normalisation statistics fitted on ``trajectories`` ``(N, T)``."""
+def build_world_model(config: WorldModelConfig | PixelWorldModelConfig, trajectories: TensorDictBase,
+                      encoder_steps: int = 0, seed: int = 0) -> StateWorldModel | PixelWorldModel:
+    """A fresh world model with normalisation statistics fitted on ``trajectories`` ``(N, T)``.
+
+    A :class:`PixelWorldModelConfig` gives a :class:`PixelWorldModel` on a pixel dataset: its patch
+    autoencoder is first trained ``encoder_steps`` steps on the dataset's images (then frozen; batches are
+    read from the memory map), and the token statistics come from :data:`NORMALIZATION_FRAMES` random frames.
+    """
+    if isinstance(config, PixelWorldModelConfig):
+        return build_pixel_world_model(config, trajectories, encoder_steps, seed)
     model = StateWorldModel(config)
     model.fit_normalization(trajectories["observation"], model_actions(trajectories, config.frameskip))
+    return model
+
+
+def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorDictBase, encoder_steps: int = 0,
+                            seed: int = 0) -> PixelWorldModel:
+    """See :func:`build_world_model`."""
+    generator = torch.Generator().manual_seed(seed)
+    model = PixelWorldModel(config)
+    frames = trajectories["pixels"].reshape(-1, *trajectories["pixels"].shape[-3:])
+    if config.encoder == "patch" and encoder_steps > 0:
+        fit_patch_autoencoder(model.image_encoder, frames, encoder_steps, generator=generator)
+    index = torch.randperm(frames.shape[0], generator=generator)[:NORMALIZATION_FRAMES].sort().values
+    model.fit_normalization(frames[index], trajectories["proprio"], model_actions(trajectories, config.frameskip))
     return model
 
 
@@ -196,7 +223,36 @@ def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, schedule
     return int(training["step"])
 
 
-def csv_logger(log_dir: str | os.PathLike, name: str) -> CSVLogger:
-    """TorchRL's CSV logger writing under ``log_dir/name``."""
+# Logger backends by name: (TorchRL logger class, the package it needs, the pip extra that installs it).
+LOGGERS: dict[str, tuple[type[Logger], str | None, str | None]] = {
+    "csv": (CSVLogger, None, None),
+    "tensorboard": (TensorboardLogger, "tensorboard", "tensorboard"),
+    "wandb": (WandbLogger, "wandb", "wandb"),
+}
+
+
+def make_logger(name: str, log_dir: str | os.PathLike, exp_name: str) -> Logger:
+    """TorchRL logger ``name`` (a key of :data:`LOGGERS`) writing experiment ``exp_name`` under ``log_dir``.
+
+    ``"csv"`` (no extra package) writes ``log_dir/exp_name/scalars/<metric>.csv``; ``"tensorboard"`` writes
+    event files under ``log_dir/exp_name``; ``"wandb"`` runs offline (nothing leaves the machine) into
+    ``log_dir/wandb/offline-run-*``, to upload later with ``wandb sync``. Call ``close()`` on the logger when
+    done so every backend has written its files.
+
+    Example:
+        >>> import tempfile
+        >>> logger = make_logger("csv", tempfile.mkdtemp(), "train")
+        >>> logger.log_scalar("loss", 0.5, step=1)
+        >>> type(logger).__name__
+        'CSVLogger'
+    """
+    if name not in LOGGERS:
+        raise ValueError(f"logger must be one of {sorted(LOGGERS)}, got {name!r}")
+    cls, package, extra = LOGGERS[name]
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ImportError(f"the {name} logger needs the {package!r} package, which is not installed; "
+                          f"pip install 'torchrl_gbp[{extra}]'")
     Path(log_dir).mkdir(parents=True, exist_ok=True)
-    return CSVLogger(exp_name=name, log_dir=str(log_dir))
+    if name == "wandb":
+        return cls(exp_name=exp_name, offline=True, save_dir=str(log_dir), project="torchrl_gbp")
+    return cls(exp_name=exp_name, log_dir=str(log_dir))

@@ -6,14 +6,18 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
+from .image_encoders import DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer
-from .predictors import ResidualMLPPredictor
+from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, pixel_observation_dim
+from .predictors import FrameCausalTransformerPredictor, ResidualMLPPredictor
 from .reward import RewardHead
-from .world_model import StateWorldModel, WorldModelConfig
+from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
 
 __all__ = [
     "ActionEncoder", "IdentityEncoder", "MLPEncoder", "Normalizer", "ResidualMLPPredictor", "RewardHead",
     "StateWorldModel", "TeacherForcingLoss", "WorldModelConfig",
+    "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder", "PixelWorldModel",
+    "PixelWorldModelConfig", "fit_patch_autoencoder", "pixel_observation_dim",
     "atomic_torch_save", "load_checkpoint", "load_weights_into", "save_checkpoint",
 ]

@@ -11,6 +11,7 @@ from types import ModuleType
 from torchrl_gbp.recipes import Recipe
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.pixels import PixelTask
 from torchrl_gbp.tasks.simulator import Simulator
 from torchrl_gbp.tasks.wall import WallEnv, WallTask
 
@@ -47,21 +48,39 @@ def task_class(name: str) -> type[Task]:
     return getattr(task_module(name), TASKS[name][1])
 
 
-def make_task(name: str, **kwargs) -> Task:
-    """Build the task registered under ``name`` with constructor ``kwargs``.
+# What the agent and the world model see: the task's state observation, or rendered images plus proprio.
+OBSERVATIONS = ("state", "pixels")
+
+
+def check_observation(obs: str) -> str:
+    """Return ``obs`` if it is one of :data:`OBSERVATIONS`, else raise a ``ValueError`` naming it."""
+    if obs not in OBSERVATIONS:
+        raise ValueError(f"obs must be one of {OBSERVATIONS}, got {obs!r}")
+    return obs
+
+
+def make_task(name: str, obs: str = "state", **kwargs) -> Task:
+    """Build the task registered under ``name`` with constructor ``kwargs``; ``obs="pixels"`` wraps it in a
+    :class:`PixelTask` at its pixel recipe's image size.
 
     Example:
         >>> make_task("wall", door_half_width=0.2).door_half_width
         0.2
+        >>> make_task("wall", obs="pixels").image_size
+        64
     """
     if name.startswith(GYM_PREFIX):
         from torchrl_gbp.tasks.gymnasium import GymnasiumTask
         return GymnasiumTask(name[len(GYM_PREFIX):], **kwargs)
-    return task_class(name)(**kwargs)
+    task = task_class(name)(**kwargs)
+    if check_observation(obs) == "pixels":
+        return PixelTask(task, recipe_for(name, obs="pixels").image_size)
+    return task
 
 
-def recipe_for(name: str, quick: bool = False) -> Recipe:
-    """The recipe of task ``name`` (its quick variant when ``quick``): ``RECIPE`` in the task's ``recipe.py``.
+def recipe_for(name: str, quick: bool = False, obs: str = "state") -> Recipe:
+    """The recipe of task ``name``: ``RECIPE`` in the task's ``recipe.py``, for pixel observations when
+    ``obs="pixels"`` (:meth:`Recipe.pixels`), its quick variant when ``quick``.
 
     Example:
         >>> recipe_for("wall", quick=True).seeds
@@ -72,8 +91,10 @@ def recipe_for(name: str, quick: bool = False) -> Recipe:
         recipe = recipe_for_task(make_task(name))
         return recipe.quick() if quick else recipe
     recipe = task_module(name, "recipe").RECIPE
+    if check_observation(obs) == "pixels":
+        recipe = recipe.pixels()
     return recipe.quick() if quick else recipe
 
 
-__all__ = ["TASKS", "GoalEnv", "Recipe", "Simulator", "Task", "WallEnv", "WallTask", "make_task", "recipe_for",
+__all__ = ["OBSERVATIONS", "TASKS", "GoalEnv", "PixelTask", "Recipe", "Simulator", "Task", "WallEnv", "WallTask", "make_task", "recipe_for",
            "task_class", "task_module"]

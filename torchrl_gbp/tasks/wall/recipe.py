@@ -1,4 +1,5 @@
-"""The Wall recipe: the defaults of :class:`~torchrl_gbp.recipes.Recipe`."""
-from torchrl_gbp.recipes import Recipe
+"""The Wall recipe: the defaults of :class:`~torchrl_gbp.recipes.Recipe`; pixels with one history frame, as
+DINO-WM's Wall."""
+from torchrl_gbp.recipes import PIXEL_DEFAULTS, Recipe
 
-RECIPE = Recipe()
+RECIPE = Recipe(pixel_overrides={"model": {**PIXEL_DEFAULTS["model"], "num_hist": 1}})
