@@ -14,6 +14,8 @@ from .planners import PLANNER_CLASSES
 from .protocol import PROTOCOLS
 from .reproduce import BACKENDS, reproduce
 from .synthesis import METHODS
+from .tasks import OBSERVATIONS
+from .train import LOGGERS
 from .video import check_video_target
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -28,6 +30,19 @@ def set_torchrl_verbosity(verbose: bool) -> None:
 def _add_task(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="wall", help="task name (default: wall)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-dir", default=None, help="folder for TorchRL logs (default: no logs)")
+    parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
+                        help="TorchRL logger under --log-dir: csv (default), tensorboard, or wandb (offline); "
+                             "tensorboard and wandb need the pip extra of that name")
+
+
+def _add_obs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--obs", choices=OBSERVATIONS, default="state",
+                        help="what the world model sees: the state, or rendered pixels plus proprio (default: state; "
+                             "evaluate, finetune and diagnose read it from the checkpoint)")
 
 
 def _named_path(text: str) -> tuple[str, str]:
@@ -49,19 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task(p)
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--num-trajectories", type=int, default=None)
+    _add_obs(p)
     p.add_argument("--trajectory-steps", type=int, default=None)
 
     p = sub.add_parser("train", help="train a world model on a dataset (pipeline.train)")
     _add_task(p)
     p.add_argument("--dataset", required=True, help="dataset folder from `collect`")
     p.add_argument("--out", required=True, help="checkpoint file to write")
+    _add_obs(p)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--hidden-dim", type=int, default=None)
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--num-hist", type=int, default=None)
-    p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
+    _add_logging(p)
     p.add_argument("--resume", action="store_true", help="continue the training checkpointed at --out")
 
     p = sub.add_parser("evaluate", help="evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)")
@@ -71,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--planner-steps", type=int, default=None, help="GD optimiser steps")
     p.add_argument("--planner-lr", type=float, default=None, help="GD learning rate")
-    p.add_argument("--samples", type=int, default=None, help="CEM/MPPI samples")
-    p.add_argument("--elites", type=int, default=None, help="CEM/MPPI elites")
-    p.add_argument("--iterations", type=int, default=None, help="CEM/MPPI iterations")
+    p.add_argument("--samples", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM samples")
+    p.add_argument("--elites", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM elites")
+    p.add_argument("--iterations", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM (CEM stage) iterations")
     p.add_argument("--max-seconds", type=float, default=None, help="time budget of one planning call")
     p.add_argument("--patience", type=int, default=None, help="stop a search after this many steps without progress")
     p.add_argument("--compile", action="store_true", help="torch.compile the rollout and cost")
@@ -84,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-std", type=float, default=None, help="CEM/MPPI std of the first Gaussian")
     p.add_argument("--pair-mode", default=None, help="the task's kind of (start, goal) pairs (default: the task's)")
     p.add_argument("--num-workers", type=int, default=1, help="run the episodes in a ParallelEnv of this many processes")
+    _add_logging(p)
     p.add_argument("--video", default=None, metavar="PATH",
                    help="also write a video (.gif, or .mp4 with imageio-ffmpeg) of the first evaluated episodes")
     p.add_argument("--video-episodes", type=int, default=2, help="episodes in the video (default: 2)")
@@ -99,13 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--predictor-lr", type=float, default=None)
     p.add_argument("--action-encoder-lr", type=float, default=None)
-    p.add_argument("--log-dir", default=None, help="folder for TorchRL CSV logs")
+    _add_logging(p)
     p.add_argument("--resume", action="store_true", help="continue the finetuning checkpointed at --out")
 
     p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (reproduce.reproduce)")
     _add_task(p)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
+    _add_obs(p)
     p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(pipeline.PLANNERS),
                    help=f"planners to compare (default: {' '.join(pipeline.PLANNERS)})")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
@@ -142,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     set_torchrl_verbosity(args.verbose)
     try:
         if args.command == "collect":
-            path = pipeline.collect(args.task, args.out, args.num_trajectories, args.seed, args.trajectory_steps)
+            path = pipeline.collect(args.task, args.out, args.num_trajectories, args.seed, args.trajectory_steps,
+                                    obs=args.obs)
             print(f"dataset written to {path}")
         elif args.command == "train":
             overrides = {k: v for k, v in {"hidden_dim": args.hidden_dim, "depth": args.depth,
                                             "num_hist": args.num_hist}.items() if v is not None}
             pipeline.train(args.task, args.dataset, args.out, steps=args.steps, lr=args.lr,
                            batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, resume=args.resume,
-                           **overrides)
+                           logger=args.logger, obs=args.obs, **overrides)
             print(f"checkpoint written to {args.out}")
         elif args.command == "evaluate":
             names = {"planner_steps": "steps", "planner_lr": "lr", "samples": "samples", "elites": "elites",
@@ -165,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_video_target(args.video, args.video_fps)  # before minutes of planning
             metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
                                                    args.seed, horizon=args.horizon, pair_mode=args.pair_mode,
-                                                   num_workers=args.num_workers, **overrides)
+                                                   num_workers=args.num_workers, log_dir=args.log_dir,
+                                                   logger=args.logger, **overrides)
             print(json.dumps({k: v for k, v in metrics.items() if k != "episodes"}, indent=2))
             if args.video is not None:
                 path = pipeline.record_checkpoint_video(
@@ -176,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "finetune":
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
                               steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
-                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir, resume=args.resume)
+                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir, resume=args.resume,
+                              logger=args.logger)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
             result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
                                planners=tuple(args.planners), methods=tuple(args.methods),
                                backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol)
+                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

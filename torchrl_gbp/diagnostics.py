@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .checks import check_positive_int
-from .models import StateWorldModel, load_checkpoint
+from .models import StateWorldModel, load_checkpoint, observation_of
 from .planners import (
     GoalCost,
     GradientPlanner,
@@ -430,13 +430,17 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
     if not checkpoints:
         raise ValueError("checkpoints must name at least one checkpoint (name -> path)")
     check_positive_int("landscape_pairs", landscape_pairs)
-    task = make_task(task_name)
-    recipe = recipe_for(task_name)
+    models = {name: load_checkpoint(path)[0] for name, path in checkpoints.items()}
+    kinds = {name: observation_of(model) for name, model in models.items()}
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"checkpoints must all be state models or all pixel models, got {kinds}")
+    obs = next(iter(kinds.values()))
+    task = make_task(task_name, obs=obs)
+    recipe = recipe_for(task_name, obs=obs)
     horizon = recipe.horizon if horizon is None else horizon
     start, goal = sample_pairs(task, num_pairs, seed, pair_mode)
     results, landscapes = {}, {}
-    for name, path in checkpoints.items():
-        model, _ = load_checkpoint(path)
+    for name, model in models.items():
         model.eval()
         objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
         planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr, objective)

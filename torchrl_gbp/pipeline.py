@@ -10,7 +10,7 @@ from .checks import check_positive_int
 from .data import load_dataset, make_window_buffer, save_dataset
 from .distributed import distributed_rank, distributed_training
 from .evaluate import evaluate, evaluation_pairs
-from .models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint
+from .models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint, observation_of
 from .planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
 from .recipes import Recipe
 from .synthesis import make_synthesis
@@ -63,11 +63,6 @@ def model_config(task: Task, recipe: Recipe, **overrides) -> WorldModelConfig | 
         return PixelWorldModelConfig(image_size=task.image_size, proprio_dim=task.proprio_dim,
                                      env_action_dim=task.action_dim, frameskip=task.frameskip, **fields)
     return WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip, **fields)
-
-
-def observation_of(model: LatentWorldModel) -> str:
-    """What ``model`` reads: ``"pixels"`` for a :class:`~torchrl_gbp.models.PixelWorldModel`, else ``"state"``."""
-    return "pixels" if isinstance(model.config, PixelWorldModelConfig) else "state"
 
 
 def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.PathLike, seed: int = 0,

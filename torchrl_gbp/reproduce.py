@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from .data import load_dataset, save_dataset
+from .data import load_dataset
 from .evaluate import evaluate
 from .models import load_checkpoint
 from .models.checkpoint import read_checkpoint
-from .pipeline import PLANNERS, finetune_model, make_policy, train_base_model
+from .pipeline import PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import MODES, PAPER_PLANNERS, PROTOCOLS, evaluate_paper_cell, paper_settings, protocol_pairs
 from .recipes import REPORTED_PAIR_SEED_BASE
 from .reporting import (
@@ -33,7 +33,7 @@ from .reporting import (
 )
 from .synthesis import METHODS
 from .tasks import make_task, recipe_for
-from .train import csv_logger
+from .train import make_logger
 
 BACKENDS = ("serial", "ray")
 
@@ -47,13 +47,13 @@ def run_unit(job: dict) -> list[dict]:
     if job["threads"] is not None:
         torch.set_num_threads(job["threads"])
         logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
-    recipe = recipe_for(job["task"], job["quick"])
-    task = make_task(job["task"])
+    recipe = recipe_for(job["task"], job["quick"], obs=job["obs"])
+    task = make_task(job["task"], obs=job["obs"])
     model, _ = load_checkpoint(job["base"])
     method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
     if method != "base":
         finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed,
-                       logger=csv_logger(job["log_dir"], f"finetune_{method}_seed{run_seed}"),
+                       logger=make_logger("csv", job["log_dir"], f"finetune_{method}_seed{run_seed}"),
                        checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True)
         if progress and remote:
             print(f"  seed {run_seed} {method}: finetuned", flush=True)
@@ -159,7 +159,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
-              protocol: str = "ours") -> dict:
+              protocol: str = "ours", obs: str = "state") -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -181,7 +181,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
     ``protocol`` (:mod:`torchrl_gbp.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
     layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
-    in the same folder).
+    in the same folder). ``obs="pixels"``: the same job on the task's pixels with pixel world models
+    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``.
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -190,10 +191,11 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     start = time.perf_counter()
-    recipe = recipe_for(task_name, quick)
-    task = make_task(task_name)
-    root = Path(out_dir) / task_name
-    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(recipe)}
+    recipe = recipe_for(task_name, quick, obs=obs)
+    task = make_task(task_name, obs=obs)
+    root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
+    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(recipe),
+                   **({} if obs == "state" else {"obs": obs})}
     if fresh:
         for name in ("dataset", "units"):
             shutil.rmtree(root / name, ignore_errors=True)
@@ -207,10 +209,10 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     torch.manual_seed(seed)
     dataset_path = root / "dataset"
     if not _dataset_matches(dataset_path, recipe.num_trajectories):
-        save_dataset(task.generate_dataset(recipe.num_trajectories, seed=seed), dataset_path)
+        make_dataset(task, dataset_path, recipe.num_trajectories, seed=seed)
     train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed,
-                     logger=csv_logger(root / "logs", "reproduce"), progress=progress, resume=True)
-    jobs = [{"task": task_name, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
+                     logger=make_logger("csv", root / "logs", "reproduce"), progress=progress, resume=True)
+    jobs = [{"task": task_name, "obs": obs, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
              "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
              "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
              "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",

@@ -9,7 +9,7 @@ from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
 from .image_encoders import DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer
-from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, pixel_observation_dim
+from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, observation_of, pixel_observation_dim
 from .predictors import FrameCausalTransformerPredictor, ResidualMLPPredictor
 from .reward import RewardHead
 from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
@@ -18,6 +18,6 @@ __all__ = [
     "ActionEncoder", "IdentityEncoder", "MLPEncoder", "Normalizer", "ResidualMLPPredictor", "RewardHead",
     "StateWorldModel", "TeacherForcingLoss", "WorldModelConfig",
     "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder", "PixelWorldModel",
-    "PixelWorldModelConfig", "fit_patch_autoencoder", "pixel_observation_dim",
+    "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of", "pixel_observation_dim",
     "atomic_torch_save", "load_checkpoint", "load_weights_into", "save_checkpoint",
 ]

@@ -148,6 +148,11 @@ class PixelObservationEncoder(nn.Module):
         return torch.cat([tokens, proprio], dim=-1)
 
 
+def observation_of(model: LatentWorldModel) -> str:
+    """What ``model`` reads: ``"pixels"`` for a :class:`PixelWorldModel`, else ``"state"`` (``make_task``'s ``obs``)."""
+    return "pixels" if isinstance(model.config, PixelWorldModelConfig) else "state"
+
+
 class PixelWorldModel(LatentWorldModel):
     """Frozen image encoder + frame-causal transformer predictor over its patch tokens (DINO-WM's layout).
 
