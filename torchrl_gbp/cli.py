@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
                    help="ours (MPC, final-state success) or paper (Table 1: open loop and MPC, SGD/Adam/CEM/MPPI, "
                         "sticky success, the paper's budgets and goals)")
+    p.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
+                   help="TorchRL logger for training and finetuning under <out>/<task>/logs: csv (default), "
+                        "tensorboard or wandb (offline; the pip extra of that name)")
     p.add_argument("--fresh", action="store_true",
                    help="start over instead of keeping the finished units of an interrupted run in --out")
     p.add_argument("--ray-address", default=None,
@@ -204,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
                                planners=tuple(args.planners), methods=tuple(args.methods),
                                backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs)
+                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
+                               logger=args.logger)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

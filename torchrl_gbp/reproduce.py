@@ -52,9 +52,12 @@ def run_unit(job: dict) -> list[dict]:
     model, _ = load_checkpoint(job["base"])
     method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
     if method != "base":
-        finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed,
-                       logger=make_logger("csv", job["log_dir"], f"finetune_{method}_seed{run_seed}"),
-                       checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True)
+        log = make_logger(job["logger"], job["log_dir"], f"finetune_{method}_seed{run_seed}")
+        try:
+            finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed, logger=log,
+                           checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True)
+        finally:
+            log.close()
         if progress and remote:
             print(f"  seed {run_seed} {method}: finetuned", flush=True)
     runs = []
@@ -159,7 +162,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
-              protocol: str = "ours", obs: str = "state") -> dict:
+              protocol: str = "ours", obs: str = "state", logger: str = "csv") -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -183,6 +186,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
     in the same folder). ``obs="pixels"``: the same job on the task's pixels with pixel world models
     (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``.
+    Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
+    :func:`~torchrl_gbp.train.make_logger`).
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -210,10 +215,14 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     dataset_path = root / "dataset"
     if not _dataset_matches(dataset_path, recipe.num_trajectories):
         make_dataset(task, dataset_path, recipe.num_trajectories, seed=seed)
-    train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed,
-                     logger=make_logger("csv", root / "logs", "reproduce"), progress=progress, resume=True)
+    log = make_logger(logger, root / "logs", "reproduce")
+    try:
+        train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed, logger=log,
+                         progress=progress, resume=True)
+    finally:
+        log.close()
     jobs = [{"task": task_name, "obs": obs, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
-             "log_dir": root / "logs", "method": method, "seed": run_seed, "planners": tuple(planners),
+             "log_dir": root / "logs", "logger": logger, "method": method, "seed": run_seed, "planners": tuple(planners),
              "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
              "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
              "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
