@@ -1,0 +1,252 @@
+"""Pixel world models end to end: encoder hook, frame-causal predictor, pixel datasets, planning and synthesis."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import MemoryMappedTensor, TensorDict
+from torchrl.envs.utils import check_env_specs
+
+from torchrl_gbp.data import load_dataset, make_window_buffer
+from torchrl_gbp.models import (
+    DINOv2Encoder,
+    FrameCausalTransformerPredictor,
+    PatchAutoencoder,
+    PixelWorldModel,
+    PixelWorldModelConfig,
+    TeacherForcingLoss,
+    fit_patch_autoencoder,
+    load_checkpoint,
+    save_checkpoint,
+)
+from torchrl_gbp.pipeline import make_policy, model_config
+from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
+from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
+from torchrl_gbp.tasks import PixelTask, WallTask, make_task, recipe_for
+from torchrl_gbp.train import build_world_model, train_world_model
+
+SIZE = 16
+PATCH = {"patch_size": 8, "token_dim": 4, "hidden_dim": 8}
+TINY_DINO = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "patch_size": 7, "image_size": 14}
+
+
+@pytest.fixture(scope="module")
+def task() -> PixelTask:
+    return PixelTask(WallTask(), image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def data(task, tmp_path_factory):
+    path = task.write_dataset(tmp_path_factory.mktemp("pixels") / "wall", 24, seed=0)
+    return load_dataset(path)
+
+
+def tiny_config(num_hist: int = 2, **kwargs) -> PixelWorldModelConfig:
+    return PixelWorldModelConfig(image_size=SIZE, proprio_dim=2, env_action_dim=2, frameskip=5, num_hist=num_hist,
+                                 encoder_options=dict(PATCH), hidden_dim=16, depth=1, heads=2, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model(data) -> PixelWorldModel:
+    torch.manual_seed(0)
+    return build_world_model(tiny_config(), data, encoder_steps=20)
+
+
+# ------------------------------------------------------------------ observations and datasets
+def test_pixel_observation_is_the_rendered_image_then_proprio(task):
+    states = torch.tensor([[-0.5, 0.3], [0.6, -0.2]])
+    obs = task.observation_from_state(states)
+    image = task.render(states)
+    assert obs.shape == (2, SIZE * SIZE * 3 + 2)
+    assert torch.equal(obs[:, :-2], image.flatten(-3).float())
+    assert torch.equal(obs[:, -2:], task.proprio_from_state(states))
+
+
+def test_pixel_env_passes_spec_checks_and_starts_from_chosen_pairs(task):
+    env = task.make_env(num_envs=2, seed=0)
+    check_env_specs(env)
+    start, goal = torch.tensor([[-0.5, 0.5], [-0.4, -0.4]]), torch.tensor([[0.5, 0.5], [0.6, -0.3]])
+    td = env.reset(TensorDict({"start_state": start, "goal_state": goal}, [2]), set_state=True)
+    assert torch.equal(td["observation"], task.observation_from_state(start))
+    assert torch.equal(td["goal"], task.observation_from_state(goal))
+
+
+def test_pixel_dataset_is_memory_mapped_and_the_buffer_reads_it_without_a_copy(data):
+    assert isinstance(data["pixels"], MemoryMappedTensor) and data["pixels"].dtype == torch.uint8
+    assert data["pixels"].shape == (24, WallTask().episode_steps, SIZE, SIZE, 3) and "observation" not in data.keys()
+    buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=4)
+    stored = buffer.storage._storage["pixels"]
+    assert stored.untyped_storage().data_ptr() == data["pixels"].untyped_storage().data_ptr()
+    batch = buffer.sample()
+    assert batch["observation"].shape == (4, 3, SIZE * SIZE * 3 + 2) and "pixels" not in batch.keys()
+    rows = batch["episode"]
+    # every window's first frame is a frame of its own trajectory in the dataset
+    frames = PixelTask(WallTask(), SIZE).observation_from_state(data["state"][rows])  # (4, T, obs)
+    assert all((frames[i] == batch["observation"][i, 0]).all(-1).any() for i in range(4))
+
+
+def test_same_seed_writes_the_same_pixel_dataset(task, data, tmp_path):
+    again = load_dataset(task.write_dataset(tmp_path / "again", 24, seed=0))
+    assert torch.equal(again["pixels"], data["pixels"]) and torch.equal(again["proprio"], data["proprio"])
+
+
+# ------------------------------------------------------------------ encoders
+def test_patch_autoencoder_learns_the_task_images_and_is_frozen_after(data):
+    torch.manual_seed(0)
+    autoencoder = PatchAutoencoder(SIZE, **PATCH)
+    images = data["pixels"].reshape(-1, SIZE, SIZE, 3)
+    losses = fit_patch_autoencoder(autoencoder, images, steps=150, batch_size=32,
+                                   generator=torch.Generator().manual_seed(0))
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+    assert not autoencoder.training and not any(p.requires_grad for p in autoencoder.parameters())
+
+
+def test_dinov2_adapter_plugs_in_and_round_trips_through_a_checkpoint(data, tmp_path):
+    encoder = DINOv2Encoder.from_config(TINY_DINO, input_size=14)
+    config = PixelWorldModelConfig(image_size=SIZE, proprio_dim=2, env_action_dim=2, num_hist=1, encoder="dinov2",
+                                   encoder_options=encoder.config_dict(), hidden_dim=16, depth=1, heads=2)
+    model = build_world_model(config, data)
+    obs = PixelTask(WallTask(), SIZE).observation_from_state(torch.rand(3, 2) - 0.5)
+    z = model.encode(obs)
+    assert z.shape == (3, encoder.num_tokens * 16 + 2)
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    save_checkpoint(tmp_path / "dino.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "dino.pt")
+    assert isinstance(loaded.image_encoder, DINOv2Encoder) and torch.equal(loaded.encode(obs), z)
+
+
+def test_dinov2_from_pretrained_reads_a_local_folder_and_never_downloads(tmp_path):
+    encoder = DINOv2Encoder.from_config(TINY_DINO, input_size=14)
+    encoder.model.save_pretrained(tmp_path / "weights")
+    again = DINOv2Encoder.from_pretrained(tmp_path / "weights", input_size=14)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    assert torch.equal(again(images), encoder(images))
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        DINOv2Encoder.from_pretrained(tmp_path / "missing")
+
+
+def test_any_frozen_module_is_an_encoder_and_must_be_given_again_to_load(data, tmp_path):
+    class MeanPatches(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            patches = torch.nn.functional.avg_pool2d(images, 8)  # (B, 3, 2, 2)
+            return self.scale * patches.flatten(2).transpose(1, 2)  # (B, 4, 3)
+
+    model = PixelWorldModel(tiny_config(num_hist=1, encoder="custom"), image_encoder=MeanPatches())
+    assert model.latent_dim == 4 * 3 + 2
+    save_checkpoint(tmp_path / "custom.pt", model)
+    with pytest.raises(ValueError, match="image_encoder"):
+        load_checkpoint(tmp_path / "custom.pt")
+    loaded, _ = load_checkpoint(tmp_path / "custom.pt", image_encoder=MeanPatches())
+    obs = torch.rand(2, model.config.obs_dim) * 255
+    assert torch.equal(loaded.encode(obs), model.encode(obs))
+
+
+def test_an_encoder_must_return_tokens():
+    with pytest.raises(ValueError, match=r"tokens \(B, N, D\)"):
+        PixelWorldModel(tiny_config(encoder="custom"), image_encoder=torch.nn.Flatten())
+
+
+# ------------------------------------------------------------------ predictor
+def test_a_token_never_attends_to_a_later_frame():
+    torch.manual_seed(0)
+    predictor = FrameCausalTransformerPredictor(4, 3, proprio_dim=2, action_embed_dim=5, num_hist=3, width=16)
+    z, e = torch.randn(2, 3, 14), torch.randn(2, 3, 5)
+    out = predictor.forward_frames(z, e)
+    later = z.clone()
+    later[:, 2] += torch.randn(2, 14)
+    changed = predictor.forward_frames(later, e)
+    assert torch.allclose(changed[:, :2], out[:, :2], atol=1e-6)  # frames 0 and 1 never see frame 2
+    assert not torch.allclose(changed[:, 2], out[:, 2])
+    earlier = z.clone()
+    earlier[:, 0] += torch.randn(2, 14)
+    assert not torch.allclose(predictor.forward_frames(earlier, e)[:, 2], out[:, 2])  # frame 2 sees frame 0
+
+
+def test_pixel_model_learns_next_frames(data):
+    torch.manual_seed(0)
+    model = build_world_model(tiny_config(), data, encoder_steps=20)
+    buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=16, generator=torch.Generator().manual_seed(0))
+    loss = TeacherForcingLoss(model)
+    before = sum(loss(buffer.sample())["loss_prediction"].item() for _ in range(3))
+    train_world_model(model, buffer, 60, lr=3e-3, progress=False)
+    after = sum(loss(buffer.sample())["loss_prediction"].item() for _ in range(3))
+    assert after < 0.7 * before
+
+
+def test_checkpoint_rebuilds_the_same_pixel_model(model, tmp_path):
+    save_checkpoint(tmp_path / "pixel.pt", model, extra={"task": "wall"})
+    loaded, extra = load_checkpoint(tmp_path / "pixel.pt")
+    assert isinstance(loaded, PixelWorldModel) and extra == {"task": "wall"}
+    obs = torch.rand(3, 2, model.config.obs_dim) * 255
+    z = model.encode(obs)
+    actions = torch.randn(3, 4, model.action_dim)
+    assert torch.equal(loaded.encode(obs), z)
+    assert torch.equal(loaded.rollout(z, actions[:, :1], actions), model.rollout(z, actions[:, :1], actions))
+
+
+# ------------------------------------------------------------------ planning and synthesis
+@pytest.mark.parametrize("planner", ["gd", "cem", "mppi"])
+def test_every_planner_plans_from_pixels_in_an_env_rollout(model, task, planner):
+    budget = {"gd": {"steps": 5}, "cem": {"samples": 16, "elites": 4, "iterations": 2},
+              "mppi": {"samples": 16, "elites": 4, "iterations": 2}}[planner]
+    recipe = recipe_for("wall", obs="pixels")
+    policy = make_policy(model, task, planner, recipe, horizon=3, **budget)
+    env = task.make_env(num_envs=2, seed=0)
+    rollout = env.rollout(7, policy, break_when_any_done=False)
+    low, high = env.action_spec.space.low[:, None], env.action_spec.space.high[:, None]
+    assert rollout["action"].shape == (2, 7, 2)
+    assert ((rollout["action"] >= low) & (rollout["action"] <= high)).all()
+
+
+def test_gradient_planning_lowers_the_goal_cost_over_tokens(model, task):
+    start, goal = torch.tensor([[-0.6, -0.5], [-0.5, 0.6]]), torch.tensor([[0.6, 0.5], [0.5, -0.6]])
+    z_hist, a_hist, z_goal = planning_inputs(model, task.observation_from_state(start).unsqueeze(1)[:, 0],
+                                             task.observation_from_state(goal))
+    objective = GoalCost(proprio_dim=2)
+    zero = torch.zeros(2, 4, model.action_dim)
+    before = objective(model.rollout(z_hist, a_hist, zero), z_goal)
+    result = make_planner("gd", model, 4, objective, steps=30, lr=0.2).plan(z_hist, a_hist, z_goal, init=zero)
+    assert (result.cost < before).all()
+
+
+def test_adversarial_radii_are_per_slice_on_pixel_latents(model, data):
+    synthesis = AdversarialSynthesis(model, latent_factor=0.05, proprio_factor=0.02, action_factor=0.02,
+                                     generator=torch.Generator().manual_seed(0))
+    buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=8, transform=synthesis,
+                                generator=torch.Generator().manual_seed(0))
+    batch = buffer.sample()
+    dz = batch["latent_perturbation"]
+    visual = model.latent_dim - 2
+    assert dz.shape == (8, 4, model.latent_dim)
+    eps_visual, eps_proprio, _ = synthesis.eps.tolist()
+    assert 0 < dz[..., :visual].abs().max() <= eps_visual + 1e-6
+    assert 0 < dz[..., visual:].abs().max() <= eps_proprio + 1e-6
+    assert eps_visual != pytest.approx(eps_proprio)
+    out = TeacherForcingLoss(model)(batch)
+    assert torch.isfinite(out["loss_prediction"])
+
+
+def test_online_synthesis_executes_pixel_plans_in_the_simulator(model, task, data):
+    synthesis = OnlineSynthesis(model, task, every=1, fraction=0.5, capacity=16, planner_steps=3, seed=0)
+    buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=4, transform=synthesis,
+                                generator=torch.Generator().manual_seed(0))
+    batch = buffer.sample()
+    synthetic = batch["synthetic"]
+    assert synthetic.sum() == 2
+    # a synthetic window's frames are the rendered simulator states it reached
+    rows = synthetic.nonzero().squeeze(-1)
+    rendered = task.observation_from_state(batch["state"][rows])
+    assert torch.equal(rendered, batch["observation"][rows])
+
+
+def test_pixel_recipe_and_config_follow_the_task(task):
+    recipe = recipe_for("wall", obs="pixels")
+    config = model_config(make_task("wall", obs="pixels"), recipe)
+    assert isinstance(config, PixelWorldModelConfig) and config.num_hist == 1 and config.image_size == 64
+    assert recipe_for("pointmaze", obs="pixels").model["num_hist"] == 3
+    with pytest.raises(ValueError, match="obs must be one of"):
+        make_task("wall", obs="depth")
