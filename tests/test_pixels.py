@@ -250,3 +250,13 @@ def test_pixel_recipe_and_config_follow_the_task(task):
     assert recipe_for("pointmaze", obs="pixels").model["num_hist"] == 3
     with pytest.raises(ValueError, match="obs must be one of"):
         make_task("wall", obs="depth")
+
+
+def test_diagnose_pixel_checkpoints_draws_real_and_predicted_frames(model, tmp_path):
+    from torchrl_gbp.diagnostics import diagnose
+
+    save_checkpoint(tmp_path / "base.pt", model, extra={"task": "wall"})
+    result = diagnose("wall", {"base": tmp_path / "base.pt"}, tmp_path / "diag", num_pairs=2, landscape_pairs=1,
+                      planner_steps=3, resolution=3)
+    assert result["paths"]["frames_base"].stat().st_size > 0 and result["paths"]["plot"].exists()
+    assert "base" in result["table"]

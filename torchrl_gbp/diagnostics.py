@@ -27,6 +27,7 @@ import torch
 
 from .checks import check_positive_int
 from .models import StateWorldModel, load_checkpoint, observation_of
+from .pipeline import task_for_model
 from .planners import (
     GoalCost,
     GradientPlanner,
@@ -36,7 +37,7 @@ from .planners import (
     planning_inputs,
 )
 from .reporting import markdown_table, pyplot, save_figure
-from .tasks import Task, make_task, recipe_for
+from .tasks import Task, recipe_for
 from .tasks.env import execute_actions
 
 Landscape = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -103,6 +104,56 @@ def execute_open_loop(task: Task, start: torch.Tensor, env_actions: torch.Tensor
     env = task.make_env(num_envs=start.shape[0], device=start.device)
     observations, states, _ = execute_actions(env, start, env_actions.flatten(1, 2), env_actions.shape[2], goal)
     return observations, states[:, -1]
+
+
+def plot_predicted_frames(world_model, task: Task, path: str | os.PathLike, num_pairs: int = 3, seed: int = 0,
+                          horizon: int = 5, steps: int = 100, lr: float = 0.3,
+                          objective: GoalCost | None = None) -> Path:
+    """Real vs predicted frames along open-loop GD plans of a pixel world model; saved as PNG.
+
+    For ``num_pairs`` seeded (start, goal) pairs of a pixel task
+    (:class:`~torchrl_gbp.tasks.PixelTask`), GD plans ``horizon`` model steps;
+    per pair the figure shows the simulator's frames after each planned step
+    (top row, goal image last) and the model's predicted latents decoded by the
+    image encoder's decoder (bottom row): where they part, the planner has led
+    the model off its data.
+    """
+    check_positive_int("num_pairs", num_pairs)
+    device = _device(world_model)
+    start, goal = (x.to(device) for x in sample_pairs(task, num_pairs, seed))
+    objective = objective or GoalCost(proprio_dim=world_model.config.proprio_dim)
+    planner = make_bounded_gradient_planner(world_model, task, horizon, steps, lr, objective)
+    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observation_from_state(start),
+                                             task.observation_from_state(goal))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    actions = planner.plan(z_hist, a_hist, z_goal, generator=generator).actions
+    with torch.no_grad():
+        predicted = world_model.decode_images(world_model.rollout(z_hist, a_hist, actions))  # (B, H, S, S, 3)
+    env_actions = world_model.denormalize_action(actions).reshape(num_pairs, horizon, world_model.frameskip, -1)
+    _, real_states, _ = execute_actions(task.make_env(num_envs=num_pairs, device=device), start,
+                                     env_actions.flatten(1, 2), world_model.frameskip, goal)
+    real = task.render(real_states)  # (B, H, S, S, 3): after each model step
+    goal_image = task.render(goal)
+    plt = pyplot()
+    fig, axes = plt.subplots(2 * num_pairs, horizon + 1, figsize=(1.4 * (horizon + 1), 2.8 * num_pairs),
+                             squeeze=False)
+    for i in range(num_pairs):
+        for t in range(horizon + 1):
+            top, bottom = axes[2 * i, t], axes[2 * i + 1, t]
+            if t < horizon:
+                top.imshow(real[i, t].cpu().numpy())
+                bottom.imshow(predicted[i, t].clamp(0, 1).cpu().numpy())
+                top.set_title(f"step {t + 1}", fontsize=7)
+            else:
+                top.imshow(goal_image[i].cpu().numpy())
+                top.set_title("goal", fontsize=7)
+            for ax in (top, bottom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[2 * i, 0].set_ylabel(f"pair {i}: real", fontsize=7)
+        axes[2 * i + 1, 0].set_ylabel("predicted", fontsize=7)
+        axes[2 * i + 1, horizon].axis("off")
+    return save_figure(fig, path)
 
 
 def _check_planner(world_model: StateWorldModel, planner: Planner) -> None:
@@ -420,8 +471,10 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
     ``landscape_pairs`` pairs, each sliced around that model's own plan; the
     first pair's landscapes are plotted. Gradient statistics cover all pairs.
 
-    Writes ``out_dir/landscape.png`` and ``out_dir/diagnostics.md``; returns
-    ``{"models": {name: numbers}, "table": str, "paths": {"plot", "table"}}``.
+    Writes ``out_dir/landscape.png`` and ``out_dir/diagnostics.md`` (and, for pixel models, real vs
+    predicted frames along GD plans, ``out_dir/frames_<name>.png``: :func:`plot_predicted_frames`); returns
+    ``{"models": {name: numbers}, "table": str, "paths": {"plot", "table", "frames_<name>"...}}``.
+    Pixel checkpoints are diagnosed on the task's pixels (all checkpoints must be of one kind).
 
     Example:
         >>> diagnose("wall", {"base": "runs/wall/base.pt", "online": "runs/wall/online_seed0.pt"},
@@ -435,11 +488,11 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
     if len(set(kinds.values())) > 1:
         raise ValueError(f"checkpoints must all be state models or all pixel models, got {kinds}")
     obs = next(iter(kinds.values()))
-    task = make_task(task_name, obs=obs)
+    task = task_for_model(task_name, next(iter(models.values())))
     recipe = recipe_for(task_name, obs=obs)
     horizon = recipe.horizon if horizon is None else horizon
     start, goal = sample_pairs(task, num_pairs, seed, pair_mode)
-    results, landscapes = {}, {}
+    results, landscapes, frames = {}, {}, {}
     for name, model in models.items():
         model.eval()
         objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
@@ -452,6 +505,10 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         numbers["roughness"], landscapes[name] = _mean_roughness(model, planner, few, seed, span, resolution)
         numbers.update(gradient_norm_statistics(model, planner, *problems, seed=seed))
         results[name] = numbers
+        if obs == "pixels":
+            frames[name] = plot_predicted_frames(model, task, Path(out_dir) / f"frames_{name}.png", seed=seed,
+                                                 horizon=horizon, steps=planner_steps, lr=planner_lr,
+                                                 objective=objective)
     out = Path(out_dir)
     plot = plot_landscapes(landscapes, out / "landscape.png", f"{task_name}: planning cost around the GD plan")
     table = format_diagnostics_table(results)
@@ -461,4 +518,5 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
             "in one step.")
     table_path = out / "diagnostics.md"
     table_path.write_text(f"{table}\n\n{note}\n")
-    return {"models": results, "table": table, "note": note, "paths": {"plot": plot, "table": table_path}}
+    return {"models": results, "table": table, "note": note,
+            "paths": {"plot": plot, "table": table_path, **{f"frames_{k}": v for k, v in frames.items()}}}

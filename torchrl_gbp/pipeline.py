@@ -41,6 +41,12 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
     return MPCPolicy(model, plan, action_spec, goal_key="goal" if has_goal else None)
 
 
+def task_for_model(task_name: str, model: LatentWorldModel) -> Task:
+    """Task ``task_name`` as ``model`` sees it: its state, or its pixels at the model's image size."""
+    obs = observation_of(model)
+    return make_task(task_name, obs=obs, image_size=model.config.image_size if obs == "pixels" else None)
+
+
 def make_dataset(task: Task, out: str | os.PathLike, num_trajectories: int, seed: int = 0,
                  trajectory_steps: int | None = None) -> Path:
     """Generate ``task``'s seeded dataset and save it atomically to ``out`` (pixel tasks render straight to disk)."""
@@ -123,7 +129,7 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: 
     ``<task>_evaluate_<planner>``.
     """
     model, _ = load_checkpoint(checkpoint)
-    task = make_task(task_name, obs=observation_of(model))
+    task = task_for_model(task_name, model)
     recipe = recipe_for(task_name, obs=observation_of(model))
     log = make_logger(logger, log_dir, f"{task_name}_evaluate_{planner}") if log_dir is not None else None
     policy = make_policy(model, task, planner, recipe, horizon, **planner_overrides)
@@ -150,7 +156,7 @@ def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path:
     See :func:`~torchrl_gbp.video.record_video`.
     """
     model, _ = load_checkpoint(checkpoint)
-    task = make_task(task_name, obs=observation_of(model))
+    task = task_for_model(task_name, model)
     recipe = recipe_for(task_name, obs=observation_of(model))
     episodes = check_positive_int("episodes", episodes)
     evaluated = check_positive_int("evaluated_episodes", evaluated_episodes or recipe.episodes)
@@ -201,7 +207,7 @@ def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: st
     ``<task>_finetune_<method>``.
     """
     model, _ = load_checkpoint(checkpoint)
-    task = make_task(task_name, obs=observation_of(model))
+    task = task_for_model(task_name, model)
     recipe = recipe_for(task_name, obs=observation_of(model))
     trajectories = (load_dataset(dataset) if dataset is not None
                     else task.generate_dataset(recipe.num_trajectories, seed=seed))

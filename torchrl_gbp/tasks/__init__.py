@@ -59,9 +59,9 @@ def check_observation(obs: str) -> str:
     return obs
 
 
-def make_task(name: str, obs: str = "state", **kwargs) -> Task:
+def make_task(name: str, obs: str = "state", image_size: int | None = None, **kwargs) -> Task:
     """Build the task registered under ``name`` with constructor ``kwargs``; ``obs="pixels"`` wraps it in a
-    :class:`PixelTask` at its pixel recipe's image size.
+    :class:`PixelTask` at ``image_size`` (default: its pixel recipe's).
 
     Example:
         >>> make_task("wall", door_half_width=0.2).door_half_width
@@ -74,7 +74,7 @@ def make_task(name: str, obs: str = "state", **kwargs) -> Task:
         return GymnasiumTask(name[len(GYM_PREFIX):], **kwargs)
     task = task_class(name)(**kwargs)
     if check_observation(obs) == "pixels":
-        return PixelTask(task, recipe_for(name, obs="pixels").image_size)
+        return PixelTask(task, image_size or recipe_for(name, obs="pixels").image_size)
     return task
 
 
