@@ -1,16 +1,22 @@
-"""Success rate against planning time: sweep GD steps and CEM budgets on base and finetuned world models.
+"""Success rate against planning time: sweep GD, CEM, iCEM and GD-CEM budgets on base and finetuned world models.
 
 Run: python benchmarks/success_vs_time.py [--task wall,pointmaze] [--models base,online,adversarial,both]
-     [--gd-steps 5,10,20,50,100] [--cem 3x300,10x300,30x300,30x100] [--cem-models base] [--episodes N]
-     [--seed 1000[,1001,1002]] [--runs runs/benchmark] [--out benchmarks/results/success_vs_time.md] [--quick]
+     [--planners gd,cem,icem,gd_cem] [--gd-steps 5,10,20,50,100] [--cem 3x300,10x300,30x300,30x100]
+     [--icem 3x300,10x300] [--gd-cem 3x300+10,3x300+30] [--cem-models base] [--episodes N]
+     [--seed 5000[,5001,5002]] [--runs runs/benchmark] [--out benchmarks/results/success_vs_time.md] [--quick]
+     [--note TEXT]
+Or, without running anything: python benchmarks/success_vs_time.py --from-raw benchmarks/results/sweeps/<stem>.json
+rewrites the report and plots from a run's saved raw rows.
 Needs the trained checkpoints of the per-task benchmarks (``python benchmarks/<task>.py`` writes
 ``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
 evaluated on the same seeded (start, goal) pairs; ``reproduce`` evaluates its seed k on seed 1000 + k, so
 ``--seed 1000,1001,1002`` gives the pairs of the main tables (benchmarks/results/<task>.md) and the
 CEM-on-base point at the recipe's budget reproduces their success (the policies are deterministic).
-Prints one table per task and writes them, with this command, the machine and, per model, the smallest GD
-budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
-benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png.
+Prints one table per task and writes them, with this command, the machine and, per model and planner, the
+cheapest budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
+benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png; the raw rows go
+to results/sweeps/<stem>.json, from which ``--from-raw`` rebuilds both (the report is never edited by hand).
+CEM-family budgets (CEM, iCEM and GD-CEM's CEM stage) are swept on ``--cem-models`` only.
 The planners come from the library (``torchrl_gbp.pipeline.make_policy`` with the task's recipe, only the
 budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -57,27 +64,64 @@ def parse_cem(spec: str) -> tuple[int, int]:
     return iterations, samples
 
 
-def cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool) -> list[dict]:
-    """CEM constructor budgets to sweep; the recipe's own budget is always included (it is the reference).
+def parse_gd_cem(spec: str) -> tuple[int, int, int]:
+    """``"ITERATIONSxSAMPLES+STEPS"`` (e.g. ``"3x300+30"``) -> ``(iterations, samples, steps)``."""
+    cem, _, steps = spec.partition("+")
+    try:
+        return (*parse_cem(cem), int(steps))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"GD-CEM budget must look like ITERATIONSxSAMPLES+STEPS (e.g. 3x300+30), got {spec!r}")
 
-    Default: 3, 10 and 30 iterations at the recipe's samples, plus the recipe's iterations at a third of its
-    samples. Elites keep the recipe's elite fraction.
+
+def recipe_budget(recipe: Recipe, planner: str) -> dict:
+    """The recipe's budget for ``planner``; a CEM-family planner the recipe does not name gets CEM's budget."""
+    return {**recipe.planner_kwargs["cem"], **recipe.planner_kwargs.get(planner, {})}
+
+
+def cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool, planner: str = "cem") -> list[dict]:
+    """CEM or iCEM (``planner``) constructor budgets to sweep; the recipe's own budget is always included (for
+    CEM, it is the reference).
+
+    Default: for CEM 3, 10 and 30 iterations at the recipe's samples, plus the recipe's iterations at a third of
+    its samples; for iCEM 3 iterations at the recipe's samples. Elites keep the recipe's elite fraction.
     """
-    full = recipe.planner_kwargs["cem"]
+    full = recipe_budget(recipe, planner)
     if specs:
         pairs = [parse_cem(s) for s in specs]
     elif quick:
         pairs = [(2, full["samples"] // 3), (5, full["samples"])]
-    else:
+    elif planner == "cem":
         pairs = [(3, full["samples"]), (10, full["samples"]), (30, full["samples"]),
                  (full["iterations"], full["samples"] // 3)]
+    else:
+        pairs = [(3, full["samples"])]
     pairs.append((full["iterations"], full["samples"]))
-    fraction = full["elites"] / full["samples"]
-    budgets = []
-    for iterations, samples in dict.fromkeys(pairs):
-        budgets.append({"iterations": iterations, "samples": samples,
-                        "elites": max(1, min(samples, round(fraction * samples)))})
-    return budgets
+    return [{"iterations": iterations, "samples": samples, "elites": elites_at(full, samples)}
+            for iterations, samples in dict.fromkeys(pairs)]
+
+
+def elites_at(full: dict, samples: int) -> int:
+    """Elites for ``samples`` candidates at the elite fraction of budget ``full``."""
+    return max(1, min(samples, round(full["elites"] / full["samples"] * samples)))
+
+
+def gd_cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool) -> list[dict]:
+    """GD-CEM budgets (CEM iterations x samples + gradient steps) to sweep; the recipe's own is always included.
+
+    Default: the recipe's CEM stage with 10 gradient steps, and the recipe's budget.
+    """
+    full = recipe_budget(recipe, "gd_cem")
+    full.setdefault("steps", 30)
+    if specs:
+        triples = [parse_gd_cem(s) for s in specs]
+    elif quick:
+        triples = [(2, full["samples"] // 3, 5)]
+    else:
+        triples = [(full["iterations"], full["samples"], 10)]
+    triples.append((full["iterations"], full["samples"], full["steps"]))
+    return [{"iterations": iterations, "samples": samples, "elites": elites_at(full, samples), "steps": steps}
+            for iterations, samples, steps in dict.fromkeys(triples)]
 
 
 def gd_budgets(recipe: Recipe, steps: list[int] | None, quick: bool) -> list[dict]:
@@ -88,8 +132,11 @@ def gd_budgets(recipe: Recipe, steps: list[int] | None, quick: bool) -> list[dic
 
 
 def budget_label(planner: str, budget: dict) -> str:
-    """Short text of a budget: ``"20 steps"`` or ``"10x300"`` (iterations x samples)."""
-    return f"{budget['steps']} steps" if planner == "gd" else f"{budget['iterations']}x{budget['samples']}"
+    """Short text of a budget: ``"20 steps"``, ``"10x300"`` (iterations x samples) or ``"3x300+30"`` (GD-CEM)."""
+    if planner == "gd":
+        return f"{budget['steps']} steps"
+    cem = f"{budget['iterations']}x{budget['samples']}"
+    return f"{cem}+{budget['steps']}" if planner == "gd_cem" else cem
 
 
 def evaluate_seeds(policy, task, episodes: int, seeds: list[int]) -> dict[str, float]:
@@ -102,15 +149,23 @@ def evaluate_seeds(policy, task, episodes: int, seeds: list[int]) -> dict[str, f
 
 def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int] | None,
                cem_specs: list[str] | None, cem_models: list[str], episodes: int | None, seeds: list[int],
-               quick: bool) -> dict:
-    """Evaluate every model x planner x budget of one task on the same pairs; returns rows and the reference."""
+               quick: bool, planners: tuple[str, ...] = ("gd", "cem"), icem_specs: list[str] | None = None,
+               gd_cem_specs: list[str] | None = None) -> dict:
+    """Evaluate every model x planner x budget of one task on the same pairs; returns rows and the reference.
+
+    ``planners`` picks among ``"gd"``, ``"cem"``, ``"icem"`` and ``"gd_cem"``; the CEM family runs on
+    ``cem_models`` only.
+    """
     task = make_task(task_name)
     recipe = recipe_for(task_name)
     episodes = episodes or (4 if quick else recipe.episodes)
     cem_full = recipe.planner_kwargs["cem"]
-    plan = [(model, "gd", b) for model in models for b in gd_budgets(recipe, gd_steps, quick)]
-    plan += [(model, "cem", b) for model in models if model in cem_models
-             for b in cem_budgets(recipe, cem_specs, quick)]
+    budgets = {"gd": lambda: gd_budgets(recipe, gd_steps, quick),
+               "cem": lambda: cem_budgets(recipe, cem_specs, quick),
+               "icem": lambda: cem_budgets(recipe, icem_specs, quick, "icem"),
+               "gd_cem": lambda: gd_cem_budgets(recipe, gd_cem_specs, quick)}
+    plan = [(model, planner, b) for planner in planners for model in models
+            if planner == "gd" or model in cem_models for b in budgets[planner]()]
     loaded = {m: load_checkpoint(runs / task_name / CHECKPOINTS[m])[0] for m in models}
     rows = []
     start = time.perf_counter()
@@ -126,7 +181,8 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
     reference = next((r for r in rows if r["model"] == "base" and r["planner"] == "cem" and r["full_budget"]), None)
     return {"task": task_name, "rows": rows, "reference": reference, "episodes": episodes,
             "seconds": time.perf_counter() - start, "recipe_cem": cem_full,
-            "recipe_gd": recipe.planner_kwargs["gd"]}
+            "recipe_gd": recipe.planner_kwargs["gd"],
+            "recipe_others": {name: recipe_budget(recipe, name) for name in planners if name in ("icem", "gd_cem")}}
 
 
 def format_rows(result: dict) -> str:
@@ -147,7 +203,8 @@ def reaches(row: dict, reference: dict) -> bool:
 
 
 def gd_matches(result: dict) -> str:
-    """Per model: the smallest GD steps reaching CEM-on-base success (recipe budget), with its time fraction."""
+    """Per model and planner (GD, iCEM, GD-CEM): the fastest budget reaching CEM-on-base success (recipe budget),
+    with its time fraction."""
     ref = result["reference"]
     if ref is None:
         return "No CEM-on-base point at the recipe's budget: nothing to compare against."
@@ -159,18 +216,23 @@ def gd_matches(result: dict) -> str:
         lines.append(f"- cheapest CEM budget on base with the same success: {cheapest_cem['budget']} "
                      f"({100 * cheapest_cem['success_rate']:.1f}%, {cheapest_cem['plan_seconds']:.3f} s, "
                      f"{cheapest_cem['plan_seconds'] / ref['plan_seconds']:.3f} of the recipe's CEM time)")
+    names = {"gd": "GD", "icem": "iCEM", "gd_cem": "GD-CEM"}
     for model in dict.fromkeys(r["model"] for r in result["rows"]):
-        gd = sorted((r for r in result["rows"] if r["model"] == model and r["planner"] == "gd"),
-                    key=lambda r: r["steps"])
-        hit = next((r for r in gd if reaches(r, ref)), None)
-        if hit is None:
-            best = max(gd, key=lambda r: r["success_rate"])
-            lines.append(f"- {model}: not reached; best GD {100 * best['success_rate']:.1f}% at {best['budget']} "
-                         f"({best['plan_seconds']:.3f} s, {best['plan_seconds'] / ref['plan_seconds']:.3f} of CEM)")
-        else:
-            lines.append(f"- {model}: GD {hit['budget']} reaches {100 * hit['success_rate']:.1f}% in "
-                         f"{hit['plan_seconds']:.3f} s per plan = {hit['plan_seconds'] / ref['plan_seconds']:.3f} "
-                         f"of CEM-on-base's time")
+        for planner, name in names.items():
+            points = sorted((r for r in result["rows"] if r["model"] == model and r["planner"] == planner),
+                            key=lambda r: r["plan_seconds"])
+            if not points:
+                continue
+            hit = next((r for r in points if reaches(r, ref)), None)
+            if hit is None:
+                best = max(points, key=lambda r: r["success_rate"])
+                lines.append(f"- {model} / {name}: not reached; best {100 * best['success_rate']:.1f}% at "
+                             f"{best['budget']} ({best['plan_seconds']:.3f} s, "
+                             f"{best['plan_seconds'] / ref['plan_seconds']:.3f} of CEM)")
+            else:
+                lines.append(f"- {model} / {name}: {hit['budget']} reaches {100 * hit['success_rate']:.1f}% in "
+                             f"{hit['plan_seconds']:.3f} s per plan = "
+                             f"{hit['plan_seconds'] / ref['plan_seconds']:.3f} of CEM-on-base's time")
     return "\n".join(lines)
 
 
@@ -180,7 +242,7 @@ def plot_sweep(result: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     rows = result["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    styles = {"gd": ("o", "-"), "cem": ("s", "--")}
+    styles = {"gd": ("o", "-"), "cem": ("s", "--"), "icem": ("D", "-."), "gd_cem": ("^", ":")}
     for model in models:
         color = plt.cm.tab10(models.index(model) % 10)
         for planner, (marker, line) in styles.items():
@@ -210,24 +272,52 @@ def plot_sweep(result: dict, path: Path) -> Path:
 
 
 def task_report(result: dict, seeds: list[int], plot: Path) -> str:
-    """The markdown section of one task: table, budgets note, the GD-vs-CEM comparison and the plot."""
+    """The markdown section of one task: table, budgets note, the comparison with CEM and the plot."""
     gd = result["recipe_gd"]
+    others = "".join(f"; {name} otherwise at the recipe's {settings}"
+                     for name, settings in result.get("recipe_others", {}).items())
     return (f"## {result['task']}\n\n{format_rows(result)}\n\n"
             f"{result['episodes']} episodes on the pairs of each evaluation seed {seeds}; GD lr {gd['lr']}, "
-            f"noise_std {gd.get('noise_std', '-')} (the recipe's); CEM elites keep the recipe's elite fraction; "
-            f"{result['seconds']:.0f} s for the sweep.\n\n"
-            f"### Smallest GD budget reaching CEM-on-base success\n\n{gd_matches(result)}\n\n"
+            f"noise_std {gd.get('noise_std', '-')} (the recipe's); CEM-family elites keep the recipe's elite "
+            f"fraction{others}; {result['seconds']:.0f} s for the sweep.\n\n"
+            f"### Fastest budget reaching CEM-on-base success\n\n{gd_matches(result)}\n\n"
             f"![{result['task']}]({plot.name})\n")
 
 
-def write_report(out: Path, command: str, machine: str, sections: list[str]) -> Path:
-    """Write the markdown report: command, machine, how to read the rows, then the task sections."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Success vs planning time\n\nCommand: `{command}`\n\nMachine: {machine}\n\n"
-                   "Each row is a closed-loop evaluation per evaluation seed (seed-0 checkpoints of the per-task "
-                   "benchmarks); success is averaged over seeds; seconds per plan are the median of one planning "
-                   "call batched over a seed's episodes, measured in this run (compare times within a task only: "
-                   "the machine is shared).\n\n" + "\n".join(sections))
+def raw_path(out: Path) -> Path:
+    """Where a report's raw rows are kept: ``<out's folder>/sweeps/<out's stem>.json``."""
+    return out.parent / "sweeps" / f"{out.stem}.json"
+
+
+def plot_path(out: Path, task_name: str) -> Path:
+    """A task's plot next to the report ``out``: ``<stem>_<task>.png``."""
+    return out.parent / f"{out.stem}_{task_name}.png"
+
+
+def report_text(raw: dict) -> str:
+    """The markdown report of a run's raw rows: command, machine, note, how to read the rows, task sections."""
+    out = Path(raw["out"])
+    sections = [task_report(result, raw["seeds"], plot_path(out, result["task"])) for result in raw["results"]]
+    note = f"{raw['note']}\n\n" if raw.get("note") else ""
+    return (f"# Success vs planning time\n\nCommand:\n\n```bash\n{raw['command']}\n```\n\n"
+            f"Machine: {raw['machine']}\n\n{note}"
+            f"Written by `python benchmarks/success_vs_time.py --from-raw {raw_path(out)}` from the run's raw "
+            "rows.\n\n"
+            "Each row is a closed-loop evaluation per evaluation seed (seed-0 checkpoints of the per-task "
+            "benchmarks); success is averaged over seeds; seconds per plan are the median of one planning "
+            "call batched over a seed's episodes, measured in this run (compare times within a task only: "
+            "the machine is shared).\n\n" + "\n".join(sections))
+
+
+def write_outputs(raw: dict, plots: bool = True) -> Path:
+    """Write the raw rows, the report and (``plots``) one plot per task; returns the report's path."""
+    out = Path(raw["out"])
+    raw_path(out).parent.mkdir(parents=True, exist_ok=True)
+    raw_path(out).write_text(json.dumps(raw, indent=1) + "\n")
+    if plots:
+        for result in raw["results"]:
+            plot_sweep(result, plot_path(out, result["task"]))
+    out.write_text(report_text(raw))
     return out
 
 
@@ -247,11 +337,26 @@ def main() -> None:
     parser.add_argument("--gd-steps", action="append", default=None, help="GD steps to sweep (5,10,20,50,100)")
     parser.add_argument("--cem", action="append", default=None,
                         help="CEM budgets ITERATIONSxSAMPLES (3x,10x,30x the recipe's samples, and a third of them)")
+    parser.add_argument("--planners", default="gd,cem,icem,gd_cem", help="planners to sweep, comma list")
+    parser.add_argument("--icem", action="append", default=None,
+                        help="iCEM budgets ITERATIONSxSAMPLES (3x the recipe's samples, and the recipe's)")
+    parser.add_argument("--gd-cem", action="append", default=None,
+                        help="GD-CEM budgets ITERATIONSxSAMPLES+STEPS (the recipe's CEM stage + 10 steps, and "
+                             "the recipe's)")
     parser.add_argument("--quick", action="store_true", help="tiny sweep, 4 episodes: a smoke test")
+    parser.add_argument("--note", default="", help="a line on how the run was made, kept in the report")
     parser.add_argument("--out", default=str(RESULTS / "success_vs_time.md"),
                         help="report path; plots go next to it as <stem>_<task>.png, raw rows to "
-                             "<runs>/<task>/<stem>.json")
+                             "sweeps/<stem>.json")
+    parser.add_argument("--from-raw", type=Path, default=None,
+                        help="rewrite the report and plots of the run saved in this raw file; run nothing")
     args = parser.parse_args()
+    if args.from_raw is not None:
+        print(f"rewritten: {write_outputs(json.loads(args.from_raw.read_text()))}")
+        return
+    planners = tuple(split_list([args.planners]))
+    if unknown := [p for p in planners if p not in ("gd", "cem", "icem", "gd_cem")]:
+        parser.error(f"unknown planners {unknown}; expected some of gd, cem, icem, gd_cem")
 
     tasks = split_list(args.task or ["wall"])
     models = split_list([args.models])
@@ -270,19 +375,18 @@ def main() -> None:
         sys.exit("missing checkpoints:\n  " + "\n  ".join(map(str, missing))
                  + "\nproduce them with:\n  " + "\n  ".join(commands))
 
-    command = "python benchmarks/success_vs_time.py" + " ".join([""] + sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/success_vs_time.py", *sys.argv[1:]])
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    sections = []
-    out = Path(args.out)
+    raw = {"command": command, "machine": machine, "note": args.note, "seeds": seeds, "out": args.out,
+           "results": []}
+    icem_specs = split_list(args.icem) if args.icem else None
+    gd_cem_specs = split_list(args.gd_cem) if args.gd_cem else None
     for task_name in tasks:
         result = sweep_task(task_name, runs, models, gd_steps, cem_specs, cem_models, args.episodes, seeds,
-                            args.quick)
-        plot = plot_sweep(result, out.parent / f"{out.stem}_{task_name}.png")
-        raw = runs / task_name / f"{out.stem}.json"  # the raw rows, to re-plot or re-tabulate without rerunning
-        raw.write_text(json.dumps({**result, "seeds": seeds, "command": command, "machine": machine}, indent=1))
-        sections.append(task_report(result, seeds, plot))
-        print("\n" + sections[-1], flush=True)
-        write_report(out, command, machine, sections)  # after every task: a long run keeps what it finished
+                            args.quick, planners, icem_specs, gd_cem_specs)
+        raw["results"].append(result)
+        print("\n" + task_report(result, seeds, plot_path(Path(args.out), task_name)), flush=True)
+        write_outputs(raw)  # after every task: a long run keeps what it finished
 
 
 if __name__ == "__main__":
