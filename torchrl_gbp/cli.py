@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
     _add_obs(p)
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="evaluation and finetuning seeds (default: the recipe's)")
     p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(pipeline.PLANNERS),
                    help=f"planners to compare (default: {' '.join(pipeline.PLANNERS)})")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                                planners=tuple(args.planners), methods=tuple(args.methods),
                                backend=args.backend, workers=args.workers, ray_address=args.ray_address,
                                verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
-                               logger=args.logger)
+                               logger=args.logger, seeds=args.seeds)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

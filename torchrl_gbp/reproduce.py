@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -162,7 +163,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
               planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
-              protocol: str = "ours", obs: str = "state", logger: str = "csv") -> dict:
+              protocol: str = "ours", obs: str = "state", logger: str = "csv",
+              seeds: tuple[int, ...] | None = None) -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -185,7 +187,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     ``protocol`` (:mod:`torchrl_gbp.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
     layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
     in the same folder). ``obs="pixels"``: the same job on the task's pixels with pixel world models
-    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``.
+    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``. ``seeds``
+    replaces the recipe's evaluation and finetuning seeds (a run within a time budget: say so where it is reported).
     Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
     :func:`~torchrl_gbp.train.make_logger`).
     """
@@ -197,6 +200,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     start = time.perf_counter()
     recipe = recipe_for(task_name, quick, obs=obs)
+    if seeds is not None:
+        recipe = replace(recipe, seeds=tuple(seeds))
     task = make_task(task_name, obs=obs)
     root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
     fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(recipe),
