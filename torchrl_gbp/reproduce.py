@@ -64,7 +64,7 @@ def run_unit(job: dict) -> list[dict]:
     runs = []
     for mode, name in unit_cells(job["protocol"], job["planners"], method in recipe.mppi_models):
         if job["protocol"] == "paper":
-            settings = paper_settings(job["task"], job["quick"])
+            settings = paper_settings(job["task"], job["quick"], job["obs"])
             pairs = protocol_pairs(task, settings, recipe.episodes, REPORTED_PAIR_SEED_BASE + run_seed)
             metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=run_seed)
         else:
