@@ -1,7 +1,7 @@
 """A DINO-WM-style pixel world model: frozen image encoder, frame-causal token predictor, same verbs as state models."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from torchrl_gbp.checks import check_positive_int
 from .image_encoders import DINOv2Encoder, PatchAutoencoder, freeze, images_to_unit
 from .normalization import Normalizer
 from .predictors import FrameCausalTransformerPredictor
-from .world_model import LatentWorldModel
+from .world_model import ConfigFields, LatentWorldModel
 
 ENCODERS = ("patch", "dinov2", "custom")
 
@@ -22,7 +22,7 @@ def pixel_observation_dim(image_size: int, proprio_dim: int) -> int:
 
 
 @dataclass
-class PixelWorldModelConfig:
+class PixelWorldModelConfig(ConfigFields):
     """Everything needed to rebuild a :class:`PixelWorldModel` (the encoder's weights travel in its state dict).
 
     A pixel observation is one flat vector: the ``(image_size, image_size, 3)``
@@ -72,24 +72,6 @@ class PixelWorldModelConfig:
         """Size of one packed pixel observation."""
         return pixel_observation_dim(self.image_size, self.proprio_dim)
 
-    @property
-    def action_dim(self) -> int:
-        """Size of one model action (a frameskip block of env actions)."""
-        return self.env_action_dim * self.frameskip
-
-    def to_dict(self) -> dict:
-        """A plain dict for checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PixelWorldModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown PixelWorldModelConfig keys {sorted(unknown)}; expected a subset of "
-                             f"{sorted(known)}")
-        return cls(**data)
 
 
 def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:

@@ -17,8 +17,33 @@ from .predictors import ResidualMLPPredictor
 from .reward import RewardHead
 
 
+class ConfigFields:
+    """What every world-model config dataclass shares: the model action size and dict round trips."""
+
+    env_action_dim: int
+    frameskip: int
+
+    @property
+    def action_dim(self) -> int:
+        """Size of one model action (a frameskip block of env actions)."""
+        return self.env_action_dim * self.frameskip
+
+    def to_dict(self) -> dict:
+        """A plain dict for checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
 @dataclass
-class WorldModelConfig:
+class WorldModelConfig(ConfigFields):
     """Everything needed to rebuild a :class:`StateWorldModel`.
 
     Args:
@@ -63,24 +88,6 @@ class WorldModelConfig:
         if not 0 <= self.proprio_dim <= latent:
             raise ValueError(f"WorldModelConfig.proprio_dim must lie in [0, latent size {latent}] "
                              f"({self.encoder} encoder), got {self.proprio_dim}")
-
-    @property
-    def action_dim(self) -> int:
-        """Size of one model action (a frameskip block of env actions)."""
-        return self.env_action_dim * self.frameskip
-
-    def to_dict(self) -> dict:
-        """A plain dict for checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> WorldModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown WorldModelConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        return cls(**data)
 
 
 class NormalizedEncoder(nn.Module):
