@@ -111,12 +111,16 @@ class Planner(abc.ABC):
 
     def score_eager(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
                     candidates: torch.Tensor) -> torch.Tensor:
-        """:meth:`score` without compilation: the world model's rollout, then the objective (given the candidates too)."""
+        """:meth:`score` without compilation: the world model's rollout, then the objective (given the candidates
+        too when it declares ``uses_actions``)."""
         n = candidates.shape[1]
         z = z_hist.unsqueeze(1).expand(-1, n, *z_hist.shape[1:])
         a = a_hist.unsqueeze(1).expand(-1, n, *a_hist.shape[1:])
         trajectory = self.world_model.rollout(z, a, candidates)
-        return self.objective(trajectory, None if z_goal is None else z_goal.unsqueeze(1), candidates)
+        goal = None if z_goal is None else z_goal.unsqueeze(1)
+        if getattr(self.objective, "uses_actions", False):
+            return self.objective(trajectory, goal, candidates)
+        return self.objective(trajectory, goal)
 
     def _check(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
                init: torch.Tensor | None) -> None:

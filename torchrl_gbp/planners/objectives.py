@@ -1,9 +1,11 @@
 """The planning objectives every planner, diagnostic and synthesis method shares: goal cost and predicted return.
 
-An objective is called as ``objective(z_traj, z_goal, actions)`` with the
-predicted latents ``(..., H, D)``, the goal latent ``(..., D)`` (``None`` when
-the objective declares ``needs_goal = False``) and the planned normalised
-actions ``(..., H, A)``, and returns a cost ``(...,)`` that planners minimise.
+An objective is called as ``objective(z_traj, z_goal)`` with the predicted
+latents ``(..., H, D)`` and the goal latent ``(..., D)`` (``None`` when the
+objective declares ``needs_goal = False``), plus the planned normalised actions
+``(..., H, A)`` as a third argument when it declares ``uses_actions = True``;
+it returns a cost ``(...,)`` that planners minimise. Any callable of two
+arguments is an objective (user costs written for the goal cost keep working).
 """
 from __future__ import annotations
 
@@ -97,6 +99,7 @@ class ReturnObjective:
     """
 
     needs_goal = False
+    uses_actions = True
 
     def __init__(self, world_model, discount: float = 0.99) -> None:
         if not 0 < discount <= 1:
