@@ -131,7 +131,8 @@ def render(figures: dict, command: str) -> str:
          f"{f['train_samples_per_second']:.0f} windows/s (B={f['batch_size']}, {f['window_frames']} frames)"],
         ["  of which sampling from the memory map", f"{f['sample_seconds']:.3f} s", ""],
         ["peak resident memory", f"{f['peak_rss_mib']:.0f} MiB",
-         f"dataset on disk {f['dataset_mib_on_disk']:.0f} MiB ({f['trajectories']} trajectories, memory-mapped)"],
+         f"dataset on disk {f['dataset_mib_on_disk']:.0f} MiB ({f['trajectories']} trajectories, memory-mapped); "
+         "counts torch itself and every mapped page this process wrote (it rendered the dataset) or read"],
         [f"bare rollout forward+backward ({f['envs']} envs, H={f['horizon']})",
          f"{f['bare_forward_backward_seconds']:.3f} s", "the floor of one GD step"],
         ["GD optimiser step", f"{f['gd_step_seconds']:.3f} s", f"{f['gd_step_over_bare']:.2f}x the bare rollout"],
