@@ -101,6 +101,27 @@ def test_patch_autoencoder_learns_the_task_images_and_is_frozen_after(data):
     assert not autoencoder.training and not any(p.requires_grad for p in autoencoder.parameters())
 
 
+def test_foreground_weighting_makes_the_autoencoder_see_the_small_agent():
+    task = PixelTask(WallTask(), image_size=32)
+    images = task.generate_dataset(30, seed=0)["pixels"].reshape(-1, 32, 32, 3)
+    test = task.render(torch.tensor([[-0.5, 0.4], [0.5, -0.4], [0.3, 0.6]]))
+    unit = test.permute(0, 3, 1, 2).float() / 255
+    agent = (unit[:, 0] - unit[:, 1]) > 0.3  # the red dot
+
+    def agent_redness(weight: float) -> float:
+        torch.manual_seed(0)
+        autoencoder = PatchAutoencoder(32, patch_size=8, token_dim=8, hidden_dim=16)
+        fit_patch_autoencoder(autoencoder, images, steps=150, batch_size=32, lr=3e-3,
+                              generator=torch.Generator().manual_seed(0), foreground_weight=weight)
+        with torch.no_grad():
+            rebuilt = autoencoder.decode(autoencoder(unit))
+        return float((rebuilt[:, 0] - rebuilt[:, 1])[agent].mean())
+
+    assert agent_redness(50.0) > agent_redness(0.0) + 0.1
+    with pytest.raises(ValueError, match="foreground_weight"):
+        fit_patch_autoencoder(PatchAutoencoder(32, patch_size=8), images, steps=1, foreground_weight=-1.0)
+
+
 def test_dinov2_adapter_plugs_in_and_round_trips_through_a_checkpoint(data, tmp_path):
     encoder = DINOv2Encoder.from_config(TINY_DINO, input_size=14)
     config = PixelWorldModelConfig(image_size=SIZE, proprio_dim=2, env_action_dim=2, num_hist=1, encoder="dinov2",

@@ -81,7 +81,7 @@ def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.Pat
     """
     torch.manual_seed(seed)
     config = model_config(task, recipe, **model_overrides)
-    model = build_world_model(config, trajectories, recipe.encoder_steps, seed)
+    model = build_world_model(config, trajectories, recipe.encoder_steps, seed, recipe.encoder_foreground_weight)
     buffer = make_window_buffer(trajectories, frames=config.num_hist + recipe.window_frames - 1,
                                 frameskip=config.frameskip, batch_size=batch_size or recipe.batch_size,
                                 generator=torch.Generator().manual_seed(seed + distributed_rank()))

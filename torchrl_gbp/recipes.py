@@ -47,6 +47,7 @@ class Recipe:
     quick_overrides: dict = field(default_factory=dict)
     image_size: int = 64
     encoder_steps: int = 0
+    encoder_foreground_weight: float = 0.0
     pixel_overrides: dict = field(default_factory=dict)
 
     def pixels(self) -> Recipe:
@@ -103,6 +104,8 @@ PIXEL_DEFAULTS: dict = {
     "model": {"num_hist": 3, "hidden_dim": 64, "depth": 2, "heads": 4,
               "encoder": "patch", "encoder_options": {"patch_size": 16, "token_dim": 16, "hidden_dim": 64}},
     "encoder_steps": 500,
+    # without it the autoencoder learns the arena but not Wall's agent dot (its tokens would not see the agent)
+    "encoder_foreground_weight": 50.0,
     "window_frames": 3,
     "train_steps": 2000,
     "batch_size": 64,

@@ -30,28 +30,31 @@ NORMALIZATION_FRAMES = 2048
 
 
 def build_world_model(config: WorldModelConfig | PixelWorldModelConfig, trajectories: TensorDictBase,
-                      encoder_steps: int = 0, seed: int = 0) -> StateWorldModel | PixelWorldModel:
+                      encoder_steps: int = 0, seed: int = 0,
+                      encoder_foreground_weight: float = 0.0) -> StateWorldModel | PixelWorldModel:
     """A fresh world model with normalisation statistics fitted on ``trajectories`` ``(N, T)``.
 
     A :class:`PixelWorldModelConfig` gives a :class:`PixelWorldModel` on a pixel dataset: its patch
     autoencoder is first trained ``encoder_steps`` steps on the dataset's images (then frozen; batches are
-    read from the memory map), and the token statistics come from :data:`NORMALIZATION_FRAMES` random frames.
+    read from the memory map; ``encoder_foreground_weight``: see :func:`fit_patch_autoencoder`), and the token
+    statistics come from :data:`NORMALIZATION_FRAMES` random frames.
     """
     if isinstance(config, PixelWorldModelConfig):
-        return build_pixel_world_model(config, trajectories, encoder_steps, seed)
+        return build_pixel_world_model(config, trajectories, encoder_steps, seed, encoder_foreground_weight)
     model = StateWorldModel(config)
     model.fit_normalization(trajectories["observation"], model_actions(trajectories, config.frameskip))
     return model
 
 
 def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorDictBase, encoder_steps: int = 0,
-                            seed: int = 0) -> PixelWorldModel:
+                            seed: int = 0, encoder_foreground_weight: float = 0.0) -> PixelWorldModel:
     """See :func:`build_world_model`."""
     generator = torch.Generator().manual_seed(seed)
     model = PixelWorldModel(config)
     frames = trajectories["pixels"].reshape(-1, *trajectories["pixels"].shape[-3:])
     if config.encoder == "patch" and encoder_steps > 0:
-        fit_patch_autoencoder(model.image_encoder, frames, encoder_steps, generator=generator)
+        fit_patch_autoencoder(model.image_encoder, frames, encoder_steps, generator=generator,
+                              foreground_weight=encoder_foreground_weight)
     index = torch.randperm(frames.shape[0], generator=generator)[:NORMALIZATION_FRAMES].sort().values
     model.fit_normalization(frames[index], trajectories["proprio"], model_actions(trajectories, config.frameskip))
     return model

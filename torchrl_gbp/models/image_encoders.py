@@ -90,12 +90,21 @@ class PatchAutoencoder(nn.Module):
         return torch.sigmoid(self.decoder(grid))
 
 
+# frames sampled to estimate the mean image for the foreground weighting
+MEAN_IMAGE_FRAMES = 2048
+
+
 def fit_patch_autoencoder(autoencoder: PatchAutoencoder, images: torch.Tensor, steps: int = 500,
-                          batch_size: int = 64, lr: float = 1e-3, generator: torch.Generator | None = None) -> list[float]:
+                          batch_size: int = 64, lr: float = 1e-3, generator: torch.Generator | None = None,
+                          foreground_weight: float = 0.0) -> list[float]:
     """Train ``autoencoder`` to reconstruct ``images`` (uint8 ``(N, S, S, 3)``, memory-mapped is fine), then freeze it.
 
     Batches are read by index, so a memory-mapped image dataset is never loaded
-    whole. Returns the per-step reconstruction losses.
+    whole. ``foreground_weight`` > 0 weights each pixel's squared error by
+    ``1 + foreground_weight * |x - mean image|`` (summed over channels; the mean
+    over up to :data:`MEAN_IMAGE_FRAMES` random frames): small moving objects
+    (an agent dot) otherwise cost too little to be learned, and the tokens would
+    not carry their position. Returns the per-step reconstruction losses.
 
     Example:
         >>> ae = PatchAutoencoder(image_size=16, patch_size=8, token_dim=4, hidden_dim=8)
@@ -107,13 +116,22 @@ def fit_patch_autoencoder(autoencoder: PatchAutoencoder, images: torch.Tensor, s
     check_positive_int("batch_size", batch_size)
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"images must be uint8 (N, S, S, 3), got {images.dtype} {tuple(images.shape)}")
+    if not foreground_weight >= 0:
+        raise ValueError(f"foreground_weight must be >= 0, got {foreground_weight!r}")
+    mean_image = None
+    if foreground_weight > 0:
+        sample = torch.randperm(images.shape[0], generator=generator)[:MEAN_IMAGE_FRAMES].sort().values
+        mean_image = images_to_unit(images[sample]).mean(0, keepdim=True)
     autoencoder.train().requires_grad_(True)
     optimizer = torch.optim.Adam(autoencoder.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
         index = torch.randint(images.shape[0], (batch_size,), generator=generator)
         batch = images_to_unit(images[index.sort().values])
-        loss = F.mse_loss(autoencoder.decode(autoencoder(batch)), batch)
+        error = (autoencoder.decode(autoencoder(batch)) - batch).pow(2)
+        if mean_image is not None:
+            error = error * (1 + foreground_weight * (batch - mean_image).abs().sum(1, keepdim=True))
+        loss = error.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
