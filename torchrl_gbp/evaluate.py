@@ -124,6 +124,41 @@ class _EnvFactory:
         return self.task.make_env(num_envs=self.num_envs)
 
 
+def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
+                       max_steps: int | None = None, num_workers: int = 1,
+                       pairs: TensorDict | None = None) -> tuple[TensorDictBase, float]:
+    """The episodes :func:`evaluate` scores (and videos record): ``(rollout, wall seconds)``.
+
+    ``policy`` runs from the seeded :func:`evaluation_pairs` (or ``pairs``), set
+    through the env's TensorDict reset, in one batched env or a ``ParallelEnv`` of
+    ``num_workers``, deterministically under ``torch.no_grad()``; a policy with a
+    ``make_tensordict_primer`` gets its primer on the env.
+    """
+    episodes = check_positive_int("episodes", episodes)
+    num_workers = check_positive_int("num_workers", num_workers)
+    steps = task.episode_steps if max_steps is None else check_positive_int("max_steps", max_steps)
+    if steps > task.episode_steps:
+        raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
+    if pairs is not None and tuple(pairs.batch_size) != (episodes,):
+        raise ValueError(f"pairs must have batch size (episodes,) = ({episodes},), got {tuple(pairs.batch_size)}")
+    env = make_evaluation_env(task, episodes, num_workers)
+    make_primer = getattr(policy, "make_tensordict_primer", None)
+    if make_primer is not None:
+        env = TransformedEnv(env, make_primer())
+    try:
+        if pairs is None:
+            pairs = evaluation_pairs(task, episodes, seed, pair_mode)
+        pairs = pairs.reshape(env.batch_size)
+        start = time.perf_counter()
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
+                                  break_when_any_done=False)
+        wall = time.perf_counter() - start
+    finally:
+        env.close()
+    return rollout, wall
+
+
 def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
              max_steps: int | None = None, num_workers: int = 1, pairs: TensorDict | None = None) -> dict[str, object]:
     """Run ``episodes`` episodes from the seeded :func:`evaluation_pairs` and score them with :func:`episode_metrics`.
@@ -150,23 +185,5 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         >>> sorted(evaluate(policy, task, episodes=2, max_steps=5))[:2]
         ['episodes', 'final_distance']
     """
-    episodes = check_positive_int("episodes", episodes)
-    num_workers = check_positive_int("num_workers", num_workers)
-    steps = task.episode_steps if max_steps is None else check_positive_int("max_steps", max_steps)
-    if steps > task.episode_steps:
-        raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
-    env = TransformedEnv(make_evaluation_env(task, episodes, num_workers), policy.make_tensordict_primer())
-    try:
-        if pairs is None:
-            pairs = evaluation_pairs(task, episodes, seed, pair_mode)
-        elif tuple(pairs.batch_size) != (episodes,):
-            raise ValueError(f"pairs must have batch size (episodes,) = ({episodes},), got {tuple(pairs.batch_size)}")
-        pairs = pairs.reshape(env.batch_size)
-        start = time.perf_counter()
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
-                                  break_when_any_done=False)
-        wall = time.perf_counter() - start
-    finally:
-        env.close()
+    rollout, wall = evaluation_rollout(policy, task, episodes, seed, pair_mode, max_steps, num_workers, pairs)
     return {**episode_metrics(rollout, policy.info_key), "wall_seconds": wall}

@@ -16,11 +16,8 @@ from pathlib import Path
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
-from torchrl.envs import TransformedEnv
-from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from .checks import check_positive_int
-from .evaluate import evaluation_pairs
+from .evaluate import evaluation_rollout
 from .tasks import Task
 from .tasks.rendering import check_size
 
@@ -151,24 +148,7 @@ def record_video(
         (32, 66, 3)
     """
     check_video_target(path, fps)  # before any planning
-    episodes = check_positive_int("episodes", episodes)
     size = check_size(size)
-    steps = task.episode_steps if max_steps is None else check_positive_int("max_steps", max_steps)
-    if steps > task.episode_steps:
-        raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
-    if pairs is None:
-        pairs = evaluation_pairs(task, episodes, seed, pair_mode)
-    elif tuple(pairs.batch_size) != (episodes,):
-        raise ValueError(f"pairs must have batch size (episodes,) = ({episodes},), got {tuple(pairs.batch_size)}")
-    env = task.make_env(num_envs=episodes)
-    make_primer = getattr(policy, "make_tensordict_primer", None)
-    if make_primer is not None:
-        env = TransformedEnv(env, make_primer())
-    try:
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
-                                  break_when_any_done=False)
-    finally:
-        env.close()
+    rollout, _ = evaluation_rollout(policy, task, episodes, seed, pair_mode, max_steps, pairs=pairs)
     frames = episode_frames(task, rollout, size)
     return write_video(frames.flatten(0, 1), path, fps)
