@@ -17,12 +17,14 @@ times one planning call on B (start, goal) pairs of the task:
 - ``torchrl cem`` / ``torchrl mppi``: TorchRL's ``CEMPlanner`` / ``MPPIPlanner``
   through ``WorldModelEnv`` on the same model, horizon, samples, elites and iterations.
 
-Prints and writes ``benchmarks/results/planning_speed.md`` (with this command,
-the machine and a profile of one GD plan) and ``planning_speed.png``.
+Prints and writes the raw figures ``benchmarks/results/raw_planning_speed.json``, the report
+``planning_speed.md`` built from them (with this command, the machine and a profile of one GD plan;
+``python benchmarks/regenerate.py`` rebuilds it from the raw file) and ``planning_speed.png``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -214,8 +216,22 @@ def plot(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def report_text(raw: dict) -> str:
+    """The results file's text from a run's saved raw figures (``raw_planning_speed*.json``)."""
+    rows = raw["rows"]
+    profile_text = "\n\n".join(f"### {name}: one GD plan, B=1\n\n```\n{text}\n```"
+                                for name, text in raw["profiles"].items())
+    return (
+        f"# Planning speed\n\nWritten by `python benchmarks/regenerate.py` from `{raw['raw']}`.\n\n"
+        f"Command: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n{table(rows)}\n\n"
+        "Median over repeated calls, after one untimed-in-the-median first call (which includes compilation "
+        "for the compiled planners). Same model, horizon, samples, elites and iterations for ours and TorchRL's.\n\n"
+        f"## Targets\n\n{targets(rows)}\n\n## Where the time goes\n\n{profile_text}\n"
+    )
+
+
 def main() -> None:
-    """Parse arguments, time every planner, write the report."""
+    """Parse arguments, time every planner, save the raw figures and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="wall,pointmaze", help="comma-separated task names")
     parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated envs per planning call")
@@ -240,22 +256,19 @@ def main() -> None:
         rows += task_rows
         profiles.update({f"{task_name}, {k}": v for k, v in task_profiles.items()})
 
-    command = "python benchmarks/planning_speed.py" + " ".join([""] + sys.argv[1:])
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
-    machine = f"{device_name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    profile_text = "\n\n".join(f"### {name}: one GD plan, B=1\n\n```\n{text}\n```" for name, text in profiles.items())
-    report = (
-        f"# Planning speed\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{table(rows)}\n\n"
-        "Median over repeated calls, after one untimed-in-the-median first call (which includes compilation "
-        "for the compiled planners). Same model, horizon, samples, elites and iterations for ours and TorchRL's.\n\n"
-        f"## Targets\n\n{targets(rows)}\n\n## Where the time goes\n\n{profile_text}\n"
-    )
+    raw = {"command": "python benchmarks/planning_speed.py" + " ".join([""] + sys.argv[1:]),
+           "machine": f"{device_name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+           "raw": f"benchmarks/results/raw_planning_speed{suffix}.json", "out": f"planning_speed{suffix}.md",
+           "rows": rows, "profiles": profiles}
+    report = report_text(raw)
     print(report)
     if args.quick:  # a smoke run never overwrites the results
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
-    (RESULTS / f"planning_speed{suffix}.md").write_text(report)
+    (RESULTS / f"raw_planning_speed{suffix}.json").write_text(json.dumps(raw, indent=1) + "\n")
+    (RESULTS / raw["out"]).write_text(report)
     plot(rows, RESULTS / f"planning_speed{suffix}.png")
 
 

@@ -2,11 +2,17 @@
 
 Each folder ``benchmarks/results/raw/<name>/`` holds the unit result files of
 one ``torchrl-gbp reproduce`` run (per-seed rows, with per-episode lists where
-the run recorded them) and a ``meta.json`` (the command and the machine). From
+the run recorded them) and a ``meta.json`` (the command and the machine), or,
+for ``ablations_<task>``, ``benchmarks/ablations.py``'s ``rows.json``. From
 each, this writes ``benchmarks/results/<name>.md`` and the README block between
-``<!-- table:<name> -->`` and ``<!-- /table:<name> -->``. Nothing in those
-places is edited by hand; ``tests/test_provenance.py`` fails when they differ
-from what this script writes.
+``<!-- table:<name> -->`` and ``<!-- /table:<name> -->``. It also rewrites the
+budget sweeps' reports from ``benchmarks/results/sweeps/*.json``
+(``benchmarks/success_vs_time.py``) and the pixel speed tables from
+``benchmarks/results/raw_pixel_speed_*.json`` (``benchmarks/pixel_speed.py``) and the planning
+speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
+(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``).
+Nothing in those places is edited by hand; ``tests/test_provenance.py`` fails
+when they differ from what this script writes.
 
     python benchmarks/regenerate.py            # rewrite the results files and README blocks
     python benchmarks/regenerate.py --check    # exit 1, naming them, where they differ
@@ -15,6 +21,7 @@ from what this script writes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import shutil
@@ -23,31 +30,60 @@ from pathlib import Path
 
 import torch
 
-from torchrl_gbp.reporting import replace_block, table_from_raw
+from torchrl_gbp.reporting import format_ablations, replace_block, table_from_raw
 
 ROOT = Path(__file__).resolve().parent.parent
-RAW = ROOT / "benchmarks" / "results" / "raw"
+RESULTS = ROOT / "benchmarks" / "results"
+RAW = RESULTS / "raw"
 
 
-def results_file(name: str) -> str:
-    """The text of ``benchmarks/results/<name>.md`` rebuilt from ``raw/<name>/``."""
+def generated(name: str) -> tuple[str, str]:
+    """``(README block, results file text)`` of ``raw/<name>/``: a reproduce run's table, or ablation tables."""
     meta = json.loads((RAW / name / "meta.json").read_text())
+    header = f"# {name}\n\nWritten by `python benchmarks/regenerate.py` from `benchmarks/results/raw/{name}/`.\n\n"
+    if meta.get("kind") == "ablations":
+        tables = format_ablations(json.loads((RAW / name / "rows.json").read_text()), meta["notes"])
+        return tables, f"{header}{tables}\n"
     table, claims = table_from_raw(RAW / name)
-    return (f"# {name}\n\nWritten by `python benchmarks/regenerate.py` from `benchmarks/results/raw/{name}/`.\n\n"
-            f"Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n{meta.get('note', '')}\n\n"
-            f"{table}\n\n{claims}\n")
+    return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
+                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}\n")
 
 
 def expected() -> dict[Path, str]:
     """Every generated file's expected text: the results files and README with its blocks filled."""
     names = sorted(path.name for path in RAW.iterdir() if path.is_dir())
-    files = {ROOT / "benchmarks" / "results" / f"{name}.md": results_file(name) for name in names}
+    texts = {name: generated(name) for name in names}
+    files = {ROOT / "benchmarks" / "results" / f"{name}.md": texts[name][1] for name in names}
     readme = (ROOT / "README.md").read_text()
     for name in names:
         if f"<!-- table:{name} -->" in readme:
-            readme = replace_block(readme, name, table_from_raw(RAW / name)[0])
+            readme = replace_block(readme, name, texts[name][0])
     files[ROOT / "README.md"] = readme
+    sweeps = _benchmark_module("success_vs_time")
+    for path in sorted((RESULTS / "sweeps").glob("*.json")):
+        raw = json.loads(path.read_text())
+        files[ROOT / raw["out"]] = sweeps.report_text(raw)
+    speed = _benchmark_module("pixel_speed")
+    for path in sorted(RESULTS.glob("raw_pixel_speed_*.json")):
+        raw = json.loads(path.read_text())
+        files[RESULTS / path.name.replace("raw_", "", 1).replace(".json", ".md")] = speed.render(
+            raw["figures"], raw["command"])
+    planning = _benchmark_module("planning_speed")
+    for path in sorted(RESULTS.glob("raw_planning_speed*.json")):
+        raw = json.loads(path.read_text())
+        files[RESULTS / raw["out"]] = planning.report_text(raw)
+    if (RESULTS / "raw_soak.json").exists():
+        files[RESULTS / "soak.md"] = _benchmark_module("soak").report_text(
+            json.loads((RESULTS / "raw_soak.json").read_text()))
     return files
+
+
+def _benchmark_module(name: str):
+    """Another script of this folder, imported by path (it is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def add(name: str, source: Path, command: str, note: str) -> None:

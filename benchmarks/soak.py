@@ -5,7 +5,8 @@ env, reset whenever they end) for ``--steps`` env steps through TorchRL's
 ``env.rollout``. Resident memory (VmRSS) and the mean seconds per step are
 taken over the first and the last ``--window`` steps (after a warm-up window).
 Passes when memory grows by less than 5% and the last window is no slower than
-the first by more than 10%. Writes ``benchmarks/results/soak.md``.
+the first by more than 10%. Writes the raw figures ``benchmarks/results/raw_soak.json`` and
+the report ``soak.md`` built from them (``python benchmarks/regenerate.py`` rebuilds it).
 
     python benchmarks/soak.py [--steps 10000] [--envs 16] [--gd-steps 10] [--threads 1]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import platform
 import sys
 import time
@@ -69,28 +71,37 @@ def main() -> None:
     w = args.window
     first = slice(w, 2 * w)  # after a warm-up window (allocator and autograd caches fill once)
     last = slice(steps - w, steps)
-    mem_first, mem_last = max(memory[first]), max(memory[last])
-    time_first = sum(seconds[first]) / w
-    time_last = sum(seconds[last]) / w
-    growth = (mem_last - mem_first) / mem_first
-    slowdown = time_last / time_first
-    verdict = "passes" if growth < 0.05 and slowdown < 1.10 else "FAILS"
-    command = "python benchmarks/soak.py" + " ".join([""] + sys.argv[1:])
-    report = (
-        f"# Soak: {steps} batched MPC steps\n\nCommand: `{command}`\n\n"
-        f"Machine: {platform.machine()} CPU, {args.threads} torch thread(s), torch {torch.__version__}\n\n"
-        f"Gradient MPC ({args.gd_steps} Adam steps per plan, horizon 5, replanning every model step) on "
-        f"{args.envs} Wall episodes in one batched env, auto-reset, {total:.0f} s in all.\n\n"
-        "| window | resident MiB (max) | ms per step (mean) |\n|---|---|---|\n"
-        f"| steps {w}-{2 * w} | {mem_first:.1f} | {1000 * time_first:.2f} |\n"
-        f"| steps {steps - w}-{steps} | {mem_last:.1f} | {1000 * time_last:.2f} |\n\n"
-        f"Memory growth {100 * growth:+.2f}% (limit 5%), time per step x{slowdown:.3f} (limit 1.10): {verdict}.\n"
-    )
+    raw = {"command": "python benchmarks/soak.py" + " ".join([""] + sys.argv[1:]),
+           "machine": f"{platform.machine()} CPU, {args.threads} torch thread(s), torch {torch.__version__}",
+           "steps": steps, "envs": args.envs, "gd_steps": args.gd_steps, "window": w, "total_seconds": total,
+           "memory_first_mib": max(memory[first]), "memory_last_mib": max(memory[last]),
+           "seconds_first": sum(seconds[first]) / w, "seconds_last": sum(seconds[last]) / w}
+    report = report_text(raw)
     print(report)
     if not args.quick:
-        path = Path(__file__).parent / "results" / "soak.md"
-        path.write_text(report)
-        print(f"written to {path}")
+        results = Path(__file__).parent / "results"
+        (results / "raw_soak.json").write_text(json.dumps(raw, indent=1) + "\n")
+        (results / "soak.md").write_text(report)
+        print(f"written to {results / 'soak.md'}")
+
+
+def report_text(raw: dict) -> str:
+    """The report of a soak run's saved figures (``benchmarks/results/raw_soak.json``)."""
+    steps, w = raw["steps"], raw["window"]
+    growth = (raw["memory_last_mib"] - raw["memory_first_mib"]) / raw["memory_first_mib"]
+    slowdown = raw["seconds_last"] / raw["seconds_first"]
+    verdict = "passes" if growth < 0.05 and slowdown < 1.10 else "FAILS"
+    return (
+        f"# Soak: {steps} batched MPC steps\n\n"
+        "Written by `python benchmarks/regenerate.py` from `benchmarks/results/raw_soak.json`.\n\n"
+        f"Command: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n"
+        f"Gradient MPC ({raw['gd_steps']} Adam steps per plan, horizon 5, replanning every model step) on "
+        f"{raw['envs']} Wall episodes in one batched env, auto-reset, {raw['total_seconds']:.0f} s in all.\n\n"
+        "| window | resident MiB (max) | ms per step (mean) |\n|---|---|---|\n"
+        f"| steps {w}-{2 * w} | {raw['memory_first_mib']:.1f} | {1000 * raw['seconds_first']:.2f} |\n"
+        f"| steps {steps - w}-{steps} | {raw['memory_last_mib']:.1f} | {1000 * raw['seconds_last']:.2f} |\n\n"
+        f"Memory growth {100 * growth:+.2f}% (limit 5%), time per step x{slowdown:.3f} (limit 1.10): {verdict}.\n"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,184 @@
+"""Ablations on tuning pairs: what in finetuning lets gradient MPC match CEM, and what does not.
+
+Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it trains the dataset, base model and
+finetuned models this script starts from):
+
+    python benchmarks/ablations.py --task pusht --runs RUNS [--ablations steps,finetune,online,adversarial]
+        [--seed 5000] [--episodes 50] [--quick]
+
+Every evaluation is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
+at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
+(:data:`torchrl_gbp.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
+too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
+(:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed).
+
+- ``steps``: Adam MPC at 10, 30, 100 and 300 optimiser steps per call on the run's base, online and
+  adversarial models (finetuned with seed 0), and CEM MPC on base at the paper's budget as the target: does
+  synthesis let GD optimise longer without exploiting the model?
+- ``finetune``: online and adversarial finetuning from the base model at predictor lr 1e-5 (the paper's) and
+  1e-4 (the recipes'), for the recipe's finetuning steps and 3x as many.
+- ``online``: how online data enter: the recipe's settings; synthesis every 10 batches; a bounded cache of 512
+  windows; 30 planner steps instead of 100.
+- ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
+  radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
+
+The raw rows go to ``benchmarks/results/raw/ablations_<task>/rows.json`` (with the command and the machine);
+``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
+them, one table per ablation.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from torchrl_gbp.data import load_dataset
+from torchrl_gbp.diagnostics import make_bounded_gradient_planner, planned_state_error
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.pipeline import finetune_model
+from torchrl_gbp.planners import GoalCost
+from torchrl_gbp.protocol import PaperSettings, evaluate_paper_cell, paper_settings, protocol_pairs
+from torchrl_gbp.recipes import TUNING_PAIR_SEEDS, Recipe
+from torchrl_gbp.reproduce import atomic_write_text
+from torchrl_gbp.tasks import Task, make_task, recipe_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ABLATIONS = ("steps", "finetune", "online", "adversarial")
+STEP_BUDGETS = (10, 30, 100, 300)
+
+
+def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int, steps: int | None = None,
+                   planner: str = "adam") -> dict:
+    """Adam (or ``planner``) MPC under the paper's protocol on ``pairs``, plus the model's planned-state error."""
+    if steps is not None:
+        settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps})
+    metrics = evaluate_paper_cell(model, task, planner, "mpc", pairs, settings, seed=seed)
+    objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=model.config.proprio_dim)
+    open_loop = make_bounded_gradient_planner(model, task, settings.horizon, objective=objective,
+                                              steps=steps or settings.open_loop_gradient["steps"],
+                                              lr=settings.open_loop_gradient["lr"],
+                                              noise_std=settings.open_loop_gradient["noise_std"])
+    error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
+    return {"sticky_success_rate": float(metrics["sticky_success_rate"]),
+            "final_distance": float(metrics["final_distance"]), "plan_seconds": float(metrics["plan_seconds"]),
+            "planned_error": error["mean_error"]}
+
+
+def finetuned(base, task: Task, trajectories, recipe: Recipe, method: str, seed: int, **overrides):
+    """A copy of ``base`` finetuned with ``method``; ``overrides``: ``steps``, ``predictor_lr``, ``online``,
+    ``adversarial`` (dicts merged over the recipe's)."""
+    recipe = replace(recipe, online={**recipe.online, **overrides.pop("online", {})},
+                     adversarial={**recipe.adversarial, **overrides.pop("adversarial", {})})
+    return finetune_model(copy.deepcopy(base), task, trajectories, method, recipe, seed=seed, progress=False,
+                          **overrides)
+
+
+def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, dict]]:
+    """``(setting label, method, finetuning overrides)`` of a finetuning ablation."""
+    steps = recipe.finetune_steps
+    if name == "finetune":
+        return [(f"{method}, predictor lr {lr:g}, {n} steps", method, {"predictor_lr": lr, "steps": n})
+                for method in ("online", "adversarial") for lr in (1e-5, 1e-4) for n in (steps, 3 * steps)]
+    if name == "online":
+        return [("recipe " + ", ".join(f"{k} {v}" for k, v in recipe.online.items()), "online", {}),
+                ("synthesis every 10 batches", "online", {"online": {"every": 10}}),
+                ("bounded cache of 512 windows", "online", {"online": {"capacity": 512}}),
+                ("30 planner steps", "online", {"online": {"planner_steps": 30}})]
+    if name == "adversarial":
+        factors = {k: recipe.adversarial[k] for k in ("latent_factor", "proprio_factor", "action_factor")}
+        return [("recipe (adaptive radius, 1 FGSM step, perturbed rows only)", "adversarial", {}),
+                ("radius fixed on the first batch", "adversarial", {"adversarial": {"radius": "fixed"}}),
+                ("radius factors x0.5", "adversarial", {"adversarial": {k: v / 2 for k, v in factors.items()}}),
+                ("radius factors x2", "adversarial", {"adversarial": {k: v * 2 for k, v in factors.items()}}),
+                ("3 ascent steps (PGD)", "adversarial", {"adversarial": {"ascent_steps": 3}}),
+                ("half the rows perturbed", "adversarial", {"adversarial": {"fraction": 0.5}})]
+    raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
+
+
+def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: int, quick: bool) -> list[dict]:
+    """Every row of the chosen ablations (printed as they finish)."""
+    if seed not in TUNING_PAIR_SEEDS:
+        raise ValueError(f"ablations run on tuning pair seeds {TUNING_PAIR_SEEDS}, got {seed}")
+    folder = runs / task_name
+    if not (folder / "base.pt").exists():
+        raise FileNotFoundError(f"{folder / 'base.pt'} is missing; run `torchrl-gbp reproduce --task {task_name} "
+                                f"--protocol paper --out {runs}` first")
+    task, recipe = make_task(task_name), recipe_for(task_name, quick)
+    settings = paper_settings(task_name, quick)
+    pairs = protocol_pairs(task, settings, episodes, seed)
+    base, _ = load_checkpoint(folder / "base.pt")
+    rows = []
+
+    def record(ablation: str, setting: str, model_name: str, model, **kwargs) -> None:
+        start = time.perf_counter()
+        row = {"ablation": ablation, "setting": setting, "model": model_name, "seed": seed, "episodes": episodes,
+               **evaluate_model(model, task, settings, pairs, seed, **kwargs)}
+        rows.append(row)
+        print(f"{ablation:12s} {setting:55s} {model_name:12s} success {100 * row['sticky_success_rate']:5.1f}%  "
+              f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+    for name in ablations:
+        if name == "steps":
+            for model_name in ("base", "online", "adversarial"):
+                path = folder / ("base.pt" if model_name == "base" else f"{model_name}_seed0.pt")
+                model = base if model_name == "base" else load_checkpoint(path)[0]
+                for steps in STEP_BUDGETS[:2] if quick else STEP_BUDGETS:
+                    record("steps", f"Adam MPC, {steps} steps per call", model_name, model, steps=steps)
+            record("steps", "CEM MPC at the paper's budget", "base", base, planner="cem")
+            continue
+        trajectories = load_dataset(folder / "dataset")
+        for setting, method, overrides in ablation_settings(name, recipe):
+            if quick:
+                overrides = {**overrides, "steps": min(overrides.get("steps", recipe.finetune_steps), 20)}
+            record(name, setting, method, finetuned(base, task, trajectories, recipe, method, seed, **overrides))
+    return rows
+
+
+def main() -> None:
+    """Run the ablations, save their raw rows, and regenerate the results tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="pusht")
+    parser.add_argument("--runs", type=Path, default=Path("runs/paper"),
+                        help="the --out folder of `torchrl-gbp reproduce --protocol paper`")
+    parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, from {ABLATIONS}")
+    parser.add_argument("--seed", type=int, default=TUNING_PAIR_SEEDS[0], help="tuning pair seed")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="smoke run: short budgets, nothing saved")
+    parser.add_argument("--note", default="", help="a line on how it was run (time, machine load)")
+    args = parser.parse_args()
+    chosen = [a.strip() for a in args.ablations.split(",") if a.strip()]
+    for name in chosen:
+        if name not in ABLATIONS:
+            parser.error(f"unknown ablation {name!r}; choose from {ABLATIONS}")
+    start = time.perf_counter()
+    rows = run(args.task, args.runs, chosen, args.seed, args.episodes, args.quick)
+    minutes = (time.perf_counter() - start) / 60
+    if args.quick:
+        return
+    target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{args.task}"
+    target.mkdir(parents=True, exist_ok=True)
+    saved = target / "rows.json"
+    old = json.loads(saved.read_text()) if saved.exists() else []
+    rows = [r for r in old if r["ablation"] not in chosen] + rows
+    atomic_write_text(saved, json.dumps(rows, indent=1))
+    meta = target / "meta.json"
+    notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+    machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    for name in chosen:
+        notes[name] = f"`{command}`: {minutes:.1f} min for {', '.join(chosen)}; {machine}. {args.note}".strip()
+    atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
+
+
+if __name__ == "__main__":
+    main()
