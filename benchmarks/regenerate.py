@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from torchrl_gbp.protocol import PAPER_TABLE1
 from torchrl_gbp.reporting import format_ablations, replace_block, table_from_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +45,15 @@ def generated(name: str) -> tuple[str, str]:
     if meta.get("kind") == "ablations":
         tables = format_ablations(json.loads((RAW / name / "rows.json").read_text()), meta["notes"])
         return tables, f"{header}{tables}\n"
-    table, claims = table_from_raw(RAW / name)
+    table, claims = table_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
     return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
                    f"{meta.get('note', '')}\n\n{table}\n\n{claims}\n")
+
+
+def _task_of(folder: Path) -> str:
+    """The task of a reproduce run's raw folder (from its first unit's fingerprint)."""
+    unit = next(path for path in sorted(folder.glob("*.json")) if path.name != "meta.json")
+    return json.loads(unit.read_text())["fingerprint"]["task"]
 
 
 def expected() -> dict[Path, str]:

@@ -81,13 +81,15 @@ def summarize(runs: list[dict], by: tuple[str, ...] = ("model", "planner"),
     return rows
 
 
-def format_paper_table(rows: list[dict]) -> str:
+def format_paper_table(rows: list[dict], paper: dict | None = None) -> str:
     """Table 1's layout from :func:`summarize` rows by ``(model, mode, planner)``: sticky success %.
 
     One line per model and mode (``"open loop"``, ``"+ MPC"``), one column per
     planner (SGD, Adam, CEM, MPPI), then the planning time two ways against
     CEM on the base model in the same mode: seconds per planning call and
     planning seconds per (batched) episode, each planner at its own schedule.
+    ``paper`` (``{(model, mode): (sgd, adam, cem)}``, for example a task's
+    :data:`torchrl_gbp.protocol.PAPER_TABLE1` entry) adds the paper's numbers as a last column.
 
     Example:
         >>> rows = [{"model": "base", "mode": "mpc", "planner": p, "success_rate": s, "success_std": None,
@@ -99,6 +101,8 @@ def format_paper_table(rows: list[dict]) -> str:
     planners = ("sgd", "adam", "cem", "mppi")
     by = {(r["model"], r["mode"], r["planner"]): r for r in rows}
     header = ["model", "SGD", "Adam", "CEM", "MPPI", "Adam s/call vs CEM on base", "Adam s/episode vs CEM on base"]
+    if paper is not None:
+        header.append("paper SGD / Adam / CEM")
     lines = []
     for model, mode in dict.fromkeys((r["model"], r["mode"]) for r in rows):
         cells = [success_cell(by[model, mode, p]) if (model, mode, p) in by else "-" for p in planners]
@@ -108,7 +112,9 @@ def format_paper_table(rows: list[dict]) -> str:
             ratios = [f"{adam['plan_seconds'] / cem['plan_seconds']:.3f}",
                       f"{adam['planning_seconds_total'] / cem['planning_seconds_total']:.3f}"]
         label = f"{model} + MPC" if mode == "mpc" else f"{model}, open loop"
-        lines.append([label, *cells, *ratios])
+        extra = [] if paper is None else [" / ".join(map(str, paper[model, mode])) if (model, mode) in paper
+                                          else "-"]
+        lines.append([label, *cells, *ratios, *extra])
     return markdown_table(header, lines)
 
 
@@ -236,12 +242,13 @@ def load_raw_runs(folder: str | os.PathLike) -> tuple[list[dict], str]:
     return [run for *_, runs in units for run in runs], protocols.pop()
 
 
-def table_from_raw(folder: str | os.PathLike) -> tuple[str, str]:
-    """``(table, claims)`` of a raw-results folder, exactly as ``reproduce`` prints them."""
+def table_from_raw(folder: str | os.PathLike, paper: dict | None = None) -> tuple[str, str]:
+    """``(table, claims)`` of a raw-results folder, as ``reproduce`` prints them (``paper``: see
+    :func:`format_paper_table`)."""
     runs, protocol = load_raw_runs(folder)
     if protocol == "paper":
         rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
-        return format_paper_table(rows), paper_protocol_claims(rows)
+        return format_paper_table(rows, paper), paper_protocol_claims(rows)
     rows = summarize(runs)
     return format_table(rows), paper_claims(rows)
 

@@ -22,7 +22,15 @@ from .evaluate import evaluate
 from .models import load_checkpoint
 from .models.checkpoint import read_checkpoint
 from .pipeline import PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
-from .protocol import MODES, PAPER_PLANNERS, PROTOCOLS, evaluate_paper_cell, paper_settings, protocol_pairs
+from .protocol import (
+    MODES,
+    PAPER_PLANNERS,
+    PAPER_TABLE1,
+    PROTOCOLS,
+    evaluate_paper_cell,
+    paper_settings,
+    protocol_pairs,
+)
 from .recipes import REPORTED_PAIR_SEED_BASE
 from .reporting import (
     format_paper_table,
@@ -245,7 +253,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     suffix = "" if protocol == "ours" else "_paper"
     if protocol == "paper":
         rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
-        table = format_paper_table(rows)
+        table = format_paper_table(rows, PAPER_TABLE1.get(task_name))
         claims = paper_protocol_claims(rows)
         points = [{**r, "model": f"{r['model']} {r['mode']}"} for r in rows]
     else:
