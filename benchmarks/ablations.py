@@ -12,8 +12,8 @@ at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning 
 too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
 (:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed).
 
-- ``steps``: Adam MPC at 10, 30, 100 and 300 optimiser steps per call on the run's base, online and
-  adversarial models (finetuned with seed 0), and CEM MPC on base at the paper's budget as the target: does
+- ``steps``: Adam MPC at 10, 30, 100 and 300 optimiser steps per call on the run's base model and each
+  finetuned model it has (finetuned with seed 0), and CEM MPC on base at the paper's budget as the target: does
   synthesis let GD optimise longer without exploiting the model?
 - ``finetune``: online and adversarial finetuning from the base model at predictor lr 1e-5 (the paper's) and
   1e-4 (the recipes'), for the recipe's finetuning steps and 3x as many.
@@ -128,9 +128,9 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
 
     for name in ablations:
         if name == "steps":
-            for model_name in ("base", "online", "adversarial"):
-                path = folder / ("base.pt" if model_name == "base" else f"{model_name}_seed0.pt")
-                model = base if model_name == "base" else load_checkpoint(path)[0]
+            finetuned_names = [m for m in ("online", "adversarial", "both") if (folder / f"{m}_seed0.pt").exists()]
+            for model_name in ("base", *finetuned_names):
+                model = base if model_name == "base" else load_checkpoint(folder / f"{model_name}_seed0.pt")[0]
                 for steps in STEP_BUDGETS[:2] if quick else STEP_BUDGETS:
                     record("steps", f"Adam MPC, {steps} steps per call", model_name, model, steps=steps)
             record("steps", "CEM MPC at the paper's budget", "base", base, planner="cem")

@@ -3,8 +3,8 @@
 Run: python benchmarks/planning_speed.py [--tasks wall,pointmaze] [--batch-sizes 1,16,64] [--threads 2]
      [--device cpu] [--quick]
 
-Needs trained base models from the task benchmarks (``runs/benchmark/<task>/base.pt``,
-written by ``python benchmarks/<task>.py``). For each task and batch size B it
+Needs trained base models (``runs/benchmark/<task>/base.pt``, written by
+``torchrl-gbp reproduce --task <task> --out runs/benchmark``). For each task and batch size B it
 times one planning call on B (start, goal) pairs of the task:
 
 - ``gd eager`` / ``gd compiled``: the recipe's GD budget from a cold start;

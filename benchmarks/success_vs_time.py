@@ -7,10 +7,10 @@ Run: python benchmarks/success_vs_time.py [--task wall,pointmaze] [--models base
      [--note TEXT]
 Or, without running anything: python benchmarks/success_vs_time.py --from-raw benchmarks/results/sweeps/<stem>.json
 rewrites the report and plots from a run's saved raw rows.
-Needs the trained checkpoints of the per-task benchmarks (``python benchmarks/<task>.py`` writes
-``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
+Needs the trained checkpoints of a reproduce run (``torchrl-gbp reproduce --task <task> --out runs/benchmark``
+writes ``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
 evaluated on the same seeded (start, goal) pairs; ``reproduce`` evaluates its seed k on seed 1000 + k, so
-``--seed 1000,1001,1002`` gives the pairs of the main tables (benchmarks/results/<task>.md) and the
+``--seed 1000,1001,1002`` gives the pairs of reproduce's tables (``--protocol ours``) and the
 CEM-on-base point at the recipe's budget reproduces their success (the policies are deterministic).
 Prints one table per task and writes them, with this command, the machine and, per model and planner, the
 cheapest budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
@@ -370,8 +370,7 @@ def main() -> None:
     runs = Path(args.runs)
     missing = [runs / t / CHECKPOINTS[m] for t in tasks for m in models if not (runs / t / CHECKPOINTS[m]).exists()]
     if missing:
-        out_arg = "" if args.runs == "runs/benchmark" else f" --out {runs}"
-        commands = sorted({f"python benchmarks/{p.parent.name}.py{out_arg}" for p in missing})
+        commands = sorted({f"torchrl-gbp reproduce --task {p.parent.name} --out {runs}" for p in missing})
         sys.exit("missing checkpoints:\n  " + "\n  ".join(map(str, missing))
                  + "\nproduce them with:\n  " + "\n  ".join(commands))
 

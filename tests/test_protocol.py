@@ -1,4 +1,7 @@
 """The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,6 +20,7 @@ from torchrl_gbp.reporting import format_paper_table, paper_protocol_claims, sum
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
+ROOT = Path(__file__).resolve().parent.parent
 TASK = WallTask()
 
 
@@ -99,11 +103,27 @@ def test_table_one_layout_and_claims() -> None:
 
 
 @pytest.mark.slow
-def test_reproduce_with_the_paper_protocol(tmp_path, capsys) -> None:
-    assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "--out",
+def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> None:
+    assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "online", "--out",
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| base, open loop |" in out and "| base + MPC |" in out
+    assert "| base, open loop |" in out and "| base + MPC |" in out and "| online + MPC |" in out
     table = (tmp_path / "wall" / "results_paper.md").read_text()
     assert table.startswith("| model | SGD | Adam | CEM | MPPI |")
+    assert "| base + MPC |" in table and table.splitlines()[0].endswith("| paper SGD / Adam / CEM |")
     assert (tmp_path / "wall" / "units" / "paper_base_seed0.json").exists()
+
+    # The ablations start from that run's models, on tuning pairs only.
+    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
+    ablations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablations)
+    with pytest.raises(ValueError, match="tuning pair seeds"):
+        ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
+    rows = ablations.run("wall", tmp_path, ["steps", "adversarial"], seed=5000, episodes=2, quick=True)
+    steps = [r for r in rows if r["ablation"] == "steps"]
+    assert [(r["model"], r["setting"]) for r in steps] == [
+        ("base", "Adam MPC, 10 steps per call"), ("base", "Adam MPC, 30 steps per call"),
+        ("online", "Adam MPC, 10 steps per call"), ("online", "Adam MPC, 30 steps per call"),
+        ("base", "CEM MPC at the paper's budget")]
+    assert len([r for r in rows if r["ablation"] == "adversarial"]) == 6
+    assert all(r["seed"] == 5000 and r["planned_error"] >= 0 and 0 <= r["sticky_success_rate"] <= 1 for r in rows)
