@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.protocol import PAPER_TABLE1
-from torchrl_gbp.reporting import format_ablations, replace_block, table_from_raw
+from torchrl_gbp.reporting import (
+    format_ablations,
+    format_paper_table,
+    load_raw_runs,
+    replace_block,
+    summarize,
+    table_from_raw,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -46,8 +53,14 @@ def generated(name: str) -> tuple[str, str]:
         tables = format_ablations(json.loads((RAW / name / "rows.json").read_text()), meta["notes"])
         return tables, f"{header}{tables}\n"
     table, claims = table_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
+    runs, protocol = load_raw_runs(RAW / name)
+    final = ""
+    if protocol == "paper":  # sticky success beside the state the episode (or the open-loop plan) ends in
+        rows = summarize(runs, by=("model", "mode", "planner"), success="success_rate")
+        final = ("\n\nFinal-state success % (the task's test on the last state of the episode or of the executed "
+                 f"open-loop plan; same runs):\n\n{format_paper_table(rows)}")
     return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
-                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}\n")
+                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}{final}\n")
 
 
 def _task_of(folder: Path) -> str:
