@@ -69,8 +69,8 @@ def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int,
                                               noise_std=settings.open_loop_gradient["noise_std"])
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
     return {"sticky_success_rate": float(metrics["sticky_success_rate"]),
-            "final_distance": float(metrics["final_distance"]), "plan_seconds": float(metrics["plan_seconds"]),
-            "planned_error": error["mean_error"]}
+            "success_rate": float(metrics["success_rate"]), "final_distance": float(metrics["final_distance"]),
+            "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
 
 
 def finetuned(base, task: Task, trajectories, recipe: Recipe, method: str, seed: int, **overrides):
@@ -123,7 +123,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         row = {"ablation": ablation, "setting": setting, "model": model_name, "seed": seed, "episodes": episodes,
                **evaluate_model(model, task, settings, pairs, seed, **kwargs)}
         rows.append(row)
-        print(f"{ablation:12s} {setting:55s} {model_name:12s} success {100 * row['sticky_success_rate']:5.1f}%  "
+        print(f"{ablation:12s} {setting:55s} {model_name:12s} success {100 * row['sticky_success_rate']:5.1f}% "
+              f"(final {100 * row['success_rate']:5.1f}%)  "
               f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
     for name in ablations:

@@ -257,23 +257,26 @@ def format_ablations(rows: list[dict], notes: dict[str, str]) -> str:
     """One markdown table per ablation (``benchmarks/ablations.py``'s raw rows), each after its command note.
 
     Rows hold ``ablation``, ``setting``, ``model``, ``seed``, ``episodes``, ``sticky_success_rate``,
-    ``final_distance``, ``planned_error`` and ``plan_seconds``; tables keep the rows' order.
+    ``success_rate`` (final state), ``final_distance``, ``planned_error`` and ``plan_seconds``; tables keep the
+    rows' order.
 
     Example:
         >>> row = {"ablation": "steps", "setting": "Adam MPC, 10 steps per call", "model": "base", "seed": 5000,
-        ...        "episodes": 50, "sticky_success_rate": 0.5, "final_distance": 0.1, "planned_error": 0.02,
-        ...        "plan_seconds": 0.3}
-        >>> print(format_ablations([row], {"steps": "cmd"}).splitlines()[6])
-        | setting | model | success % (sticky) | final distance | planned-state error | s / call |
+        ...        "episodes": 50, "sticky_success_rate": 0.5, "success_rate": 0.2, "final_distance": 0.1,
+        ...        "planned_error": 0.02, "plan_seconds": 0.3}
+        >>> print(format_ablations([row], {"steps": "cmd"}).splitlines()[8])
+        | Adam MPC, 10 steps per call | base | 50.0 | 20.0 | 0.100 | 0.0200 | 0.300 |
     """
     blocks = []
     for name in dict.fromkeys(row["ablation"] for row in rows):
         chosen = [row for row in rows if row["ablation"] == name]
         seeds = sorted({row["seed"] for row in chosen})
         table = markdown_table(
-            ("setting", "model", "success % (sticky)", "final distance", "planned-state error", "s / call"),
-            [(r["setting"], r["model"], f"{100 * r['sticky_success_rate']:.1f}", f"{r['final_distance']:.3f}",
-              f"{r['planned_error']:.4f}", f"{r['plan_seconds']:.3f}") for r in chosen])
+            ("setting", "model", "success % (sticky)", "success % (final state)", "final distance",
+             "planned-state error", "s / call"),
+            [(r["setting"], r["model"], f"{100 * r['sticky_success_rate']:.1f}", f"{100 * r['success_rate']:.1f}",
+              f"{r['final_distance']:.3f}", f"{r['planned_error']:.4f}", f"{r['plan_seconds']:.3f}")
+             for r in chosen])
         blocks.append(f"## {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
                       f"{chosen[0]['episodes']} episodes per row.\n\n{table}")
     return "\n\n".join(blocks)
