@@ -10,7 +10,8 @@ Every evaluation is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs
 at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
 (:data:`torchrl_gbp.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
 too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
-(:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed).
+(:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed; Adam at the row's step
+count, or the paper's open-loop 300 steps where the row sets none, as in the CEM row).
 
 - ``steps``: Adam MPC at 10, 30, 100 and 300 optimiser steps per call on the run's base model and each
   finetuned model it has (finetuned with seed 0), and CEM MPC on base at the paper's budget as the target: does
