@@ -4,7 +4,7 @@ Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it tra
 finetuned models this script starts from):
 
     python benchmarks/ablations.py --task pusht --runs RUNS [--ablations steps,finetune,online,adversarial]
-        [--seed 5000] [--episodes 50] [--quick]
+        [--methods online,adversarial] [--seed 5000] [--episodes 50] [--quick]
 
 Every evaluation is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
 at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
@@ -23,7 +23,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
 
-The raw rows go to ``benchmarks/results/raw/ablations_<task>/rows.json`` (with the command and the machine);
+The raw rows go to ``benchmarks/results/raw/ablations_<task>/rows.json`` as each finishes (with the command and
+the machine; rows of ablations not rerun are kept);
 ``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
 them, one table per ablation.
 """
@@ -105,8 +106,10 @@ def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, dict]]:
     raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
 
 
-def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: int, quick: bool) -> list[dict]:
-    """Every row of the chosen ablations (printed as they finish)."""
+def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: int, quick: bool,
+        methods: tuple[str, ...] = ("online", "adversarial"), on_row=None) -> list[dict]:
+    """Every row of the chosen ablations, printed (and handed to ``on_row``) as each finishes; the finetuning
+    ablation runs for ``methods`` only."""
     if seed not in TUNING_PAIR_SEEDS:
         raise ValueError(f"ablations run on tuning pair seeds {TUNING_PAIR_SEEDS}, got {seed}")
     folder = runs / task_name
@@ -124,6 +127,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         row = {"ablation": ablation, "setting": setting, "model": model_name, "seed": seed, "episodes": episodes,
                **evaluate_model(model, task, settings, pairs, seed, **kwargs)}
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
         print(f"{ablation:12s} {setting:55s} {model_name:12s} success {100 * row['sticky_success_rate']:5.1f}% "
               f"(final {100 * row['success_rate']:5.1f}%)  "
               f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -139,6 +144,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
             continue
         trajectories = load_dataset(folder / "dataset")
         for setting, method, overrides in ablation_settings(name, recipe):
+            if name == "finetune" and method not in methods:
+                continue
             if quick:
                 overrides = {**overrides, "steps": min(overrides.get("steps", recipe.finetune_steps), 20)}
             record(name, setting, method, finetuned(base, task, trajectories, recipe, method, seed, **overrides))
@@ -154,6 +161,7 @@ def main() -> None:
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, from {ABLATIONS}")
     parser.add_argument("--seed", type=int, default=TUNING_PAIR_SEEDS[0], help="tuning pair seed")
     parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--methods", default="online,adversarial", help="finetuning methods of the finetune ablation")
     parser.add_argument("--quick", action="store_true", help="smoke run: short budgets, nothing saved")
     parser.add_argument("--note", default="", help="a line on how it was run (time, machine load)")
     args = parser.parse_args()
@@ -162,24 +170,31 @@ def main() -> None:
         if name not in ABLATIONS:
             parser.error(f"unknown ablation {name!r}; choose from {ABLATIONS}")
     start = time.perf_counter()
-    rows = run(args.task, args.runs, chosen, args.seed, args.episodes, args.quick)
-    minutes = (time.perf_counter() - start) / 60
-    if args.quick:
-        return
     target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{args.task}"
-    target.mkdir(parents=True, exist_ok=True)
-    saved = target / "rows.json"
-    old = json.loads(saved.read_text()) if saved.exists() else []
-    rows = [r for r in old if r["ablation"] not in chosen] + rows
-    atomic_write_text(saved, json.dumps(rows, indent=1))
-    meta = target / "meta.json"
-    notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+    saved, meta = target / "rows.json", target / "meta.json"
+    kept = [] if args.quick or not saved.exists() else [
+        r for r in json.loads(saved.read_text()) if r["ablation"] not in chosen]
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    for name in chosen:
-        notes[name] = f"`{command}`: {minutes:.1f} min for {', '.join(chosen)}; {machine}. {args.note}".strip()
-    atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
+    notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+
+    def save(row: dict) -> None:  # after every row, atomically: an interrupted run keeps what it finished
+        if args.quick:
+            return
+        kept.append(row)
+        target.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(kept, indent=1))
+        minutes = (time.perf_counter() - start) / 60
+        for name in chosen:
+            notes[name] = f"`{command}`: {minutes:.1f} min so far for {', '.join(chosen)}; {machine}. {args.note}".strip()
+        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+
+    run(args.task, args.runs, chosen, args.seed, args.episodes, args.quick, tuple(args.methods.split(",")), save)
+    if not args.quick:
+        for name in chosen:
+            notes[name] = notes[name].replace(" so far", "")
+        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
 
 
 if __name__ == "__main__":
