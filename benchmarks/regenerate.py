@@ -50,8 +50,8 @@ def generated(name: str) -> tuple[str, str]:
     meta = json.loads((RAW / name / "meta.json").read_text())
     header = f"# {name}\n\nWritten by `python benchmarks/regenerate.py` from `benchmarks/results/raw/{name}/`.\n\n"
     if meta.get("kind") == "ablations":
-        tables = format_ablations(json.loads((RAW / name / "rows.json").read_text()), meta["notes"])
-        return tables, f"{header}{tables}\n"
+        rows = json.loads((RAW / name / "rows.json").read_text())
+        return format_ablations(rows, meta["notes"], level=4), f"{header}{format_ablations(rows, meta['notes'])}\n"
     table, claims = table_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
     runs, protocol = load_raw_runs(RAW / name)
     final = ""

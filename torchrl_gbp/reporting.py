@@ -253,8 +253,9 @@ def table_from_raw(folder: str | os.PathLike, paper: dict | None = None) -> tupl
     return format_table(rows), paper_claims(rows)
 
 
-def format_ablations(rows: list[dict], notes: dict[str, str]) -> str:
-    """One markdown table per ablation (``benchmarks/ablations.py``'s raw rows), each after its command note.
+def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) -> str:
+    """One markdown table per ablation (``benchmarks/ablations.py``'s raw rows), each under a heading of
+    ``level`` after its command note.
 
     Rows hold ``ablation``, ``setting``, ``model``, ``seed``, ``episodes``, ``sticky_success_rate``,
     ``success_rate`` (final state), ``final_distance``, ``planned_error`` and ``plan_seconds``; tables keep the
@@ -277,7 +278,7 @@ def format_ablations(rows: list[dict], notes: dict[str, str]) -> str:
             [(r["setting"], r["model"], f"{100 * r['sticky_success_rate']:.1f}", f"{100 * r['success_rate']:.1f}",
               f"{r['final_distance']:.3f}", f"{r['planned_error']:.4f}", f"{r['plan_seconds']:.3f}")
              for r in chosen])
-        blocks.append(f"## {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
+        blocks.append(f"{'#' * level} Ablation: {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
                       f"{chosen[0]['episodes']} episodes per row.\n\n{table}")
     return "\n\n".join(blocks)
 
