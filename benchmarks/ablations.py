@@ -44,11 +44,16 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.data import load_dataset
-from torchrl_gbp.diagnostics import make_bounded_gradient_planner, planned_state_error
+from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.pipeline import finetune_model
-from torchrl_gbp.planners import GoalCost
-from torchrl_gbp.protocol import PaperSettings, evaluate_paper_cell, paper_settings, protocol_pairs
+from torchrl_gbp.protocol import (
+    PaperSettings,
+    evaluate_paper_cell,
+    paper_planner,
+    paper_settings,
+    protocol_pairs,
+)
 from torchrl_gbp.recipes import TUNING_PAIR_SEEDS, Recipe
 from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import Task, make_task, recipe_for
@@ -62,13 +67,10 @@ def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int,
                    planner: str = "adam") -> dict:
     """Adam (or ``planner``) MPC under the paper's protocol on ``pairs``, plus the model's planned-state error."""
     if steps is not None:
-        settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps})
+        settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps},
+                           open_loop_gradient={**settings.open_loop_gradient, "steps": steps})
     metrics = evaluate_paper_cell(model, task, planner, "mpc", pairs, settings, seed=seed)
-    objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=model.config.proprio_dim)
-    open_loop = make_bounded_gradient_planner(model, task, settings.horizon, objective=objective,
-                                              steps=steps or settings.open_loop_gradient["steps"],
-                                              lr=settings.open_loop_gradient["lr"],
-                                              noise_std=settings.open_loop_gradient["noise_std"])
+    open_loop = paper_planner("adam", model, task, settings, "open loop", model.config.proprio_dim)
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
     return {"sticky_success_rate": float(metrics["sticky_success_rate"]),
             "success_rate": float(metrics["success_rate"]), "final_distance": float(metrics["final_distance"]),
@@ -178,22 +180,25 @@ def main() -> None:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
 
+    def write_meta(finished: bool) -> None:
+        minutes = (time.perf_counter() - start) / 60
+        so_far = "" if finished else " so far"
+        for name in chosen:
+            notes[name] = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
+                           f"{args.note}").strip()
+        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+
     def save(row: dict) -> None:  # after every row, atomically: an interrupted run keeps what it finished
         if args.quick:
             return
         kept.append(row)
         target.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, json.dumps(kept, indent=1))
-        minutes = (time.perf_counter() - start) / 60
-        for name in chosen:
-            notes[name] = f"`{command}`: {minutes:.1f} min so far for {', '.join(chosen)}; {machine}. {args.note}".strip()
-        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+        write_meta(finished=False)
 
     run(args.task, args.runs, chosen, args.seed, args.episodes, args.quick, tuple(args.methods.split(",")), save)
     if not args.quick:
-        for name in chosen:
-            notes[name] = notes[name].replace(" so far", "")
-        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+        write_meta(finished=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
 
 

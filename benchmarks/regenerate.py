@@ -31,14 +31,7 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.protocol import PAPER_TABLE1
-from torchrl_gbp.reporting import (
-    format_ablations,
-    format_paper_table,
-    load_raw_runs,
-    replace_block,
-    summarize,
-    table_from_raw,
-)
+from torchrl_gbp.reporting import format_ablations, replace_block, tables_from_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -52,13 +45,10 @@ def generated(name: str) -> tuple[str, str]:
     if meta.get("kind") == "ablations":
         rows = json.loads((RAW / name / "rows.json").read_text())
         return format_ablations(rows, meta["notes"], level=4), f"{header}{format_ablations(rows, meta['notes'])}\n"
-    table, claims = table_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
-    runs, protocol = load_raw_runs(RAW / name)
-    final = ""
-    if protocol == "paper":  # sticky success beside the state the episode (or the open-loop plan) ends in
-        rows = summarize(runs, by=("model", "mode", "planner"), success="success_rate")
+    table, claims, final = tables_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
+    if final:  # sticky success beside the state the episode (or the open-loop plan) ends in
         final = ("\n\nFinal-state success % (the task's test on the last state of the episode or of the executed "
-                 f"open-loop plan; same runs):\n\n{format_paper_table(rows)}")
+                 f"open-loop plan; same runs):\n\n{final}")
     return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
                    f"{meta.get('note', '')}\n\n{table}\n\n{claims}{final}\n")
 

@@ -242,15 +242,18 @@ def load_raw_runs(folder: str | os.PathLike) -> tuple[list[dict], str]:
     return [run for *_, runs in units for run in runs], protocols.pop()
 
 
-def table_from_raw(folder: str | os.PathLike, paper: dict | None = None) -> tuple[str, str]:
-    """``(table, claims)`` of a raw-results folder, as ``reproduce`` prints them (``paper``: see
-    :func:`format_paper_table`)."""
+def tables_from_raw(folder: str | os.PathLike, paper: dict | None = None) -> tuple[str, str, str]:
+    """``(table, claims, final-state table)`` of a raw-results folder: the table and claims as ``reproduce``
+    prints them (``paper``: see :func:`format_paper_table`), and for the paper's protocol the same layout
+    with final-state instead of sticky success (``""`` for our protocol, whose table is final-state already)."""
     runs, protocol = load_raw_runs(folder)
     if protocol == "paper":
-        rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
-        return format_paper_table(rows, paper), paper_protocol_claims(rows)
+        by = ("model", "mode", "planner")
+        rows = summarize(runs, by=by, success="sticky_success_rate")
+        final = format_paper_table(summarize(runs, by=by, success="success_rate"))
+        return format_paper_table(rows, paper), paper_protocol_claims(rows), final
     rows = summarize(runs)
-    return format_table(rows), paper_claims(rows)
+    return format_table(rows), paper_claims(rows), ""
 
 
 def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) -> str:
