@@ -3,8 +3,9 @@
 Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it trains the dataset, base model and
 finetuned models this script starts from):
 
-    python benchmarks/ablations.py --task pusht --runs RUNS [--ablations steps,finetune,online,adversarial]
-        [--methods online,adversarial] [--seed 5000] [--episodes 50] [--quick]
+    python benchmarks/ablations.py --task pusht --runs RUNS [--obs pixels]
+        [--ablations steps,open_loop_steps,finetune,online,adversarial] [--methods online,adversarial]
+        [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
 Every evaluation is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
 at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
@@ -16,6 +17,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 - ``steps``: Adam MPC at 10, 30, 100 and 300 optimiser steps per call on the run's base model and each
   finetuned model it has (finetuned with seed 0), and CEM MPC on base at the paper's budget as the target: does
   synthesis let GD optimise longer without exploiting the model?
+- ``open_loop_steps``: the same question where replanning cannot hide it: Adam open loop (one plan, executed
+  whole) at 10, 30, 100, 300 and 1000 optimiser steps on each model, and CEM open loop on base.
 - ``finetune``: online and adversarial finetuning from the base model at predictor lr 1e-5 (the paper's) and
   1e-4 (the recipes'), for the recipe's finetuning steps and 3x as many.
 - ``online``: how online data enter: the recipe's settings; synthesis every 10 batches; a bounded cache of 512
@@ -23,7 +26,10 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
 
-The raw rows go to ``benchmarks/results/raw/ablations_<task>/rows.json`` as each finishes (with the command and
+``--obs pixels`` starts from ``RUNS/<task>_pixels`` (``reproduce --obs pixels``), with the pixel runs' sampling
+budget. Several ``--seeds`` repeat every row on each tuning seed.
+
+The raw rows go to ``benchmarks/results/raw/ablations_<task>[_pixels]/rows.json`` as each finishes (with the command and
 the machine; rows of ablations not rerun are kept);
 ``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
 them, one table per ablation.
@@ -59,17 +65,19 @@ from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import Task, make_task, recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ABLATIONS = ("steps", "finetune", "online", "adversarial")
+ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial")
 STEP_BUDGETS = (10, 30, 100, 300)
+OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 
 
 def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int, steps: int | None = None,
-                   planner: str = "adam") -> dict:
-    """Adam (or ``planner``) MPC under the paper's protocol on ``pairs``, plus the model's planned-state error."""
+                   planner: str = "adam", mode: str = "mpc") -> dict:
+    """Adam (or ``planner``) in ``mode`` (MPC or open loop) under the paper's protocol on ``pairs``, plus the
+    model's planned-state error."""
     if steps is not None:
         settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps},
                            open_loop_gradient={**settings.open_loop_gradient, "steps": steps})
-    metrics = evaluate_paper_cell(model, task, planner, "mpc", pairs, settings, seed=seed)
+    metrics = evaluate_paper_cell(model, task, planner, mode, pairs, settings, seed=seed)
     open_loop = paper_planner("adam", model, task, settings, "open loop", model.config.proprio_dim)
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
     return {"sticky_success_rate": float(metrics["sticky_success_rate"]),
@@ -109,17 +117,17 @@ def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, dict]]:
 
 
 def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: int, quick: bool,
-        methods: tuple[str, ...] = ("online", "adversarial"), on_row=None) -> list[dict]:
-    """Every row of the chosen ablations, printed (and handed to ``on_row``) as each finishes; the finetuning
-    ablation runs for ``methods`` only."""
+        methods: tuple[str, ...] = ("online", "adversarial"), on_row=None, obs: str = "state") -> list[dict]:
+    """Every row of the chosen ablations on tuning pair ``seed``, printed (and handed to ``on_row``) as each
+    finishes; the finetuning ablation runs for ``methods`` only; ``obs="pixels"``: the pixel run's models."""
     if seed not in TUNING_PAIR_SEEDS:
         raise ValueError(f"ablations run on tuning pair seeds {TUNING_PAIR_SEEDS}, got {seed}")
-    folder = runs / task_name
+    folder = runs / (task_name if obs == "state" else f"{task_name}_{obs}")
     if not (folder / "base.pt").exists():
         raise FileNotFoundError(f"{folder / 'base.pt'} is missing; run `torchrl-gbp reproduce --task {task_name} "
-                                f"--protocol paper --out {runs}` first")
-    task, recipe = make_task(task_name), recipe_for(task_name, quick)
-    settings = paper_settings(task_name, quick)
+                                f"--obs {obs} --protocol paper --out {runs}` first")
+    task, recipe = make_task(task_name, obs=obs), recipe_for(task_name, quick, obs=obs)
+    settings = paper_settings(task_name, quick, obs)
     pairs = protocol_pairs(task, settings, episodes, seed)
     base, _ = load_checkpoint(folder / "base.pt")
     rows = []
@@ -136,13 +144,17 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
               f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
     for name in ablations:
-        if name == "steps":
+        if name in ("steps", "open_loop_steps"):
+            mode, label = ("mpc", "MPC") if name == "steps" else ("open loop", "open loop")
+            budgets = STEP_BUDGETS if name == "steps" else OPEN_LOOP_STEP_BUDGETS
             finetuned_names = [m for m in ("online", "adversarial", "both") if (folder / f"{m}_seed0.pt").exists()]
             for model_name in ("base", *finetuned_names):
                 model = base if model_name == "base" else load_checkpoint(folder / f"{model_name}_seed0.pt")[0]
-                for steps in STEP_BUDGETS[:2] if quick else STEP_BUDGETS:
-                    record("steps", f"Adam MPC, {steps} steps per call", model_name, model, steps=steps)
-            record("steps", "CEM MPC at the paper's budget", "base", base, planner="cem")
+                for steps in budgets[:2] if quick else budgets:
+                    record(name, f"Adam {label}, {steps} steps per call", model_name, model, steps=steps, mode=mode)
+            budget = ("the paper's budget" if obs == "state" else
+                      "{samples} samples x {iterations} iterations".format(**settings.sampling))
+            record(name, f"CEM {label} at {budget}", "base", base, planner="cem", mode=mode)
             continue
         trajectories = load_dataset(folder / "dataset")
         for setting, method, overrides in ablation_settings(name, recipe):
@@ -161,7 +173,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/paper"),
                         help="the --out folder of `torchrl-gbp reproduce --protocol paper`")
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, from {ABLATIONS}")
-    parser.add_argument("--seed", type=int, default=TUNING_PAIR_SEEDS[0], help="tuning pair seed")
+    parser.add_argument("--obs", choices=("state", "pixels"), default="state",
+                        help="pixels: the models of `reproduce --obs pixels` (RUNS/<task>_pixels)")
+    parser.add_argument("--seeds", default=str(TUNING_PAIR_SEEDS[0]),
+                        help=f"comma-separated tuning pair seeds, from {TUNING_PAIR_SEEDS}")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--methods", default="online,adversarial", help="finetuning methods of the finetune ablation")
     parser.add_argument("--quick", action="store_true", help="smoke run: short budgets, nothing saved")
@@ -172,7 +187,9 @@ def main() -> None:
         if name not in ABLATIONS:
             parser.error(f"unknown ablation {name!r}; choose from {ABLATIONS}")
     start = time.perf_counter()
-    target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{args.task}"
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    name = args.task if args.obs == "state" else f"{args.task}_{args.obs}"
+    target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{name}"
     saved, meta = target / "rows.json", target / "meta.json"
     kept = [] if args.quick or not saved.exists() else [
         r for r in json.loads(saved.read_text()) if r["ablation"] not in chosen]
@@ -186,7 +203,8 @@ def main() -> None:
         for name in chosen:
             notes[name] = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
                            f"{args.note}").strip()
-        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "notes": notes}, indent=1))
+        atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "obs": args.obs, "notes": notes},
+                                           indent=1))
 
     def save(row: dict) -> None:  # after every row, atomically: an interrupted run keeps what it finished
         if args.quick:
@@ -196,7 +214,9 @@ def main() -> None:
         atomic_write_text(saved, json.dumps(kept, indent=1))
         write_meta(finished=False)
 
-    run(args.task, args.runs, chosen, args.seed, args.episodes, args.quick, tuple(args.methods.split(",")), save)
+    for seed in seeds:
+        run(args.task, args.runs, chosen, seed, args.episodes, args.quick, tuple(args.methods.split(",")), save,
+            obs=args.obs)
     if not args.quick:
         write_meta(finished=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)

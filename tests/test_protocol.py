@@ -16,7 +16,7 @@ from torchrl_gbp.protocol import (
     paper_settings,
     segment_pairs,
 )
-from torchrl_gbp.reporting import format_paper_table, paper_protocol_claims, summarize
+from torchrl_gbp.reporting import format_ablations, format_paper_table, paper_protocol_claims, summarize
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -102,6 +102,21 @@ def test_table_one_layout_and_claims() -> None:
     assert "Adam MPC on base (60.0 +- 0.0%) >= CEM MPC on base (80.0 +- 0.0%): does not hold" in claims
 
 
+def test_ablation_tables_average_a_setting_over_tuning_seeds() -> None:
+    def row(seed: int, setting: str, sticky: float) -> dict:
+        return {"ablation": "finetune", "setting": setting, "model": "adversarial", "seed": seed, "episodes": 50,
+                "sticky_success_rate": sticky, "success_rate": sticky / 2, "final_distance": 1.0,
+                "planned_error": 0.01 * seed / 5000, "plan_seconds": 0.5}
+
+    rows = [row(5000, "lr 1e-5", 0.4), row(5000, "lr 1e-4", 0.2), row(5001, "lr 1e-5", 0.6),
+            row(5001, "lr 1e-4", 0.2)]
+    text = format_ablations(rows, {"finetune": "`cmd`"})
+    assert "Tuning pair seed(s) [5000, 5001], 50 episodes per row and seed (mean +- std" in text
+    # one row per setting, in the order they first ran; std over the two seeds
+    assert text.index("| lr 1e-5 | adversarial | 50.0 +- 10.0 | 25.0 +- 5.0 | 1.000 | 0.0100 | 0.500 |") < \
+        text.index("| lr 1e-4 | adversarial | 20.0 +- 0.0 | 10.0 +- 0.0 |")
+
+
 @pytest.mark.slow
 def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> None:
     assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "online", "--out",
@@ -119,11 +134,12 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     spec.loader.exec_module(ablations)
     with pytest.raises(ValueError, match="tuning pair seeds"):
         ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
-    rows = ablations.run("wall", tmp_path, ["steps", "adversarial"], seed=5000, episodes=2, quick=True)
-    steps = [r for r in rows if r["ablation"] == "steps"]
-    assert [(r["model"], r["setting"]) for r in steps] == [
-        ("base", "Adam MPC, 10 steps per call"), ("base", "Adam MPC, 30 steps per call"),
-        ("online", "Adam MPC, 10 steps per call"), ("online", "Adam MPC, 30 steps per call"),
-        ("base", "CEM MPC at the paper's budget")]
+    rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial"], seed=5000, episodes=2,
+                         quick=True)
+    for name, label in (("steps", "MPC"), ("open_loop_steps", "open loop")):
+        assert [(r["model"], r["setting"]) for r in rows if r["ablation"] == name] == [
+            ("base", f"Adam {label}, 10 steps per call"), ("base", f"Adam {label}, 30 steps per call"),
+            ("online", f"Adam {label}, 10 steps per call"), ("online", f"Adam {label}, 30 steps per call"),
+            ("base", f"CEM {label} at the paper's budget")]
     assert len([r for r in rows if r["ablation"] == "adversarial"]) == 6
     assert all(r["seed"] == 5000 and r["planned_error"] >= 0 and 0 <= r["sticky_success_rate"] <= 1 for r in rows)

@@ -275,15 +275,31 @@ def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) ->
     for name in dict.fromkeys(row["ablation"] for row in rows):
         chosen = [row for row in rows if row["ablation"] == name]
         seeds = sorted({row["seed"] for row in chosen})
+        groups: dict[tuple, list[dict]] = {}  # rows of one (setting, model) over seeds, in first-run order
+        for row in chosen:
+            groups.setdefault((row["setting"], row["model"]), []).append(row)
         table = markdown_table(
             ("setting", "model", "success % (sticky)", "success % (final state)", "final distance",
              "planned-state error", "s / call"),
-            [(r["setting"], r["model"], f"{100 * r['sticky_success_rate']:.1f}", f"{100 * r['success_rate']:.1f}",
-              f"{r['final_distance']:.3f}", f"{r['planned_error']:.4f}", f"{r['plan_seconds']:.3f}")
-             for r in chosen])
+            [(setting, model, _percent_over_seeds(items, "sticky_success_rate"),
+              _percent_over_seeds(items, "success_rate"), f"{_mean(items, 'final_distance'):.3f}",
+              f"{_mean(items, 'planned_error'):.4f}", f"{_mean(items, 'plan_seconds'):.3f}")
+             for (setting, model), items in groups.items()])
+        spread = " (mean +- std over seeds where a row has several)" if len(seeds) > 1 else ""
         blocks.append(f"{'#' * level} Ablation: {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
-                      f"{chosen[0]['episodes']} episodes per row.\n\n{table}")
+                      f"{chosen[0]['episodes']} episodes per row and seed{spread}.\n\n{table}")
     return "\n\n".join(blocks)
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(row[key] for row in rows) / len(rows)
+
+
+def _percent_over_seeds(rows: list[dict], key: str) -> str:
+    """``key``'s mean over ``rows`` in %, with ``+- std`` when there are several."""
+    rates = torch.tensor([row[key] for row in rows], dtype=torch.float64)
+    spread = f" +- {100 * float(rates.std(unbiased=False)):.1f}" if len(rows) > 1 else ""
+    return f"{100 * float(rates.mean()):.1f}{spread}"
 
 
 def replace_block(text: str, name: str, content: str) -> str:
