@@ -45,12 +45,10 @@ def generated(name: str) -> tuple[str, str]:
     if meta.get("kind") == "ablations":
         rows = json.loads((RAW / name / "rows.json").read_text())
         return format_ablations(rows, meta["notes"], level=4), f"{header}{format_ablations(rows, meta['notes'])}\n"
-    table, claims, final = tables_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
-    if final:  # sticky success beside the state the episode (or the open-loop plan) ends in
-        final = ("\n\nFinal-state success % (the task's test on the last state of the episode or of the executed "
-                 f"open-loop plan; same runs):\n\n{final}")
+    table, claims, more = tables_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
+    more_text = "".join(f"\n\n{caption}:\n\n{extra}" for caption, extra in more)
     return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
-                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}{final}\n")
+                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}{more_text}\n")
 
 
 def _task_of(folder: Path) -> str:

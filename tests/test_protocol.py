@@ -1,5 +1,6 @@
 """The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ from torchrl_gbp.protocol import (
     paper_settings,
     segment_pairs,
 )
-from torchrl_gbp.reporting import format_ablations, format_paper_table, paper_protocol_claims, summarize
+from torchrl_gbp.reporting import (
+    format_ablations,
+    format_paper_table,
+    paper_protocol_claims,
+    summarize,
+    tables_from_raw,
+)
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -83,6 +90,32 @@ def test_mpc_cells_replan_on_the_paper_schedule(model) -> None:
     assert cem["planning_calls"] == model_steps // settings.horizon  # CEM executes its whole horizon first
     open_loop = evaluate_paper_cell(model, TASK, "cem", "open loop", pairs, settings)
     assert open_loop["planning_calls"] == 1
+
+
+def test_cells_record_which_episodes_start_solved_and_tables_leave_them_out(model, tmp_path) -> None:
+    pairs = segment_pairs(TASK, 4, seed=1)
+    pairs["goal_state"][:2] = pairs["start_state"][:2]  # the first two episodes start on their goal
+    settings = paper_settings("wall", quick=True)
+    for planner, mode in (("adam", "open loop"), ("cem", "mpc")):
+        metrics = evaluate_paper_cell(model, TASK, planner, mode, pairs, settings)
+        assert metrics["episodes"]["solved_at_start"] == [True, True, False, False]
+
+    def unit(seed: int, sticky: list[bool], solved: list[bool]) -> dict:
+        run = {"model": "base", "mode": "mpc", "planner": "adam", "seed": seed, "success_rate": 0.0,
+               "sticky_success_rate": sum(sticky) / len(sticky), "final_distance": 1.0, "plan_seconds": 1.0,
+               "plan_seconds_per_env": 0.1, "planning_seconds_total": 2.0,
+               "episodes": {"sticky_success": sticky, "solved_at_start": solved}}
+        return {"fingerprint": {"unit_seed": seed, "method": "base", "protocol": "paper"}, "runs": [run]}
+
+    (tmp_path / "paper_base_seed0.json").write_text(json.dumps(unit(0, [True, True, True, False],
+                                                                       [True, True, False, False])))
+    (tmp_path / "paper_base_seed1.json").write_text(json.dumps(unit(1, [True, False, True, False],
+                                                                       [False, False, False, False])))
+    table, _, more = tables_from_raw(tmp_path)
+    assert "| base + MPC | - | 62.5 +- 12.5 |" in table  # all episodes
+    caption, unsolved = more[-1]
+    assert "episodes kept per seed: seed 0: 2, seed 1: 4" in caption
+    assert "| base + MPC | - | 50.0 +- 0.0 |" in unsolved  # seed 0: 1 of 2 kept, seed 1: 2 of 4
 
 
 def test_table_one_layout_and_claims() -> None:

@@ -38,7 +38,9 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
     ``planning_seconds_total`` (all planning calls of the batched episodes),
     ``planning_calls`` (how many batched calls that was) and
     ``episodes``: the raw per-episode ``success``, ``sticky_success`` and
-    ``final_distance`` lists the rates are computed from.
+    ``final_distance`` lists the rates are computed from, and
+    ``solved_at_start`` (the test already held on the reset state) where the
+    rollout holds the reset's ``"success"``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -70,6 +72,8 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
                        final_distance=float(distance[:, -1].mean()))
         metrics["episodes"].update(success=success[:, -1].tolist(), sticky_success=success.any(-1).tolist(),
                                    final_distance=distance[:, -1].tolist())
+        if "success" in keys:  # the start state's test, from the reset (sticky success counts steps after it)
+            metrics["episodes"]["solved_at_start"] = episodes["success"][:, 0].reshape(-1).tolist()
     if returns:
         reward = episodes["next", "reward"].reshape(episodes.shape[0], steps)
         done = episodes["next", "done"].reshape(episodes.shape[0], steps).long()
