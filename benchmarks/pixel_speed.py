@@ -37,6 +37,7 @@ from torchrl_gbp.models import TeacherForcingLoss
 from torchrl_gbp.pipeline import make_dataset, model_config
 from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
 from torchrl_gbp.reporting import markdown_table
+from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import make_task, recipe_for
 from torchrl_gbp.train import build_world_model
 
@@ -123,9 +124,9 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
     return figures
 
 
-def render(figures: dict, command: str) -> str:
-    """The results file's text from saved figures."""
-    f = figures
+def report_text(raw: dict) -> str:
+    """The results file's text from a run's saved raw figures (``raw_pixel_speed_<task>_<device>.json``)."""
+    f, command = raw["figures"], raw["command"]
     rows = [
         ["training step (sample + encode + fwd/bwd + Adam)", f"{f['train_step_seconds']:.3f} s",
          f"{f['train_samples_per_second']:.0f} windows/s (B={f['batch_size']}, {f['window_frames']} frames)"],
@@ -165,15 +166,15 @@ def main() -> None:
     raw = RESULTS / f"raw_pixel_speed_{args.task}_{device.type}.json"
     if args.render:
         saved = json.loads(raw.read_text())
-        figures, command = saved["figures"], saved["command"]
     else:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         figures = measure(args.task, args.envs, args.cem_iterations, device, args.trajectories)
         figures["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
         command = "python benchmarks/pixel_speed.py " + " ".join(sys.argv[1:])
-        raw.write_text(json.dumps({"command": command.strip(), "figures": figures}, indent=1))
-    text = render(figures, command.strip())
+        saved = {"command": command.strip(), "figures": figures}
+        atomic_write_text(raw, json.dumps(saved, indent=1))
+    text = report_text(saved)
     (RESULTS / f"pixel_speed_{args.task}_{device.type}.md").write_text(text)
     print(text)
 

@@ -49,6 +49,7 @@ from torchrl_gbp.planners.torchrl_baselines import (
     reset_planning_env,
 )
 from torchrl_gbp.reporting import markdown_table, pyplot, save_figure
+from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import make_task, recipe_for
 
 RESULTS = Path(__file__).parent / "results"
@@ -267,7 +268,7 @@ def main() -> None:
     if args.quick:  # a smoke run never overwrites the results
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"raw_planning_speed{suffix}.json").write_text(json.dumps(raw, indent=1) + "\n")
+    atomic_write_text(RESULTS / f"raw_planning_speed{suffix}.json", json.dumps(raw, indent=1) + "\n")
     (RESULTS / raw["out"]).write_text(report)
     plot(rows, RESULTS / f"planning_speed{suffix}.png")
 

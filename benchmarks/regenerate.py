@@ -38,6 +38,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 RAW = RESULTS / "raw"
 
 
+# Other benchmarks' saved raw figures: (files under benchmarks/results, the script whose ``report_text(raw)``
+# renders one, where its report goes).
+REPORTS = (
+    ("sweeps/*.json", "success_vs_time", lambda path, raw: ROOT / raw["out"]),
+    ("raw_pixel_speed_*.json", "pixel_speed",
+     lambda path, raw: RESULTS / path.name.removeprefix("raw_").replace(".json", ".md")),
+    ("raw_planning_speed*.json", "planning_speed", lambda path, raw: RESULTS / raw["out"]),
+    ("raw_soak.json", "soak", lambda path, raw: RESULTS / "soak.md"),
+)
+
+
 def generated(name: str) -> tuple[str, str]:
     """``(README block, results file text)`` of ``raw/<name>/``: a reproduce run's table, or ablation tables."""
     meta = json.loads((RAW / name / "meta.json").read_text())
@@ -67,22 +78,11 @@ def expected() -> dict[Path, str]:
         if f"<!-- table:{name} -->" in readme:
             readme = replace_block(readme, name, texts[name][0])
     files[ROOT / "README.md"] = readme
-    sweeps = _benchmark_module("success_vs_time")
-    for path in sorted((RESULTS / "sweeps").glob("*.json")):
-        raw = json.loads(path.read_text())
-        files[ROOT / raw["out"]] = sweeps.report_text(raw)
-    speed = _benchmark_module("pixel_speed")
-    for path in sorted(RESULTS.glob("raw_pixel_speed_*.json")):
-        raw = json.loads(path.read_text())
-        files[RESULTS / path.name.replace("raw_", "", 1).replace(".json", ".md")] = speed.render(
-            raw["figures"], raw["command"])
-    planning = _benchmark_module("planning_speed")
-    for path in sorted(RESULTS.glob("raw_planning_speed*.json")):
-        raw = json.loads(path.read_text())
-        files[RESULTS / raw["out"]] = planning.report_text(raw)
-    if (RESULTS / "raw_soak.json").exists():
-        files[RESULTS / "soak.md"] = _benchmark_module("soak").report_text(
-            json.loads((RESULTS / "raw_soak.json").read_text()))
+    for pattern, script, target in REPORTS:
+        report_text = _benchmark_module(script).report_text
+        for path in sorted(RESULTS.glob(pattern)):
+            raw = json.loads(path.read_text())
+            files[target(path, raw)] = report_text(raw)
     return files
 
 

@@ -26,6 +26,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import MPCPolicy, make_planner
+from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import WallTask
 
 
@@ -80,7 +81,7 @@ def main() -> None:
     print(report)
     if not args.quick:
         results = Path(__file__).parent / "results"
-        (results / "raw_soak.json").write_text(json.dumps(raw, indent=1) + "\n")
+        atomic_write_text(results / "raw_soak.json", json.dumps(raw, indent=1) + "\n")
         (results / "soak.md").write_text(report)
         print(f"written to {results / 'soak.md'}")
 

@@ -43,6 +43,7 @@ from torchrl_gbp.reporting import (
     success_cell,
     summarize,
 )
+from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import make_task, recipe_for
 
 RESULTS = Path(__file__).parent / "results"
@@ -312,8 +313,7 @@ def report_text(raw: dict) -> str:
 def write_outputs(raw: dict, plots: bool = True) -> Path:
     """Write the raw rows, the report and (``plots``) one plot per task; returns the report's path."""
     out = Path(raw["out"])
-    raw_path(out).parent.mkdir(parents=True, exist_ok=True)
-    raw_path(out).write_text(json.dumps(raw, indent=1) + "\n")
+    atomic_write_text(raw_path(out), json.dumps(raw, indent=1) + "\n")
     if plots:
         for result in raw["results"]:
             plot_sweep(result, plot_path(out, result["task"]))
