@@ -23,6 +23,12 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   1e-4 (the recipes'), for the recipe's finetuning steps and 3x as many.
 - ``online``: how online data enter: the recipe's settings; synthesis every 10 batches; a bounded cache of 512
   windows; 30 planner steps instead of 100.
+- ``horizon``: Adam MPC on the base model at planning horizons 3, 5 (the paper's) and 8 model steps, and CEM
+  MPC at 5, each scored separately on the nearest, middle and farthest third of the pairs by start-goal
+  distance (the planned-state error is the whole row's).
+- ``model``: base models trained like the run's, but at half and twice the predictor width and, for the
+  history, with 1 and 3 frames (the recipe's values are not retrained), each planned by Adam MPC and CEM MPC:
+  does a larger or better-informed model close the gap without synthesis?
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
 
@@ -52,7 +58,7 @@ import torch
 from torchrl_gbp.data import load_dataset
 from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import finetune_model
+from torchrl_gbp.pipeline import finetune_model, train_base_model
 from torchrl_gbp.protocol import (
     PaperSettings,
     evaluate_paper_cell,
@@ -65,24 +71,35 @@ from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import Task, make_task, recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial")
+ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
+HORIZONS = (3, 5, 8)
 
 
 def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int, steps: int | None = None,
                    planner: str = "adam", mode: str = "mpc") -> dict:
-    """Adam (or ``planner``) in ``mode`` (MPC or open loop) under the paper's protocol on ``pairs``, plus the
-    model's planned-state error."""
+    """Adam (or ``planner``) in ``mode`` (MPC or open loop) under the paper's protocol on ``pairs``: per-episode
+    ``sticky_success``, ``success`` and ``final_distance`` tensors, ``plan_seconds``, and the model's
+    planned-state error."""
     if steps is not None:
         settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps},
                            open_loop_gradient={**settings.open_loop_gradient, "steps": steps})
     metrics = evaluate_paper_cell(model, task, planner, mode, pairs, settings, seed=seed)
     open_loop = paper_planner("adam", model, task, settings, "open loop", model.config.proprio_dim)
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
-    return {"sticky_success_rate": float(metrics["sticky_success_rate"]),
-            "success_rate": float(metrics["success_rate"]), "final_distance": float(metrics["final_distance"]),
-            "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+    per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
+                   for key in ("sticky_success", "success", "final_distance")}
+    return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+
+
+def score(evaluation: dict, subset: torch.Tensor) -> dict:
+    """A row's figures from :func:`evaluate_model`'s result over the episodes in ``subset`` (a boolean mask)."""
+    return {"episodes": int(subset.sum()),
+            "sticky_success_rate": float(evaluation["sticky_success"][subset].mean()),
+            "success_rate": float(evaluation["success"][subset].mean()),
+            "final_distance": float(evaluation["final_distance"][subset].mean()),
+            "plan_seconds": evaluation["plan_seconds"], "planned_error": evaluation["planned_error"]}
 
 
 def finetuned(base, task: Task, trajectories, recipe: Recipe, method: str, seed: int, **overrides):
@@ -132,16 +149,21 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     base, _ = load_checkpoint(folder / "base.pt")
     rows = []
 
-    def record(ablation: str, setting: str, model_name: str, model, **kwargs) -> None:
+    def record(ablation: str, setting: str, model_name: str, model, settings: PaperSettings = settings,
+               subsets: list[tuple[str, torch.Tensor]] | None = None, **kwargs) -> None:
+        """Evaluate once; one row for all pairs, or one per ``(label, mask)`` of ``subsets``."""
         start = time.perf_counter()
-        row = {"ablation": ablation, "setting": setting, "model": model_name, "seed": seed, "episodes": episodes,
-               **evaluate_model(model, task, settings, pairs, seed, **kwargs)}
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-        print(f"{ablation:12s} {setting:55s} {model_name:12s} success {100 * row['sticky_success_rate']:5.1f}% "
-              f"(final {100 * row['success_rate']:5.1f}%)  "
-              f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        evaluation = evaluate_model(model, task, settings, pairs, seed, **kwargs)
+        for label, subset in subsets or [("", torch.ones(pairs.shape[0], dtype=torch.bool))]:
+            row = {"ablation": ablation, "setting": f"{setting}, {label}" if label else setting,
+                   "model": model_name, "seed": seed, **score(evaluation, subset)}
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+            print(f"{ablation:12s} {row['setting']:55s} {model_name:12s} success "
+                  f"{100 * row['sticky_success_rate']:5.1f}% (final {100 * row['success_rate']:5.1f}%)  "
+                  f"planned-state error {row['planned_error']:.4f}  ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
 
     for name in ablations:
         if name in ("steps", "open_loop_steps"):
@@ -155,6 +177,35 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
             budget = ("the paper's budget" if obs == "state" else
                       "{samples} samples x {iterations} iterations".format(**settings.sampling))
             record(name, f"CEM {label} at {budget}", "base", base, planner="cem", mode=mode)
+            continue
+        if name == "horizon":
+            distance = task.distance(pairs["start_state"], pairs["goal_state"])
+            order = distance.argsort()
+            thirds = []
+            for label, part in zip(("nearest", "middle", "farthest"), order.tensor_split(3)):
+                mask = torch.zeros(len(order), dtype=torch.bool)
+                mask[part] = True
+                thirds.append((f"{label} third (distance {distance[part].min():.3g}-{distance[part].max():.3g})",
+                               mask))
+            for planner, horizons in (("adam", HORIZONS), ("cem", (settings.horizon,))):
+                for horizon in horizons:
+                    record(name, f"{'Adam' if planner == 'adam' else 'CEM'} MPC, horizon {horizon}", "base", base,
+                           planner=planner, settings=replace(settings, horizon=horizon), subsets=thirds)
+            continue
+        if name == "model":
+            trajectories = load_dataset(folder / "dataset")
+            width, history = recipe.model.get("hidden_dim"), recipe.model.get("num_hist", 1)
+            variants = [(f"hidden_dim {w}", {"hidden_dim": w}) for w in (width // 2, width * 2)]
+            variants += [(f"{h} history frame(s)", {"num_hist": h}) for h in (1, 3) if h != history]
+            for setting, overrides in variants:
+                path = folder / "ablation_models" / (setting.replace(" ", "_").replace("(s)", "") + ".pt")
+                path.parent.mkdir(exist_ok=True)
+                steps = min(recipe.train_steps, 50) if quick else None
+                model = train_base_model(task, trajectories, recipe, path, seed=0, steps=steps, progress=False,
+                                         resume=True, **overrides)
+                for planner in ("adam", "cem"):
+                    record(name, f"{setting}: {'Adam' if planner == 'adam' else 'CEM'} MPC", "base", model,
+                           planner=planner)
             continue
         trajectories = load_dataset(folder / "dataset")
         for setting, method, overrides in ablation_settings(name, recipe):

@@ -24,7 +24,7 @@ from torchrl_gbp.reporting import (
     summarize,
     tables_from_raw,
 )
-from torchrl_gbp.tasks import WallTask
+from torchrl_gbp.tasks import WallTask, recipe_for
 from torchrl_gbp.train import build_world_model, train_world_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,12 +167,21 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     spec.loader.exec_module(ablations)
     with pytest.raises(ValueError, match="tuning pair seeds"):
         ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
-    rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial"], seed=5000, episodes=2,
-                         quick=True)
+    rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial", "horizon", "model"],
+                         seed=5000, episodes=3, quick=True)
     for name, label in (("steps", "MPC"), ("open_loop_steps", "open loop")):
         assert [(r["model"], r["setting"]) for r in rows if r["ablation"] == name] == [
             ("base", f"Adam {label}, 10 steps per call"), ("base", f"Adam {label}, 30 steps per call"),
             ("online", f"Adam {label}, 10 steps per call"), ("online", f"Adam {label}, 30 steps per call"),
             ("base", f"CEM {label} at the paper's budget")]
     assert len([r for r in rows if r["ablation"] == "adversarial"]) == 6
+    horizon = [r for r in rows if r["ablation"] == "horizon"]
+    assert [r["setting"].split(", ")[:2] for r in horizon[::3]] == [
+        ["Adam MPC", "horizon 3"], ["Adam MPC", "horizon 5"], ["Adam MPC", "horizon 8"], ["CEM MPC", "horizon 5"]]
+    assert [r["setting"].split(", ")[2].split()[0] for r in horizon[:3]] == ["nearest", "middle", "farthest"]
+    assert all(r["episodes"] == 1 for r in horizon)  # each third of the 3 pairs
+    model = [r["setting"] for r in rows if r["ablation"] == "model"]
+    width = recipe_for("wall").model["hidden_dim"]
+    assert model[:2] == [f"hidden_dim {width // 2}: Adam MPC", f"hidden_dim {width // 2}: CEM MPC"]
+    assert len(model) == 6 and (tmp_path / "wall" / "ablation_models").is_dir()
     assert all(r["seed"] == 5000 and r["planned_error"] >= 0 and 0 <= r["sticky_success_rate"] <= 1 for r in rows)

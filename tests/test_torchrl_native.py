@@ -98,6 +98,18 @@ def test_evaluate_starts_from_the_seeded_pairs_a_seeded_env_draws() -> None:
     assert torch.equal(first["goal_state"], pairs["goal_state"])
 
 
+def test_evaluate_leaves_the_callers_pairs_as_they_were_for_the_next_policy() -> None:
+    task = WallTask()
+    pairs = _pairs((3,))
+    policy = _policy(task.make_env())
+    model = policy.world_model
+    short = MPCPolicy(model, GradientPlanner(model, horizon=3, steps=2), task.make_env().action_spec)
+    evaluate(policy, task, episodes=3, pairs=pairs, max_steps=5)
+    assert sorted(pairs.keys()) == ["goal_state", "start_state"]
+    metrics = evaluate(short, task, episodes=3, pairs=pairs, max_steps=5)  # another plan shape on the same pairs
+    assert len(metrics["episodes"]["solved_at_start"]) == 3
+
+
 def test_episode_metrics_scores_an_evaluator_run() -> None:
     policy = _policy(_wall_env(2))
     seen = []

@@ -152,7 +152,7 @@ def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pa
     try:
         if pairs is None:
             pairs = evaluation_pairs(task, episodes, seed, pair_mode)
-        pairs = pairs.reshape(env.batch_size)
+        pairs = pairs.clone().reshape(env.batch_size)  # the reset writes into it: never into the caller's
         start = time.perf_counter()
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,

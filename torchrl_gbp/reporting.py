@@ -304,8 +304,10 @@ def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) ->
               f"{_mean(items, 'planned_error'):.4f}", f"{_mean(items, 'plan_seconds'):.3f}")
              for (setting, model), items in groups.items()])
         spread = " (mean +- std over seeds where a row has several)" if len(seeds) > 1 else ""
+        counts = sorted({row["episodes"] for row in chosen})
+        episodes = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         blocks.append(f"{'#' * level} Ablation: {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
-                      f"{chosen[0]['episodes']} episodes per row and seed{spread}.\n\n{table}")
+                      f"{episodes} episodes per row and seed{spread}.\n\n{table}")
     return "\n\n".join(blocks)
 
 
