@@ -1,6 +1,8 @@
 """Diagnostics: model error on planner-visited states, cost landscapes, gradient norms, the report."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from torchrl_gbp.diagnostics import (
     cost_landscape,
     diagnose,
     execute_open_loop,
+    goal_cost_agreement,
     gradient_norm_statistics,
     landscape_directions,
     landscape_roughness,
@@ -17,6 +20,7 @@ from torchrl_gbp.diagnostics import (
     planned_state_error,
     planning_inputs,
     plot_landscapes,
+    rank_correlation,
     sample_pairs,
 )
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
@@ -212,6 +216,19 @@ def test_gradient_recording_retraces_the_planners_own_search(trained):
 
 
 # ---------------------------------------------------------------- (d)
+def test_the_cost_of_an_exact_model_ranks_goal_distance_and_a_blind_encoders_does_not(oracle, monkeypatch):
+    seen = goal_cost_agreement(oracle, TASK, GoalCost(), num_pairs=200)
+    assert seen["cost"] > 0.95 and seen["latent"] == seen["cost"]
+    assert seen["proprio"] != seen["proprio"]  # NaN: this model has no proprio part
+    blind = copy.deepcopy(oracle)
+    noise = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(blind, "encode", lambda obs: torch.randn(obs.shape[0], 2, generator=noise))
+    assert abs(goal_cost_agreement(blind, TASK, GoalCost(), num_pairs=200)["cost"]) < 0.25
+    assert rank_correlation(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="rank_correlation"):
+        rank_correlation(torch.zeros(3), torch.zeros(4))
+
+
 def test_diagnose_writes_the_plot_and_the_table(tmp_path, untrained, trained):
     save_checkpoint(tmp_path / "base.pt", untrained)
     save_checkpoint(tmp_path / "tuned.pt", trained)
@@ -221,7 +238,7 @@ def test_diagnose_writes_the_plot_and_the_table(tmp_path, untrained, trained):
     assert result["paths"] == {"plot": plot, "table": table}
     assert plot.stat().st_size > 1000
     text = table.read_text()
-    assert "| base |" in text and "| tuned |" in text and "roughness" in text
+    assert "| base |" in text and "| tuned |" in text and "roughness" in text and "cost vs distance" in text
     for numbers in result["models"].values():
         assert GRAD_KEYS <= set(numbers) and {"mean_error", "roughness", "success_rate"} <= set(numbers)
     with pytest.raises(ValueError, match="checkpoints"):

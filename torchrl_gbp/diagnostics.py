@@ -1,7 +1,7 @@
 """Diagnostics for the paper's last claim: finetuning lowers the model's error on
 planner-visited states and smooths the planning loss landscape.
 
-Three measurements, each on plain tensors and each reusing the shared pieces
+Four measurements, each on plain tensors and each reusing the shared pieces
 (``world_model.rollout``, :class:`~torchrl_gbp.planners.GoalCost` through
 :meth:`Planner.score`):
 
@@ -12,8 +12,10 @@ Three measurements, each on plain tensors and each reusing the shared pieces
   the planning cost over a 2D slice of action space around a plan.
 * :func:`gradient_norm_statistics`: gradient norms seen by the gradient
   planner's optimiser, and how often they jump by more than 10x.
+* :func:`goal_cost_agreement`: whether the planning cost ranks states by their
+  true distance to the goal at all (a blind encoder shows here first).
 
-:func:`diagnose` runs all three on saved checkpoints and writes a plot and a
+:func:`diagnose` runs all four on saved checkpoints and writes a plot and a
 markdown table.
 """
 from __future__ import annotations
@@ -427,7 +429,60 @@ def gradient_norm_statistics(world_model: StateWorldModel, planner: GradientPlan
     }
 
 
-# ------------------------------------------------------------ (d) the report
+# ------------------------------------------- (d) does the cost see the goal?
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two 1-d tensors (ties broken by order).
+
+    Example:
+        >>> rank_correlation(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0, 20.0]))
+        0.5
+    """
+    if a.shape != b.shape or a.ndim != 1 or a.numel() < 2:
+        raise ValueError(f"rank_correlation needs two 1-d tensors of one length >= 2, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    ranks = torch.stack([a.argsort().argsort(), b.argsort().argsort()]).double()
+    return float(torch.corrcoef(ranks)[0, 1])
+
+
+def goal_cost_agreement(world_model: StateWorldModel, task: Task, objective: GoalCost, num_pairs: int = 200,
+                        seed: int = 0, pair_mode: str | None = None) -> dict[str, float]:
+    """How well the planning cost of a state ranks its true distance to the goal, before any planning.
+
+    Encodes ``num_pairs`` seeded (state, goal) pairs and ranks their one-step
+    cost ``objective.step_costs(encode(state), encode(goal))`` against
+    ``task.distance(state, goal)``. Returns the rank correlations of the whole
+    cost (``"cost"``), of its latent part without the proprio entries
+    (``"latent"``) and of the proprio part (``"proprio"``, NaN without one).
+    Near 1: descending the cost moves the system toward the goal; near 0 the
+    planner is blind there, whatever its budget (for example patch tokens that
+    only tell which patch holds a small object, under a cost that ignores the
+    proprio part). Check it before spending hours on an evaluation.
+
+    Example:
+        >>> from torchrl_gbp.models import WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> sorted(goal_cost_agreement(model, WallTask(), GoalCost(), num_pairs=8))
+        ['cost', 'latent', 'proprio']
+    """
+    check_positive_int("num_pairs", num_pairs)
+    device = _device(world_model)
+    start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
+    with torch.no_grad():
+        z, z_goal = world_model.encode(task.observation_from_state(start)), \
+            world_model.encode(task.observation_from_state(goal))
+    true = task.distance(start, goal).double().cpu()
+    p = objective.proprio_dim
+    parts = {"cost": GoalCost("last", alpha=objective.alpha, proprio_dim=p),
+             "latent": GoalCost("last", alpha=0.0, proprio_dim=p)}
+    result = {name: rank_correlation(cost.step_costs(z.unsqueeze(1), z_goal)[:, 0].double().cpu(), true)
+              for name, cost in parts.items()}
+    proprio = (z[:, z.shape[-1] - p:] - z_goal[:, z.shape[-1] - p:]).pow(2).mean(-1) if p else None
+    result["proprio"] = rank_correlation(proprio.double().cpu(), true) if p else float("nan")
+    return result
+
+
+# ------------------------------------------------------------ (e) the report
 def _mean_roughness(model: StateWorldModel, planner: GradientPlanner, problems, seed: int, span: float,
                     resolution: int) -> tuple[float, Landscape]:
     """Plan each problem, slice the landscape around the plan; mean roughness and the first landscape."""
@@ -444,16 +499,18 @@ def format_diagnostics_table(results: dict[str, dict]) -> str:
 
     Example:
         >>> row = {"mean_error": 0.1, "error_per_step": [0.05, 0.15], "final_distance": 0.3, "success_rate": 0.5,
-        ...        "roughness": 0.01, "grad_norm_median": 1.0, "grad_norm_max": 9.0, "spike_fraction": 0.0}
+        ...        "roughness": 0.01, "grad_norm_median": 1.0, "grad_norm_max": 9.0, "spike_fraction": 0.0,
+        ...        "cost_agreement": 0.9}
         >>> format_diagnostics_table({"base": row}).splitlines()[2].startswith("| base | 0.1")
         True
     """
     header = ["model", "error on planned states (mean)", "error per step", "final distance", "success %",
-              "roughness", "grad-norm median", "grad-norm max", "spikes %"]
+              "roughness", "grad-norm median", "grad-norm max", "spikes %", "cost vs distance (rank corr.)"]
     return markdown_table(header, [
         [name, f"{r['mean_error']:.4g}", ", ".join(f"{e:.3g}" for e in r["error_per_step"]),
          f"{r['final_distance']:.3f}", f"{100 * r['success_rate']:.1f}", f"{r['roughness']:.4g}",
-         f"{r['grad_norm_median']:.3g}", f"{r['grad_norm_max']:.3g}", f"{100 * r['spike_fraction']:.2f}"]
+         f"{r['grad_norm_median']:.3g}", f"{r['grad_norm_max']:.3g}", f"{100 * r['spike_fraction']:.2f}",
+         f"{r['cost_agreement']:.2f}"]
         for name, r in results.items()])
 
 
@@ -504,6 +561,8 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         few = tuple(p[:landscape_pairs] for p in problems)
         numbers["roughness"], landscapes[name] = _mean_roughness(model, planner, few, seed, span, resolution)
         numbers.update(gradient_norm_statistics(model, planner, *problems, seed=seed))
+        numbers["cost_agreement"] = goal_cost_agreement(model, task, objective, max(num_pairs, 2), seed,
+                                                        pair_mode)["cost"]
         results[name] = numbers
         if obs == "pixels":
             frames[name] = plot_predicted_frames(model, task, Path(out_dir) / f"frames_{name}.png", seed=seed,
@@ -515,7 +574,8 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
     note = (f"{num_pairs} (start, goal) pairs (seed {seed}); open-loop GD, horizon {horizon}, {planner_steps} steps, "
             f"lr {planner_lr}; roughness averaged over {min(landscape_pairs, num_pairs)} pairs on a "
             f"{resolution}x{resolution} grid of span {span}; spikes: gradient norm growing > {SPIKE_FACTOR:g}x "
-            "in one step.")
+            "in one step; cost vs distance: rank correlation of the goal cost of a state with its true distance "
+            "to the goal over the same pairs (goal_cost_agreement).")
     table_path = out / "diagnostics.md"
     table_path.write_text(f"{table}\n\n{note}\n")
     return {"models": results, "table": table, "note": note,
