@@ -477,8 +477,8 @@ def goal_cost_agreement(world_model: StateWorldModel, task: Task, objective: Goa
              "latent": GoalCost("last", alpha=0.0, proprio_dim=p)}
     result = {name: rank_correlation(cost.step_costs(z.unsqueeze(1), z_goal)[:, 0].double().cpu(), true)
               for name, cost in parts.items()}
-    proprio = (z[:, z.shape[-1] - p:] - z_goal[:, z.shape[-1] - p:]).pow(2).mean(-1) if p else None
-    result["proprio"] = rank_correlation(proprio.double().cpu(), true) if p else float("nan")
+    result["proprio"] = (rank_correlation((z[:, -p:] - z_goal[:, -p:]).pow(2).mean(-1).double().cpu(), true)
+                         if p else float("nan"))
     return result
 
 

@@ -316,10 +316,10 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def _percent_over_seeds(rows: list[dict], key: str) -> str:
-    """``key``'s mean over ``rows`` in %, with ``+- std`` when there are several."""
+    """``key``'s mean over ``rows`` as :func:`success_cell` writes it (``+- std`` when there are several)."""
     rates = torch.tensor([row[key] for row in rows], dtype=torch.float64)
-    spread = f" +- {100 * float(rates.std(unbiased=False)):.1f}" if len(rows) > 1 else ""
-    return f"{100 * float(rates.mean()):.1f}{spread}"
+    return success_cell({"success_rate": float(rates.mean()),
+                         "success_std": float(rates.std(unbiased=False)) if len(rows) > 1 else None})
 
 
 def replace_block(text: str, name: str, content: str) -> str:
