@@ -56,6 +56,8 @@ def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorD
         fit_patch_autoencoder(model.image_encoder, frames, encoder_steps, generator=generator,
                               foreground_weight=encoder_foreground_weight)
     index = torch.randperm(frames.shape[0], generator=generator)[:NORMALIZATION_FRAMES].sort().values
+    if config.encoder == "blur":
+        model.image_encoder.fit_background(frames[index])
     model.fit_normalization(frames[index], trajectories["proprio"], model_actions(trajectories, config.frameskip))
     return model
 

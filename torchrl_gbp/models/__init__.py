@@ -6,7 +6,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
-from .image_encoders import DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
+from .image_encoders import BlurPoolEncoder, DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer
 from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, observation_of, pixel_observation_dim
@@ -17,7 +17,8 @@ from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
 __all__ = [
     "ActionEncoder", "IdentityEncoder", "MLPEncoder", "Normalizer", "ResidualMLPPredictor", "RewardHead",
     "StateWorldModel", "TeacherForcingLoss", "WorldModelConfig",
-    "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder", "PixelWorldModel",
+    "BlurPoolEncoder", "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder",
+    "PixelWorldModel",
     "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of", "pixel_observation_dim",
     "atomic_torch_save", "load_checkpoint", "load_weights_into", "save_checkpoint",
 ]

@@ -1,11 +1,15 @@
 """Frozen image encoders: images ``(B, 3, H, W)`` in ``[0, 1]`` -> patch tokens ``(B, N, D)``.
 
 Any module with that contract plugs into :class:`~torchrl_gbp.models.PixelWorldModel`
-(the encoder hook). Two are built in:
+(the encoder hook). Three are built in:
 
 * :class:`PatchAutoencoder`, the offline default: a small convolutional patch
   autoencoder trained on the task's own images (:func:`fit_patch_autoencoder`)
   and then frozen. It stands in for DINOv2 where no pretrained weights exist.
+* :class:`BlurPoolEncoder`, weight-free: Gaussian-blurred, pooled patches
+  minus the task's mean image. Blurring spreads a small object's image over
+  the whole frame, so token distance keeps growing with the object's
+  displacement (a patch autoencoder's tokens only tell which patch holds it).
 * :class:`DINOv2Encoder`, an adapter over Hugging Face ``transformers``'
   ``Dinov2Model`` (optional extra ``dinov2``) that loads weights from a local
   folder; never downloads.
@@ -138,6 +142,91 @@ def fit_patch_autoencoder(autoencoder: PatchAutoencoder, images: torch.Tensor, s
         losses.append(loss.item())
     freeze(autoencoder)
     return losses
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian of standard deviation ``sigma`` pixels, cut at 3 sigma."""
+    radius = max(1, int(3 * sigma + 0.5))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+class BlurPoolEncoder(nn.Module):
+    """Weight-free frozen encoder: blur, subtract the mean image, average-pool, cut into patch tokens.
+
+    Image ``(B, 3, S, S)`` -> Gaussian blur of ``sigma`` pixels (zero padding)
+    -> minus the blurred mean image of the task (:meth:`fit_background`) ->
+    ``pool x pool`` average pooling -> one token per ``patch_size`` patch,
+    holding its pooled pixels: ``(S / patch_size)^2`` tokens of
+    ``3 * (patch_size / pool)^2`` values.
+
+    Why: the squared distance between two blurred images of one small object
+    grows smoothly with the object's displacement, out to a few ``sigma``,
+    so a goal cost over these tokens ranks goal distance (check it with
+    :func:`~torchrl_gbp.diagnostics.goal_cost_agreement`). DINOv2's tokens get
+    the same property from whole-image attention; a patch autoencoder's
+    tokens lack it. :meth:`decode` upsamples tokens back to a (blurred) image
+    for looking at predictions.
+
+    Example:
+        >>> enc = BlurPoolEncoder(image_size=32, patch_size=8, pool=4, sigma=2.0)
+        >>> enc.fit_background(torch.zeros(4, 32, 32, 3, dtype=torch.uint8))
+        >>> tokens = enc(torch.rand(2, 3, 32, 32))
+        >>> tokens.shape, enc.decode(tokens).shape
+        (torch.Size([2, 16, 12]), torch.Size([2, 3, 32, 32]))
+    """
+
+    def __init__(self, image_size: int = 64, patch_size: int = 16, pool: int = 4, sigma: float = 8.0) -> None:
+        super().__init__()
+        for name, value in (("image_size", image_size), ("patch_size", patch_size), ("pool", pool)):
+            check_positive_int(name, value)
+        if image_size % patch_size or patch_size % pool:
+            raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}, "
+                             f"and patch_size a multiple of pool={pool}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
+        self.image_size, self.patch_size, self.pool, self.sigma = image_size, patch_size, pool, float(sigma)
+        self.grid, self.cell = image_size // patch_size, patch_size // pool
+        self.token_dim = 3 * self.cell * self.cell
+        self.register_buffer("kernel", gaussian_kernel(sigma), persistent=False)
+        self.register_buffer("background", torch.zeros(1, 3, image_size // pool, image_size // pool))
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image."""
+        return self.grid * self.grid
+
+    def _blur_pool(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-3:] != (3, self.image_size, self.image_size):
+            raise ValueError(f"BlurPoolEncoder expects images (B, 3, {self.image_size}, {self.image_size}), "
+                             f"got {tuple(images.shape)}")
+        k, r = self.kernel, self.kernel.numel() // 2
+        x = F.conv2d(images, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), padding=(0, r), groups=3)
+        x = F.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), padding=(r, 0), groups=3)
+        return F.avg_pool2d(x, self.pool)
+
+    @torch.no_grad()
+    def fit_background(self, images: torch.Tensor, chunk: int = 256) -> None:
+        """Set the mean image from uint8 ``images`` ``(N, S, S, 3)`` (a sample of the task's frames)."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images must be a non-empty uint8 (N, S, S, 3), got {images.dtype} {tuple(images.shape)}")
+        total = sum(self._blur_pool(images_to_unit(images[i:i + chunk]).to(self.kernel.device)).sum(0, keepdim=True)
+                    for i in range(0, images.shape[0], chunk))
+        self.background.copy_(total / images.shape[0])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, S, S)`` in ``[0, 1]`` -> tokens ``(B, N, token_dim)``."""
+        x = self._blur_pool(images) - self.background
+        b, g, c = x.shape[0], self.grid, self.cell
+        return x.reshape(b, 3, g, c, g, c).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, self.token_dim)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, N, token_dim)`` -> the blurred image ``(B, 3, S, S)`` they hold, clamped to ``[0, 1]``."""
+        b, g, c = tokens.shape[0], self.grid, self.cell
+        x = tokens.reshape(b, g, g, 3, c, c).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, g * c, g * c)
+        x = F.interpolate(x + self.background, scale_factor=self.pool, mode="bilinear", align_corners=False)
+        return x.clamp(0, 1)
 
 
 class DINOv2Encoder(nn.Module):

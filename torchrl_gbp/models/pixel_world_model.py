@@ -8,12 +8,12 @@ from torch import nn
 
 from torchrl_gbp.checks import check_positive_int
 
-from .image_encoders import DINOv2Encoder, PatchAutoencoder, freeze, images_to_unit
+from .image_encoders import BlurPoolEncoder, DINOv2Encoder, PatchAutoencoder, freeze, images_to_unit
 from .normalization import Normalizer
 from .predictors import FrameCausalTransformerPredictor
 from .world_model import ConfigFields, LatentWorldModel
 
-ENCODERS = ("patch", "dinov2", "custom")
+ENCODERS = ("patch", "blur", "dinov2", "custom")
 
 
 def pixel_observation_dim(image_size: int, proprio_dim: int) -> int:
@@ -36,10 +36,12 @@ class PixelWorldModelConfig(ConfigFields):
             ``alpha`` in goal costs and perturbed at the proprio radius).
         env_action_dim, frameskip, num_hist: as in :class:`WorldModelConfig`.
         encoder: ``"patch"`` (:class:`PatchAutoencoder`, trained on the task's
-            images and frozen), ``"dinov2"`` (:class:`DINOv2Encoder`) or
+            images and frozen), ``"blur"`` (:class:`BlurPoolEncoder`, weight-free,
+            its mean image taken from the task's images), ``"dinov2"`` (:class:`DINOv2Encoder`) or
             ``"custom"`` (a module given to the model; give it again on loading).
         encoder_options: the encoder's constructor arguments (``"patch"``:
-            ``patch_size``, ``token_dim``, ``hidden_dim``; ``"dinov2"``:
+            ``patch_size``, ``token_dim``, ``hidden_dim``; ``"blur"``: ``patch_size``,
+            ``pool``, ``sigma``; ``"dinov2"``:
             :meth:`DINOv2Encoder.config_dict`).
         action_embed_dim, proprio_embed_dim: embedding sizes concatenated to every token.
         hidden_dim, depth, heads: predictor transformer width, layers, heads.
@@ -78,6 +80,8 @@ def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:
     """The frozen image encoder named by ``config.encoder`` (``"custom"`` has none to build)."""
     if config.encoder == "patch":
         return freeze(PatchAutoencoder(config.image_size, **config.encoder_options))
+    if config.encoder == "blur":
+        return freeze(BlurPoolEncoder(config.image_size, **config.encoder_options))
     if config.encoder == "dinov2":
         options = dict(config.encoder_options)
         return DINOv2Encoder.from_config(options.pop("config"), **options)
