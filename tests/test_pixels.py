@@ -7,7 +7,9 @@ from tensordict import MemoryMappedTensor, TensorDict
 from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import load_dataset, make_window_buffer
+from torchrl_gbp.diagnostics import goal_cost_agreement
 from torchrl_gbp.models import (
+    BlurPoolEncoder,
     DINOv2Encoder,
     FrameCausalTransformerPredictor,
     PatchAutoencoder,
@@ -120,6 +122,52 @@ def test_foreground_weighting_makes_the_autoencoder_see_the_small_agent():
     assert agent_redness(50.0) > agent_redness(0.0) + 0.1
     with pytest.raises(ValueError, match="foreground_weight"):
         fit_patch_autoencoder(PatchAutoencoder(32, patch_size=8), images, steps=1, foreground_weight=-1.0)
+
+
+@pytest.fixture(scope="module")
+def maze():
+    task = make_task("pointmaze", obs="pixels", image_size=32)
+    return task, task.generate_dataset(8, seed=0)
+
+
+def blur_model(data, sigma: float) -> PixelWorldModel:
+    config = PixelWorldModelConfig(image_size=32, proprio_dim=4, env_action_dim=2, num_hist=1, encoder="blur",
+                                   encoder_options={"patch_size": 8, "pool": 2, "sigma": sigma}, hidden_dim=16,
+                                   depth=1, heads=2)
+    return build_world_model(config, data)
+
+
+def test_blurred_tokens_rank_goal_distance_where_sharp_ones_cannot(maze):
+    task, data = maze
+    tokens_only = GoalCost("last", alpha=0.0, proprio_dim=4)
+    sharp = goal_cost_agreement(blur_model(data, 0.5), task, tokens_only, num_pairs=64)["latent"]
+    blurred = goal_cost_agreement(blur_model(data, 4.0), task, tokens_only, num_pairs=64)["latent"]
+    assert blurred > 0.9 and blurred > sharp + 0.2
+
+
+def test_blur_encoder_keeps_its_mean_image_through_a_checkpoint_and_decodes(maze, tmp_path):
+    task, data = maze
+    model = blur_model(data, 4.0)
+    encoder = model.image_encoder
+    assert encoder.background.abs().sum() > 0 and not list(encoder.parameters())  # weight-free
+    save_checkpoint(tmp_path / "blur.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "blur.pt")
+    obs = task.observation_from_state(task.sample_start_goal(3, torch.Generator().manual_seed(0))[0])
+    assert isinstance(loaded.image_encoder, BlurPoolEncoder) and torch.equal(loaded.encode(obs), model.encode(obs))
+    images = model.decode_images(model.encode(obs))
+    assert images.shape == (3, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
+
+
+def test_blur_encoder_rejects_bad_sizes_and_images():
+    with pytest.raises(ValueError, match="patch_size=5"):
+        BlurPoolEncoder(image_size=32, patch_size=5)
+    with pytest.raises(ValueError, match="sigma"):
+        BlurPoolEncoder(image_size=32, patch_size=8, pool=2, sigma=0.0)
+    encoder = BlurPoolEncoder(image_size=32, patch_size=8, pool=2)
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        encoder(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="uint8"):
+        encoder.fit_background(torch.rand(2, 32, 32, 3))
 
 
 def test_dinov2_adapter_plugs_in_and_round_trips_through_a_checkpoint(data, tmp_path):

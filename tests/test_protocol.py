@@ -111,11 +111,14 @@ def test_cells_record_which_episodes_start_solved_and_tables_leave_them_out(mode
                                                                        [True, True, False, False])))
     (tmp_path / "paper_base_seed1.json").write_text(json.dumps(unit(1, [True, False, True, False],
                                                                        [False, False, False, False])))
+    (tmp_path / "paper_base_seed2.json").write_text(json.dumps(unit(2, [True, True, True, True],
+                                                                       [True, True, True, True])))
     table, _, more = tables_from_raw(tmp_path)
-    assert "| base + MPC | - | 62.5 +- 12.5 |" in table  # all episodes
+    assert "| base + MPC | - | 75.0 +- 20.4 |" in table  # all episodes
     caption, unsolved = more[-1]
-    assert "episodes kept per seed: seed 0: 2, seed 1: 4" in caption
-    assert "| base + MPC | - | 50.0 +- 0.0 |" in unsolved  # seed 0: 1 of 2 kept, seed 1: 2 of 4
+    assert "episodes kept per seed: seed 0: 2, seed 1: 4, seed 2: 0" in caption
+    # seed 0: 1 of 2 kept, seed 1: 2 of 4; seed 2 has no episode left, so no rate (not 0 %)
+    assert "| base + MPC | - | 50.0 +- 0.0 |" in unsolved
 
 
 def test_table_one_layout_and_claims() -> None:

@@ -263,15 +263,16 @@ def tables_from_raw(folder: str | os.PathLike,
             caption = ("Sticky success % over the episodes whose start state does not already pass the success "
                        "test (same runs; episodes kept per seed: "
                        + ", ".join(f"seed {seed}: {n}" for seed, n in counts) + ")")
-            more.append((caption, format_paper_table(summarize(unsolved, by=by, success="sticky_success_rate"))))
+            scored = [run for run in unsolved if run["episodes_unsolved"]]  # no episode left: no rate, not 0 %
+            more.append((caption, format_paper_table(summarize(scored, by=by, success="sticky_success_rate"))))
     return format_paper_table(rows, paper), paper_protocol_claims(rows), more
 
 
 def _without_solved_starts(run: dict) -> dict:
-    """``run`` with its sticky success rate over the episodes not solved at their start state."""
+    """``run`` with its sticky success rate over the episodes not solved at their start state (NaN if none)."""
     kept = [sticky for sticky, solved in zip(run["episodes"]["sticky_success"], run["episodes"]["solved_at_start"])
             if not solved]
-    return {**run, "sticky_success_rate": sum(kept) / max(len(kept), 1), "episodes_unsolved": len(kept)}
+    return {**run, "sticky_success_rate": sum(kept) / len(kept) if kept else float("nan"), "episodes_unsolved": len(kept)}
 
 
 def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) -> str:
