@@ -316,7 +316,8 @@ def test_pixel_recipe_and_config_follow_the_task(task):
     recipe = recipe_for("wall", obs="pixels")
     config = model_config(make_task("wall", obs="pixels"), recipe)
     assert isinstance(config, PixelWorldModelConfig) and config.num_hist == 1 and config.image_size == 64
-    assert recipe_for("pusht", obs="pixels").model["num_hist"] == 3  # the pixel default, DINO-WM's history
+    assert recipe_for("reacher", obs="pixels").model["num_hist"] == 3  # the pixel default, DINO-WM's history
+    assert recipe_for("pusht", obs="pixels").model["num_hist"] == 1  # as its state model: budget
     assert recipe_for("pointmaze", obs="pixels").model["num_hist"] == 1  # its proprio carries the velocity
     with pytest.raises(ValueError, match="obs must be one of"):
         make_task("wall", obs="depth")
