@@ -36,8 +36,8 @@ def build_world_model(config: WorldModelConfig | PixelWorldModelConfig, trajecto
 
     A :class:`PixelWorldModelConfig` gives a :class:`PixelWorldModel` on a pixel dataset: its patch
     autoencoder is first trained ``encoder_steps`` steps on the dataset's images (then frozen; batches are
-    read from the memory map; ``encoder_foreground_weight``: see :func:`fit_patch_autoencoder`), and the token
-    statistics come from :data:`NORMALIZATION_FRAMES` random frames.
+    read from the memory map; ``encoder_foreground_weight``: see :func:`fit_patch_autoencoder`); a blur
+    encoder's mean image and the token statistics come from :data:`NORMALIZATION_FRAMES` random frames.
     """
     if isinstance(config, PixelWorldModelConfig):
         return build_pixel_world_model(config, trajectories, encoder_steps, seed, encoder_foreground_weight)
