@@ -13,7 +13,8 @@ times one planning call on B (start, goal) pairs of the task:
   measured as the median batched planning call of ``evaluate`` over B episodes
   (the first, cold call of each episode included in the median's input);
 - ``cem`` / ``mppi``: ours at the recipe's budget (samples x iterations, elites);
-- ``cem bf16 compiled``: our CEM scoring candidates compiled and under bfloat16 autocast;
+- ``cem bf16 compiled``: our CEM scoring candidates compiled and under bfloat16 autocast (``--bf16``;
+  by default on CUDA only);
 - ``torchrl cem`` / ``torchrl mppi``: TorchRL's ``CEMPlanner`` / ``MPPIPlanner``
   through ``WorldModelEnv`` on the same model, horizon, samples, elites and iterations.
 
@@ -126,10 +127,11 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
             "gd eager": our_planner("gd", model, task_name, low, high),
             "gd compiled": our_planner("gd", model, task_name, low, high, compile=True),
             "cem": our_planner("cem", model, task_name, low, high),
-            "cem bf16 compiled": our_planner("cem", model, task_name, low, high, compile=True,
-                                             autocast_dtype=torch.bfloat16),
             "mppi": our_planner("mppi", model, task_name, low, high),
         }
+        if args.bf16:
+            planners["cem bf16 compiled"] = our_planner("cem", model, task_name, low, high, compile=True,
+                                                        autocast_dtype=torch.bfloat16)
         for name, planner in planners.items():
             generator = torch.Generator(device=device).manual_seed(0)
             first, median = time_calls(lambda: planner.plan(*problem, generator=generator), repeats, device)
@@ -191,7 +193,7 @@ def targets(rows: list[dict]) -> str:
                 lines.append(f"- {task_name}: {name} B={b_max} / B={b_min} = {ratio:.2f}x, target <= 3x: "
                              f"{'met' if ratio <= 3 else 'not met'}")
         for name in ("cem", "cem bf16 compiled"):
-            for b in batches:
+            for b in (b for b in batches if (name, b) in get):
                 speedup = get["torchrl cem", b] / get[name, b]
                 lines.append(f"- {task_name}: our {name} / TorchRL's CEMPlanner at B={b}: {speedup:.1f}x faster, "
                              f"target >= 5x: {'met' if speedup >= 5 else 'not met'}")
@@ -242,7 +244,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="B=1,4 and 3 repeats; prints, writes nothing")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time CEM under bf16 autocast, compiled (default: on CUDA only; on a CPU "
+                             "without bf16 matmul units it was 5-7x slower than fp32 and most of the sweep's time)")
     args = parser.parse_args()
+    if args.bf16 is None:
+        args.bf16 = args.device.startswith("cuda")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     # Every compiled planner instance and batch size is one more Dynamo cache entry of the shared scoring code.
