@@ -41,7 +41,25 @@ def images_to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
 
 
-class PatchAutoencoder(nn.Module):
+class PatchGridEncoder(nn.Module):
+    """Base of the built-in encoders: square ``image_size`` images cut into a ``grid x grid`` patch grid."""
+
+    image_size: int
+    grid: int
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image."""
+        return self.grid * self.grid
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise, naming the expected shape, unless ``images`` is ``(B, 3, image_size, image_size)``."""
+        if images.shape[-3:] != (3, self.image_size, self.image_size):
+            raise ValueError(f"{type(self).__name__} expects images (B, 3, {self.image_size}, {self.image_size}), "
+                             f"got {tuple(images.shape)}")
+
+
+class PatchAutoencoder(PatchGridEncoder):
     """Convolutional patch autoencoder: ``(B, 3, S, S)`` -> ``(S / patch)^2`` tokens of ``token_dim``.
 
     Each token sees its patch through a strided convolution, then its
@@ -76,16 +94,9 @@ class PatchAutoencoder(nn.Module):
             nn.ConvTranspose2d(hidden_dim, 3, patch_size, stride=patch_size),
         )
 
-    @property
-    def num_tokens(self) -> int:
-        """Tokens per image."""
-        return self.grid * self.grid
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, S, S)`` in ``[0, 1]`` -> tokens ``(B, N, token_dim)``."""
-        if images.shape[-3:] != (3, self.image_size, self.image_size):
-            raise ValueError(f"PatchAutoencoder expects images (B, 3, {self.image_size}, {self.image_size}), "
-                             f"got {tuple(images.shape)}")
+        self.check_images(images)
         return self.encoder(images * 2 - 1).flatten(2).transpose(1, 2)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -152,7 +163,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-class BlurPoolEncoder(nn.Module):
+class BlurPoolEncoder(PatchGridEncoder):
     """Weight-free frozen encoder: blur, subtract the mean image, average-pool, cut into patch tokens.
 
     Image ``(B, 3, S, S)`` -> Gaussian blur of ``sigma`` pixels (zero padding)
@@ -192,15 +203,8 @@ class BlurPoolEncoder(nn.Module):
         self.register_buffer("kernel", gaussian_kernel(sigma), persistent=False)
         self.register_buffer("background", torch.zeros(1, 3, image_size // pool, image_size // pool))
 
-    @property
-    def num_tokens(self) -> int:
-        """Tokens per image."""
-        return self.grid * self.grid
-
     def _blur_pool(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-3:] != (3, self.image_size, self.image_size):
-            raise ValueError(f"BlurPoolEncoder expects images (B, 3, {self.image_size}, {self.image_size}), "
-                             f"got {tuple(images.shape)}")
+        self.check_images(images)
         k, r = self.kernel, self.kernel.numel() // 2
         x = F.conv2d(images, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), padding=(0, r), groups=3)
         x = F.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), padding=(r, 0), groups=3)
