@@ -17,7 +17,8 @@ from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.pipeline import make_policy, recipe_for
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.reporting import format_table, paper_claims, summarize
-from torchrl_gbp.reproduce import reproduce
+from torchrl_gbp.reproduce import longest_first, reproduce
+from torchrl_gbp.synthesis import METHODS
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -215,6 +216,15 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
         torch.set_num_threads(threads)
     assert f"| online | gd | {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in out
     assert "on Ray (2 workers)" in out
+
+
+def test_units_go_to_workers_longest_first_and_keep_their_relative_order():
+    jobs = [{"method": method, "seed": seed} for seed in range(3) for method in ("base", *METHODS)]
+    order = [(jobs[i]["method"], jobs[i]["seed"]) for i in longest_first(jobs)]
+    online_first = [(m, s) for s in range(3) for m in ("online", "both")]
+    assert order[:6] == sorted(online_first, key=lambda unit: unit[1])
+    assert order[6:] == [("base", s) for s in range(3)] + [("adversarial", s) for s in range(3)]
+    assert sorted(longest_first(jobs)) == list(range(len(jobs)))
 
 
 def test_reproduce_rejects_zero_workers(tmp_path):

@@ -133,12 +133,33 @@ def finished_runs(job: dict) -> list[dict] | None:
     return runs
 
 
+def longest_first(jobs: list[dict]) -> list[int]:
+    """Indices of ``jobs`` in the order to submit them to a pool of workers: longest expected first.
+
+    Units that finetune with online synthesis plan and step the simulator while
+    they finetune and take longest; base units evaluate MPPI as well; the
+    adversarial units are the shortest. Handing out long units first keeps a
+    worker from running the last long unit alone while the others sit idle
+    (the full pixel Wall run ended with 8.5 minutes of one of its two
+    workers idle in submission order). Ties keep their order.
+
+    Example:
+        >>> longest_first([{"method": m} for m in ("base", "online", "adversarial", "both")])
+        [1, 3, 0, 2]
+    """
+    def rank(job: dict) -> int:
+        method = job["method"]
+        return 0 if method in ("online", "both") else 1 if method == "base" else 2
+    return sorted(range(len(jobs)), key=lambda i: rank(jobs[i]))
+
+
 def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None) -> list[list[dict]]:
     """Results of :func:`run_unit` for ``jobs``, in order.
 
-    ``"serial"`` runs them here. ``"ray"`` submits them as Ray tasks of
-    ``cpu_count // workers`` CPUs (torch threads) each, so at most ``workers``
+    ``"serial"`` runs them here. ``"ray"`` submits them, longest first (see
+    :func:`longest_first`), as Ray tasks of ``cpu_count // workers`` CPUs
+    (torch threads) each, so at most ``workers``
     run at once on this machine (default: one per core); with
     ``ray_address`` (for example ``"auto"`` or ``"ray://head:10001"``) they go to
     that cluster instead of a local instance started (and stopped) here.
@@ -161,7 +182,10 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
         ray.init(address=ray_address or "local", include_dashboard=False, logging_level="ERROR", **local)
     try:
         unit = ray.remote(num_cpus=threads)(run_unit)
-        return ray.get([unit.remote({**job, "threads": threads}) for job in jobs])
+        order = longest_first(jobs)
+        results = ray.get([unit.remote({**jobs[i], "threads": threads}) for i in order])
+        by_job = dict(zip(order, results))
+        return [by_job[i] for i in range(len(jobs))]
     finally:
         if started:
             ray.shutdown()
