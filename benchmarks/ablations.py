@@ -36,7 +36,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 budget. Several ``--seeds`` repeat every row on each tuning seed.
 
 The raw rows go to ``benchmarks/results/raw/ablations_<task>[_pixels]/rows.json`` as each finishes (with the command and
-the machine; rows of ablations not rerun are kept);
+the machine; rows of ablations not rerun are kept, also those another run of this script, on other ablations,
+writes meanwhile);
 ``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
 them, one table per ablation.
 """
@@ -44,12 +45,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -242,34 +247,46 @@ def main() -> None:
     name = args.task if args.obs == "state" else f"{args.task}_{args.obs}"
     target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{name}"
     saved, meta = target / "rows.json", target / "meta.json"
-    kept = [] if args.quick or not saved.exists() else [
-        r for r in json.loads(saved.read_text()) if r["ablation"] not in chosen]
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+    mine: list[dict] = []
+
+    @contextmanager
+    def results_locked() -> Iterator[None]:
+        """Several of these scripts may run side by side on different ablations of one task: each rewrites the
+        shared files from what is on disk now, one at a time."""
+        lock = Path(tempfile.gettempdir()) / f"torchrl_gbp_ablations_{name}.lock"
+        with open(lock, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def write_meta(finished: bool) -> None:
         minutes = (time.perf_counter() - start) / 60
         so_far = "" if finished else " so far"
-        for name in chosen:
-            notes[name] = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
-                           f"{args.note}").strip()
+        notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+        for ablation in chosen:
+            notes[ablation] = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
+                               f"{args.note}").strip()
         atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "obs": args.obs, "notes": notes},
                                            indent=1))
 
     def save(row: dict) -> None:  # after every row, atomically: an interrupted run keeps what it finished
         if args.quick:
             return
-        kept.append(row)
+        mine.append(row)
         target.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps(kept, indent=1))
-        write_meta(finished=False)
+        with results_locked():
+            others = [r for r in json.loads(saved.read_text()) if r["ablation"] not in chosen] \
+                if saved.exists() else []
+            atomic_write_text(saved, json.dumps(others + mine, indent=1))
+            write_meta(finished=False)
 
     for seed in seeds:
         run(args.task, args.runs, chosen, seed, args.episodes, args.quick, tuple(args.methods.split(",")), save,
             obs=args.obs)
     if not args.quick:
-        write_meta(finished=True)
+        with results_locked():
+            write_meta(finished=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
 
 
