@@ -4,10 +4,11 @@ Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it tra
 finetuned models this script starts from):
 
     python benchmarks/ablations.py --task pusht --runs RUNS [--obs pixels]
-        [--ablations steps,open_loop_steps,finetune,online,adversarial] [--methods online,adversarial]
+        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe]
+        [--methods online,adversarial]
         [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
-Every evaluation is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
+Every evaluation but the ``recipe`` ablation's is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
 at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
 (:data:`torchrl_gbp.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
 too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
@@ -31,6 +32,11 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   does a larger or better-informed model close the gap without synthesis?
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
+- ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
+  the env's pairs, the recipe's horizon, objective and budgets, final-state success), on the base model: Adam
+  MPC at 3, 1x, 3x and 10x the recipe's GD steps per call and with the other proprio weight alpha (0.1 or 1),
+  CEM MPC from initial sampling stds 0.25, 0.5 and 1 and with the other alpha. The planned-state error of
+  these rows is each row's own planner planning open loop.
 
 ``--obs pixels`` starts from ``RUNS/<task>_pixels`` (``reproduce --obs pixels``), with the pixel runs' sampling
 budget. Several ``--seeds`` repeat every row on each tuning seed.
@@ -62,8 +68,9 @@ import torch
 
 from torchrl_gbp.data import load_dataset
 from torchrl_gbp.diagnostics import planned_state_error
+from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import finetune_model, train_base_model
+from torchrl_gbp.pipeline import finetune_model, make_policy, train_base_model
 from torchrl_gbp.protocol import (
     PaperSettings,
     evaluate_paper_cell,
@@ -76,7 +83,7 @@ from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import Task, make_task, recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model")
+ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 HORIZONS = (3, 5, 8)
@@ -96,6 +103,35 @@ def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int,
     per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
                    for key in ("sticky_success", "success", "final_distance")}
     return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+
+
+def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episodes: int, seed: int,
+                          **overrides) -> dict:
+    """:func:`evaluate_model`'s result under our own protocol instead: the recipe's MPC policy for ``planner``
+    (its objective, horizon and budget, ``overrides`` on the budget) on the env's ``episodes`` pairs of ``seed``;
+    the planned-state error is that planner's own open-loop plan on the same pairs."""
+    policy = make_policy(model, task, planner, recipe, **overrides)
+    metrics = evaluate(policy, task, episodes=episodes, seed=seed)
+    error = planned_state_error(model, task, policy.planner, num_pairs=episodes, seed=seed)
+    per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
+                   for key in ("sticky_success", "success", "final_distance")}
+    return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+
+
+def recipe_settings(recipe: Recipe) -> list[tuple[str, str, Recipe, dict]]:
+    """``(setting label, planner, recipe variant, budget overrides)`` of the recipe ablation: the own protocol's
+    GD steps per MPC call, the proprio weight alpha, and CEM's initial sampling std."""
+    gd_steps, init_std = recipe.planner_kwargs["gd"]["steps"], recipe.planner_kwargs["cem"].get("init_std", 1.0)
+    alpha = recipe.objective.get("alpha", 1.0)
+    other_alpha = 0.1 if alpha >= 1.0 else 1.0
+    with_alpha = replace(recipe, objective={**recipe.objective, "alpha": other_alpha})
+    rows = [(f"Adam MPC, {n} steps per call{' (recipe)' if n == gd_steps else ''}", "gd", recipe, {"steps": n})
+            for n in sorted({3, gd_steps, 3 * gd_steps, 10 * gd_steps})]
+    rows.append((f"Adam MPC, {gd_steps} steps, alpha {other_alpha:g} (recipe {alpha:g})", "gd", with_alpha, {}))
+    rows += [(f"CEM MPC, init std {std:g}{' (recipe)' if std == init_std else ''}", "cem", recipe, {"init_std": std})
+             for std in sorted({init_std, 0.5, 1.0})]
+    rows.append((f"CEM MPC, init std {init_std:g}, alpha {other_alpha:g} (recipe {alpha:g})", "cem", with_alpha, {}))
+    return rows
 
 
 def score(evaluation: dict, subset: torch.Tensor) -> dict:
@@ -155,10 +191,13 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     rows = []
 
     def record(ablation: str, setting: str, model_name: str, model, settings: PaperSettings = settings,
-               subsets: list[tuple[str, torch.Tensor]] | None = None, **kwargs) -> None:
-        """Evaluate once; one row for all pairs, or one per ``(label, mask)`` of ``subsets``."""
-        start = time.perf_counter()
-        evaluation = evaluate_model(model, task, settings, pairs, seed, **kwargs)
+               subsets: list[tuple[str, torch.Tensor]] | None = None, evaluation: dict | None = None,
+               started: float | None = None, **kwargs) -> None:
+        """Evaluate once (unless given ``evaluation``, begun at ``started``); one row for all pairs, or one per
+        ``(label, mask)`` of ``subsets``."""
+        start = time.perf_counter() if started is None else started
+        if evaluation is None:
+            evaluation = evaluate_model(model, task, settings, pairs, seed, **kwargs)
         for label, subset in subsets or [("", torch.ones(pairs.shape[0], dtype=torch.bool))]:
             row = {"ablation": ablation, "setting": f"{setting}, {label}" if label else setting,
                    "model": model_name, "seed": seed, **score(evaluation, subset)}
@@ -196,6 +235,12 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                 for horizon in horizons:
                     record(name, f"{'Adam' if planner == 'adam' else 'CEM'} MPC, horizon {horizon}", "base", base,
                            planner=planner, settings=replace(settings, horizon=horizon), subsets=thirds)
+            continue
+        if name == "recipe":
+            for setting, planner, variant, overrides in recipe_settings(recipe):
+                started = time.perf_counter()
+                evaluation = evaluate_own_protocol(base, task, planner, variant, episodes, seed, **overrides)
+                record(name, setting, "base", base, evaluation=evaluation, started=started)
             continue
         if name == "model":
             trajectories = load_dataset(folder / "dataset")

@@ -8,7 +8,9 @@ import torch
 
 from torchrl_gbp.cli import main
 from torchrl_gbp.data import make_window_buffer
-from torchrl_gbp.models import WorldModelConfig
+from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.models import WorldModelConfig, load_checkpoint
+from torchrl_gbp.pipeline import make_policy
 from torchrl_gbp.protocol import (
     PaperSettings,
     evaluate_open_loop,
@@ -170,7 +172,7 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     spec.loader.exec_module(ablations)
     with pytest.raises(ValueError, match="tuning pair seeds"):
         ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
-    rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial", "horizon", "model"],
+    rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial", "horizon", "model", "recipe"],
                          seed=5000, episodes=3, quick=True)
     for name, label in (("steps", "MPC"), ("open_loop_steps", "open loop")):
         assert [(r["model"], r["setting"]) for r in rows if r["ablation"] == name] == [
@@ -188,3 +190,14 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     assert model[:2] == [f"hidden_dim {width // 2}: Adam MPC", f"hidden_dim {width // 2}: CEM MPC"]
     assert len(model) == 6 and (tmp_path / "wall" / "ablation_models").is_dir()
     assert all(r["seed"] == 5000 and r["planned_error"] >= 0 and 0 <= r["sticky_success_rate"] <= 1 for r in rows)
+
+    # The recipe ablation is our own protocol: its "(recipe)" Adam row is what `evaluate` gives the recipe's policy.
+    recipe_rows = {r["setting"]: r for r in rows if r["ablation"] == "recipe"}
+    quick = recipe_for("wall", quick=True)
+    own = recipe_rows[f"Adam MPC, {quick.planner_kwargs['gd']['steps']} steps per call (recipe)"]
+    model, _ = load_checkpoint(tmp_path / "wall" / "base.pt")
+    metrics = evaluate(make_policy(model, WallTask(), "gd", quick), WallTask(), episodes=3, seed=5000)
+    assert own["success_rate"] == pytest.approx(metrics["success_rate"])
+    assert own["final_distance"] == pytest.approx(metrics["final_distance"], rel=1e-5)
+    assert sum("CEM MPC, init std" in name and "(recipe)" in name for name in recipe_rows) == 1
+    assert sum("alpha 0.1 (recipe 1)" in name for name in recipe_rows) == 2
