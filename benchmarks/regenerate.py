@@ -70,7 +70,7 @@ def _task_of(folder: Path) -> str:
 
 def expected() -> dict[Path, str]:
     """Every generated file's expected text: the results files and README with its blocks filled."""
-    names = sorted(path.name for path in RAW.iterdir() if path.is_dir())
+    names = sorted(path.name for path in RAW.iterdir() if path.is_dir() and not path.name.startswith("."))
     texts = {name: generated(name) for name in names}
     files = {ROOT / "benchmarks" / "results" / f"{name}.md": texts[name][1] for name in names}
     readme = (ROOT / "README.md").read_text()
@@ -95,13 +95,25 @@ def _benchmark_module(name: str):
 
 
 def add(name: str, source: Path, command: str, note: str) -> None:
-    """Copy a run's unit files into ``raw/<name>/`` with the command and this machine."""
-    target = RAW / name
-    target.mkdir(parents=True, exist_ok=True)
-    for unit in sorted(source.glob("*.json")):
-        shutil.copy(unit, target / unit.name)
+    """Save a run's unit files as ``raw/<name>/`` with the command and this machine, replacing what was there.
+
+    The new folder is built beside the old one and swapped in, so an interrupted call leaves the old one whole.
+    """
+    units = sorted(source.glob("*.json"))
+    if not units:
+        raise FileNotFoundError(f"no unit result files (*.json) in {source}")
+    target, staging, old = RAW / name, RAW / f".{name}.new", RAW / f".{name}.old"
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for unit in units:
+        shutil.copy(unit, staging / unit.name)
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads (driver), torch {torch.__version__}"
-    (target / "meta.json").write_text(json.dumps({"command": command, "machine": machine, "note": note}, indent=1))
+    (staging / "meta.json").write_text(json.dumps({"command": command, "machine": machine, "note": note}, indent=1))
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def main() -> None:
