@@ -233,6 +233,11 @@ def report_text(raw: dict) -> str:
     )
 
 
+def readme_block(raw: dict) -> str:
+    """README's planning-speed block from a run's saved raw figures: the table and the targets."""
+    return f"{table(raw['rows'])}\n\n{targets(raw['rows'])}"
+
+
 def main() -> None:
     """Parse arguments, time every planner, save the raw figures and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -276,7 +281,7 @@ def main() -> None:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"raw_planning_speed{suffix}.json", json.dumps(raw, indent=1) + "\n")
-    (RESULTS / raw["out"]).write_text(report)
+    atomic_write_text(RESULTS / raw["out"], report)
     plot(rows, RESULTS / f"planning_speed{suffix}.png")
 
 

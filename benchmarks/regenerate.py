@@ -10,7 +10,9 @@ budget sweeps' reports from ``benchmarks/results/sweeps/*.json``
 (``benchmarks/success_vs_time.py``) and the pixel speed tables from
 ``benchmarks/results/raw_pixel_speed_*.json`` (``benchmarks/pixel_speed.py``) and the planning
 speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
-(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``).
+(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``); where the script has a
+``readme_block(raw)`` and README a block named after the report's file (for example
+``table:planning_speed``), that block too.
 Nothing in those places is edited by hand; ``tests/test_provenance.py`` fails
 when they differ from what this script writes.
 
@@ -77,12 +79,15 @@ def expected() -> dict[Path, str]:
     for name in names:
         if f"<!-- table:{name} -->" in readme:
             readme = replace_block(readme, name, texts[name][0])
-    files[ROOT / "README.md"] = readme
     for pattern, script, target in REPORTS:
-        report_text = _benchmark_module(script).report_text
+        module = _benchmark_module(script)
         for path in sorted(RESULTS.glob(pattern)):
             raw = json.loads(path.read_text())
-            files[target(path, raw)] = report_text(raw)
+            report = target(path, raw)
+            files[report] = module.report_text(raw)
+            if hasattr(module, "readme_block") and f"<!-- table:{report.stem} -->" in readme:
+                readme = replace_block(readme, report.stem, module.readme_block(raw))
+    files[ROOT / "README.md"] = readme
     return files
 
 
