@@ -4,7 +4,7 @@ Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it tra
 finetuned models this script starts from):
 
     python benchmarks/ablations.py --task pusht --runs RUNS [--obs pixels]
-        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe]
+        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe,reference]
         [--methods online,adversarial]
         [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
@@ -32,6 +32,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   does a larger or better-informed model close the gap without synthesis?
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
+- ``reference``: Adam MPC and CEM MPC on the base model at the paper's budgets, the same-seed anchor for the
+  finetuning ablations' rows.
 - ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
   the env's pairs, the recipe's horizon, objective and budgets, final-state success), on the base model: Adam
   MPC at 3, 1x, 3x and 10x the recipe's GD steps per call and with the other proprio weight alpha (0.1 or 1),
@@ -83,7 +85,8 @@ from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import Task, make_task, recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe")
+ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe",
+             "reference")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 HORIZONS = (3, 5, 8)
@@ -235,6 +238,12 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                 for horizon in horizons:
                     record(name, f"{'Adam' if planner == 'adam' else 'CEM'} MPC, horizon {horizon}", "base", base,
                            planner=planner, settings=replace(settings, horizon=horizon), subsets=thirds)
+            continue
+        if name == "reference":
+            budget = ("the paper's budget" if obs == "state" else
+                      "{samples} samples x {iterations} iterations".format(**settings.sampling))
+            record(name, "Adam MPC at the paper's budget", "base", base)
+            record(name, f"CEM MPC at {budget}", "base", base, planner="cem")
             continue
         if name == "recipe":
             for setting, planner, variant, overrides in recipe_settings(recipe):
