@@ -44,8 +44,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 budget. Several ``--seeds`` repeat every row on each tuning seed.
 
 The raw rows go to ``benchmarks/results/raw/ablations_<task>[_pixels]/rows.json`` as each finishes (with the command and
-the machine; rows of ablations not rerun are kept, also those another run of this script, on other ablations,
-writes meanwhile);
+the machine; rows of ablations or seeds not rerun are kept, also those another run of this script, on other
+ablations, writes meanwhile);
 ``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
 them, one table per ablation.
 """
@@ -314,13 +314,24 @@ def main() -> None:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
+    def rerun(row: dict) -> bool:
+        """Whether this run replaces ``row``: one of its ablations on one of its seeds."""
+        return row["ablation"] in chosen and row["seed"] in seeds
+
+    earlier = json.loads(saved.read_text()) if saved.exists() and not args.quick else []
+    earlier_notes = json.loads(meta.read_text())["notes"] if meta.exists() and not args.quick else {}
+    # an ablation keeps its earlier note where rows of other seeds are kept: the table then comes from both runs
+    kept_notes = {a: earlier_notes[a] for a in chosen
+                  if a in earlier_notes and any(r["ablation"] == a and not rerun(r) for r in earlier)}
+
     def write_meta(finished: bool) -> None:
         minutes = (time.perf_counter() - start) / 60
         so_far = "" if finished else " so far"
         notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
         for ablation in chosen:
-            notes[ablation] = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
-                               f"{args.note}").strip()
+            note = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
+                    f"{args.note}").strip()
+            notes[ablation] = f"{kept_notes[ablation]} Other seeds: {note}" if ablation in kept_notes else note
         atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "obs": args.obs, "notes": notes},
                                            indent=1))
 
@@ -330,8 +341,7 @@ def main() -> None:
         mine.append(row)
         target.mkdir(parents=True, exist_ok=True)
         with results_locked():
-            others = [r for r in json.loads(saved.read_text()) if r["ablation"] not in chosen] \
-                if saved.exists() else []
+            others = [r for r in json.loads(saved.read_text()) if not rerun(r)] if saved.exists() else []
             atomic_write_text(saved, json.dumps(others + mine, indent=1))
             write_meta(finished=False)
 
