@@ -191,6 +191,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     settings = paper_settings(task_name, quick, obs)
     pairs = protocol_pairs(task, settings, episodes, seed)
     base, _ = load_checkpoint(folder / "base.pt")
+    cem_budget = ("the paper's budget" if obs == "state" else
+                  "{samples} samples x {iterations} iterations".format(**settings.sampling))
     rows = []
 
     def record(ablation: str, setting: str, model_name: str, model, settings: PaperSettings = settings,
@@ -221,9 +223,7 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                 model = base if model_name == "base" else load_checkpoint(folder / f"{model_name}_seed0.pt")[0]
                 for steps in budgets[:2] if quick else budgets:
                     record(name, f"Adam {label}, {steps} steps per call", model_name, model, steps=steps, mode=mode)
-            budget = ("the paper's budget" if obs == "state" else
-                      "{samples} samples x {iterations} iterations".format(**settings.sampling))
-            record(name, f"CEM {label} at {budget}", "base", base, planner="cem", mode=mode)
+            record(name, f"CEM {label} at {cem_budget}", "base", base, planner="cem", mode=mode)
             continue
         if name == "horizon":
             distance = task.distance(pairs["start_state"], pairs["goal_state"])
@@ -240,10 +240,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                            planner=planner, settings=replace(settings, horizon=horizon), subsets=thirds)
             continue
         if name == "reference":
-            budget = ("the paper's budget" if obs == "state" else
-                      "{samples} samples x {iterations} iterations".format(**settings.sampling))
             record(name, "Adam MPC at the paper's budget", "base", base)
-            record(name, f"CEM MPC at {budget}", "base", base, planner="cem")
+            record(name, f"CEM MPC at {cem_budget}", "base", base, planner="cem")
             continue
         if name == "recipe":
             for setting, planner, variant, overrides in recipe_settings(recipe):
