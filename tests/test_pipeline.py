@@ -1,6 +1,7 @@
 """Data on disk, training, evaluation and the command line, as a user runs them."""
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -233,7 +234,7 @@ def test_reproduce_rejects_zero_workers(tmp_path):
 
 
 @pytest.mark.slow
-def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys):
+def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys, monkeypatch):
     import signal
     import subprocess
     import sys
@@ -262,3 +263,8 @@ def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys):
     (tmp_path / "wall" / "units" / "base_seed0.json").write_text('{"fingerprint": ')
     assert main(command) == 0
     assert "kept 1 finished unit(s) of an earlier run: adversarial/seed 0" in capsys.readouterr().out
+    # the task's pixel recipe changing does not make a state run "another configuration"
+    changed = replace(recipe_for("wall", quick=True), pixel_overrides={"num_trajectories": 7})
+    monkeypatch.setattr("torchrl_gbp.reproduce.recipe_for", lambda *args, **kwargs: changed)
+    assert main(command) == 0
+    assert "kept 2 finished unit(s) of an earlier run" in capsys.readouterr().out
