@@ -4,12 +4,13 @@ Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it tra
 finetuned models this script starts from):
 
     python benchmarks/ablations.py --task pusht --runs RUNS [--obs pixels]
-        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe,reference]
+        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe,reference,ours_steps]
         [--methods online,adversarial]
         [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
-Every evaluation but the ``recipe`` ablation's is the paper's protocol (:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC
-at lr 0.2 with one model step executed per replan) on pairs drawn with a tuning seed
+Every evaluation but the ``recipe`` and ``ours_steps`` ablations' is the paper's protocol
+(:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC at lr 0.2 with one model step executed per
+replan) on pairs drawn with a tuning seed
 (:data:`torchrl_gbp.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
 too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
 (:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed; Adam at the row's step
@@ -32,6 +33,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   does a larger or better-informed model close the gap without synthesis?
 - ``adversarial``: the recipe's (adaptive radius, FGSM, perturbed rows only); radius fixed on the first batch;
   radius factors x0.5 and x2; 3 ascent steps (PGD); half the rows perturbed.
+- ``ours_steps``: claim (c) under our protocol (final-state success): Adam MPC at the recipe ablation's step
+  counts on the base model and each finetuned model of the run (seed 0).
 - ``reference``: Adam MPC and CEM MPC on the base model at the paper's budgets, the same-seed anchor for the
   finetuning ablations' rows.
 - ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
@@ -86,7 +89,7 @@ from torchrl_gbp.tasks import Task, make_task, recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe",
-             "reference")
+             "reference", "ours_steps")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 HORIZONS = (3, 5, 8)
@@ -121,6 +124,12 @@ def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episo
     return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
 
 
+def own_step_budgets(recipe: Recipe) -> list[int]:
+    """Adam steps per MPC call swept under our protocol: 3, and 1x, 3x and 10x the recipe's."""
+    steps = recipe.planner_kwargs["gd"]["steps"]
+    return sorted({3, steps, 3 * steps, 10 * steps})
+
+
 def recipe_settings(recipe: Recipe) -> list[tuple[str, str, Recipe, dict]]:
     """``(setting label, planner, recipe variant, budget overrides)`` of the recipe ablation: the own protocol's
     GD steps per MPC call, the proprio weight alpha, and CEM's initial sampling std."""
@@ -129,7 +138,7 @@ def recipe_settings(recipe: Recipe) -> list[tuple[str, str, Recipe, dict]]:
     other_alpha = 0.1 if alpha >= 1.0 else 1.0
     with_alpha = replace(recipe, objective={**recipe.objective, "alpha": other_alpha})
     rows = [(f"Adam MPC, {n} steps per call{' (recipe)' if n == gd_steps else ''}", "gd", recipe, {"steps": n})
-            for n in sorted({3, gd_steps, 3 * gd_steps, 10 * gd_steps})]
+            for n in own_step_budgets(recipe)]
     rows.append((f"Adam MPC, {gd_steps} steps, alpha {other_alpha:g} (recipe {alpha:g})", "gd", with_alpha, {}))
     rows += [(f"CEM MPC, init std {std:g}{' (recipe)' if std == init_std else ''}", "cem", recipe, {"init_std": std})
              for std in sorted({init_std, 0.5, 1.0})]
@@ -191,6 +200,13 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     settings = paper_settings(task_name, quick, obs)
     pairs = protocol_pairs(task, settings, episodes, seed)
     base, _ = load_checkpoint(folder / "base.pt")
+    def run_models():
+        """``(name, model)``: the base model, then each finetuned model of the run (seed 0) it has."""
+        yield "base", base
+        for method in ("online", "adversarial", "both"):
+            if (folder / f"{method}_seed0.pt").exists():
+                yield method, load_checkpoint(folder / f"{method}_seed0.pt")[0]
+
     cem_budget = ("the paper's budget" if obs == "state" else
                   "{samples} samples x {iterations} iterations".format(**settings.sampling))
     rows = []
@@ -218,9 +234,7 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         if name in ("steps", "open_loop_steps"):
             mode, label = ("mpc", "MPC") if name == "steps" else ("open loop", "open loop")
             budgets = STEP_BUDGETS if name == "steps" else OPEN_LOOP_STEP_BUDGETS
-            finetuned_names = [m for m in ("online", "adversarial", "both") if (folder / f"{m}_seed0.pt").exists()]
-            for model_name in ("base", *finetuned_names):
-                model = base if model_name == "base" else load_checkpoint(folder / f"{model_name}_seed0.pt")[0]
+            for model_name, model in run_models():
                 for steps in budgets[:2] if quick else budgets:
                     record(name, f"Adam {label}, {steps} steps per call", model_name, model, steps=steps, mode=mode)
             record(name, f"CEM {label} at {cem_budget}", "base", base, planner="cem", mode=mode)
@@ -242,6 +256,14 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         if name == "reference":
             record(name, "Adam MPC at the paper's budget", "base", base)
             record(name, f"CEM MPC at {cem_budget}", "base", base, planner="cem")
+            continue
+        if name == "ours_steps":
+            for model_name, model in run_models():
+                for steps in own_step_budgets(recipe)[:2] if quick else own_step_budgets(recipe):
+                    started = time.perf_counter()
+                    evaluation = evaluate_own_protocol(model, task, "gd", recipe, episodes, seed, steps=steps)
+                    record(name, f"Adam MPC, our protocol, {steps} steps per call", model_name, model,
+                           evaluation=evaluation, started=started)
             continue
         if name == "recipe":
             for setting, planner, variant, overrides in recipe_settings(recipe):

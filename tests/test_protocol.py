@@ -173,7 +173,7 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     with pytest.raises(ValueError, match="tuning pair seeds"):
         ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
     rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial", "horizon", "model", "recipe",
-                                              "reference"],
+                                              "reference", "ours_steps"],
                          seed=5000, episodes=3, quick=True)
     for name, label in (("steps", "MPC"), ("open_loop_steps", "open loop")):
         assert [(r["model"], r["setting"]) for r in rows if r["ablation"] == name] == [
@@ -202,6 +202,9 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     assert own["final_distance"] == pytest.approx(metrics["final_distance"], rel=1e-5)
     assert sum("CEM MPC, init std" in name and "(recipe)" in name for name in recipe_rows) == 1
     assert sum("alpha 0.1 (recipe 1)" in name for name in recipe_rows) == 2
+    ours_steps = [(r["model"], r["setting"]) for r in rows if r["ablation"] == "ours_steps"]
+    budgets = [f"Adam MPC, our protocol, {n} steps per call" for n in ablations.own_step_budgets(quick)[:2]]
+    assert ours_steps == [(model, setting) for model in ("base", "online") for setting in budgets]
     reference = {r["setting"]: r for r in rows if r["ablation"] == "reference"}
     steps = {r["setting"]: r for r in rows if r["ablation"] == "steps" and r["model"] == "base"}
     for key in ("sticky_success_rate", "success_rate", "final_distance", "planned_error"):  # same pairs, same plans
