@@ -95,6 +95,14 @@ OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 HORIZONS = (3, 5, 8)
 
 
+def cell_result(metrics: dict, error: dict) -> dict:
+    """One ablation cell from an evaluation's ``metrics`` and a planned-state ``error``: per-episode
+    ``sticky_success``, ``success`` and ``final_distance`` tensors, ``plan_seconds`` and ``planned_error``."""
+    per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
+                   for key in ("sticky_success", "success", "final_distance")}
+    return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+
+
 def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int, steps: int | None = None,
                    planner: str = "adam", mode: str = "mpc") -> dict:
     """Adam (or ``planner``) in ``mode`` (MPC or open loop) under the paper's protocol on ``pairs``: per-episode
@@ -106,9 +114,7 @@ def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int,
     metrics = evaluate_paper_cell(model, task, planner, mode, pairs, settings, seed=seed)
     open_loop = paper_planner("adam", model, task, settings, "open loop", model.config.proprio_dim)
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
-    per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
-                   for key in ("sticky_success", "success", "final_distance")}
-    return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+    return cell_result(metrics, error)
 
 
 def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episodes: int, seed: int,
@@ -119,9 +125,7 @@ def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episo
     policy = make_policy(model, task, planner, recipe, **overrides)
     metrics = evaluate(policy, task, episodes=episodes, seed=seed)
     error = planned_state_error(model, task, policy.planner, num_pairs=episodes, seed=seed)
-    per_episode = {key: torch.tensor(metrics["episodes"][key], dtype=torch.float64)
-                   for key in ("sticky_success", "success", "final_distance")}
-    return {**per_episode, "plan_seconds": float(metrics["plan_seconds"]), "planned_error": error["mean_error"]}
+    return cell_result(metrics, error)
 
 
 def own_step_budgets(recipe: Recipe) -> list[int]:
