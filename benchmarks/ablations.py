@@ -300,6 +300,14 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     return rows
 
 
+def replaced_by_run(row: dict, ablations: list[str], seeds: list[int], methods: tuple[str, ...]) -> bool:
+    """Whether a run of ``ablations`` on ``seeds`` (finetuning ``methods`` in the finetune ablation) replaces the
+    saved ``row``: only rows that run writes again; every other row is kept."""
+    if row["ablation"] not in ablations or row["seed"] not in seeds:
+        return False
+    return row["ablation"] != "finetune" or row["model"] in methods
+
+
 def main() -> None:
     """Run the ablations, save their raw rows, and regenerate the results tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -338,9 +346,10 @@ def main() -> None:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
+    methods = tuple(args.methods.split(","))
+
     def rerun(row: dict) -> bool:
-        """Whether this run replaces ``row``: one of its ablations on one of its seeds."""
-        return row["ablation"] in chosen and row["seed"] in seeds
+        return replaced_by_run(row, chosen, seeds, methods)
 
     earlier = json.loads(saved.read_text()) if saved.exists() and not args.quick else []
     earlier_notes = json.loads(meta.read_text())["notes"] if meta.exists() and not args.quick else {}
@@ -355,7 +364,7 @@ def main() -> None:
         for ablation in chosen:
             note = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
                     f"{args.note}").strip()
-            notes[ablation] = f"{kept_notes[ablation]} Other seeds: {note}" if ablation in kept_notes else note
+            notes[ablation] = f"{kept_notes[ablation]} Other rows: {note}" if ablation in kept_notes else note
         atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "obs": args.obs, "notes": notes},
                                            indent=1))
 
@@ -370,8 +379,7 @@ def main() -> None:
             write_meta(finished=False)
 
     for seed in seeds:
-        run(args.task, args.runs, chosen, seed, args.episodes, args.quick, tuple(args.methods.split(",")), save,
-            obs=args.obs)
+        run(args.task, args.runs, chosen, seed, args.episodes, args.quick, methods, save, obs=args.obs)
     if not args.quick:
         with results_locked():
             write_meta(finished=True)

@@ -10,7 +10,8 @@ randomly initialised model (speed does not depend on the weights):
   dataset, encoding, forward, backward, Adam) at the recipe's batch size, and the process's peak resident
   memory against the dataset's size on disk (the dataset is never loaded whole);
 - planning over ``--envs`` envs at the recipe's horizon: seconds per GD optimiser step and per plan at the
-  recipe's budget, seconds per CEM iteration and per plan (``--cem-iterations`` of the recipe's samples),
+  recipe's budget (eager, and compiled with ``torch.compile`` after its first, compiling call), seconds per
+  CEM iteration and per plan (``--cem-iterations`` of the recipe's samples),
   and the bare predictor's rollout forward+backward for the same batch (the floor a GD step cannot beat).
 
 The device code has no host syncs in the hot loops; ``--device cuda`` is the GPU benchmark (on CUDA the
@@ -95,6 +96,7 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
     gd_budget = recipe.planner_kwargs["gd"]
     gd = make_planner("gd", model, recipe.horizon, objective, **gd_budget)
     gd_one = make_planner("gd", model, recipe.horizon, objective, **{**gd_budget, "steps": 1})
+    gd_compiled = make_planner("gd", model, recipe.horizon, objective, **gd_budget, compile=True)
     cem_budget = {**recipe.planner_kwargs["cem"], "iterations": cem_iterations}
     cem = make_planner("cem", model, recipe.horizon, objective, **cem_budget)
     actions = torch.zeros(envs, recipe.horizon, model.action_dim, device=device, requires_grad=True)
@@ -116,6 +118,8 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
         "bare_forward_backward_seconds": timed(bare, device, repeats=5),
         "gd_step_seconds": timed(lambda: gd_one.plan(z_hist, a_hist, z_goal), device, repeats=3),
         "gd_plan_seconds": timed(lambda: gd.plan(z_hist, a_hist, z_goal), device),
+        "gd_compiled_first_plan_seconds": timed(lambda: gd_compiled.plan(z_hist, a_hist, z_goal), device),
+        "gd_compiled_plan_seconds": timed(lambda: gd_compiled.plan(z_hist, a_hist, z_goal), device),
         "cem_samples": cem_budget["samples"], "cem_iterations": cem_iterations,
         "cem_plan_seconds": timed(lambda: cem.plan(z_hist, a_hist, z_goal), device),
     }
@@ -138,6 +142,9 @@ def report_text(raw: dict) -> str:
          f"{f['bare_forward_backward_seconds']:.3f} s", "the floor of one GD step"],
         ["GD optimiser step", f"{f['gd_step_seconds']:.3f} s", f"{f['gd_step_over_bare']:.2f}x the bare rollout"],
         [f"GD plan ({f['gd_steps']} steps)", f"{f['gd_plan_seconds']:.2f} s", ""],
+        ["GD plan, compiled (`compile=True`)", f"{f['gd_compiled_plan_seconds']:.2f} s",
+         f"{f['gd_compiled_plan_seconds'] / f['gd_plan_seconds']:.2f}x the eager plan; its first call, compiling, "
+         f"{f['gd_compiled_first_plan_seconds']:.0f} s"],
         [f"CEM iteration ({f['cem_samples']} samples x {f['envs']} envs)", f"{f['cem_iteration_seconds']:.2f} s", ""],
         [f"CEM plan ({f['cem_iterations']} iterations)", f"{f['cem_plan_seconds']:.2f} s",
          f"{f['cem_plan_seconds'] / f['gd_plan_seconds']:.1f}x the GD plan"],
@@ -175,7 +182,7 @@ def main() -> None:
         saved = {"command": command.strip(), "figures": figures}
         atomic_write_text(raw, json.dumps(saved, indent=1))
     text = report_text(saved)
-    (RESULTS / f"pixel_speed_{args.task}_{device.type}.md").write_text(text)
+    atomic_write_text(RESULTS / f"pixel_speed_{args.task}_{device.type}.md", text)
     print(text)
 
 

@@ -155,6 +155,21 @@ def test_ablation_tables_average_a_setting_over_tuning_seeds() -> None:
         text.index("| lr 1e-4 | adversarial | 20.0 +- 0.0 | 10.0 +- 0.0 |")
 
 
+def test_an_ablation_run_replaces_only_the_rows_it_writes_again() -> None:
+    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
+    ablations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablations)
+
+    def replaced(ablation: str, model: str, seed: int) -> bool:
+        row = {"ablation": ablation, "model": model, "seed": seed}
+        return ablations.replaced_by_run(row, ["finetune", "online"], [5000], ("online",))
+
+    # online finetuning rows of seed 5000 are written again; the adversarial ones of that seed are kept
+    assert replaced("finetune", "online", 5000) and not replaced("finetune", "adversarial", 5000)
+    assert replaced("online", "online", 5000)
+    assert not replaced("online", "online", 5001) and not replaced("adversarial", "adversarial", 5000)
+
+
 @pytest.mark.slow
 def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> None:
     assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "online", "--out",
