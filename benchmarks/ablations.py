@@ -308,6 +308,17 @@ def replaced_by_run(row: dict, ablations: list[str], seeds: list[int], methods: 
     return row["ablation"] != "finetune" or row["model"] in methods
 
 
+def merged_note(saved: str | None, mine_before: str | None, mine: str, keeps_others: bool) -> str:
+    """An ablation's note after this run writes ``mine``: it replaces what this run wrote before
+    (``mine_before``), or joins the ``saved`` note where rows of other runs are kept (runs of other seeds or
+    methods, also ones running side by side), or else stands alone."""
+    if saved and mine_before and mine_before in saved:
+        return saved.replace(mine_before, mine)
+    if saved and keeps_others:
+        return f"{saved} Other rows: {mine}"
+    return mine
+
+
 def main() -> None:
     """Run the ablations, save their raw rows, and regenerate the results tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -351,20 +362,19 @@ def main() -> None:
     def rerun(row: dict) -> bool:
         return replaced_by_run(row, chosen, seeds, methods)
 
-    earlier = json.loads(saved.read_text()) if saved.exists() and not args.quick else []
-    earlier_notes = json.loads(meta.read_text())["notes"] if meta.exists() and not args.quick else {}
-    # an ablation keeps its earlier note where rows of other seeds are kept: the table then comes from both runs
-    kept_notes = {a: earlier_notes[a] for a in chosen
-                  if a in earlier_notes and any(r["ablation"] == a and not rerun(r) for r in earlier)}
+    written: dict[str, str] = {}  # the note this run last wrote, per ablation
 
     def write_meta(finished: bool) -> None:
         minutes = (time.perf_counter() - start) / 60
         so_far = "" if finished else " so far"
         notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
+        on_disk = json.loads(saved.read_text()) if saved.exists() else []
         for ablation in chosen:
             note = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
                     f"{args.note}").strip()
-            notes[ablation] = f"{kept_notes[ablation]} Other rows: {note}" if ablation in kept_notes else note
+            keeps_others = any(r["ablation"] == ablation and not rerun(r) for r in on_disk)
+            notes[ablation] = merged_note(notes.get(ablation), written.get(ablation), note, keeps_others)
+            written[ablation] = note
         atomic_write_text(meta, json.dumps({"kind": "ablations", "task": args.task, "obs": args.obs, "notes": notes},
                                            indent=1))
 

@@ -34,6 +34,15 @@ TASK = WallTask()
 
 
 @pytest.fixture(scope="module")
+def ablations():
+    """``benchmarks/ablations.py`` as a module."""
+    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
     data = TASK.generate_dataset(200, seed=0)
@@ -155,10 +164,7 @@ def test_ablation_tables_average_a_setting_over_tuning_seeds() -> None:
         text.index("| lr 1e-4 | adversarial | 20.0 +- 0.0 | 10.0 +- 0.0 |")
 
 
-def test_an_ablation_run_replaces_only_the_rows_it_writes_again() -> None:
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
-    ablations = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablations)
+def test_an_ablation_run_replaces_only_the_rows_it_writes_again(ablations) -> None:
 
     def replaced(ablation: str, model: str, seed: int) -> bool:
         row = {"ablation": ablation, "model": model, "seed": seed}
@@ -170,8 +176,19 @@ def test_an_ablation_run_replaces_only_the_rows_it_writes_again() -> None:
     assert not replaced("online", "online", 5001) and not replaced("adversarial", "adversarial", 5000)
 
 
+def test_ablation_notes_keep_every_run_that_left_rows(ablations) -> None:
+    merged = ablations.merged_note
+    # a run whose rows replace all others starts the note afresh
+    assert merged("old run", None, "A so far", keeps_others=False) == "A so far"
+    # two runs side by side on other seeds: each joins, then updates only its own part
+    note = merged("old run", None, "A so far", keeps_others=True)
+    note = merged(note, None, "B so far", keeps_others=True)
+    note = merged(note, "A so far", "A done", keeps_others=True)
+    assert note == "old run Other rows: A done Other rows: B so far"
+
+
 @pytest.mark.slow
-def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> None:
+def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys, ablations) -> None:
     assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "online", "--out",
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -182,9 +199,6 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys) -> N
     assert (tmp_path / "wall" / "units" / "paper_base_seed0.json").exists()
 
     # The ablations start from that run's models, on tuning pairs only.
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
-    ablations = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablations)
     with pytest.raises(ValueError, match="tuning pair seeds"):
         ablations.run("wall", tmp_path, ["steps"], seed=1000, episodes=2, quick=True)
     rows = ablations.run("wall", tmp_path, ["steps", "open_loop_steps", "adversarial", "horizon", "model", "recipe",
