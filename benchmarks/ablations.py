@@ -364,11 +364,11 @@ def main() -> None:
 
     written: dict[str, str] = {}  # the note this run last wrote, per ablation
 
-    def write_meta(finished: bool) -> None:
+    def write_meta(finished: bool, on_disk: list[dict]) -> None:
+        """Rewrite the notes of the chosen ablations, ``on_disk`` being the saved rows now."""
         minutes = (time.perf_counter() - start) / 60
         so_far = "" if finished else " so far"
         notes = json.loads(meta.read_text())["notes"] if meta.exists() else {}
-        on_disk = json.loads(saved.read_text()) if saved.exists() else []
         for ablation in chosen:
             note = (f"`{command}`: {minutes:.1f} min{so_far} for {', '.join(chosen)}; {machine}. "
                     f"{args.note}").strip()
@@ -386,13 +386,13 @@ def main() -> None:
         with results_locked():
             others = [r for r in json.loads(saved.read_text()) if not rerun(r)] if saved.exists() else []
             atomic_write_text(saved, json.dumps(others + mine, indent=1))
-            write_meta(finished=False)
+            write_meta(finished=False, on_disk=others + mine)
 
     for seed in seeds:
         run(args.task, args.runs, chosen, seed, args.episodes, args.quick, methods, save, obs=args.obs)
     if not args.quick:
         with results_locked():
-            write_meta(finished=True)
+            write_meta(finished=True, on_disk=json.loads(saved.read_text()) if saved.exists() else [])
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
 
 
