@@ -9,9 +9,9 @@ finetuned models this script starts from):
         [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
 Every evaluation but the ``recipe`` and ``ours_steps`` ablations' is the paper's protocol
-(:mod:`torchrl_gbp.protocol`: its pairs, sticky success, Adam MPC at lr 0.2 with one model step executed per
+(:mod:`torchrl_gbp.experiments.protocol`: its pairs, sticky success, Adam MPC at lr 0.2 with one model step executed per
 replan) on pairs drawn with a tuning seed
-(:data:`torchrl_gbp.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
+(:data:`torchrl_gbp.experiments.recipes.TUNING_PAIR_SEEDS`), never a reported one, and every finetuning here uses that seed
 too. Each row also holds the model's error on the states its own open-loop Adam plans drive the simulator to
 (:func:`torchrl_gbp.diagnostics.planned_state_error`, the task's own pairs, same seed; Adam at the row's step
 count, or the paper's open-loop 300 steps where the row sets none, as in the CEM row).
@@ -74,18 +74,18 @@ import torch
 from torchrl_gbp.data import load_dataset
 from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import finetune_model, make_policy, train_base_model
-from torchrl_gbp.protocol import (
+from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, train_base_model
+from torchrl_gbp.experiments.protocol import (
     PaperSettings,
     evaluate_paper_cell,
     paper_planner,
     paper_settings,
     protocol_pairs,
 )
-from torchrl_gbp.recipes import TUNING_PAIR_SEEDS, Recipe
-from torchrl_gbp.reproduce import atomic_write_text
-from torchrl_gbp.tasks import Task, make_task, recipe_for
+from torchrl_gbp.experiments.recipes import TUNING_PAIR_SEEDS, Recipe, recipe_for
+from torchrl_gbp.io import atomic_write_text
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.tasks import Task, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe",

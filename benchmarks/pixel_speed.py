@@ -34,12 +34,13 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.data import load_dataset, make_window_buffer
+from torchrl_gbp.experiments.pipeline import make_dataset, model_config
+from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.reporting import markdown_table
+from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import TeacherForcingLoss
-from torchrl_gbp.pipeline import make_dataset, model_config
 from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
-from torchrl_gbp.reporting import markdown_table
-from torchrl_gbp.reproduce import atomic_write_text
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model
 
 RESULTS = Path(__file__).resolve().parent / "results"

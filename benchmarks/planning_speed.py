@@ -35,8 +35,11 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.reporting import markdown_table
+from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
 from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import make_policy
 from torchrl_gbp.planners import (
     GoalCost,
     MPCPolicy,
@@ -49,9 +52,7 @@ from torchrl_gbp.planners.torchrl_baselines import (
     make_torchrl_planner,
     reset_planning_env,
 )
-from torchrl_gbp.reporting import markdown_table, pyplot, save_figure
-from torchrl_gbp.reproduce import atomic_write_text
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from torchrl_gbp.protocol import PAPER_TABLE1
-from torchrl_gbp.reporting import format_ablations, replace_block, tables_from_raw
+from torchrl_gbp.experiments.protocol import PAPER_TABLE1
+from torchrl_gbp.experiments.reporting import format_ablations, replace_block, tables_from_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

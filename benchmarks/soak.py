@@ -24,9 +24,9 @@ import torch
 from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import MPCPolicy, make_planner
-from torchrl_gbp.reproduce import atomic_write_text
 from torchrl_gbp.tasks import WallTask
 
 

@@ -17,7 +17,7 @@ cheapest budget whose success reaches CEM-on-base success (and its time as a fra
 benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png; the raw rows go
 to results/sweeps/<stem>.json, from which ``--from-raw`` rebuilds both (the report is never edited by hand).
 CEM-family budgets (CEM, iCEM and GD-CEM's CEM stage) are swept on ``--cem-models`` only.
-The planners come from the library (``torchrl_gbp.pipeline.make_policy`` with the task's recipe, only the
+The planners come from the library (``torchrl_gbp.experiments.pipeline.make_policy`` with the task's recipe, only the
 budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
 """
 from __future__ import annotations
@@ -33,18 +33,16 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.models import load_checkpoint
-from torchrl_gbp.pipeline import make_policy
-from torchrl_gbp.recipes import TUNING_PAIR_SEEDS, Recipe
-from torchrl_gbp.reporting import (
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.recipes import TUNING_PAIR_SEEDS, Recipe, recipe_for
+from torchrl_gbp.experiments.reporting import (
     markdown_table,
-    pyplot,
-    save_figure,
     success_cell,
     summarize,
 )
-from torchrl_gbp.reproduce import atomic_write_text
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.tasks import make_task
 
 RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = {"base": "base.pt", "online": "online_seed0.pt", "adversarial": "adversarial_seed0.pt",

@@ -9,8 +9,9 @@ from dataclasses import replace
 import torch
 
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.pipeline import finetune_model, make_policy, train_base_model
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, train_base_model
+from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.tasks import make_task
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--trajectories", type=int, default=200)

@@ -9,8 +9,9 @@ import torch
 from torchrl.envs.utils import RandomPolicy
 
 from torchrl_gbp.evaluate import episode_metrics, evaluate, evaluation_pairs
-from torchrl_gbp.pipeline import make_policy, train_base_model
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.experiments.pipeline import make_policy, train_base_model
+from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.tasks import make_task
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--env-id", default="Reacher-v5")

@@ -8,6 +8,7 @@ import torch
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
     CrossEntropyPlanner,
@@ -15,7 +16,7 @@ from torchrl_gbp.planners import (
     GradientPlanner,
     MPCPolicy,
 )
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
 parser = argparse.ArgumentParser()

@@ -11,6 +11,7 @@ import torch
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
     CrossEntropyPlanner,
@@ -18,7 +19,6 @@ from torchrl_gbp.planners import (
     GradientPlanner,
     MPCPolicy,
 )
-from torchrl_gbp.tasks import recipe_for
 from torchrl_gbp.tasks.reacher import PROPRIO_DIM, ReacherTask
 from torchrl_gbp.train import build_world_model, train_world_model
 

@@ -10,7 +10,6 @@ from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.diagnostics import (
     compare_planned_state_error,
     cost_landscape,
-    diagnose,
     execute_open_loop,
     goal_cost_agreement,
     gradient_norm_statistics,
@@ -23,6 +22,7 @@ from torchrl_gbp.diagnostics import (
     rank_correlation,
     sample_pairs,
 )
+from torchrl_gbp.experiments.diagnostics import diagnose
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
 from torchrl_gbp.planners import GoalCost, GradientPlanner
 from torchrl_gbp.tasks import WallTask

@@ -49,7 +49,7 @@ def test_cli_train_under_torchrun(tmp_path) -> None:
     out = tmp_path / "base.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "torchrl_gbp.cli", "train",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "torchrl_gbp.experiments.cli", "train",
          "--task", "wall", "--dataset", str(dataset), "--out", str(out), "--steps", "4", "--batch-size", "16"],
         capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

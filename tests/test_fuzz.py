@@ -19,6 +19,7 @@ from torchrl.data import Unbounded
 
 from torchrl_gbp.data import SliceLayout, load_dataset, make_window_buffer, save_dataset
 from torchrl_gbp.evaluate import episode_metrics, evaluate
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig, load_checkpoint, save_checkpoint
 from torchrl_gbp.planners import (
     CrossEntropyPlanner,
@@ -30,7 +31,7 @@ from torchrl_gbp.planners import (
     make_planner,
 )
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis, make_synthesis
-from torchrl_gbp.tasks import WallTask, make_task, recipe_for
+from torchrl_gbp.tasks import WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
 TASK = WallTask()

@@ -8,10 +8,11 @@ from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import TeacherForcingLoss, WorldModelConfig
-from torchrl_gbp.pipeline import make_policy
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 from torchrl_gbp.tasks.gymnasium import GymnasiumTask
 from torchrl_gbp.train import build_world_model
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from test_planners import PointMass, gen, start_and_goals
 
-from torchrl_gbp.cli import build_parser
+from torchrl_gbp.experiments.cli import build_parser
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
-from torchrl_gbp.pipeline import make_policy
 from torchrl_gbp.planners import (
     CrossEntropyPlanner,
     GoalCost,
@@ -20,7 +21,7 @@ from torchrl_gbp.planners import (
     coloured_noise,
     make_planner,
 )
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 
 BOUNDS = dict(action_low=-torch.ones(2), action_high=torch.ones(2))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from torchrl_gbp import train as train_module
-from torchrl_gbp.cli import main
+from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.train import make_logger
 
 TINY_MODEL = ["--steps", "3", "--batch-size", "8", "--hidden-dim", "16", "--depth", "1"]

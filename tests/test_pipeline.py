@@ -6,7 +6,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from torchrl_gbp.cli import main
 from torchrl_gbp.data import (
     load_dataset,
     make_window_buffer,
@@ -14,11 +13,12 @@ from torchrl_gbp.data import (
     save_dataset,
 )
 from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.experiments.cli import main
+from torchrl_gbp.experiments.pipeline import make_policy, recipe_for
+from torchrl_gbp.experiments.reporting import format_table, paper_claims, summarize
+from torchrl_gbp.experiments.reproduce import longest_first, reproduce
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import make_policy, recipe_for
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
-from torchrl_gbp.reporting import format_table, paper_claims, summarize
-from torchrl_gbp.reproduce import longest_first, reproduce
 from torchrl_gbp.synthesis import METHODS
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -242,7 +242,7 @@ def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys, monkeypatch
 
     command = ["reproduce", "--task", "wall", "--quick", "--planners", "gd", "--methods", "adversarial",
                "--out", str(tmp_path)]
-    process = subprocess.Popen([sys.executable, "-m", "torchrl_gbp.cli", *command], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([sys.executable, "-m", "torchrl_gbp.experiments.cli", *command], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     first_unit = tmp_path / "wall" / "units" / "base_seed0.json"
     try:
@@ -265,6 +265,6 @@ def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys, monkeypatch
     assert "kept 1 finished unit(s) of an earlier run: adversarial/seed 0" in capsys.readouterr().out
     # the task's pixel recipe changing does not make a state run "another configuration"
     changed = replace(recipe_for("wall", quick=True), pixel_overrides={"num_trajectories": 7})
-    monkeypatch.setattr("torchrl_gbp.reproduce.recipe_for", lambda *args, **kwargs: changed)
+    monkeypatch.setattr("torchrl_gbp.experiments.reproduce.recipe_for", lambda *args, **kwargs: changed)
     assert main(command) == 0
     assert "kept 2 finished unit(s) of an earlier run" in capsys.readouterr().out

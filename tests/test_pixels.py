@@ -8,6 +8,8 @@ from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import load_dataset, make_window_buffer
 from torchrl_gbp.diagnostics import goal_cost_agreement
+from torchrl_gbp.experiments.pipeline import make_policy, model_config
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import (
     BlurPoolEncoder,
     DINOv2Encoder,
@@ -20,10 +22,9 @@ from torchrl_gbp.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from torchrl_gbp.pipeline import make_policy, model_config
 from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
-from torchrl_gbp.tasks import PixelTask, WallTask, make_task, recipe_for
+from torchrl_gbp.tasks import PixelTask, WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
 SIZE = 16

@@ -9,7 +9,7 @@ from tensordict import TensorDict
 from torchrl.envs import ParallelEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 
-from torchrl_gbp.cli import main
+from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
 from torchrl_gbp.tasks import make_task

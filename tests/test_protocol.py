@@ -6,12 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchrl_gbp.cli import main
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.pipeline import make_policy
-from torchrl_gbp.protocol import (
+from torchrl_gbp.experiments.cli import main
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.protocol import (
     PaperSettings,
     evaluate_open_loop,
     evaluate_paper_cell,
@@ -19,14 +18,16 @@ from torchrl_gbp.protocol import (
     paper_settings,
     segment_pairs,
 )
-from torchrl_gbp.reporting import (
+from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.reporting import (
     format_ablations,
     format_paper_table,
     paper_protocol_claims,
     summarize,
     tables_from_raw,
 )
-from torchrl_gbp.tasks import WallTask, recipe_for
+from torchrl_gbp.models import WorldModelConfig, load_checkpoint
+from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ def test_generated_tables_match_their_raw_results() -> None:
 
 
 def test_every_readme_block_has_raw_results() -> None:
-    from torchrl_gbp.reporting import block_names
+    from torchrl_gbp.experiments.reporting import block_names
 
     regenerate = _regenerate()
     from_reports = {target(path, json.loads(path.read_text())).stem  # blocks a benchmark's raw figures fill

@@ -195,7 +195,7 @@ def test_make_task_registry() -> None:
 
 @pytest.mark.slow
 def test_quick_reproduce_end_to_end(tmp_path) -> None:
-    from torchrl_gbp.cli import main
+    from torchrl_gbp.experiments.cli import main
 
     main(["reproduce", "--task", "pusht", "--quick", "--out", str(tmp_path)])
     root = tmp_path / "pusht"

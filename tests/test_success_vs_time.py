@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from torchrl_gbp.tasks import recipe_for
+from torchrl_gbp.experiments.recipes import recipe_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from torchrl_gbp import video
-from torchrl_gbp.cli import main
 from torchrl_gbp.evaluate import evaluation_pairs
+from torchrl_gbp.experiments.cli import main
+from torchrl_gbp.experiments.pipeline import make_policy, record_checkpoint_video
+from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
-from torchrl_gbp.pipeline import make_policy, record_checkpoint_video
-from torchrl_gbp.tasks import make_task, recipe_for
+from torchrl_gbp.tasks import make_task
 from torchrl_gbp.video import SEPARATOR_WIDTH, record_video, write_video
 
 TASKS = ("wall", "pointmaze", "pusht", "reacher")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from torchrl.data import (
     TensorStorage,
 )
 from torchrl.envs import Compose, Transform
+
+from .io import atomic_path
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
 # Pixel datasets keep the uint8 image ("pixels", TorchRL's (H, W, 3) layout) and the proprio vector instead of
@@ -60,21 +60,8 @@ def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
 def write_dataset(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Atomically create the dataset folder ``path``: ``write(folder)`` fills a temporary folder beside it,
     which is then renamed into place (an existing dataset is replaced only once the new one is complete)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(tmp / "data")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp / "data", path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(path) as folder:
+        write(folder)
     return path
 
 

@@ -9,7 +9,6 @@ Frames are read from the rollout TensorDict alone (``"state"``,
 from __future__ import annotations
 
 import os
-import uuid
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from .evaluate import evaluation_rollout
+from .io import atomic_path
 from .tasks import Task
 from .tasks.rendering import check_size
 
@@ -97,15 +97,8 @@ def write_video(frames: torch.Tensor, path: str | os.PathLike, fps: float = 10.0
     suffix = path.suffix.lower()
     options = ({"plugin": "pillow", "duration": 1000.0 / fps, "loop": 0} if suffix == ".gif"
                else {"plugin": "FFMPEG", "fps": fps})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique hidden name in the same folder (so the rename is atomic), created with the usual permissions
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
-    try:
+    with atomic_path(path, suffix=suffix) as temporary:
         iio.imwrite(temporary, frames.cpu().numpy(), extension=suffix, **options)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,6 +1,5 @@
 """World models: encoders, predictors, the world model, its loss and checkpoints."""
 from .checkpoint import (
-    atomic_torch_save,
     load_checkpoint,
     load_weights_into,
     save_checkpoint,
@@ -20,5 +19,5 @@ __all__ = [
     "BlurPoolEncoder", "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder",
     "PixelWorldModel",
     "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of", "pixel_observation_dim",
-    "atomic_torch_save", "load_checkpoint", "load_weights_into", "save_checkpoint",
+    "load_checkpoint", "load_weights_into", "save_checkpoint",
 ]

@@ -9,8 +9,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import WorldModel
 
-from torchrl_gbp.planners.objectives import GoalCost
-
+from ..objectives import GoalCost
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder, mlp
 from .normalization import Normalizer
 from .predictors import ResidualMLPPredictor

@@ -1,4 +1,5 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
+from ..objectives import GoalCost, ReturnObjective
 from .base import Planner, PlanResult, fresh_episode_history, planning_inputs
 from .budget import BudgetClock, SearchBudget
 from .factory import (
@@ -9,7 +10,6 @@ from .factory import (
 )
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
-from .objectives import GoalCost, ReturnObjective
 from .policy import MPCPolicy
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..objectives import GoalCost
 from .budget import BudgetClock, SearchBudget
-from .objectives import GoalCost
 
 
 class PlanResult(NamedTuple):

@@ -5,11 +5,11 @@ import torch
 from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Composite, TensorSpec
 
+from ..objectives import GoalCost
 from .base import Planner
 from .budget import SearchBudget
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
-from .objectives import GoalCost
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner
 
 PLANNER_CLASSES: dict[str, type[Planner]] = {

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from ..objectives import GoalCost
 from .base import Planner, PlanResult, gaussian
 from .budget import BudgetClock, SearchBudget
-from .objectives import GoalCost
 
 
 class GradientPlanner(Planner):

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
+from ..objectives import GoalCost
 from .base import PlanResult
 from .budget import SearchBudget
 from .gradient import GradientPlanner
-from .objectives import GoalCost
 from .sampling import CrossEntropyPlanner
 
 

@@ -6,9 +6,9 @@ import math
 
 import torch
 
+from ..objectives import GoalCost
 from .base import Planner, PlanResult, gaussian
 from .budget import BudgetClock, SearchBudget
-from .objectives import GoalCost
 
 
 class SamplingPlanner(Planner):

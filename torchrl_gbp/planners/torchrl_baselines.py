@@ -24,8 +24,8 @@ from torchrl.modules import CEMPlanner, MPPIPlanner, ValueOperator
 from torchrl.modules.planners.common import MPCPlannerBase
 from torchrl.objectives.value import TDLambdaEstimator
 
+from ..objectives import GoalCost
 from .factory import model_action_bounds
-from .objectives import GoalCost
 
 
 class CandidateBatchWorldModelEnv(WorldModelEnv):

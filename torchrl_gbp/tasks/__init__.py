@@ -1,14 +1,14 @@
 """Goal-reaching tasks: a TorchRL env, start/goal sampling, success and offline data per task.
 
 Each task is a folder ``torchrl_gbp/tasks/<name>/`` (``task.py``, ``simulator.py``,
-scripted data, ``recipe.py``) plus one line in :data:`TASKS`.
+renderer, scripted data) plus one line in :data:`TASKS`; its experiment recipe lives in
+``torchrl_gbp/experiments/recipes/<name>.py``.
 """
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from torchrl_gbp.recipes import Recipe
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.env import GoalEnv
 from torchrl_gbp.tasks.pixels import PixelTask
@@ -59,9 +59,9 @@ def check_observation(obs: str) -> str:
     return obs
 
 
-def make_task(name: str, obs: str = "state", image_size: int | None = None, **kwargs) -> Task:
+def make_task(name: str, obs: str = "state", image_size: int = 64, **kwargs) -> Task:
     """Build the task registered under ``name`` with constructor ``kwargs``; ``obs="pixels"`` wraps it in a
-    :class:`PixelTask` at ``image_size`` (default: its pixel recipe's).
+    :class:`PixelTask` at ``image_size``.
 
     Example:
         >>> make_task("wall", door_half_width=0.2).door_half_width
@@ -74,27 +74,9 @@ def make_task(name: str, obs: str = "state", image_size: int | None = None, **kw
         return GymnasiumTask(name[len(GYM_PREFIX):], **kwargs)
     task = task_class(name)(**kwargs)
     if check_observation(obs) == "pixels":
-        return PixelTask(task, image_size or recipe_for(name, obs="pixels").image_size)
+        return PixelTask(task, image_size)
     return task
 
 
-def recipe_for(name: str, quick: bool = False, obs: str = "state") -> Recipe:
-    """The recipe of task ``name``: ``RECIPE`` in the task's ``recipe.py``, for pixel observations when
-    ``obs="pixels"`` (:meth:`Recipe.pixels`), its quick variant when ``quick``.
-
-    Example:
-        >>> recipe_for("wall", quick=True).seeds
-        (0,)
-    """
-    if name.startswith(GYM_PREFIX):
-        from torchrl_gbp.tasks.gymnasium.recipe import recipe_for_task
-        recipe = recipe_for_task(make_task(name))
-        return recipe.quick() if quick else recipe
-    recipe = task_module(name, "recipe").RECIPE
-    if check_observation(obs) == "pixels":
-        recipe = recipe.pixels()
-    return recipe.quick() if quick else recipe
-
-
-__all__ = ["OBSERVATIONS", "TASKS", "GoalEnv", "PixelTask", "Recipe", "Simulator", "Task", "WallEnv", "WallTask", "make_task", "recipe_for",
+__all__ = ["OBSERVATIONS", "TASKS", "GoalEnv", "PixelTask", "Simulator", "Task", "WallEnv", "WallTask", "make_task",
            "task_class", "task_module"]

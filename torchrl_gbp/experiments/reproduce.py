@@ -10,17 +10,20 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .data import load_dataset
-from .evaluate import evaluate
-from .models import load_checkpoint
-from .models.checkpoint import read_checkpoint
+from ..data import load_dataset
+from ..evaluate import evaluate
+from ..io import atomic_write_text
+from ..models import load_checkpoint
+from ..models.checkpoint import read_checkpoint
+from ..synthesis import METHODS
+from ..tasks import make_task
+from ..train import make_logger
 from .pipeline import PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import (
     MODES,
@@ -31,7 +34,7 @@ from .protocol import (
     paper_settings,
     protocol_pairs,
 )
-from .recipes import REPORTED_PAIR_SEED_BASE
+from .recipes import REPORTED_PAIR_SEED_BASE, recipe_for
 from .reporting import (
     format_paper_table,
     format_table,
@@ -40,9 +43,6 @@ from .reporting import (
     plot_success_vs_seconds,
     summarize,
 )
-from .synthesis import METHODS
-from .tasks import make_task, recipe_for
-from .train import make_logger
 
 BACKENDS = ("serial", "ray")
 
@@ -95,23 +95,6 @@ def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> lis
     if protocol == "paper":
         return [(mode, name) for mode in MODES for name in PAPER_PLANNERS if name != "mppi" or with_mppi]
     return [("mpc", name) for name in planners if name != "mppi" or with_mppi]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def finished_runs(job: dict) -> list[dict] | None:
@@ -216,7 +199,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     ends) is complete and of the same configuration, and redoes the rest
     (their finetuning resumes from its checkpoint). ``fresh=True`` starts over.
     ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
-    ``protocol`` (:mod:`torchrl_gbp.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
+    ``protocol`` (:mod:`torchrl_gbp.experiments.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
     layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
     in the same folder). ``obs="pixels"``: the same job on the task's pixels with pixel world models
     (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``. ``seeds``

@@ -1,5 +1,5 @@
 """The PointMaze recipe: data, model, training and planner budgets."""
-from torchrl_gbp.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
 
 # PointMaze (U-maze, random pairs): (x, y, vx, vy) with the velocity as the down-weighted proprio part, so
 # planners aim at the goal position and still brake; a 128-wide predictor keeps CEM's 300x30 search cheap.

@@ -1,5 +1,5 @@
 """The PushT recipe: data, model, training and planner budgets."""
-from torchrl_gbp.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
 
 # PushT: 6-d observation with the agent position last (proprio_dim=2). The goal's agent sits clear of the
 # placed T and alpha=1 holds the planner to it, so the agent backs off instead of roaming around (and
@@ -11,7 +11,7 @@ from torchrl_gbp.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
 # found plans that exploit the model's push errors. These choices, first made partly on pairs that are now
 # reported seeds, were re-made on TUNING_PAIR_SEEDS (benchmarks/ablations.py --ablations recipe): 10 GD steps,
 # init_std 0.25 and alpha 1 each came out best of the values tried (ablations_pusht.md).
-# The paper's protocol (torchrl_gbp.protocol) overrides the planner budgets and the pairs; the ablations on
+# The paper's protocol (torchrl_gbp.experiments.protocol) overrides the planner budgets and the pairs; the ablations on
 # tuning pairs (benchmarks/ablations.py, benchmarks/results/ablations_pusht.md) sweep GD steps there.
 RECIPE = Recipe(
     num_trajectories=6000,

@@ -1,7 +1,7 @@
 """Recipes of Gymnasium tasks: one for goal envs (goal cost), one for reward envs (learned reward, return)."""
 from dataclasses import replace
 
-from torchrl_gbp.recipes import Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import Recipe, smoke_overrides
 
 # Goal envs (gymnasium-robotics PointMaze and the like): identity latent, GoalCost over every step.
 GOAL_RECIPE = Recipe(

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import torch
 
-from .checks import check_positive_int
-from .data import load_dataset, make_window_buffer, save_dataset
-from .distributed import distributed_rank, distributed_training
-from .evaluate import evaluate, evaluation_pairs
-from .models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint, observation_of
-from .planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
-from .recipes import Recipe
-from .synthesis import make_synthesis
-from .tasks import PixelTask, Task, make_task, recipe_for
-from .train import build_world_model, make_logger, train_world_model
-from .video import record_video
+from ..checks import check_positive_int
+from ..data import load_dataset, make_window_buffer, save_dataset
+from ..distributed import distributed_rank, distributed_training
+from ..evaluate import evaluate, evaluation_pairs
+from ..models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint, observation_of
+from ..planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
+from ..synthesis import make_synthesis
+from ..tasks import PixelTask, Task, make_task
+from ..train import build_world_model, make_logger, train_world_model
+from ..video import record_video
+from .recipes import Recipe, recipe_for
 
 # The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
 PLANNERS = ("gd", "cem", "mppi")

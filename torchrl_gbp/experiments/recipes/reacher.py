@@ -1,5 +1,5 @@
 """The reacher recipe: data, model, training and planner budgets."""
-from torchrl_gbp.recipes import Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import Recipe, smoke_overrides
 
 # Reacher (dm_control, easy): (fingertip, cos/sin joints, joint velocities), the six joint entries last as the
 # proprio part; alpha=1 still weighs each fingertip entry 3x a joint entry, and the joint part steers the

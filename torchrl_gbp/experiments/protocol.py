@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from tensordict import TensorDict
 
-from .evaluate import episode_metrics, evaluate, evaluation_pairs
-from .planners import GoalCost, MPCPolicy, make_planner, planning_inputs
-from .tasks import Task
-from .tasks.env import replay_actions
+from ..evaluate import episode_metrics, evaluate, evaluation_pairs
+from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
+from ..tasks import Task
+from ..tasks.env import replay_actions
 
 PROTOCOLS = ("ours", "paper")
 # Table 1's columns: plain SGD ("GD" in the paper), Adam, CEM, and MPPI as an extra.

@@ -8,15 +8,15 @@ import sys
 
 import torch
 
+from ..planners import PLANNER_CLASSES
+from ..synthesis import METHODS
+from ..tasks import OBSERVATIONS
+from ..train import LOGGERS
+from ..video import check_video_target
 from . import pipeline
 from .diagnostics import diagnose
-from .planners import PLANNER_CLASSES
 from .protocol import PROTOCOLS
 from .reproduce import BACKENDS, reproduce
-from .synthesis import METHODS
-from .tasks import OBSERVATIONS
-from .train import LOGGERS
-from .video import check_video_target
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 PLANNERS = tuple(PLANNER_CLASSES)
@@ -54,7 +54,7 @@ def _named_path(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.pipeline`."""
+    """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.experiments.pipeline`."""
     parser = argparse.ArgumentParser(prog="torchrl-gbp", description=__doc__)
     parser.add_argument("--verbose", action="store_true",
                         help="show torchrl's INFO lines (storage initialisation and the like)")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..io import pyplot, save_figure
+
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A markdown table: ``header`` cells, then one line per row (cells formatted with ``str``).
@@ -32,27 +34,6 @@ def success_cell(row: dict) -> str:
     """``row["success_rate"]`` in %, with ``+- std`` over seeds when ``row["success_std"]`` is set."""
     std = row.get("success_std")
     return f"{100 * row['success_rate']:.1f}" + (f" +- {100 * std:.1f}" if std is not None else "")
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the headless Agg backend (figures are only ever saved to files)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Lay out ``fig``, save it as ``path`` (parent folders made) and close it."""
-    if not fig.get_layout_engine():
-        fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
-    return path
 
 
 def summarize(runs: list[dict], by: tuple[str, ...] = ("model", "planner"),
@@ -89,7 +70,7 @@ def format_paper_table(rows: list[dict], paper: dict | None = None) -> str:
     CEM on the base model in the same mode: seconds per planning call and
     planning seconds per (batched) episode, each planner at its own schedule.
     ``paper`` (``{(model, mode): (sgd, adam, cem)}``, for example a task's
-    :data:`torchrl_gbp.protocol.PAPER_TABLE1` entry) adds the paper's numbers as a last column.
+    :data:`torchrl_gbp.experiments.protocol.PAPER_TABLE1` entry) adds the paper's numbers as a last column.
 
     Example:
         >>> rows = [{"model": "base", "mode": "mpc", "planner": p, "success_rate": s, "success_std": None,

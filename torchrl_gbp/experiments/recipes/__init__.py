@@ -1,8 +1,11 @@
 """What a task recipe holds: defaults for data, model, training and planner budgets (each task keeps its own
-``RECIPE`` in its folder, ``torchrl_gbp/tasks/<name>/recipe.py``; :func:`torchrl_gbp.tasks.recipe_for` finds it)."""
+``RECIPE`` in ``torchrl_gbp/experiments/recipes/<name>.py``; :func:`recipe_for` finds it)."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field, replace
+
+from ...tasks import GYM_PREFIX, TASKS, check_observation, make_task
 
 # Evaluation-pair seeds: reported results use 1000 + k for the recipe's seeds k; choosing budgets, learning rates
 # or any other setting uses these, never the reported ones.
@@ -131,3 +134,23 @@ PIXEL_DEFAULTS: dict = {
                         "online": {"every": 5, "fraction": 0.5, "capacity": 32, "planner_steps": 5,
                                    "planner_lr": 0.3}},
 }
+
+
+def recipe_for(name: str, quick: bool = False, obs: str = "state") -> Recipe:
+    """The recipe of task ``name``: ``RECIPE`` in ``experiments/recipes/<name>.py``, for pixel observations when
+    ``obs="pixels"`` (:meth:`Recipe.pixels`), its quick variant when ``quick``.
+
+    Example:
+        >>> recipe_for("wall", quick=True).seeds
+        (0,)
+    """
+    if name.startswith(GYM_PREFIX):
+        from .gymnasium import recipe_for_task
+        recipe = recipe_for_task(make_task(name))
+        return recipe.quick() if quick else recipe
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    recipe = importlib.import_module(f"{__name__}.{name}").RECIPE
+    if check_observation(obs) == "pixels":
+        recipe = recipe.pixels()
+    return recipe.quick() if quick else recipe
