@@ -325,7 +325,7 @@ def test_pixel_recipe_and_config_follow_the_task(task):
 
 
 def test_diagnose_pixel_checkpoints_draws_real_and_predicted_frames(model, tmp_path):
-    from torchrl_gbp.diagnostics import diagnose
+    from torchrl_gbp.experiments.diagnostics import diagnose
 
     save_checkpoint(tmp_path / "base.pt", model, extra={"task": "wall"})
     result = diagnose("wall", {"base": tmp_path / "base.pt"}, tmp_path / "diag", num_pairs=2, landscape_pairs=1,
