@@ -136,8 +136,9 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
         for name, planner in planners.items():
             generator = torch.Generator(device=device).manual_seed(0)
             first, median = time_calls(lambda: planner.plan(*problem, generator=generator), repeats, device)
+            result = planner.plan(*problem, generator=generator)
             rows.append({"task": task_name, "planner": name, "B": batch, "ms": 1000 * median,
-                         "first_ms": 1000 * first, "note": f"{planner.last_clock.iterations} iterations"})
+                         "first_ms": 1000 * first, "note": f"{result.iterations} iterations"})
         if device.type == "cpu":
             seconds, success = mpc_step_seconds(model, task_name, batch, args.patience, compile=True)
             rows.append({"task": task_name, "planner": "gd mpc", "B": batch, "ms": 1000 * seconds, "first_ms": None,

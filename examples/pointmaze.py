@@ -49,16 +49,16 @@ episodes = 20 if args.quick else recipe.episodes
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 cem = recipe.planner_kwargs["cem"] if not args.quick else {"samples": 100, "elites": 10, "iterations": 10}
 planners = {
-    "gd": GradientPlanner(model, cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, cost, horizon=recipe.horizon, **cem),
+    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
+    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **cem),
 }
 for name, planner in planners.items():
-    metrics = evaluate(MPCPolicy(model, planner, action_spec), task, episodes=episodes, seed=1000)
+    metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=episodes, seed=1000)
     print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final distance {metrics['final_distance']:.3f}, "
           f"{metrics['plan_seconds']:.3f} s per batched plan")
 
 # 4. The same policy drops into a TorchRL collector over batched MuJoCo envs.
-policy = MPCPolicy(model, planners["gd"], action_spec)
+policy = MPCPolicy(planners["gd"], action_spec)
 collector = Collector(lambda: task.make_env(num_envs=4), policy, frames_per_batch=40, total_frames=80,
                       auto_register_policy_transforms=True)
 for batch in collector:

@@ -48,10 +48,10 @@ cem = dict(recipe.planner_kwargs["cem"])  # keeps the recipe's small init_std
 if args.quick:
     cem.update(samples=100, elites=10, iterations=10)
 planners = {
-    "gd": GradientPlanner(model, cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, cost, horizon=recipe.horizon, **cem),
+    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
+    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **cem),
 }
 for name, planner in planners.items():
-    metrics = evaluate(MPCPolicy(model, planner, action_spec), task, episodes=episodes, seed=1000)
+    metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=episodes, seed=1000)
     print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final distance {metrics['final_distance']:.1f} "
           f"(units + degrees), {metrics['plan_seconds']:.3f} s per batched plan")

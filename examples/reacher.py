@@ -48,10 +48,10 @@ model, _ = load_checkpoint(f"{args.out}/base.pt")
 action_spec = task.make_env().action_spec
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 planners = {
-    "gd": GradientPlanner(model, cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, cost, horizon=recipe.horizon, **recipe.planner_kwargs["cem"]),
+    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
+    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["cem"]),
 }
 for name, planner in planners.items():
-    metrics = evaluate(MPCPolicy(model, planner, action_spec), task, episodes=recipe.episodes, seed=1000)
+    metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=recipe.episodes, seed=1000)
     print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final fingertip distance "
           f"{metrics['final_distance']:.3f}, {metrics['plan_seconds']:.3f} s per batched plan")

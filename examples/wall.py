@@ -42,18 +42,18 @@ action_spec = task.make_env().action_spec
 episodes = 20 if args.quick else 50
 cost = GoalCost(mode="all", base=0.5)
 planners = {
-    "gd": GradientPlanner(model, cost, horizon=5, steps=100, lr=0.2),
-    "cem": CrossEntropyPlanner(model, cost, horizon=5, samples=100 if args.quick else 300,
+    "gd": GradientPlanner(model, objective=cost, horizon=5, steps=100, lr=0.2),
+    "cem": CrossEntropyPlanner(model, objective=cost, horizon=5, samples=100 if args.quick else 300,
                                elites=10 if args.quick else 30, iterations=10 if args.quick else 30),
 }
 for name, planner in planners.items():
-    policy = MPCPolicy(model, planner, action_spec)
+    policy = MPCPolicy(planner, action_spec)
     metrics = evaluate(policy, task, episodes=episodes, seed=1000)
     print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final distance {metrics['final_distance']:.3f}, "
           f"{metrics['plan_seconds']:.3f} s per batched plan")
 
 # 4. The same policy drops into a TorchRL collector over batched envs.
-policy = MPCPolicy(model, planners["gd"], action_spec)
+policy = MPCPolicy(planners["gd"], action_spec)
 collector = Collector(lambda: task.make_env(num_envs=4), policy, frames_per_batch=40, total_frames=80,
                       auto_register_policy_transforms=True)
 for batch in collector:

@@ -38,12 +38,12 @@ model, _ = load_checkpoint(f"{args.out}/base.pt")  # the checkpoint carries the 
 action_spec = task.make_env().action_spec
 cost = GoalCost(mode="all", base=0.5, proprio_dim=task.proprio_dim)
 planners = {
-    "gd": GradientPlanner(model, cost, horizon=5, steps=30 if args.quick else 100, lr=0.2),
-    "cem": CrossEntropyPlanner(model, cost, horizon=5, samples=64 if args.quick else 300,
+    "gd": GradientPlanner(model, objective=cost, horizon=5, steps=30 if args.quick else 100, lr=0.2),
+    "cem": CrossEntropyPlanner(model, objective=cost, horizon=5, samples=64 if args.quick else 300,
                                elites=8 if args.quick else 30, iterations=5 if args.quick else 30),
 }
 for name, planner in planners.items():
-    metrics = evaluate(MPCPolicy(model, planner, action_spec), task, episodes=8 if args.quick else 50, seed=1000)
+    metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=8 if args.quick else 50, seed=1000)
     print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final distance {metrics['final_distance']:.3f}, "
           f"{metrics['plan_seconds']:.3f} s per batched plan")
 

@@ -84,7 +84,7 @@ def planner_for(model, steps: int = 30) -> GradientPlanner:
 
 def problems(model, n: int = 4, seed: int = 0):
     start, goal = sample_pairs(TASK, n, seed)
-    return planning_inputs(model, TASK.observation_from_state(start), TASK.observation_from_state(goal))
+    return planning_inputs(model, TASK.observe(start), TASK.observe(goal))
 
 
 # ---------------------------------------------------------------- (a)
@@ -96,7 +96,7 @@ def test_executing_in_the_simulator_matches_the_true_dynamics():
     for t in range(3):
         for k in range(5):
             position = TASK.step(position, actions[:, t, k])
-        torch.testing.assert_close(observations[:, t], position)
+        torch.testing.assert_close(observations["observation"][:, t], position)
     torch.testing.assert_close(final, position)
 
 

@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import Unbounded
 
-from torchrl_gbp.data import SliceLayout, load_dataset, make_window_buffer, save_dataset
+from torchrl_gbp.data import ModelStepWindows, SliceLayout, load_dataset, make_window_buffer, save_dataset
 from torchrl_gbp.evaluate import episode_metrics, evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig, load_checkpoint, save_checkpoint
@@ -53,7 +53,7 @@ def _model(**overrides) -> StateWorldModel:
 
 def _policy(**kwargs) -> MPCPolicy:
     model = _model()
-    return MPCPolicy(model, GradientPlanner(model, steps=2), TASK.make_env().action_spec, **kwargs)
+    return MPCPolicy(GradientPlanner(model, steps=2), TASK.make_env().action_spec, **kwargs)
 
 
 def _policy_input(**replace) -> TensorDict:
@@ -155,16 +155,14 @@ CASES = [
     Case("policy: empty batch", lambda: _policy()(TensorDict({"observation": torch.zeros(0, 2),
                                                              "goal": torch.zeros(0, 2)}, [0])),
          check=lambda td: td["action"].shape == (0, 2)),
-    Case("policy: n_taken_actions = 0", lambda: MPCPolicy(_model(), GradientPlanner(_model()),
+    Case("policy: n_taken_actions = 0", lambda: MPCPolicy(GradientPlanner(_model()),
                                                           TASK.make_env().action_spec, n_taken_actions=0),
          (ValueError, "n_taken_actions")),
-    Case("policy: planner of another model", lambda: MPCPolicy(_model(), GradientPlanner(_model()),
-                                                               TASK.make_env().action_spec),
-         (ValueError, "same world_model")),
-    Case("policy: unbounded action spec", lambda: (lambda m: MPCPolicy(m, GradientPlanner(m), Unbounded((2,))))(
+    Case("policy: a model instead of a planner", lambda: MPCPolicy(_model(), TASK.make_env().action_spec),
+         (TypeError, "Planner")),
+    Case("policy: unbounded action spec", lambda: (lambda m: MPCPolicy(GradientPlanner(m), Unbounded((2,))))(
         _model()), (TypeError, "Bounded")),
-    Case("policy: action spec of the wrong width", lambda: (lambda m: MPCPolicy(
-        m, GradientPlanner(m), TASK.make_env().action_spec))(StateWorldModel(WorldModelConfig(2, 3, 5))),
+    Case("policy: action spec of the wrong width", lambda: (lambda m: MPCPolicy(GradientPlanner(m), TASK.make_env().action_spec))(StateWorldModel(WorldModelConfig(2, 3, 5))),
          (ValueError, "env_action_dim")),
     Case("policy: negative exploration noise", lambda: _policy(exploration_std=-1.0),
          (ValueError, "exploration_std")),
@@ -178,9 +176,9 @@ CASES = [
     Case("plan: empty batch", lambda: _plan(z_hist=torch.zeros(0, 1, 2), a_hist=torch.zeros(0, 0, 10),
                                             z_goal=torch.zeros(0, 2)),
          check=lambda r: r.actions.shape == (0, 5, 10)),
-    Case("plan: NaN goal gives no finite plan, counted", lambda: (lambda p: (_plan(p, z_goal=torch.full((3, 2), NAN)),
-                                                                             p.last_nonfinite))(
-        GradientPlanner(_model(), steps=2)), check=lambda out: out[1] == 3),
+    Case("plan: NaN goal gives no finite plan, counted",
+         lambda: _plan(GradientPlanner(_model(), steps=2), z_goal=torch.full((3, 2), NAN)),
+         check=lambda result: result.nonfinite == 3),
     Case("planner: horizon 0", lambda: GradientPlanner(_model(), horizon=0), (ValueError, "horizon")),
     Case("planner: negative steps", lambda: GradientPlanner(_model(), steps=-1), (ValueError, "steps")),
     Case("planner: zero restarts", lambda: GradientPlanner(_model(), num_restarts=0), (ValueError, "num_restarts")),
@@ -209,8 +207,8 @@ CASES = [
         _windows(observation=torch.zeros(4, 1, 2), action=torch.zeros(4, 0, 10))), (ValueError, "num_hist")),
     Case("loss: flat batch without slice_len", lambda: TeacherForcingLoss(_model())(
         TensorDict({"observation": torch.zeros(22, 2), "action": torch.zeros(22, 2)}, [22])),
-         (ValueError, "slice_len")),
-    Case("loss: flat batch not a whole number of slices", lambda: TeacherForcingLoss(_model(), slice_len=11)(
+         (ValueError, "ModelStepWindows")),
+    Case("windows: flat batch not a whole number of slices", lambda: ModelStepWindows(frames=3, frameskip=5)(
         TensorDict({"observation": torch.zeros(20, 2), "action": torch.zeros(20, 2)}, [20])),
          (ValueError, "slice_len=11")),
     Case("checkpoint: missing file", lambda: load_checkpoint("/nonexistent/model.pt"),
@@ -253,7 +251,7 @@ CASES = [
     Case("adversarial: actions of the wrong length", lambda: AdversarialSynthesis(_model())(
         _windows(action=torch.zeros(4, 3, 10))), (ValueError, "'action'")),
     Case("online: every 0", lambda: OnlineSynthesis(_model(), TASK, every=0), (ValueError, "every")),
-    Case("online: batch without states", lambda: OnlineSynthesis(_model(), TASK)(_windows(state=None)),
+    Case("online: batch without states", lambda: OnlineSynthesis(_model(), TASK.make_env)(_windows(state=None)),
          (KeyError, "state")),
     Case("synthesis: unknown method", lambda: make_synthesis("mixup", _model(), TASK), (ValueError, "mixup")),
     # ------------------------------------------------------------ training and evaluation

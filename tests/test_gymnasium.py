@@ -11,7 +11,8 @@ from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import TeacherForcingLoss, WorldModelConfig
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
+from torchrl_gbp.planners import ReturnObjective
+from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis, make_synthesis
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.tasks.gymnasium import GymnasiumTask
 from torchrl_gbp.train import build_world_model
@@ -74,7 +75,8 @@ def test_reward_env_model_trains_and_synthesis_runs(pendulum):
     data = pendulum.generate_dataset(16, 40, seed=0)
     model = build_world_model(WorldModelConfig(obs_dim=4, env_action_dim=1, hidden_dim=32, depth=1,
                                                reward_head=True), data)
-    online = OnlineSynthesis(model, pendulum, every=1, fraction=0.5, planner_steps=2)
+    online = make_synthesis("online", model, pendulum, online={"every": 1, "fraction": 0.5, "planner_steps": 2})
+    assert isinstance(online, OnlineSynthesis) and isinstance(online.objective, ReturnObjective)
     adversarial = AdversarialSynthesis(model, fraction=0.5)
     buffer = make_window_buffer(data, frames=3, frameskip=1, batch_size=8, transform=online)
     batch = adversarial(buffer.sample())
@@ -92,7 +94,7 @@ def test_registry_recipe_and_policy_for_a_reward_env():
     model = build_world_model(WorldModelConfig(obs_dim=4, env_action_dim=1, hidden_dim=16, depth=1,
                                                reward_head=True), data)
     policy = make_policy(model, task, "cem", recipe, horizon=3, samples=8, elites=2, iterations=2)
-    assert policy.goal_key is None
+    assert policy.goal_keys == [] and policy.in_keys[0] == "observation"
     env = TransformedEnv(task.make_env(num_envs=2, seed=0), policy.make_tensordict_primer())
     rollout = env.rollout(5, policy, break_when_any_done=False)
     assert rollout["action"].abs().max() <= 3.0
@@ -105,7 +107,7 @@ def test_unsettable_env_refuses_online_synthesis_and_the_rest_works():
     model = build_world_model(WorldModelConfig(obs_dim=3, env_action_dim=1, hidden_dim=16, depth=1,
                                                reward_head=True), data)
     with pytest.raises(ValueError, match=r"online synthesis.*'Pendulum-v1'.*set_state"):
-        OnlineSynthesis(model, task)
+        make_synthesis("online", model, task)
     with pytest.raises(ValueError, match="'Pendulum-v1'"):
         task.make_env(num_envs=1).reset(TensorDict(start_state=torch.zeros(1, 3), goal_state=torch.zeros(1, 3),
                                                    batch_size=[1]), set_state=True)

@@ -100,7 +100,7 @@ def test_icem_population_shrinks_by_the_decay_down_to_twice_the_elites() -> None
 def iteration_best_costs(keep_elites: float, seed: int) -> list[float]:
     model = RecordingPointMass()
     objective = GoalCost("last")
-    planner = ImprovedCEMPlanner(model, objective, horizon=5, samples=16, elites=4, iterations=12,
+    planner = ImprovedCEMPlanner(model, objective=objective, horizon=5, samples=16, elites=4, iterations=12,
                                  keep_elites=keep_elites, init_std=1.0, min_std=0.3, **BOUNDS)
     z, a_hist, goal = start_and_goals(4, seed=seed)
     planner.plan(z, a_hist, goal, generator=gen(seed))
@@ -125,7 +125,7 @@ def test_icem_keeps_a_good_warm_start() -> None:
     z, a_hist, goal = start_and_goals(8)
     solved = make_planner("gd", PointMass(), objective=objective, steps=200, lr=0.1, noise_std=0.0,
                           **BOUNDS).plan(z, a_hist, goal, generator=gen())
-    planner = ImprovedCEMPlanner(PointMass(), objective, samples=16, elites=4, iterations=2, init_std=1.0, **BOUNDS)
+    planner = ImprovedCEMPlanner(PointMass(), objective=objective, samples=16, elites=4, iterations=2, init_std=1.0, **BOUNDS)
     warm = planner.plan(z, a_hist, goal, init=solved.actions, generator=gen())
     assert (warm.cost <= solved.cost + 1e-7).all()
     planner.keep_elites = 0.0  # nothing carried: the wide first draws lose the warm start's cost
@@ -156,7 +156,7 @@ def test_gd_cem_refines_below_its_cem_stage_and_below_cem_with_as_many_iteration
     assert (refined.cost <= cem_stage.cost + 1e-7).all() and refined.cost.mean() < 0.5 * cem_stage.cost.mean()
     longer_cem = CrossEntropyPlanner(model, iterations=15, **options).plan(z, a_hist, goal, generator=gen(2))
     assert (refined.cost < longer_cem.cost).all()
-    assert hybrid.last_clock.iterations == 15  # both stages count: 3 CEM iterations, 12 gradient steps
+    assert refined.iterations == 15  # both stages count: 3 CEM iterations, 12 gradient steps
 
 
 def test_gd_cem_refines_the_best_candidates_in_parallel() -> None:

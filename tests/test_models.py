@@ -325,7 +325,7 @@ def test_loss_output_keys_and_gradients() -> None:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
-def test_loss_set_keys_remaps_the_observation_key() -> None:
+def test_the_loss_reads_the_models_observation_keys_and_set_keys_remaps_the_others() -> None:
     model = make_model(seed=5)
     obs, actions = linear_system_data(4, 5)
     loss = TeacherForcingLoss(model)
@@ -333,11 +333,13 @@ def test_loss_set_keys_remaps_the_observation_key() -> None:
     renamed = TensorDict({"state_obs": obs, "action": actions}, batch_size=[4])
     with pytest.raises(KeyError, match="observation"):
         loss(renamed)
-    loss.set_keys(observation="state_obs")
-    assert loss.tensor_keys.observation == "state_obs"
-    torch.testing.assert_close(loss(renamed)["loss_prediction"], reference)
-    nested = TensorDict({("data", "obs"): obs, ("data", "act"): actions}, batch_size=[4])
-    loss.set_keys(observation=("data", "obs"), action=("data", "act"))
+    keyed = StateWorldModel(model.config, observation_key="state_obs")
+    keyed.load_state_dict(model.state_dict())
+    torch.testing.assert_close(TeacherForcingLoss(keyed)(renamed)["loss_prediction"], reference)
+    # a latent written into the batch is used as is, under the key set_keys names
+    nested = TensorDict({("data", "z"): model.encode(obs).detach(), ("data", "act"): actions}, batch_size=[4])
+    loss.set_keys(latent=("data", "z"), action=("data", "act"))
+    assert loss.tensor_keys.latent == ("data", "z")
     torch.testing.assert_close(loss(nested)["loss_prediction"], reference)
 
 

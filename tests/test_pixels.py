@@ -56,22 +56,32 @@ def model(data) -> PixelWorldModel:
 
 
 # ------------------------------------------------------------------ observations and datasets
-def test_pixel_observation_is_the_rendered_image_then_proprio(task):
+def test_pixel_observations_are_keyed_uint8_pixels_and_proprio(task):
     states = torch.tensor([[-0.5, 0.3], [0.6, -0.2]])
-    obs = task.observation_from_state(states)
-    image = task.render(states)
-    assert obs.shape == (2, SIZE * SIZE * 3 + 2)
-    assert torch.equal(obs[:, :-2], image.flatten(-3).float())
-    assert torch.equal(obs[:, -2:], task.proprio_from_state(states))
+    obs = task.observe(states)
+    assert list(obs) == ["pixels", "proprio"] == list(task.observation_keys)
+    assert obs["pixels"].dtype == torch.uint8 and torch.equal(obs["pixels"], task.render(states))
+    assert torch.equal(obs["proprio"], task.proprio_from_state(states))
+    with pytest.raises(TypeError, match="keyed"):
+        task.observation_from_state(states)
+    with pytest.raises(AttributeError, match="obs_dim"):
+        task.obs_dim
 
 
 def test_pixel_env_passes_spec_checks_and_starts_from_chosen_pairs(task):
     env = task.make_env(num_envs=2, seed=0)
     check_env_specs(env)
+    spec = env.observation_spec
+    assert spec["pixels"].dtype == torch.uint8 and spec["pixels"].shape == (2, SIZE, SIZE, 3)
+    assert spec["goal", "pixels"].shape == (2, SIZE, SIZE, 3) and spec["goal", "proprio"].shape == (2, 2)
     start, goal = torch.tensor([[-0.5, 0.5], [-0.4, -0.4]]), torch.tensor([[0.5, 0.5], [0.6, -0.3]])
     td = env.reset(TensorDict({"start_state": start, "goal_state": goal}, [2]), set_state=True)
-    assert torch.equal(td["observation"], task.observation_from_state(start))
-    assert torch.equal(td["goal"], task.observation_from_state(goal))
+    for key, value in task.observe(start).items():
+        assert torch.equal(td[key], value)
+    for key, value in task.observe(goal).items():
+        assert torch.equal(td["goal", key], value)
+    after = env.rand_step(td)["next"]
+    assert torch.equal(after["goal", "pixels"], td["goal", "pixels"])  # the goal image is observed once per reset
 
 
 def test_pixel_dataset_is_memory_mapped_and_the_buffer_reads_it_without_a_copy(data):
@@ -81,11 +91,12 @@ def test_pixel_dataset_is_memory_mapped_and_the_buffer_reads_it_without_a_copy(d
     stored = buffer.storage._storage["pixels"]
     assert stored.untyped_storage().data_ptr() == data["pixels"].untyped_storage().data_ptr()
     batch = buffer.sample()
-    assert batch["observation"].shape == (4, 3, SIZE * SIZE * 3 + 2) and "pixels" not in batch.keys()
+    assert batch["pixels"].shape == (4, 3, SIZE, SIZE, 3) and batch["pixels"].dtype == torch.uint8
+    assert batch["proprio"].shape == (4, 3, 2) and "observation" not in batch.keys()
     rows = batch["episode"]
     # every window's first frame is a frame of its own trajectory in the dataset
-    frames = PixelTask(WallTask(), SIZE).observation_from_state(data["state"][rows])  # (4, T, obs)
-    assert all((frames[i] == batch["observation"][i, 0]).all(-1).any() for i in range(4))
+    frames = data["pixels"][rows]  # (4, T, S, S, 3)
+    assert all((frames[i] == batch["pixels"][i, 0]).flatten(-3).all(-1).any() for i in range(4))
 
 
 def test_same_seed_writes_the_same_pixel_dataset(task, data, tmp_path):
@@ -153,9 +164,9 @@ def test_blur_encoder_keeps_its_mean_image_through_a_checkpoint_and_decodes(maze
     assert encoder.background.abs().sum() > 0 and not list(encoder.parameters())  # weight-free
     save_checkpoint(tmp_path / "blur.pt", model)
     loaded, _ = load_checkpoint(tmp_path / "blur.pt")
-    obs = task.observation_from_state(task.sample_start_goal(3, torch.Generator().manual_seed(0))[0])
-    assert isinstance(loaded.image_encoder, BlurPoolEncoder) and torch.equal(loaded.encode(obs), model.encode(obs))
-    images = model.decode_images(model.encode(obs))
+    obs = task.observe(task.sample_start_goal(3, torch.Generator().manual_seed(0))[0]).values()
+    assert isinstance(loaded.image_encoder, BlurPoolEncoder) and torch.equal(loaded.encode(*obs), model.encode(*obs))
+    images = model.decode_images(model.encode(*obs))
     assert images.shape == (3, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
 
 
@@ -176,13 +187,13 @@ def test_dinov2_adapter_plugs_in_and_round_trips_through_a_checkpoint(data, tmp_
     config = PixelWorldModelConfig(image_size=SIZE, proprio_dim=2, env_action_dim=2, num_hist=1, encoder="dinov2",
                                    encoder_options=encoder.config_dict(), hidden_dim=16, depth=1, heads=2)
     model = build_world_model(config, data)
-    obs = PixelTask(WallTask(), SIZE).observation_from_state(torch.rand(3, 2) - 0.5)
-    z = model.encode(obs)
+    obs = PixelTask(WallTask(), SIZE).observe(torch.rand(3, 2) - 0.5).values()
+    z = model.encode(*obs)
     assert z.shape == (3, encoder.num_tokens * 16 + 2)
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
     save_checkpoint(tmp_path / "dino.pt", model)
     loaded, _ = load_checkpoint(tmp_path / "dino.pt")
-    assert isinstance(loaded.image_encoder, DINOv2Encoder) and torch.equal(loaded.encode(obs), z)
+    assert isinstance(loaded.image_encoder, DINOv2Encoder) and torch.equal(loaded.encode(*obs), z)
 
 
 def test_dinov2_from_pretrained_reads_a_local_folder_and_never_downloads(tmp_path):
@@ -211,8 +222,8 @@ def test_any_frozen_module_is_an_encoder_and_must_be_given_again_to_load(data, t
     with pytest.raises(ValueError, match="image_encoder"):
         load_checkpoint(tmp_path / "custom.pt")
     loaded, _ = load_checkpoint(tmp_path / "custom.pt", image_encoder=MeanPatches())
-    obs = torch.rand(2, model.config.obs_dim) * 255
-    assert torch.equal(loaded.encode(obs), model.encode(obs))
+    obs = torch.randint(0, 256, (2, SIZE, SIZE, 3), dtype=torch.uint8), torch.rand(2, 2)
+    assert torch.equal(loaded.encode(*obs), model.encode(*obs))
 
 
 def test_an_encoder_must_return_tokens():
@@ -251,10 +262,12 @@ def test_checkpoint_rebuilds_the_same_pixel_model(model, tmp_path):
     save_checkpoint(tmp_path / "pixel.pt", model, extra={"task": "wall"})
     loaded, extra = load_checkpoint(tmp_path / "pixel.pt")
     assert isinstance(loaded, PixelWorldModel) and extra == {"task": "wall"}
-    obs = torch.rand(3, 2, model.config.obs_dim) * 255
-    z = model.encode(obs)
+    obs = torch.randint(0, 256, (3, 2, SIZE, SIZE, 3), dtype=torch.uint8), torch.rand(3, 2, 2)
+    z = model.encode(*obs)
     actions = torch.randn(3, 4, model.action_dim)
-    assert torch.equal(loaded.encode(obs), z)
+    assert torch.equal(loaded.encode(*obs), z)
+    assert loaded.observation_keys == ("pixels", "proprio") and loaded.goal_keys == (("goal", "pixels"),
+                                                                                     ("goal", "proprio"))
     assert torch.equal(loaded.rollout(z, actions[:, :1], actions), model.rollout(z, actions[:, :1], actions))
 
 
@@ -274,8 +287,7 @@ def test_every_planner_plans_from_pixels_in_an_env_rollout(model, task, planner)
 
 def test_gradient_planning_lowers_the_goal_cost_over_tokens(model, task):
     start, goal = torch.tensor([[-0.6, -0.5], [-0.5, 0.6]]), torch.tensor([[0.6, 0.5], [0.5, -0.6]])
-    z_hist, a_hist, z_goal = planning_inputs(model, task.observation_from_state(start).unsqueeze(1)[:, 0],
-                                             task.observation_from_state(goal))
+    z_hist, a_hist, z_goal = planning_inputs(model, task.observe(start), task.observe(goal))
     objective = GoalCost(proprio_dim=2)
     zero = torch.zeros(2, 4, model.action_dim)
     before = objective(model.rollout(z_hist, a_hist, zero), z_goal)
@@ -301,7 +313,7 @@ def test_adversarial_radii_are_per_slice_on_pixel_latents(model, data):
 
 
 def test_online_synthesis_executes_pixel_plans_in_the_simulator(model, task, data):
-    synthesis = OnlineSynthesis(model, task, every=1, fraction=0.5, capacity=16, planner_steps=3, seed=0)
+    synthesis = OnlineSynthesis(model, task.make_env, every=1, fraction=0.5, capacity=16, planner_steps=3, seed=0)
     buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=4, transform=synthesis,
                                 generator=torch.Generator().manual_seed(0))
     batch = buffer.sample()
@@ -309,8 +321,9 @@ def test_online_synthesis_executes_pixel_plans_in_the_simulator(model, task, dat
     assert synthetic.sum() == 2
     # a synthetic window's frames are the rendered simulator states it reached
     rows = synthetic.nonzero().squeeze(-1)
-    rendered = task.observation_from_state(batch["state"][rows])
-    assert torch.equal(rendered, batch["observation"][rows])
+    for key, value in task.observe(batch["state"][rows]).items():
+        assert torch.equal(value, batch[key][rows]), key
+    torch.testing.assert_close(batch["latent"][rows], model.encode(batch["pixels"][rows], batch["proprio"][rows]))
 
 
 def test_pixel_recipe_and_config_follow_the_task(task):

@@ -212,7 +212,7 @@ def test_mpc_policy_runs_over_torchrl_parallel_env() -> None:
     model = StateWorldModel(WorldModelConfig(obs_dim=4, env_action_dim=2, frameskip=PointMazeTask().frameskip))
     penv = ParallelEnv(2, [partial(make_seeded_env, 0), partial(make_seeded_env, 1)])
     try:
-        policy = MPCPolicy(model, GradientPlanner(model, steps=3, init="zeros", noise_std=0.0), penv.action_spec)
+        policy = MPCPolicy(GradientPlanner(model, steps=3, init="zeros", noise_std=0.0), penv.action_spec)
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             parallel = TransformedEnv(penv, policy.make_tensordict_primer()).rollout(4, policy,
                                                                                    break_when_any_done=False)

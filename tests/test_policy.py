@@ -8,7 +8,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.collectors import Collector, Evaluator
 from torchrl.data import Bounded, Unbounded
-from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig
 from torchrl_gbp.planners import (
@@ -38,7 +38,7 @@ def make_planner(kind: str, model: StateWorldModel, **kwargs):
 
 def make_policy(env, kind: str = "gd", model_seed: int = 0, num_hist: int = 1, planner_kwargs=None, **kwargs):
     model = make_model(model_seed, num_hist)
-    return MPCPolicy(model, make_planner(kind, model, **(planner_kwargs or {})), env.action_spec, **kwargs)
+    return MPCPolicy(make_planner(kind, model, **(planner_kwargs or {})), env.action_spec, **kwargs)
 
 
 def make_env(num_envs: int = 2, seed: int = 0, **task_kwargs):
@@ -112,15 +112,16 @@ def test_policy_tracks_observation_and_action_history(n_taken: int) -> None:
     policy.world_model.fit_normalization(torch.randn(100, 2, generator=g), torch.rand(100, 10, generator=g) - 0.3)
     env = env_with_primer(policy)
     rollout = env.rollout(2 * FRAMESKIP + 1, policy)
-    obs = rollout["observation"]
-    # on the first step the history repeats the first frame, with neutral past actions
-    torch.testing.assert_close(rollout["planner", "obs_history"][:, 0], obs[:, 0:1].expand(2, 2, 2))
+    z = policy.world_model.encode(rollout["observation"])
+    # on the first step the latent history repeats the first frame, with neutral past actions
+    torch.testing.assert_close(rollout["planner", "latent_history"][:, 0], z[:, 0:1].expand(2, 2, 2))
+    torch.testing.assert_close(rollout["planner", "goal_latent"][:, 0], policy.world_model.encode(rollout["goal"][:, 0]))
     assert (rollout["planner", "action_history"][:, 0] == 0).all()
-    # after each completed model step the newest frame and executed block are pushed
+    # after each completed model step the newest frame's latent and executed block are pushed
     for k in (1, 2):
         t = k * FRAMESKIP
-        torch.testing.assert_close(rollout["planner", "obs_history"][:, t],
-                                   torch.stack([obs[:, t - FRAMESKIP], obs[:, t]], 1))
+        torch.testing.assert_close(rollout["planner", "latent_history"][:, t],
+                                   torch.stack([z[:, t - FRAMESKIP], z[:, t]], 1))
         block = rollout["action"][:, t - FRAMESKIP:t].reshape(2, 1, 2 * FRAMESKIP)
         torch.testing.assert_close(rollout["planner", "action_history"][:, t],
                                    policy.world_model.normalize_action(block))
@@ -129,7 +130,8 @@ def test_policy_tracks_observation_and_action_history(n_taken: int) -> None:
 
 @pytest.mark.parametrize("n_taken", [1, 2])
 def test_warm_start_reuses_the_shifted_previous_plan(n_taken: int) -> None:
-    policy = make_policy(make_env(), "gd", n_taken_actions=n_taken, planner_kwargs=dict(steps=0, horizon=4))
+    bounds = dict(action_low=-0.5 * torch.ones(10), action_high=0.5 * torch.ones(10))
+    policy = make_policy(make_env(), "gd", n_taken_actions=n_taken, planner_kwargs=dict(steps=0, horizon=4, **bounds))
     env = env_with_primer(policy)
     period = n_taken * FRAMESKIP
     rollout = env.rollout(2 * period + 1, policy)
@@ -152,22 +154,21 @@ def test_without_warm_start_each_plan_starts_cold() -> None:
     torch.testing.assert_close(second, first)
 
 
-def test_policy_bounds_unbounded_planners_and_leaves_the_given_planner_unchanged() -> None:
+def test_the_policy_plans_with_the_planner_as_given_and_projects_only_the_env_action() -> None:
     env = make_env()
     model = make_model()
     g = torch.Generator().manual_seed(0)
-    model.fit_normalization(torch.randn(50, 2, generator=g), torch.randn(50, 10, generator=g) * 0.5 + 0.1)
-    planner = make_planner("gd", model)
-    assert planner.action_low is None
-    policy = MPCPolicy(model, planner, env.action_spec)
-    assert planner.action_low is None and planner.action_high is None  # the user's planner is untouched
-    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
-    torch.testing.assert_close(policy.planner.action_low, low)
-    torch.testing.assert_close(policy.planner.action_high, high)
-    # bounds a user set are kept, and the policy plans with that very planner
+    model.fit_normalization(torch.randn(50, 2, generator=g), torch.randn(50, 10, generator=g) * 3.0 + 0.1)
+    unbounded = make_planner("gd", model, steps=0, init="randn")
+    policy = MPCPolicy(unbounded, env.action_spec)
+    assert policy.planner is unbounded and unbounded.action_low is None  # no hidden bounded copy
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        td = policy(env.reset())
+    plan = model.denormalize_action(td["planner", "plan"][:, 0]).reshape(2, FRAMESKIP, 2)
+    assert (plan.abs() > 1).any()  # the unbounded plan leaves the spec...
+    torch.testing.assert_close(td["action"], plan[:, 0].clamp(-1, 1))  # ...the env action is projected into it
     own = make_planner("cem", model, action_low=-0.5 * torch.ones(10), action_high=0.5 * torch.ones(10))
-    assert MPCPolicy(model, own, env.action_spec).planner is own
-    torch.testing.assert_close(own.action_low, -0.5 * torch.ones(10))
+    assert MPCPolicy(own, env.action_spec).planner is own
 
 
 def test_outputs_match_the_primer_specs() -> None:
@@ -175,7 +176,8 @@ def test_outputs_match_the_primer_specs() -> None:
     policy = make_policy(make_env(), "gd", num_hist=3)
     env = env_with_primer(policy)
     reset = env.reset()
-    spec = env.full_observation_spec["planner"]
+    spec = env.full_state_spec["planner"]
+    assert "planner" not in env.full_observation_spec.keys()  # state side only: never copied under "next"
     # the primer zero-fills every state entry on reset
     assert spec.is_in(reset["planner"])
     assert not reset["planner", "initialized"].any()
@@ -214,7 +216,9 @@ def test_policy_runs_in_a_collector_with_partial_resets() -> None:
     # after a reset the policy state is cleared
     assert data["planner", "replanned"].squeeze(-1)[is_init].all()
     assert data["planner", "steps_since_plan"].squeeze(-1)[is_init].eq(1).all()
-    torch.testing.assert_close(data["planner", "obs_history"][is_init], data["observation"][is_init].unsqueeze(1))
+    torch.testing.assert_close(data["planner", "latent_history"][is_init],
+                               policy.world_model.encode(data["observation"][is_init]).unsqueeze(1))
+    assert "planner" not in data["next"].keys()
     # replanning follows the episode clock, not the collector's
     replanned = data["planner", "replanned"].squeeze(-1)
     for env_idx in range(num_envs):
@@ -233,18 +237,18 @@ def test_only_the_rows_flagged_is_init_are_reset(kind: str, planner_kwargs: dict
     env = env_with_primer(policy, num_envs=3)
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(FRAMESKIP + 3, policy)
-        td = rollout[:, -1]["next"].clone()  # the input of the next step
+        td = step_mdp(rollout[:, -1])  # the input of the next step, the policy's state carried along
         td.set("is_init", torch.tensor([[False], [True], [False]]))
         new_obs = torch.tensor([[0.5, 0.5], [-0.5, -0.5], [0.2, 0.2]])
         td.set("observation", new_obs)
         out = policy(td.clone())
     assert out["planner", "replanned"].squeeze(-1).tolist() == [False, True, False]
     assert out["planner", "steps_since_plan"].squeeze(-1).tolist() == [4, 1, 4]
-    torch.testing.assert_close(out["planner", "obs_history"][1], new_obs[1].expand(2, 2))
+    torch.testing.assert_close(out["planner", "latent_history"][1], policy.world_model.encode(new_obs[1]).expand(2, 2))
     assert (out["planner", "action_history"][1] == 0).all()
     for row in (0, 2):
         assert torch.equal(out["planner", "plan"][row], td["planner", "plan"][row])
-        assert torch.equal(out["planner", "obs_history"][row], td["planner", "obs_history"][row])
+        assert torch.equal(out["planner", "latent_history"][row], td["planner", "latent_history"][row])
     assert not torch.equal(out["planner", "plan"][1], td["planner", "plan"][1])
     # the fresh row plans as if it were alone in a fresh episode
     with set_exploration_type(ExplorationType.DETERMINISTIC):
@@ -353,8 +357,9 @@ def test_missing_goal_raises_key_error_naming_goal() -> None:
 def test_custom_keys_are_read() -> None:
     env = make_env()
     model = make_model()
-    policy = MPCPolicy(model, make_planner("gd", model), env.action_spec, observation_key=("obs", "pos"),
-                       goal_key="target", action_key="act")
+    policy = MPCPolicy(make_planner("gd", model), env.action_spec, in_keys=[("obs", "pos"), "target"],
+                       out_keys=["act"])
+    assert policy.in_keys[:3] == [("obs", "pos"), "target", "is_init"] and policy.out_keys[0] == "act"
     td = TensorDict({("obs", "pos"): torch.zeros(2, 2), "target": torch.ones(2, 2)}, batch_size=[2])
     out = policy(td)
     assert out["act"].shape == (2, 2)
@@ -365,10 +370,10 @@ def test_custom_keys_are_read() -> None:
 def test_wrong_observation_shape_raises_value_error_naming_key_and_shape() -> None:
     policy = make_policy(make_env(), "gd")
     td = TensorDict({"observation": torch.zeros(2, 3), "goal": torch.zeros(2, 2)}, batch_size=[2])
-    with pytest.raises(ValueError, match=r"'observation' of shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"obs_dim=2, got shape \(2, 3\)"):
         policy(td)
     td = TensorDict({"observation": torch.zeros(2, 2), "goal": torch.zeros(2, 1, 2)}, batch_size=[2])
-    with pytest.raises(ValueError, match=r"'goal' of shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"'goal': \(1, 2\)"):
         policy(td)
 
 
@@ -377,15 +382,17 @@ def test_constructor_validation() -> None:
     model = make_model()
     planner = make_planner("gd", model)
     with pytest.raises(ValueError, match="n_taken_actions"):
-        MPCPolicy(model, planner, env.action_spec, n_taken_actions=4)
+        MPCPolicy(planner, env.action_spec, n_taken_actions=4)
     with pytest.raises(ValueError, match="n_taken_actions"):
-        MPCPolicy(model, planner, env.action_spec, n_taken_actions=0)
-    with pytest.raises(ValueError, match="same world_model"):
-        MPCPolicy(make_model(1), planner, env.action_spec)
+        MPCPolicy(planner, env.action_spec, n_taken_actions=0)
+    with pytest.raises(TypeError, match="Planner"):
+        MPCPolicy(model, env.action_spec)
+    with pytest.raises(ValueError, match="in_keys"):
+        MPCPolicy(planner, env.action_spec, in_keys=["observation", "goal", "extra"])
     with pytest.raises(TypeError, match="Bounded"):
-        MPCPolicy(model, planner, Unbounded((2, 2)))
+        MPCPolicy(planner, Unbounded((2, 2)))
     with pytest.raises(ValueError, match="env_action_dim=2"):
-        MPCPolicy(model, planner, Bounded(-1.0, 1.0, shape=(2, 3)))
+        MPCPolicy(planner, Bounded(-1.0, 1.0, shape=(2, 3)))
 
 
 # ------------------------------------------------------------ batch dims
@@ -436,8 +443,8 @@ def test_policy_with_a_model_of_known_dynamics_reaches_goals() -> None:
         optim.step()
     assert loss.item() < 5e-3
 
-    planner = GradientPlanner(model, GoalCost("last"), horizon=2, steps=30, lr=0.1)
-    policy = MPCPolicy(model, planner, task.make_env(num_envs=1).action_spec, n_taken_actions=1)
+    planner = GradientPlanner(model, objective=GoalCost("last"), horizon=2, steps=30, lr=0.1)
+    policy = MPCPolicy(planner, task.make_env(num_envs=1).action_spec, n_taken_actions=1)
     env = task.make_env(num_envs=8, seed=0).append_transform(policy.make_tensordict_primer())
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         rollout = env.rollout(30, policy)

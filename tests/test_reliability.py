@@ -3,6 +3,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.envs import TransformedEnv
+from torchrl.envs.utils import step_mdp
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
@@ -19,7 +20,7 @@ def _model() -> StateWorldModel:
 
 def _policy(**kwargs) -> MPCPolicy:
     model = _model()
-    return MPCPolicy(model, GradientPlanner(model, steps=3), WallTask().make_env().action_spec, **kwargs)
+    return MPCPolicy(GradientPlanner(model, steps=3), WallTask().make_env().action_spec, **kwargs)
 
 
 # ------------------------------------------------------------ inference mode
@@ -61,7 +62,7 @@ def test_hold_repeats_the_last_action_where_the_input_is_not_finite() -> None:
     env = TransformedEnv(WallTask().make_env(num_envs=3, seed=0), policy.make_tensordict_primer())
     td = policy(env.reset())
     first = td["action"].clone()
-    td = env.step(td)["next"]
+    td = step_mdp(env.step(td))  # the policy's state is carried on the state side
     state_before = td["planner", "plan"].clone()
     td["observation"][1] = float("nan")
     td = policy(td)
@@ -80,14 +81,14 @@ def test_nonfinite_plan_costs_are_counted_and_never_win() -> None:
             z = z_hist[..., -1:, :] + actions.cumsum(-2)
             return torch.where(actions[..., :1] > 0, float("nan"), z)
 
-    for planner in (GradientPlanner(NaNBeyond(), GoalCost("last"), steps=5, action_low=-torch.ones(2),
+    for planner in (GradientPlanner(NaNBeyond(), objective=GoalCost("last"), steps=5, action_low=-torch.ones(2),
                                     action_high=torch.ones(2)),
-                    CrossEntropyPlanner(NaNBeyond(), GoalCost("last"), samples=16, elites=4, iterations=3,
+                    CrossEntropyPlanner(NaNBeyond(), objective=GoalCost("last"), samples=16, elites=4, iterations=3,
                                         action_low=-torch.ones(2), action_high=torch.ones(2))):
         result = planner.plan(torch.zeros(4, 1, 2), torch.zeros(4, 0, 2), torch.ones(4, 2) * 0.5,
                               generator=torch.Generator().manual_seed(0))
         finite = torch.isfinite(result.cost)
-        assert planner.last_nonfinite == int((~finite).sum())
+        assert result.nonfinite == int((~finite).sum())
         assert (result.actions[finite][..., 0] <= 0).all()  # no NaN-scored plan was returned as finite
 
 
@@ -100,9 +101,9 @@ def test_nonfinite_plan_costs_are_counted_and_never_win() -> None:
     (lambda m: PathIntegralPlanner(m, init_std=-1.0), "init_std"),
     (lambda m: GoalCost(base=0.0), "base"),
     (lambda m: GoalCost(alpha=-1.0), "alpha"),
-    (lambda m: MPCPolicy(m, GradientPlanner(m), WallTask().make_env().action_spec, exploration_std=-0.1),
+    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().make_env().action_spec, exploration_std=-0.1),
      "exploration_std"),
-    (lambda m: MPCPolicy(m, GradientPlanner(m), WallTask().make_env().action_spec, on_nonfinite="ignore"),
+    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().make_env().action_spec, on_nonfinite="ignore"),
      "on_nonfinite"),
     (lambda m: WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=0), "frameskip"),
     (lambda m: WorldModelConfig(obs_dim=2, env_action_dim=2, proprio_dim=3), "proprio_dim"),
@@ -168,8 +169,8 @@ def _run(tmp_path, method: str | None, crash_at: int | None, resume: bool) -> di
     task = WallTask()
     data = task.generate_dataset(30, seed=0)
     model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=32), data)
-    transform = None if method is None else make_synthesis(method, model, task, {"every": 2, "planner_steps": 3},
-                                                           {}, seed=0)
+    transform = None if method is None else make_synthesis(method, model, task, online={"every": 2, "planner_steps": 3},
+                                                           adversarial={}, seed=0)
     buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=transform,
                                 generator=torch.Generator().manual_seed(1))
 

@@ -98,7 +98,7 @@ def test_return_objective_prefers_higher_return_plans(line_model):
     z_hist = model.encode(torch.full((1, 1, 1), -0.5))
     a_hist = torch.zeros(1, 0, 1)
     toward, away = (model.normalize_action(torch.full((1, 1, 4, 1), sign)) for sign in (1.0, -1.0))
-    planner = GradientPlanner(model, objective, horizon=4, steps=0)
+    planner = GradientPlanner(model, objective=objective, horizon=4, steps=0)
     cost = planner.score(z_hist, a_hist, None, torch.cat([toward, away], dim=1))
     assert cost[0, 0] < cost[0, 1]  # moving toward the target earns more predicted reward: lower cost
 
@@ -111,18 +111,18 @@ def test_return_objective_checks_its_arguments(line_model):
         ReturnObjective(object())
 
 
-def test_goal_key_none_needs_a_goal_free_objective(line_model):
+def test_a_goal_cost_policy_without_goal_keys_is_refused(line_model):
     model, _, _ = line_model
     env = LineEnv(2)
-    with pytest.raises(ValueError, match="needs a goal"):
-        MPCPolicy(model, GradientPlanner(model, GoalCost(), horizon=3), env.action_spec, goal_key=None)
+    with pytest.raises(ValueError, match="then the goal's 1"):
+        MPCPolicy(GradientPlanner(model, objective=GoalCost(), horizon=3), env.action_spec, in_keys=["observation"])
 
 
-def test_mpc_without_goal_key_beats_random_on_a_reward_env(line_model):
+def test_mpc_with_a_goal_free_objective_reads_no_goal_and_beats_random_on_a_reward_env(line_model):
     model, _, _ = line_model
-    planner = GradientPlanner(model, ReturnObjective(model, discount=0.95), horizon=5, steps=20, lr=0.3)
-    policy = MPCPolicy(model, planner, LineEnv(8).action_spec, goal_key=None)
-    assert "goal" not in policy.in_keys
+    planner = GradientPlanner(model, objective=ReturnObjective(model, discount=0.95), horizon=5, steps=20, lr=0.3)
+    policy = MPCPolicy(planner, LineEnv(8).action_spec)
+    assert "goal" not in policy.in_keys and policy.goal_keys == []
     returns = {}
     for name, actor in (("mpc", policy), ("random", None)):
         env = TransformedEnv(LineEnv(8, seed=1), policy.make_tensordict_primer())

@@ -20,6 +20,11 @@ from torchrl_gbp.train import build_world_model, train_world_model
 FRAMESKIP = 5
 
 
+def wall_envs(num_envs: int):
+    """The simulator online synthesis drives: Wall envs, one per window."""
+    return WallTask().make_env(num_envs=num_envs)
+
+
 def small_config(**overrides) -> WorldModelConfig:
     return WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=FRAMESKIP, hidden_dim=32, depth=1, **overrides)
 
@@ -120,9 +125,9 @@ def test_clean_entries_are_untouched_and_the_input_is_not_modified(model, batch)
     out = AdversarialSynthesis(model, generator=rng())(batch)
     assert out is not batch
     assert_same_tensors(batch, before)  # no entry added to or changed in the input
-    for key in before.keys():
+    for key in before.keys(True, True):
         assert torch.equal(out[key], before[key])
-    assert set(out.keys()) == set(before.keys()) | {"latent_perturbation", "action_embedding_perturbation",
+    assert set(out.keys()) == set(before.keys()) | {"latent", "latent_perturbation", "action_embedding_perturbation",
                                                     "adversarial"}
 
 
@@ -222,7 +227,7 @@ def replay(task: WallTask, window: TensorDict, num_hist: int) -> torch.Tensor:
 def test_synthetic_windows_are_what_the_simulator_does(data, num_hist):
     task = WallTask()
     model = build_world_model(small_config(num_hist=num_hist), data)
-    online = OnlineSynthesis(model, task, every=1, fraction=1.0, planner_steps=5)
+    online = OnlineSynthesis(model, wall_envs, every=1, fraction=1.0, planner_steps=5)
     batch = windows(data, frames=num_hist + 3, batch_size=8).sample()
     online(batch)
     synthetic = online.synthetic_buffer.storage.get(slice(0, 8))  # this batch's windows, in order
@@ -242,7 +247,7 @@ def test_synthetic_windows_are_what_the_simulator_does(data, num_hist):
 
 
 def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
-    online = OnlineSynthesis(model, WallTask(), every=3, fraction=0.5, capacity=20, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=3, fraction=0.5, capacity=20, planner_steps=2)
     buffer = windows(data, transform=online)
     rounds = []
     for _ in range(7):
@@ -250,7 +255,7 @@ def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
         rounds.append(online.synthesis_rounds)
     assert rounds == [1, 1, 1, 2, 2, 2, 3]
     assert len(online.synthetic_buffer) == 20  # 3 rounds of 8 windows, capacity 20
-    every_call = OnlineSynthesis(model, WallTask(), every=1, capacity=20, planner_steps=2)
+    every_call = OnlineSynthesis(model, wall_envs, every=1, capacity=20, planner_steps=2)
     buffer = windows(data, transform=every_call)
     for _ in range(6):
         buffer.sample()
@@ -258,7 +263,7 @@ def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
 
 
 def test_oldest_synthetic_windows_leave_first(data, model):
-    online = OnlineSynthesis(model, WallTask(), every=1, fraction=0.0, capacity=12, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=1, fraction=0.0, capacity=12, planner_steps=2)
     batches = [windows(data, seed=s).sample() for s in range(3)]
     for b in batches:
         online(b)
@@ -269,29 +274,30 @@ def test_oldest_synthetic_windows_leave_first(data, model):
 
 
 def test_batch_keeps_its_shape_and_a_fraction_of_rows_is_synthetic(model, batch):
-    online = OnlineSynthesis(model, WallTask(), every=10, fraction=0.25, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=10, fraction=0.25, planner_steps=2)
     before = batch.clone()
     out = online(batch)
     assert_same_tensors(batch, before)  # the input is not written
     assert out.shape == batch.shape
-    assert set(out.keys()) == set(batch.keys()) | {"synthetic"}
+    assert set(out.keys()) == set(batch.keys()) | {"latent", "synthetic"}  # the latents, encoded once
     flag = out["synthetic"]
     assert flag.dtype == torch.bool and int(flag.sum()) == 16
     assert (out["episode"][flag] == -1).all()
     for key in ("observation", "state", "action", "episode"):
         assert out[key].shape == batch[key].shape and out[key].dtype == batch[key].dtype
         assert torch.equal(out[key][~flag], batch[key][~flag])
+    torch.testing.assert_close(out["latent"][~flag], model.encode(batch["observation"][~flag]))
 
 
 def test_replaced_rows_zero_entries_that_synthetic_windows_lack(model, batch):
     extra = batch.clone(False).set("latent_perturbation", torch.ones(64, 3, 2))
-    out = OnlineSynthesis(model, WallTask(), fraction=0.5, planner_steps=2)(extra)
+    out = OnlineSynthesis(model, wall_envs, fraction=0.5, planner_steps=2)(extra)
     flag = out["synthetic"]
     assert (out["latent_perturbation"][flag] == 0).all() and (out["latent_perturbation"][~flag] == 1).all()
 
 
 def test_user_dataset_is_unchanged_after_many_samples(data, model):
-    online = OnlineSynthesis(model, WallTask(), every=2, fraction=0.5, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, planner_steps=2)
     buffer = windows(data, transform=online)
     before = stored(buffer)
     for _ in range(10):
@@ -301,7 +307,7 @@ def test_user_dataset_is_unchanged_after_many_samples(data, model):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_online_under_no_grad_leaves_no_gradients_and_restores_the_mode(data, model, training):
-    online = OnlineSynthesis(model, WallTask(), every=1, planner_steps=3)
+    online = OnlineSynthesis(model, wall_envs, every=1, planner_steps=3)
     model.train(training)
     buffer = windows(data, transform=online)
     with torch.no_grad():
@@ -312,7 +318,7 @@ def test_online_under_no_grad_leaves_no_gradients_and_restores_the_mode(data, mo
 
 
 def test_online_then_adversarial_composes_on_the_buffer(data, model):
-    transform = Compose(OnlineSynthesis(model, WallTask(), planner_steps=2),
+    transform = Compose(OnlineSynthesis(model, wall_envs, planner_steps=2),
                         AdversarialSynthesis(model, generator=rng()))
     out = windows(data, batch_size=16, transform=transform).sample()
     assert out.shape == (16,) and int(out["synthetic"].sum()) == 8 and bool(out["adversarial"].all())
@@ -322,18 +328,18 @@ def test_online_then_adversarial_composes_on_the_buffer(data, model):
 
 def test_user_planner_overrides_the_default_and_must_match_the_window(data, model, batch):
     planner = GradientPlanner(model, horizon=2, steps=1)
-    online = OnlineSynthesis(model, WallTask(), planner=planner)
+    online = OnlineSynthesis(model, wall_envs, planner=planner)
     assert online(batch)["synthetic"].sum() == 32
     with pytest.raises(ValueError, match="horizon"):
-        OnlineSynthesis(model, WallTask(), planner=GradientPlanner(model, horizon=5, steps=1))(batch)
+        OnlineSynthesis(model, wall_envs, planner=GradientPlanner(model, horizon=5, steps=1))(batch)
 
 
 def test_online_rejects_bad_arguments_and_batches(model, batch):
     for kwargs, match in [({"every": 0}, "every"), ({"fraction": 2.0}, "fraction"), ({"capacity": 0}, "capacity"),
                           ({"planner_lr": 0.0}, "planner_lr")]:
         with pytest.raises(ValueError, match=match):
-            OnlineSynthesis(model, WallTask(), **kwargs)
-    online = OnlineSynthesis(model, WallTask(), planner_steps=1)
+            OnlineSynthesis(model, wall_envs, **kwargs)
+    online = OnlineSynthesis(model, wall_envs, planner_steps=1)
     with pytest.raises(KeyError, match="state"):
         online(batch.exclude("state"))
     online(batch)

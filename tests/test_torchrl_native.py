@@ -19,7 +19,7 @@ def _wall_env(num_envs: int = 3):
 def _policy(env) -> MPCPolicy:
     torch.manual_seed(0)
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-    return MPCPolicy(model, GradientPlanner(model, steps=3), env.action_spec)
+    return MPCPolicy(GradientPlanner(model, steps=3), env.action_spec)
 
 
 def _pairs(shape: tuple[int, ...]) -> TensorDict:
@@ -103,7 +103,7 @@ def test_evaluate_leaves_the_callers_pairs_as_they_were_for_the_next_policy() ->
     pairs = _pairs((3,))
     policy = _policy(task.make_env())
     model = policy.world_model
-    short = MPCPolicy(model, GradientPlanner(model, horizon=3, steps=2), task.make_env().action_spec)
+    short = MPCPolicy(GradientPlanner(model, horizon=3, steps=2), task.make_env().action_spec)
     evaluate(policy, task, episodes=3, pairs=pairs, max_steps=5)
     assert sorted(pairs.keys()) == ["goal_state", "start_state"]
     metrics = evaluate(short, task, episodes=3, pairs=pairs, max_steps=5)  # another plan shape on the same pairs
@@ -144,8 +144,6 @@ from torchrl_gbp.models import TeacherForcingLoss  # noqa: E402
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis  # noqa: E402
 from torchrl_gbp.train import build_world_model, train_world_model  # noqa: E402
 
-SLICE = 11  # 3 model frames at frameskip 5
-
 
 def _data_and_model():
     torch.manual_seed(0)
@@ -153,68 +151,93 @@ def _data_and_model():
     return data, build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
 
 
-def _user_buffer(data, tmp_path, transform=None, batch: int = 8):
+def _user_buffer(data, tmp_path, *transforms, batch: int = 8):
+    """A user's TorchRL buffer of flat trajectories; the window layout is stated once, in ModelStepWindows."""
     flat = data.reshape(-1)
+    windows = ModelStepWindows(frames=3, frameskip=5)
     buffer = TensorDictReplayBuffer(
         storage=LazyMemmapStorage(flat.shape[0], scratch_dir=tmp_path),
-        sampler=SliceSampler(slice_len=SLICE, traj_key="episode", strict_length=True),
-        batch_size=batch * SLICE, transform=transform)
+        sampler=windows.sampler(traj_key="episode"),
+        batch_size=batch * windows.slice_len, transform=Compose(windows, *transforms))
     buffer.extend(flat)
     return buffer
 
 
-def test_synthesis_and_loss_train_on_a_user_slice_sampler_buffer(tmp_path) -> None:
+def test_a_users_buffer_feeds_windows_to_both_transforms_and_the_loss_with_no_slice_len(tmp_path) -> None:
     data, model = _data_and_model()
     task = WallTask()
-    synthesis = Compose(OnlineSynthesis(model, task, every=2, fraction=0.5, planner_steps=3, slice_len=SLICE),
-                        AdversarialSynthesis(model, slice_len=SLICE, generator=torch.Generator().manual_seed(0)))
-    buffer = _user_buffer(data, tmp_path, synthesis)
+    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, fraction=0.5, planner_steps=3)
+    adversarial = AdversarialSynthesis(model, generator=torch.Generator().manual_seed(0))
+    buffer = _user_buffer(data, tmp_path, online, adversarial)
     batch = buffer.sample()
-    assert batch.shape == (8 * SLICE,)  # the sampled layout is kept
-    perturbation = batch["latent_perturbation"].reshape(8, SLICE, 2)
-    assert perturbation[:, ::5].abs().sum() > 0 and perturbation[:, 1:5].abs().sum() == 0
-    synthetic = batch["synthetic"].reshape(8, SLICE)
-    assert synthetic.all(-1).sum() == 4 and (synthetic.all(-1) | ~synthetic.any(-1)).all()  # whole slices
-    rows = synthetic.all(-1)
-    # a synthetic slice keeps its recorded first frame and continues with what the simulator did
-    assert (batch["episode"].reshape(8, SLICE)[rows] == -1).all()
+    assert batch.shape == (8,) and batch["observation"].shape == (8, 3, 2) and batch["action"].shape == (8, 2, 10)
+    assert batch["index"].shape == (8, 11, 1)  # the buffer's sample metadata, one slice of indices per window
+    assert int(batch["synthetic"].sum()) == 4 and (batch["episode"][batch["synthetic"]] == -1).all()
+    # a synthetic window keeps its recorded first frame and continues with what the simulator did
+    start = batch["state"][batch["synthetic"]][:, 0]
+    step = batch["action"][batch["synthetic"]][:, 0].reshape(-1, 5, 2)
+    for k in range(5):
+        start = task.step(start, step[:, k])
+    torch.testing.assert_close(batch["state"][batch["synthetic"]][:, 1], start)
+    torch.testing.assert_close(batch["latent"], model.encode(batch["observation"]))
+    assert batch["latent_perturbation"].abs().sum() > 0 and batch["adversarial"].all()
     before = [p.detach().clone() for p in model.predictor.parameters()]
-    metrics = train_world_model(model, buffer, steps=3, loss_module=TeacherForcingLoss(model, slice_len=SLICE),
-                                progress=False, log_every=1)
+    metrics = train_world_model(model, buffer, steps=3, progress=False, log_every=1)
     assert torch.isfinite(torch.tensor(metrics["loss_prediction"]))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.predictor.parameters()))
 
 
-def test_loss_on_flat_slices_equals_the_loss_on_their_windows() -> None:
+def test_a_batch_is_encoded_once_for_the_transforms_and_the_loss(tmp_path) -> None:
     data, model = _data_and_model()
-    flat = data[:4, :SLICE].reshape(-1)
-    windows = ModelStepWindows(frames=3, frameskip=5)(flat)
-    flat_loss = TeacherForcingLoss(model, slice_len=SLICE)(flat)["loss_prediction"]
-    window_loss = TeacherForcingLoss(model)(windows)["loss_prediction"]
-    torch.testing.assert_close(flat_loss, window_loss)
+    task = WallTask()
+    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, planner_steps=1)
+    buffer = _user_buffer(data, tmp_path, online, AdversarialSynthesis(model))
+    calls = []
+    model.state_encoder.register_forward_hook(lambda module, args, out: calls.append(out.shape[:2]))
+    TeacherForcingLoss(model)(buffer.sample())  # a synthesis round: the batch and the simulated frames
+    assert calls == [(8, 3), (8, 2)]
+    calls.clear()
+    TeacherForcingLoss(model)(buffer.sample())  # no synthesis round: the batch only, once
+    assert calls == [(8, 3)]
 
 
-def test_a_flat_batch_without_slice_len_names_the_fix() -> None:
-    data, model = _data_and_model()
-    flat = data[:4, :SLICE].reshape(-1)
-    with pytest.raises(ValueError, match="slice_len"):
-        AdversarialSynthesis(model)(flat)
-    with pytest.raises(ValueError, match="slice_len"):
-        TeacherForcingLoss(model)(flat)
-    with pytest.raises(ValueError, match="slice_len"):
-        OnlineSynthesis(model, WallTask(), slice_len=12)
+def test_a_flat_slice_batch_and_a_folded_one_give_the_same_windows() -> None:
+    data, _ = _data_and_model()
+    windows = ModelStepWindows(frames=3, frameskip=5)
+    slices = data[:4, :windows.slice_len]
+    flat, folded = windows(slices.reshape(-1)), windows(slices)
+    assert flat.shape == folded.shape == (4,)
+    for key in ("observation", "state", "action", "episode"):
+        assert torch.equal(flat[key], folded[key]), key
+    torch.testing.assert_close(folded["observation"], slices["observation"][:, ::5])
+    with pytest.raises(ValueError, match="slice_len=11"):
+        windows(slices.reshape(-1)[:15])
+
+
+def test_a_plain_slice_sampler_in_a_tensordict_buffer_fails_where_the_windows_sampler_works(tmp_path) -> None:
+    data, _ = _data_and_model()
+    flat = data.reshape(-1)
+    windows = ModelStepWindows(frames=3, frameskip=5)
+    plain = TensorDictReplayBuffer(storage=LazyMemmapStorage(flat.shape[0], scratch_dir=tmp_path / "plain"),
+                                   sampler=SliceSampler(slice_len=windows.slice_len, traj_key="episode"),
+                                   batch_size=4 * windows.slice_len, transform=windows)
+    plain.extend(flat)
+    with pytest.raises(RuntimeError, match="metadata"):  # TorchRL cannot write flat indices into windows
+        plain.sample()
+    assert _user_buffer(data, tmp_path / "windows", batch=4).sample().shape == (4,)
 
 
 def test_keys_follow_in_keys_and_set_keys(tmp_path) -> None:
-    data, model = _data_and_model()
+    data, built = _data_and_model()
     data = data.rename_key_("observation", "obs")
-    adversarial = AdversarialSynthesis(model, slice_len=SLICE, in_keys=("obs", "action"),
-                                       out_keys=("dz", "de", "perturbed"))
+    model = StateWorldModel(built.config, observation_key="obs")
+    model.load_state_dict(built.state_dict())
+    adversarial = AdversarialSynthesis(model, in_keys=("z", "action"), out_keys=("dz", "de", "perturbed"))
     batch = _user_buffer(data, tmp_path, adversarial).sample()
-    assert {"dz", "de", "perturbed"} <= set(batch.keys())
-    loss = TeacherForcingLoss(model, slice_len=SLICE)
-    loss.set_keys(observation="obs", latent_perturbation="dz", action_embedding_perturbation="de")
-    assert loss.in_keys == ["obs", "action", "dz", "de"]
+    assert {"z", "dz", "de", "perturbed"} <= set(batch.keys()) and "latent" not in batch.keys()
+    loss = TeacherForcingLoss(model)
+    loss.set_keys(latent="z", latent_perturbation="dz", action_embedding_perturbation="de")
+    assert loss.in_keys == ["obs", "z", "action", "dz", "de"]
     assert torch.isfinite(loss(batch)["loss_prediction"])
 
 
@@ -235,6 +258,6 @@ def test_torchrl_planning_env_rewards_sum_to_minus_our_planning_cost() -> None:
             td = env.step(td.set("action", actions[:, t]))
             total += td["next", "reward"].squeeze(-1)
             td = td["next"]
-        ours = GradientPlanner(model, objective, horizon=4, steps=0).score(
+        ours = GradientPlanner(model, objective=objective, horizon=4, steps=0).score(
             latent[:, None], torch.zeros(3, 0, 10), goal, actions[:, None])
     torch.testing.assert_close(-total, ours.squeeze(1))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.data import (
-    LazyMemmapStorage,
     LazyTensorStorage,
-    ReplayBuffer,
     SliceSampler,
+    TensorDictReplayBuffer,
     TensorStorage,
 )
 from torchrl.envs import Compose, Transform
@@ -21,7 +21,7 @@ from .io import atomic_path
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
 # Pixel datasets keep the uint8 image ("pixels", TorchRL's (H, W, 3) layout) and the proprio vector instead of
-# "observation"; PackPixelObservation builds the model's flat observation from them per sampled batch.
+# "observation", as pixel envs and pixel world models key them.
 PIXEL_KEYS = ("pixels", "proprio")
 # Optional: the env reward of each step, kept in the windows (summed per model step) for reward heads.
 REWARD_KEY = ("next", "reward")
@@ -106,18 +106,17 @@ def model_actions(trajectories: TensorDictBase, frameskip: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SliceLayout:
-    """How a flat batch of env-step slices ``(B * slice_len, ...)`` maps onto model-step windows.
+    """How slices of ``slice_len`` consecutive env steps map onto model-step windows.
 
-    A slice of ``slice_len`` consecutive env steps (as TorchRL's ``SliceSampler``
-    samples them) holds ``frames = (slice_len - 1) // frameskip + 1`` model
-    frames, at env steps ``0, frameskip, 2 * frameskip, ...``; model action ``t``
-    is the concatenation of env actions ``t * frameskip ... (t + 1) * frameskip - 1``.
+    A slice holds ``frames = (slice_len - 1) // frameskip + 1`` model frames,
+    at env steps ``0, frameskip, 2 * frameskip, ...``; model action ``t`` is
+    the concatenation of env actions ``t * frameskip ... (t + 1) * frameskip - 1``.
 
     Example:
         >>> layout = SliceLayout(slice_len=11, frameskip=5)
         >>> layout.frames
         3
-        >>> layout.frames_of("x", torch.arange(22.0).unsqueeze(-1))[..., 0].tolist()
+        >>> layout.frames_of(torch.arange(22.0).reshape(2, 11, 1))[..., 0].tolist()
         [[0.0, 5.0, 10.0], [11.0, 16.0, 21.0]]
     """
 
@@ -137,48 +136,67 @@ class SliceLayout:
         """Model frames per slice."""
         return (self.slice_len - 1) // self.frameskip + 1
 
-    def slices(self, key: object, flat: torch.Tensor) -> torch.Tensor:
-        """``(B * slice_len, ...)`` -> ``(B, slice_len, ...)``; a ``ValueError`` naming ``key`` if it does not divide."""
-        if flat.ndim < 1 or flat.shape[0] % self.slice_len:
-            raise ValueError(f"{key!r} must be a flat batch of slices (B * slice_len, ...) with slice_len="
-                             f"{self.slice_len}; got {tuple(flat.shape)}")
-        return flat.reshape(-1, self.slice_len, *flat.shape[1:])
+    def frames_of(self, steps: torch.Tensor) -> torch.Tensor:
+        """The model frames ``(B, frames, ...)`` of slices ``(B, slice_len, ...)``."""
+        return steps[:, :: self.frameskip][:, : self.frames]
 
-    def frames_of(self, key: object, flat: torch.Tensor) -> torch.Tensor:
-        """The model frames ``(B, frames, ...)`` of a flat batch of env steps."""
-        return self.slices(key, flat)[:, :: self.frameskip][:, : self.frames]
-
-    def model_actions_of(self, key: object, flat: torch.Tensor) -> torch.Tensor:
-        """Model actions ``(B, frames - 1, frameskip * a)`` of flat env actions ``(B * slice_len, a)``."""
-        steps = self.slices(key, flat)
+    def model_actions_of(self, steps: torch.Tensor) -> torch.Tensor:
+        """Model actions ``(B, frames - 1, frameskip * a)`` of env actions ``(B, slice_len, a)``."""
         usable = (self.frames - 1) * self.frameskip
         return steps[:, :usable].reshape(steps.shape[0], self.frames - 1, -1)
 
-    def spread_frames(self, per_frame: torch.Tensor) -> torch.Tensor:
-        """Per-frame values ``(B, T, ...)``, ``T <= frames``, back on the env-step rows of their frames.
 
-        Returns ``(B * slice_len, ...)``, zero on the rows between frames.
-        """
-        b, t = per_frame.shape[:2]
-        out = per_frame.new_zeros(b, self.slice_len, *per_frame.shape[2:])
-        out[:, : t * self.frameskip : self.frameskip] = per_frame
-        return out.reshape(b * self.slice_len, *per_frame.shape[2:])
+class WindowSliceSampler(SliceSampler):
+    """TorchRL's ``SliceSampler`` whose indices keep the slice layout: ``(B, slice_len)`` instead of flat.
 
-    def spread_rows(self, per_slice: torch.Tensor) -> torch.Tensor:
-        """Per-slice values ``(B, ...)`` repeated on each slice's ``slice_len`` rows."""
-        return per_slice.repeat_interleave(self.slice_len, dim=0)
+    A buffer reads a ``(B, slice_len)`` batch with it, which
+    :class:`ModelStepWindows` turns into ``(B,)`` windows, and a
+    ``TensorDictReplayBuffer`` can still write its sample metadata
+    (``"index"`` ``(B, slice_len, 1)``, the slice markers) into the windows.
+    Build it from the windows transform (:meth:`ModelStepWindows.sampler`), so
+    the layout is stated once. Its ``batch_size`` counts env steps, as
+    ``SliceSampler``'s: ``B * slice_len``.
+    """
+
+    def sample(self, storage, batch_size: int) -> tuple[torch.Tensor | tuple, dict]:
+        """Draw ``batch_size // slice_len`` slices; indices and info ``(B, slice_len, ...)``."""
+        index, info = super().sample(storage, batch_size)
+        length = self.slice_len
+
+        def fold(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(-1, length, *x.shape[1:])
+
+        index = tuple(fold(i) for i in index) if isinstance(index, tuple) else fold(index)
+        return index, {key: fold(value) if isinstance(value, torch.Tensor) else value for key, value in info.items()}
 
 
 class ModelStepWindows(Transform):
-    """Replay-buffer transform: env-step slices ``(B * L,)`` -> model-step windows ``(B,)``.
+    """Replay-buffer transform: env-step slices ``(B, L)`` -> model-step windows ``(B,)``.
 
-    A slice of ``L = (frames - 1) * frameskip + 1`` consecutive env steps becomes,
-    for every root entry (``"next"`` is dropped), its model frames ``(B, frames, ...)``
-    (every ``frameskip``-th step; ``"episode"``, a per-slice id, ``(B,)``) and
-    ``"action"`` ``(B, frames - 1, a * frameskip)`` (env units, each model
-    action the concatenation of ``frameskip`` env actions). When the slices
-    hold ``("next", "reward")`` it becomes ``(B, frames - 1, 1)``, the summed
-    env rewards of each model step. See :class:`SliceLayout`.
+    Put it first in a replay buffer's transforms and sample with
+    :meth:`sampler` (a :class:`WindowSliceSampler` of slices of
+    ``L = (frames - 1) * frameskip + 1`` env steps inside single episodes):
+    every root entry (``"next"`` is dropped) becomes its model frames
+    ``(B, frames, ...)`` (every ``frameskip``-th step; ``"episode"``, a
+    per-slice id, ``(B,)``) and ``"action"`` ``(B, frames - 1, a * frameskip)``
+    (env units, each model action the concatenation of ``frameskip`` env
+    actions). When the slices hold ``("next", "reward")`` it becomes
+    ``(B, frames - 1, 1)``, the summed env rewards of each model step. A flat
+    batch ``(B * L,)`` (TorchRL's ``SliceSampler`` in a plain ``ReplayBuffer``)
+    is cut into slices first. See :class:`SliceLayout`.
+
+    Example:
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(20, seed=0).reshape(-1)
+        >>> windows = ModelStepWindows(frames=3, frameskip=5)
+        >>> buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(data.numel()), transform=windows,
+        ...                                 sampler=windows.sampler(traj_key="episode"),
+        ...                                 batch_size=8 * windows.slice_len)
+        >>> _ = buffer.extend(data)
+        >>> batch = buffer.sample()
+        >>> batch["observation"].shape, batch["action"].shape, batch["index"].shape
+        (torch.Size([8, 3, 2]), torch.Size([8, 2, 10]), torch.Size([8, 11, 1]))
     """
 
     def __init__(self, frames: int, frameskip: int) -> None:
@@ -190,64 +208,67 @@ class ModelStepWindows(Transform):
         """Env steps per sampled slice."""
         return self.layout.slice_len
 
+    def sampler(self, **kwargs) -> WindowSliceSampler:
+        """The sampler of this layout's slices: ``WindowSliceSampler(slice_len=L, strict_length=True, **kwargs)``
+        (``kwargs``: ``SliceSampler``'s, for example ``traj_key="episode"``)."""
+        return WindowSliceSampler(slice_len=self.slice_len, **{"strict_length": True, **kwargs})
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Reshape a flat batch of slices into windows."""
-        out = TensorDict(batch_size=[tensordict.shape[0] // self.slice_len], device=tensordict.device)
+        """Reshape a batch of slices into windows."""
+        length = self.slice_len
+        if tensordict.batch_dims == 1:
+            if tensordict.shape[0] % length:
+                raise ValueError(f"a flat batch of slices must hold a multiple of slice_len={length} env steps; "
+                                 f"got {tensordict.shape[0]}")
+            tensordict = tensordict.reshape(-1, length)
+        if tensordict.batch_dims != 2 or tensordict.shape[1] != length:
+            raise ValueError(f"ModelStepWindows(frames={self.layout.frames}, frameskip={self.layout.frameskip}) "
+                             f"reads slices (B, {length}); got a batch of shape {tuple(tensordict.shape)}")
+        out = TensorDict(batch_size=tensordict.shape[:1], device=tensordict.device)
         for key, value in tensordict.exclude("next").items(include_nested=True, leaves_only=True):
             if key == "action":
-                out.set(key, self.layout.model_actions_of(key, value))
+                out.set(key, self.layout.model_actions_of(value))
             elif key == "episode":
-                out.set(key, self.layout.slices(key, value)[:, 0])
+                out.set(key, value[:, 0])
             else:
-                out.set(key, self.layout.frames_of(key, value))
+                out.set(key, self.layout.frames_of(value))
         reward = tensordict.get(REWARD_KEY, None)
         if reward is not None:
-            steps = self.layout.model_actions_of(REWARD_KEY, reward.reshape(reward.shape[0], -1))
+            steps = self.layout.model_actions_of(reward.reshape(*reward.shape[:2], -1))
             out.set(REWARD_KEY, steps.sum(-1, keepdim=True))
         return out
 
 
-def pack_pixel_observation(pixels: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-    """The pixel models' flat observation: uint8 images ``(..., S, S, 3)`` as float values, then ``proprio``.
+def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "latent") -> torch.Tensor:
+    """The latents ``(B, T, D)`` of a batch of windows, encoded once per batch.
 
-    Example:
-        >>> pack_pixel_observation(torch.zeros(4, 8, 8, 3, dtype=torch.uint8), torch.ones(4, 2)).shape
-        torch.Size([4, 194])
+    Returns ``windows[key]`` when an earlier step wrote it; otherwise encodes
+    the model's observation entries without gradients and writes them there,
+    so the synthesis transforms and the loss that read the same batch share
+    one encoding (exact for a frozen encoder: only finetuning, where the
+    encoder is frozen, puts transforms before the loss).
     """
-    if pixels.dtype != torch.uint8 or pixels.shape[-1] != 3 or pixels.shape[:-3] != proprio.shape[:-1]:
-        raise ValueError(f"pixels must be uint8 (..., H, W, 3) with proprio (..., P) of the same leading dims; "
-                         f"got {pixels.dtype} {tuple(pixels.shape)} and {tuple(proprio.shape)}")
-    return torch.cat([pixels.flatten(-3).to(proprio.dtype), proprio], dim=-1)
-
-
-class PackPixelObservation(Transform):
-    """Replay-buffer transform: ``"pixels"`` and ``"proprio"`` windows -> the flat ``"observation"`` of pixel models.
-
-    ``"pixels"`` is dropped from the output (the packed observation holds it).
-    """
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Write ``"observation"`` from ``"pixels"`` and ``"proprio"``."""
-        out = tensordict.exclude("pixels")
-        out.set("observation", pack_pixel_observation(tensordict.get("pixels"), tensordict.get("proprio")))
-        return out
+    latent = windows.get(key, None)
+    if latent is None:
+        with torch.no_grad():
+            latent = world_model.encode_from(windows)
+        windows.set(key, latent)
+    return latent
 
 
 def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int, batch_size: int,
-                       scratch_dir: str | os.PathLike | None = None, transform: Transform | None = None,
-                       generator: torch.Generator | None = None) -> ReplayBuffer:
-    """A replay buffer that samples ``batch_size`` model-step windows of ``frames`` frames.
+                       transform: Transform | None = None,
+                       generator: torch.Generator | None = None) -> TensorDictReplayBuffer:
+    """A ``TensorDictReplayBuffer`` that samples ``batch_size`` model-step windows of ``frames`` frames.
 
-    Trajectories ``(N, T)`` are flattened into a ``LazyMemmapStorage`` (in
-    ``scratch_dir``, or a temporary folder) or, with ``scratch_dir=None``, a
-    ``LazyTensorStorage``; a ``SliceSampler`` draws windows inside single
-    episodes. ``transform`` (for example a synthesis transform) runs after the
-    window reshaping.
+    Trajectories ``(N, T)`` are flattened into a ``LazyTensorStorage``; a
+    :class:`WindowSliceSampler` draws slices inside single episodes, which
+    :class:`ModelStepWindows` (first of the buffer's transforms) turns into
+    windows; ``transform`` (for example a synthesis transform) runs after it.
 
     Pixel datasets (``"pixels"`` and ``"proprio"``, see :data:`PIXEL_KEYS`) are
     never copied: the buffer's ``TensorStorage`` is a flat view of the
-    (memory-mapped) dataset, batches read only their rows, and
-    :class:`PackPixelObservation` builds each window's ``"observation"``.
+    (memory-mapped) dataset and batches read only their rows.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -269,17 +290,11 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
     keys = (*observation_keys(trajectories), *TRAJECTORY_KEYS[1:],
             *((REWARD_KEY,) if REWARD_KEY in trajectories.keys(True) else ()))
     flat = trajectories.select(*keys).reshape(-1)
-    size = flat.shape[0]
-    if pixels:
-        storage = TensorStorage(flat)  # a view of the dataset: no copy into RAM
-    else:
-        storage = (LazyTensorStorage(size) if scratch_dir is None
-                   else LazyMemmapStorage(size, scratch_dir=scratch_dir, existsok=True))
-    transforms = [windows, *([PackPixelObservation()] if pixels else []), *([] if transform is None else [transform])]
-    buffer = ReplayBuffer(
+    storage = TensorStorage(flat) if pixels else LazyTensorStorage(flat.shape[0])  # pixels: a view, no copy
+    transforms = [windows, *([] if transform is None else [transform])]
+    buffer = TensorDictReplayBuffer(
         storage=storage,
-        sampler=SliceSampler(slice_len=windows.slice_len, traj_key="episode", strict_length=True,
-                             cache_values=True),
+        sampler=windows.sampler(traj_key="episode", cache_values=True),
         batch_size=batch_size * windows.slice_len,
         transform=Compose(*transforms),
         generator=generator,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tensordict import TensorDict, TensorDictBase
 
 from .checks import check_positive_int
 from .io import pyplot, save_figure
@@ -88,18 +89,18 @@ def sample_pairs(task: Task, num_pairs: int, seed: int = 0,
 
 
 def execute_open_loop(task: Task, start: torch.Tensor, env_actions: torch.Tensor,
-                      goal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      goal: torch.Tensor | None = None) -> tuple[TensorDictBase, torch.Tensor]:
     """Run env actions ``(B, H, frameskip, a)`` in the real simulator from states ``start`` ``(B, state_dim)``.
 
     Uses :func:`~torchrl_gbp.tasks.env.execute_actions` on a fresh
     ``task.make_env(num_envs=B)`` (actions clamped into its action spec).
-    Returns the true observations after every model step ``(B, H, obs_dim)``
-    and the final states ``(B, state_dim)``.
+    Returns the true observation entries after every model step (a TensorDict
+    ``(B, H)`` of the task's ``observation_keys``) and the final states ``(B, state_dim)``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
         >>> obs, final = execute_open_loop(WallTask(), torch.zeros(2, 2) - 0.5, torch.ones(2, 3, 5, 2) * 0.1)
-        >>> obs.shape, final.shape
+        >>> obs["observation"].shape, final.shape
         (torch.Size([2, 3, 2]), torch.Size([2, 2]))
     """
     env = task.make_env(num_envs=start.shape[0], device=start.device)
@@ -124,8 +125,7 @@ def plot_predicted_frames(world_model, task: Task, path: str | os.PathLike, num_
     start, goal = (x.to(device) for x in sample_pairs(task, num_pairs, seed))
     objective = objective or GoalCost(proprio_dim=world_model.config.proprio_dim)
     planner = make_bounded_gradient_planner(world_model, task, horizon, steps, lr, objective)
-    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observation_from_state(start),
-                                             task.observation_from_state(goal))
+    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observe(start), task.observe(goal))
     generator = torch.Generator(device=device).manual_seed(seed)
     actions = planner.plan(z_hist, a_hist, z_goal, generator=generator).actions
     with torch.no_grad():
@@ -193,18 +193,17 @@ def planned_state_error(world_model: StateWorldModel, task: Task, planner: Plann
     _check_planner(world_model, planner)
     device = _device(world_model)
     start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
-    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observation_from_state(start),
-                                               task.observation_from_state(goal))
+    z_hist, a_hist, z_goal = planning_inputs(world_model, task.observe(start), task.observe(goal))
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed))
     env_action_dim = world_model.config.env_action_dim
     low, high = (b.to(device) for b in env_action_bounds(task.make_env().action_spec, env_action_dim))
     env_actions = world_model.denormalize_action(plan.actions).unflatten(-1, (world_model.frameskip, env_action_dim))
-    env_actions = torch.maximum(torch.minimum(env_actions, high), low)
+    env_actions = env_actions.clamp(low, high)
     true_obs, final_state = execute_open_loop(task, start, env_actions, goal)
     with torch.no_grad():
         executed = world_model.normalize_action(env_actions.flatten(-2))
         predicted = world_model.rollout(z_hist, a_hist, executed)
-        error = (predicted - world_model.encode(true_obs)).pow(2).flatten(2).mean(-1).mean(0)  # (H,)
+        error = (predicted - world_model.encode_from(true_obs)).pow(2).flatten(2).mean(-1).mean(0)  # (H,)
     return {
         "error_per_step": error.tolist(),
         "mean_error": float(error.mean()),
@@ -310,7 +309,7 @@ def cost_landscape(world_model: StateWorldModel, planner_objective: GoalCost | N
     alphas = torch.linspace(-span, span, resolution, dtype=center_actions.dtype, device=center_actions.device)
     betas = alphas.clone()
     grid = (center_actions + alphas[:, None, None, None] * d1 + betas[None, :, None, None] * d2)  # (R, R, H, A)
-    scorer = GradientPlanner(world_model, planner_objective, horizon=center_actions.shape[0], steps=0)
+    scorer = GradientPlanner(world_model, objective=planner_objective, horizon=center_actions.shape[0], steps=0)
     costs = scorer.score(z_hist[None], a_hist[None], z_goal[None], grid.reshape(1, -1, *center_actions.shape))
     return alphas, betas, costs.reshape(resolution, resolution)
 
@@ -468,8 +467,8 @@ def goal_cost_agreement(world_model: StateWorldModel, task: Task, objective: Goa
     device = _device(world_model)
     start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
     with torch.no_grad():
-        z, z_goal = world_model.encode(task.observation_from_state(start)), \
-            world_model.encode(task.observation_from_state(goal))
+        z, z_goal = (world_model.encode_from(TensorDict(task.observe(states), batch_size=states.shape[:1]))
+                     for states in (start, goal))
     true = task.distance(start, goal).double().cpu()
     p = objective.proprio_dim
     parts = {"cost": GoalCost("last", alpha=objective.alpha, proprio_dim=p),

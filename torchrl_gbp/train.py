@@ -9,7 +9,6 @@ import torch
 from tensordict import TensorDictBase
 from torch.nn.parallel import DistributedDataParallel
 from torchrl.data import ReplayBuffer
-from torchrl.envs import Compose
 from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger, WandbLogger
 from tqdm.auto import tqdm
 
@@ -150,7 +149,7 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
         training = {"step": step, "optimizer": None if optimizer is None else optimizer.state_dict(),
                     "scheduler": None if scheduler is None else scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state(), "buffer_rng": _generator_state(buffer),
-                    "transforms": [t.resume_state() for t in _stateful_transforms(buffer)]}
+                    "transforms": _transform_state(buffer)}
         save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step}, training)
 
     bar = tqdm(range(first, steps + 1), desc=description, disable=not progress, dynamic_ncols=True)
@@ -182,16 +181,10 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     return metrics
 
 
-def _stateful_transforms(buffer: ReplayBuffer) -> list:
-    """The buffer's transforms (through ``Compose``) that carry resume state, in order."""
-    found, stack = [], [getattr(buffer, "transform", None)]
-    while stack:
-        transform = stack.pop(0)
-        if isinstance(transform, Compose):
-            stack = list(transform.transforms) + stack
-        elif transform is not None and hasattr(transform, "resume_state"):
-            found.append(transform)
-    return found
+def _transform_state(buffer: ReplayBuffer) -> dict:
+    """The ``state_dict()`` of the buffer's transforms (the synthesis transforms keep their state there)."""
+    transform = getattr(buffer, "transform", None)
+    return {} if transform is None else transform.state_dict()
 
 
 def _generator_state(buffer: ReplayBuffer) -> torch.Tensor | None:
@@ -219,12 +212,13 @@ def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, schedule
         if generator is None:
             raise ValueError(f"checkpoint {str(path)!r} sampled with a seeded generator; the buffer has none")
         generator.set_state(training["buffer_rng"])
-    transforms = _stateful_transforms(buffer)
-    if len(transforms) != len(training["transforms"]):
-        raise ValueError(f"checkpoint {str(path)!r} was trained with {len(training['transforms'])} synthesis "
-                         f"transform(s), this buffer has {len(transforms)}")
-    for transform, state in zip(transforms, training["transforms"]):
-        transform.load_resume_state(state)
+    transform = getattr(buffer, "transform", None)
+    if set(training["transforms"]) != set(_transform_state(buffer)):
+        raise ValueError(f"checkpoint {str(path)!r} was trained with other replay-buffer transforms: it saved the "
+                         f"state {sorted(training['transforms'])}, this buffer's transforms have "
+                         f"{sorted(_transform_state(buffer))}")
+    if transform is not None:
+        transform.load_state_dict(training["transforms"])
     return int(training["step"])
 
 

@@ -104,8 +104,7 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr, objective)
         numbers = planned_state_error(model, task, planner, num_pairs, seed, pair_mode)
         device = _device(model)
-        problems = planning_inputs(model, task.observation_from_state(start.to(device)),
-                                     task.observation_from_state(goal.to(device)))
+        problems = planning_inputs(model, task.observe(start.to(device)), task.observe(goal.to(device)))
         few = tuple(p[:landscape_pairs] for p in problems)
         numbers["roughness"], landscapes[name] = _mean_roughness(model, planner, few, seed, span, resolution)
         numbers.update(gradient_norm_statistics(model, planner, *problems, seed=seed))

@@ -38,7 +38,7 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
     action_spec = task.make_env().action_spec
     plan = make_planner(planner, model, recipe.horizon if horizon is None else horizon, objective,
                         action_spec=action_spec, **kwargs)
-    return MPCPolicy(model, plan, action_spec, goal_key="goal" if has_goal else None)
+    return MPCPolicy(plan, action_spec)
 
 
 def task_for_model(task_name: str, model: LatentWorldModel) -> Task:
@@ -179,7 +179,7 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     ``resume`` continues from the one at ``checkpoint_path``.
     """
     torch.manual_seed(seed)
-    transform = make_synthesis(method, model, task, recipe.online, recipe.adversarial, seed)
+    transform = make_synthesis(method, model, task, online=recipe.online, adversarial=recipe.adversarial, seed=seed)
     buffer = make_window_buffer(trajectories, frames=model.num_hist + recipe.window_frames - 1,
                                 frameskip=model.frameskip, batch_size=recipe.batch_size, transform=transform,
                                 generator=torch.Generator().manual_seed(seed))

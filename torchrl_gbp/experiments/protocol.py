@@ -149,7 +149,8 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
     model, episodes = planner.world_model, pairs.shape[0]
     env = task.make_env(num_envs=episodes)
     td = env.reset(pairs.clone(), set_state=True)
-    z_hist, a_hist, z_goal = planning_inputs(model, td["observation"], td["goal"])
+    goal = {key: td[goal_key] for key, goal_key in zip(model.observation_keys, model.goal_keys)}
+    z_hist, a_hist, z_goal = planning_inputs(model, td, goal)
     start = time.perf_counter()
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
     seconds = time.perf_counter() - start
@@ -168,5 +169,5 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     if mode == "open loop":
         return evaluate_open_loop(plan, task, pairs, seed)
     executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-    policy = MPCPolicy(model, plan, task.make_env().action_spec, n_taken_actions=executed, seed=seed)
+    policy = MPCPolicy(plan, task.make_env().action_spec, n_taken_actions=executed, seed=seed)
     return evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs)

@@ -8,7 +8,7 @@ from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
 from .image_encoders import BlurPoolEncoder, DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer
-from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, observation_of, pixel_observation_dim
+from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, observation_of
 from .predictors import FrameCausalTransformerPredictor, ResidualMLPPredictor
 from .reward import RewardHead
 from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
@@ -18,6 +18,6 @@ __all__ = [
     "StateWorldModel", "TeacherForcingLoss", "WorldModelConfig",
     "BlurPoolEncoder", "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder",
     "PixelWorldModel",
-    "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of", "pixel_observation_dim",
+    "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of",
     "load_checkpoint", "load_weights_into", "save_checkpoint",
 ]

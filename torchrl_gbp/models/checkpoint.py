@@ -37,7 +37,7 @@ def save_checkpoint(path: str | os.PathLike, model: LatentWorldModel, extra: dic
     """
     atomic_torch_save(
         {"format_version": FORMAT_VERSION, "kind": model_kind(model), "config": model.config.to_dict(),
-         "observation_key": model.encoder.in_keys[0],
+         "observation_keys": list(model.observation_keys), "goal_keys": list(model.goal_keys),
          "state_dict": model.state_dict(), "extra": dict(extra or {}), "training": training},
         path,
     )
@@ -77,11 +77,24 @@ def load_checkpoint(path: str | os.PathLike, image_encoder: nn.Module | None = N
         raise ValueError(f"checkpoint {str(path)!r} holds a model of kind {kind!r}; expected one of {list(MODEL_KINDS)}")
     model_class, config_class = MODEL_KINDS[kind]
     config = config_class.from_dict(payload["config"])
-    key = payload.get("observation_key", "observation")
-    model = (model_class(config, observation_key=key) if kind == "state"
-             else model_class(config, image_encoder=image_encoder, observation_key=key))
+    keys = {}
+    if "observation_keys" in payload:  # checkpoints before keyed pixels kept one "observation_key"
+        keys = {"observation_keys": payload["observation_keys"], "goal_keys": payload["goal_keys"]}
+    elif kind == "state":
+        keys = {"observation_keys": [payload.get("observation_key", "observation")], "goal_keys": ["goal"]}
+    if kind == "state":
+        (observation_key,), (goal_key,) = keys["observation_keys"], keys["goal_keys"]
+        model = model_class(config, observation_key=_key(observation_key), goal_key=_key(goal_key))
+    else:
+        model = model_class(config, image_encoder=image_encoder,
+                            **{name: [_key(k) for k in value] for name, value in keys.items()})
     model.load_state_dict(payload["state_dict"])
     return model, payload["extra"]
+
+
+def _key(key: str | list | tuple):
+    """A saved TensorDict key (nested keys may come back as lists) as a key."""
+    return key if isinstance(key, str) else tuple(key)
 
 
 def load_weights_into(model: LatentWorldModel, path: str | os.PathLike) -> dict:

@@ -35,10 +35,22 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 def images_to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images ``(..., H, W, 3)`` (TorchRL's pixel layout) -> float ``(N, 3, H, W)`` in ``[0, 1]``."""
-    if images.shape[-1] != 3:
-        raise ValueError(f"images must be channels-last (..., H, W, 3), got shape {tuple(images.shape)}")
-    return images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+    """Images -> float ``(N, 3, H, W)`` in ``[0, 1]``, the leading dims flattened.
+
+    uint8 images are TorchRL's ``"pixels"`` layout, channels last ``(..., H, W, 3)``;
+    float images are what TorchRL's ``ToTensorImage`` makes of them, channels
+    first ``(..., 3, H, W)`` in ``[0, 1]``.
+
+    Example:
+        >>> images_to_unit(torch.full((2, 4, 4, 3), 255, dtype=torch.uint8)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+    if images.dtype == torch.uint8 and images.ndim >= 3 and images.shape[-1] == 3:
+        return images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+    if images.is_floating_point() and images.ndim >= 3 and images.shape[-3] == 3:
+        return images.reshape(-1, *images.shape[-3:])
+    raise ValueError(f"images must be uint8 channels-last (..., H, W, 3) or float channels-first (..., 3, H, W) "
+                     f"in [0, 1]; got {images.dtype} {tuple(images.shape)}")
 
 
 class PatchGridEncoder(nn.Module):

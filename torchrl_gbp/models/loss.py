@@ -8,8 +8,6 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
-from torchrl_gbp.data import SliceLayout
-
 from .world_model import StateWorldModel
 
 
@@ -34,9 +32,16 @@ def prediction_error(world_model, z_in: torch.Tensor, e_in: torch.Tensor, target
 class TeacherForcingLoss(LossModule):
     """Predict every frame of a window from the ``num_hist`` true frames before it.
 
-    Reads a batch of model-step windows: ``"observation"`` ``(B, T, obs_dim)`` and
-    ``"action"`` ``(B, T - 1, action_dim)`` (model actions in env units; the loss
-    normalises them with the model's statistics), ``T > num_hist``.
+    Reads a batch of model-step windows (as
+    :class:`~torchrl_gbp.data.ModelStepWindows` makes them from any TorchRL
+    buffer of trajectories): the model's observation entries
+    (``world_model.observation_keys``, ``(B, T, ...)``) and ``"action"``
+    ``(B, T - 1, action_dim)`` (model actions in env units; the loss
+    normalises them with the model's statistics), ``T > num_hist``. When the
+    batch holds ``"latent"`` ``(B, T, D)`` (written by a synthesis transform,
+    :func:`~torchrl_gbp.data.window_latents`), it is used as the encoded
+    frames instead of encoding again: the encoder then gets no gradient, which
+    is what finetuning with a frozen encoder wants.
     When a data-synthesis transform wrote ``"latent_perturbation"`` ``(B, T, D)``
     and ``"action_embedding_perturbation"`` ``(B, T - 1, E)``, they are added to
     the encoded inputs (gradients still reach the action encoder) while the
@@ -50,11 +55,7 @@ class TeacherForcingLoss(LossModule):
     :meth:`~torchrl_gbp.models.StateWorldModel.predict_reward` on the encoded
     next frames and the normalised actions.
 
-    With ``slice_len`` the batch is a flat batch of env-step slices, as a TorchRL
-    buffer of flat trajectories with a ``SliceSampler(slice_len=...)`` gives it:
-    ``(B * slice_len, ...)`` entries, cut into model-step windows by
-    :class:`~torchrl_gbp.data.SliceLayout` (perturbations read on the frames' rows).
-    Keys are set the TorchRL way, ``loss.set_keys(observation="pixels")``.
+    Keys are set the TorchRL way, ``loss.set_keys(action="model_action")``.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -69,7 +70,7 @@ class TeacherForcingLoss(LossModule):
     class _AcceptedKeys:
         """Keys read by the loss; change them with ``set_keys``."""
 
-        observation: NestedKey = "observation"
+        latent: NestedKey = "latent"
         action: NestedKey = "action"
         latent_perturbation: NestedKey = "latent_perturbation"
         action_embedding_perturbation: NestedKey = "action_embedding_perturbation"
@@ -78,17 +79,17 @@ class TeacherForcingLoss(LossModule):
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
 
-    def __init__(self, world_model: StateWorldModel, slice_len: int | None = None) -> None:
+    def __init__(self, world_model: StateWorldModel) -> None:
         super().__init__()
         self.world_model = world_model
-        self.layout = None if slice_len is None else SliceLayout(slice_len, world_model.frameskip)
 
     @property
     def in_keys(self) -> list[NestedKey]:
         """The keys the loss reads (they follow ``set_keys``)."""
         keys = self.tensor_keys
         rewards = [keys.reward] if self._reward_head is not None else []
-        return [keys.observation, keys.action, keys.latent_perturbation, keys.action_embedding_perturbation, *rewards]
+        return [*self.world_model.observation_keys, keys.latent, keys.action, keys.latent_perturbation,
+                keys.action_embedding_perturbation, *rewards]
 
     @property
     def out_keys(self) -> list[str]:
@@ -108,31 +109,27 @@ class TeacherForcingLoss(LossModule):
         """Compute the loss terms for a batch of windows."""
         wm = self.world_model
         h = wm.num_hist
-        obs_key, act_key = self.tensor_keys.observation, self.tensor_keys.action
-        for key in (obs_key, act_key):
-            if key not in tensordict.keys(True):
-                raise KeyError(f"TeacherForcingLoss needs key {key!r} in the batch; found {list(tensordict.keys(True, True))}")
-        obs, action = tensordict.get(obs_key), tensordict.get(act_key)
+        act_key = self.tensor_keys.action
+        if act_key not in tensordict.keys(True):
+            raise KeyError(f"TeacherForcingLoss needs key {act_key!r} in the batch; found "
+                           f"{list(tensordict.keys(True, True))}")
+        action = tensordict.get(act_key)
+        z = tensordict.get(self.tensor_keys.latent, None)
+        if z is None:
+            z = wm.encode_from(tensordict)
         dz = tensordict.get(self.tensor_keys.latent_perturbation, None)
         de = tensordict.get(self.tensor_keys.action_embedding_perturbation, None)
-        if self.layout is not None:
-            obs, action = self.layout.frames_of(obs_key, obs), self.layout.model_actions_of(act_key, action)
-            if dz is not None:
-                dz = self.layout.frames_of(self.tensor_keys.latent_perturbation, dz)
-            if de is not None:
-                de = self.layout.frames_of(self.tensor_keys.action_embedding_perturbation, de)[:, :-1]
-        if obs.ndim != 3 or obs.shape[1] <= h or action.shape[:2] != (obs.shape[0], obs.shape[1] - 1):
+        if z.ndim != 3 or z.shape[1] <= h or action.shape[:2] != (z.shape[0], z.shape[1] - 1):
             raise ValueError(
-                f"TeacherForcingLoss expects {obs_key!r} (B, T, obs_dim) with T > num_hist={h} and "
-                f"{act_key!r} (B, T - 1, action_dim); got {tuple(obs.shape)} and {tuple(action.shape)}"
-                + (" (a flat batch of env-step slices needs slice_len)" if self.layout is None and obs.ndim == 2
-                   else "")
+                f"TeacherForcingLoss expects windows: observation entries {list(wm.observation_keys)} (B, T, ...) "
+                f"with T > num_hist={h} and {act_key!r} (B, T - 1, action_dim); got latents {tuple(z.shape)} "
+                f"and actions {tuple(action.shape)} (sample windows with torchrl_gbp.data.ModelStepWindows)"
             )
-        z = wm.encode(obs)
         out = {}
         if self._reward_head is not None:
             out["loss_reward"] = self._reward_loss(tensordict, z, wm.normalize_action(action))
         if wm.state_decoder is not None:
+            obs = tensordict.get(wm.observation_keys[0])
             out["loss_reconstruction"] = (wm.state_decoder(z) - wm.obs_normalizer.normalize(obs)).pow(2).mean()
         targets = z[:, h:].detach()
         z_in = z
@@ -153,8 +150,6 @@ class TeacherForcingLoss(LossModule):
         if reward is None:
             raise KeyError(f"TeacherForcingLoss of a model with a reward head needs {key!r} in the batch; found "
                            f"{list(tensordict.keys(True, True))}")
-        if self.layout is not None:  # env-step rewards summed over each model step
-            reward = self.layout.model_actions_of(key, reward.reshape(reward.shape[0], -1)).sum(-1)
         reward = reward.reshape(reward.shape[0], -1)
         if reward.shape != action.shape[:2]:
             raise ValueError(f"{key!r} must hold one reward per model step, (B, T - 1[, 1]) = "

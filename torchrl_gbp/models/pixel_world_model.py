@@ -1,9 +1,11 @@
 """A DINO-WM-style pixel world model: frozen image encoder, frame-causal token predictor, same verbs as state models."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tensordict.utils import NestedKey
 from torch import nn
 
 from torchrl_gbp.checks import check_positive_int
@@ -16,19 +18,13 @@ from .world_model import ConfigFields, LatentWorldModel
 ENCODERS = ("patch", "blur", "dinov2", "custom")
 
 
-def pixel_observation_dim(image_size: int, proprio_dim: int) -> int:
-    """Size of a pixel observation: ``image_size ** 2 * 3`` image values followed by ``proprio_dim`` proprio entries."""
-    return image_size * image_size * 3 + proprio_dim
-
-
 @dataclass
 class PixelWorldModelConfig(ConfigFields):
     """Everything needed to rebuild a :class:`PixelWorldModel` (the encoder's weights travel in its state dict).
 
-    A pixel observation is one flat vector: the ``(image_size, image_size, 3)``
-    uint8 image's values (0..255, as floats) followed by ``proprio_dim``
-    proprio entries (:class:`~torchrl_gbp.tasks.PixelTask` writes it; datasets
-    keep ``"pixels"`` uint8 and ``"proprio"`` apart and pack them per batch).
+    A pixel observation is two entries, as :class:`~torchrl_gbp.tasks.PixelTask`
+    envs and datasets key them: ``"pixels"``, uint8 ``(..., image_size, image_size, 3)``,
+    and ``"proprio"`` ``(..., proprio_dim)``.
 
     Args:
         image_size: square image side.
@@ -69,12 +65,6 @@ class PixelWorldModelConfig(ConfigFields):
         if self.encoder not in ENCODERS:
             raise ValueError(f"PixelWorldModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
 
-    @property
-    def obs_dim(self) -> int:
-        """Size of one packed pixel observation."""
-        return pixel_observation_dim(self.image_size, self.proprio_dim)
-
-
 
 def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:
     """The frozen image encoder named by ``config.encoder`` (``"custom"`` has none to build)."""
@@ -89,17 +79,19 @@ def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:
 
 
 class PixelObservationEncoder(nn.Module):
-    """Packed pixel observation -> flat latent: normalised frozen-encoder tokens, then normalised proprio.
+    """Images and proprio -> flat latent: normalised frozen-encoder tokens, then normalised proprio.
 
-    The image encoder runs without gradients (it is frozen and nothing
-    differentiates through images); its tokens are z-scored per channel with
-    dataset statistics so every latent entry has unit scale.
+    Images are uint8 ``(..., S, S, 3)`` (TorchRL's ``"pixels"`` layout) or
+    float ``(..., 3, S, S)`` in ``[0, 1]`` (what TorchRL's ``ToTensorImage``
+    makes of them); they become floats here, inside the model. The image
+    encoder runs without gradients (it is frozen and nothing differentiates
+    through images); its tokens are z-scored per channel with dataset
+    statistics so every latent entry has unit scale.
     """
 
     def __init__(self, image_size: int, proprio_dim: int, image_encoder: nn.Module) -> None:
         super().__init__()
         self.image_size, self.proprio_dim = image_size, proprio_dim
-        self.image_values = image_size * image_size * 3
         self.image_encoder = freeze(image_encoder)
         with torch.no_grad():
             probe = image_encoder(torch.zeros(1, 3, image_size, image_size))
@@ -117,21 +109,23 @@ class PixelObservationEncoder(nn.Module):
         return self
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw frozen-encoder tokens of uint8-valued images ``(..., S, S, 3)`` -> ``(..., N, D)``."""
+        """Raw frozen-encoder tokens of images (uint8 ``(..., S, S, 3)`` or float ``(..., 3, S, S)``) -> ``(..., N, D)``."""
+        unit = images_to_unit(images)
+        if unit.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"pixels must be {self.image_size}x{self.image_size} images, uint8 (..., "
+                             f"{self.image_size}, {self.image_size}, 3) or float (..., 3, {self.image_size}, "
+                             f"{self.image_size}); got {images.dtype} {tuple(images.shape)}")
         with torch.no_grad():
-            out = self.image_encoder(images_to_unit(images))
+            out = self.image_encoder(unit)
         return out.reshape(*images.shape[:-3], self.num_tokens, self.token_dim)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """``(..., obs_dim)`` -> ``(..., N * D + proprio_dim)``."""
-        if obs.shape[-1] != self.image_values + self.proprio_dim:
-            raise ValueError(f"pixel observation must have last dimension {self.image_values + self.proprio_dim} "
-                             f"({self.image_size}x{self.image_size}x3 image values + {self.proprio_dim} proprio), "
-                             f"got shape {tuple(obs.shape)}")
-        images = obs[..., :self.image_values].reshape(*obs.shape[:-1], self.image_size, self.image_size, 3)
-        tokens = self.token_normalizer.normalize(self.tokens(images)).flatten(-2)
-        proprio = self.proprio_normalizer.normalize(obs[..., self.image_values:])
-        return torch.cat([tokens, proprio], dim=-1)
+    def forward(self, pixels: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """Images ``(..., S, S, 3)`` (or ``(..., 3, S, S)``) and proprio ``(..., P)`` -> ``(..., N * D + P)``."""
+        if proprio.shape[-1:] != (self.proprio_dim,) or proprio.shape[:-1] != pixels.shape[:-3]:
+            raise ValueError(f"proprio must be (..., {self.proprio_dim}) with the leading dims of pixels "
+                             f"{tuple(pixels.shape[:-3])}; got {tuple(proprio.shape)}")
+        tokens = self.token_normalizer.normalize(self.tokens(pixels)).flatten(-2)
+        return torch.cat([tokens, self.proprio_normalizer.normalize(proprio)], dim=-1)
 
 
 def observation_of(model: LatentWorldModel) -> str:
@@ -154,25 +148,29 @@ class PixelWorldModel(LatentWorldModel):
         image_encoder: the frozen encoder hook (any module from images
             ``(B, 3, H, W)`` in ``[0, 1]`` to tokens ``(B, N, D)``); built from
             ``config`` when omitted.
-        observation_key: the TensorDict key of the packed observation.
+        observation_keys: the keys of the images and the proprio, in that order.
+        goal_keys: the keys of the goal's images and proprio.
 
     Example:
         >>> config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2, num_hist=2,
         ...                                encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8})
         >>> model = PixelWorldModel(config)
-        >>> z = model.encode(torch.zeros(3, 2, config.obs_dim))          # (B, h, N * D + P)
+        >>> pixels, proprio = torch.zeros(3, 2, 16, 16, 3, dtype=torch.uint8), torch.zeros(3, 2, 2)
+        >>> z = model.encode(pixels, proprio)                            # (B, h, N * D + P)
         >>> z.shape, model.rollout(z, torch.zeros(3, 1, 10), torch.zeros(3, 5, 10)).shape
         (torch.Size([3, 2, 18]), torch.Size([3, 5, 18]))
     """
 
-    def __init__(self, config: PixelWorldModelConfig, image_encoder: nn.Module | None = None,
-                 observation_key: str = "observation") -> None:
+    def __init__(self, config: PixelWorldModelConfig, *, image_encoder: nn.Module | None = None,
+                 observation_keys: Sequence[NestedKey] = ("pixels", "proprio"),
+                 goal_keys: Sequence[NestedKey] = (("goal", "pixels"), ("goal", "proprio"))) -> None:
         encoder = PixelObservationEncoder(config.image_size, config.proprio_dim,
                                           build_image_encoder(config) if image_encoder is None else image_encoder)
         predictor = FrameCausalTransformerPredictor(
             encoder.num_tokens, encoder.token_dim, config.proprio_dim, config.action_embed_dim, config.num_hist,
             config.hidden_dim, config.depth, config.heads, config.proprio_embed_dim)
-        super().__init__(config, encoder, encoder.latent_dim, predictor, observation_key)
+        super().__init__(config, encoder, encoder.latent_dim, predictor, observation_keys=observation_keys,
+                         goal_keys=goal_keys)
 
     @property
     def image_encoder(self) -> nn.Module:

@@ -1,11 +1,13 @@
 """A state world model with plain-tensor verbs and TorchRL's ``WorldModel`` key layout."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import WorldModel
 
@@ -167,18 +169,25 @@ class LatentWorldModel(WorldModel):
     planners, synthesis and diagnostics never branch on the model kind.
 
     Args:
-        config: the model's config (``obs_dim``, ``env_action_dim``, ``frameskip``,
-            ``num_hist``, ``action_embed_dim``, ``proprio_dim``, ``action_dim``, ``to_dict``).
-        encoder: module mapping observations ``(..., obs_dim)`` to latents ``(..., latent_dim)``.
+        config: the model's config (``env_action_dim``, ``frameskip``, ``num_hist``,
+            ``action_embed_dim``, ``proprio_dim``, ``action_dim``, ``to_dict``).
+        encoder: module mapping the observation entries (one tensor per key of
+            ``observation_keys``, in that order) to latents ``(..., latent_dim)``.
         latent_dim: size of one latent.
         predictor: module ``(z_hist (..., h, D), e_hist (..., h, E)) -> (..., D)``.
-        observation_key: the TensorDict key of the observation.
+        observation_keys: the TensorDict keys of the observation entries the encoder reads.
+        goal_keys: the keys of the goal's observation entries, one per observation key (what
+            :class:`~torchrl_gbp.planners.MPCPolicy` reads by default).
     """
 
-    def __init__(self, config, encoder: nn.Module, latent_dim: int, predictor: nn.Module,
-                 observation_key: str = "observation") -> None:
+    def __init__(self, config, encoder: nn.Module, latent_dim: int, predictor: nn.Module, *,
+                 observation_keys: Sequence[NestedKey], goal_keys: Sequence[NestedKey]) -> None:
+        observation_keys, goal_keys = tuple(observation_keys), tuple(goal_keys)
+        if not observation_keys or len(goal_keys) != len(observation_keys):
+            raise ValueError(f"goal_keys must name one goal entry per observation key; got observation_keys="
+                             f"{list(observation_keys)} and goal_keys={list(goal_keys)}")
         super().__init__(
-            encoder=TensorDictModule(encoder, in_keys=[observation_key], out_keys=["latent"]),
+            encoder=TensorDictModule(encoder, in_keys=list(observation_keys), out_keys=["latent"]),
             dynamics=TensorDictModule(LatentDynamics(config.action_dim, config.action_embed_dim, predictor,
                                                      config.num_hist),
                                       in_keys=["latent", "action"], out_keys=[("next", "latent")]),
@@ -188,6 +197,8 @@ class LatentWorldModel(WorldModel):
         )
         self.config = config
         self.latent_dim = latent_dim
+        self.observation_keys = observation_keys
+        self.goal_keys = goal_keys
         self.action_normalizer = Normalizer(config.action_dim)
         # a decoder trained with the encoder (the loss adds a reconstruction term); None: the encoder is fixed
         self.state_decoder: nn.Module | None = None
@@ -251,14 +262,33 @@ class LatentWorldModel(WorldModel):
                 self.normalize_action(high.repeat(self.frameskip).to(ref)))
 
     # ------------------------------------------------------ plain-tensor verbs
-    def encode(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
-        """Observation ``(..., obs_dim)`` -> latent ``(..., latent_dim)`` (plain tensors, batched).
+    def encode(self, *obs: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
+        """Observation entries (one tensor per key of ``observation_keys``, any leading dims ``...``) ->
+        latent ``(..., latent_dim)`` (plain tensors, batched).
 
-        Given a TensorDict, writes ``"latent"`` as TorchRL's ``WorldModel.encode`` does.
+        Given one TensorDict, writes ``"latent"`` as TorchRL's ``WorldModel.encode`` does
+        (:meth:`encode_from` returns the latent of any keys instead).
         """
-        if isinstance(obs, TensorDictBase):
-            return super().encode(obs)
-        return self.state_encoder(obs)
+        if len(obs) == 1 and isinstance(obs[0], TensorDictBase):
+            return super().encode(obs[0])
+        if len(obs) != len(self.observation_keys):
+            raise TypeError(f"encode takes one tensor per observation key {list(self.observation_keys)}, "
+                            f"got {len(obs)}")
+        return self.state_encoder(*obs)
+
+    def encode_from(self, tensordict: TensorDictBase, keys: Sequence[NestedKey] | None = None) -> torch.Tensor:
+        """The latent ``(*batch, latent_dim)`` of the observation entries ``keys`` of ``tensordict``.
+
+        ``keys`` default to ``observation_keys``; give ``goal_keys`` for the
+        goal's latent. A missing key raises a ``KeyError`` naming it.
+        """
+        keys = self.observation_keys if keys is None else tuple(keys)
+        present = tensordict.keys(True)
+        missing = [key for key in keys if key not in present]
+        if missing:
+            raise KeyError(f"the world model reads {list(keys)}; missing {missing} (the TensorDict has "
+                           f"{list(tensordict.keys(True, True))})")
+        return self.encode(*(tensordict.get(key) for key in keys))
 
     def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
         """Normalised model action ``(..., action_dim)`` -> embedding ``(..., action_embed_dim)``."""
@@ -343,12 +373,14 @@ class StateWorldModel(LatentWorldModel):
         torch.Size([4, 5, 2])
     """
 
-    def __init__(self, config: WorldModelConfig, observation_key: str = "observation") -> None:
+    def __init__(self, config: WorldModelConfig, *, observation_key: NestedKey = "observation",
+                 goal_key: NestedKey = "goal") -> None:
         net = (IdentityEncoder(config.obs_dim) if config.encoder == "identity"
                else MLPEncoder(config.obs_dim, config.latent_dim))
         predictor = ResidualMLPPredictor(net.latent_dim, config.action_embed_dim, config.num_hist,
                                          config.hidden_dim, config.depth)
-        super().__init__(config, NormalizedEncoder(config.obs_dim, net), net.latent_dim, predictor, observation_key)
+        super().__init__(config, NormalizedEncoder(config.obs_dim, net), net.latent_dim, predictor,
+                         observation_keys=(observation_key,), goal_keys=(goal_key,))
         self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None
         self.reward_predictor = RewardHead(net.latent_dim, config.action_dim) if config.reward_head else None
 

@@ -1,6 +1,6 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
 from ..objectives import GoalCost, ReturnObjective
-from .base import Planner, PlanResult, fresh_episode_history, planning_inputs
+from .base import Planner, PlanResult, planning_inputs
 from .budget import BudgetClock, SearchBudget
 from .factory import (
     PLANNER_CLASSES,
@@ -10,12 +10,12 @@ from .factory import (
 )
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
-from .policy import MPCPolicy
+from .policy import MPCPolicy, PolicyStatePrimer
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
-    "env_action_bounds", "fresh_episode_history", "make_planner", "model_action_bounds", "planning_inputs",
-    "PlanResult", "Planner", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
+    "env_action_bounds", "make_planner", "model_action_bounds", "planning_inputs",
+    "PlanResult", "Planner", "PolicyStatePrimer", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
     "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -13,10 +13,24 @@ from .budget import BudgetClock, SearchBudget
 
 
 class PlanResult(NamedTuple):
-    """A plan ``actions`` ``(B, H, A)`` (normalised model actions) and its model cost ``(B,)``."""
+    """What one planning call measured.
+
+    ``actions`` ``(B, H, A)``: the plan (normalised model actions); ``cost``
+    ``(B,)``: its model cost; ``iterations``: the search iterations run
+    (optimiser steps, sampling rounds; both stages for hybrids); ``stop_reason``:
+    ``"iterations"`` (the full count), ``"time"`` or ``"plateau"`` (the
+    planner's :class:`SearchBudget` stopped it).
+    """
 
     actions: torch.Tensor
     cost: torch.Tensor
+    iterations: int = 0
+    stop_reason: str = "iterations"
+
+    @property
+    def nonfinite(self) -> int:
+        """Batch elements left with a non-finite cost (no finite plan found)."""
+        return int((~torch.isfinite(self.cost)).sum())
 
 
 class Planner(abc.ABC):
@@ -47,11 +61,11 @@ class Planner(abc.ABC):
             on CPUs with AVX512-BF16/AMX and on GPUs, at bf16 precision of the
             cost); costs are returned in the inputs' dtype. ``None``: full precision.
 
-    After each call, ``last_clock`` (a :class:`BudgetClock`) tells how many
-    iterations the search ran and why it stopped.
+    :meth:`plan` returns everything a call measured (:class:`PlanResult`);
+    the planner keeps no per-call state.
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5,
+    def __init__(self, world_model, *, objective: GoalCost | None = None, horizon: int = 5,
                  action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
                  budget: SearchBudget | None = None, compile: bool = False,
                  autocast_dtype: torch.dtype | None = None) -> None:
@@ -68,14 +82,12 @@ class Planner(abc.ABC):
         self.compile = compile
         self.autocast_dtype = autocast_dtype
         self._compiled_score: Callable[..., torch.Tensor] | None = None
-        self.last_clock: BudgetClock | None = None
-        self.last_nonfinite = 0
 
     def project(self, actions: torch.Tensor) -> torch.Tensor:
-        """Clamp ``actions`` into the action bounds (out of place)."""
+        """Clamp ``actions`` into the action bounds (out of place; unbounded planners return them as they are)."""
         if self.action_low is None:
             return actions
-        return torch.maximum(torch.minimum(actions, self.action_high.to(actions)), self.action_low.to(actions))
+        return actions.clamp(self.action_low.to(actions), self.action_high.to(actions))
 
     def cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The search's starting plan ``(B, H, A)`` when there is no warm start (zeros, projected)."""
@@ -148,55 +160,53 @@ class Planner(abc.ABC):
 
         ``init`` ``(B, H, A)`` warm-starts the search (for example the shifted
         previous plan); ``generator`` makes the search reproducible.
-        Returns detached actions ``(B, H, A)`` inside the bounds and their cost.
+        Returns a :class:`PlanResult`: detached actions ``(B, H, A)`` inside the
+        bounds, their cost, the iterations run and why the search stopped.
         Works under ``torch.no_grad()`` and ``torch.inference_mode()`` alike (the
         search leaves inference mode and copies its inputs out of it). A candidate
-        whose cost is not finite never wins over a finite one; ``last_nonfinite``
-        counts the batch elements left with a non-finite cost (no finite plan found).
+        whose cost is not finite never wins over a finite one
+        (:attr:`PlanResult.nonfinite` counts the batch elements with no finite plan).
         """
         self._check(z_hist, a_hist, z_goal, init)
+        clock = self.budget.start()
         with torch.inference_mode(False):
             inputs = [None if x is None else x.detach().clone() for x in (z_hist, a_hist, z_goal, init)]
-            result = self.search(*inputs, generator)
-        cost = result.cost.detach()
-        self.last_nonfinite = int((~torch.isfinite(cost)).sum())
-        return PlanResult(result.actions.detach(), cost)
+            actions, cost = self.search(*inputs, generator, clock)[:2]
+        return PlanResult(actions.detach(), cost.detach(), clock.iterations, clock.stop_reason)
 
     @abc.abstractmethod
     def search(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
-               init: torch.Tensor | None, generator: torch.Generator | None) -> PlanResult:
-        """The planner-specific search; inputs are validated and detached."""
-
-
-def fresh_episode_history(obs: torch.Tensor, num_hist: int,
-                          action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The history at an episode's first step: the observation ``(B, ...)`` repeated ``num_hist`` times,
-    ``(B, num_hist, ...)``, and ``num_hist - 1`` zero (normalised) past actions ``(B, num_hist - 1, action_dim)``.
-
-    Example:
-        >>> obs_hist, a_hist = fresh_episode_history(torch.ones(4, 2), num_hist=3, action_dim=10)
-        >>> obs_hist.shape, a_hist.shape, float(a_hist.abs().sum())
-        (torch.Size([4, 3, 2]), torch.Size([4, 2, 10]), 0.0)
-    """
-    b = obs.shape[0]
-    return obs.unsqueeze(1).expand(b, num_hist, *obs.shape[1:]), obs.new_zeros(b, num_hist - 1, action_dim)
+               init: torch.Tensor | None, generator: torch.Generator | None, clock: BudgetClock) -> PlanResult:
+        """The planner-specific search under ``clock``; inputs are validated and detached."""
 
 
 @torch.no_grad()
-def planning_inputs(world_model, start_obs: torch.Tensor,
-                    goal_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def planning_inputs(world_model, start: Mapping, goal: Mapping) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``plan``'s inputs for fresh episodes: ``(z_hist (B, h, D), a_hist (B, h - 1, A), z_goal (B, D))``.
 
-    The history is :func:`fresh_episode_history`, as :class:`~torchrl_gbp.planners.MPCPolicy` starts an episode.
+    ``start`` and ``goal`` hold observation entries ``(B, ...)`` under the world
+    model's ``observation_keys`` (a TensorDict or a dict, for example
+    ``task.observe(states)``). As :class:`~torchrl_gbp.planners.MPCPolicy`
+    starts an episode, the history repeats the start's latent ``h`` times after
+    ``h - 1`` zero (normalised) actions.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, num_hist=3))
-        >>> [t.shape for t in planning_inputs(model, torch.zeros(4, 2), torch.ones(4, 2))]
+        >>> start, goal = {"observation": torch.zeros(4, 2)}, {"observation": torch.ones(4, 2)}
+        >>> [t.shape for t in planning_inputs(model, start, goal)]
         [torch.Size([4, 3, 2]), torch.Size([4, 2, 2]), torch.Size([4, 2])]
     """
-    obs_hist, a_hist = fresh_episode_history(start_obs, world_model.num_hist, world_model.action_dim)
-    return world_model.encode(obs_hist), a_hist, world_model.encode(goal_obs)
+    keys = world_model.observation_keys
+    for name, entries in (("start", start), ("goal", goal)):
+        missing = [key for key in keys if key not in entries.keys()]
+        if missing:
+            raise KeyError(f"planning_inputs' {name} lacks the model's observation entries {missing} (it reads "
+                           f"{list(keys)})")
+    z = world_model.encode(*(start[key] for key in keys))
+    z_hist = z.unsqueeze(1).expand(z.shape[0], world_model.num_hist, *z.shape[1:])
+    return z_hist, z.new_zeros(z.shape[0], world_model.num_hist - 1, world_model.action_dim), \
+        world_model.encode(*(goal[key] for key in keys))
 
 
 def gaussian(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from ..objectives import GoalCost
 from .base import Planner, PlanResult, gaussian
-from .budget import BudgetClock, SearchBudget
+from .budget import BudgetClock
 
 
 class GradientPlanner(Planner):
@@ -22,8 +21,7 @@ class GradientPlanner(Planner):
     any iteration is returned, also when ``budget`` stops the search early.
 
     Args:
-        world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype:
-            see :class:`Planner`.
+        world_model: the world model (see :class:`Planner`).
         steps: optimiser steps per call (the most; ``budget`` may stop sooner).
         lr: learning rate.
         optimizer: a ``torch.optim.Optimizer`` class.
@@ -34,6 +32,8 @@ class GradientPlanner(Planner):
         callback: called after each gradient evaluation as ``callback(step, actions, cost, grad)``
             with the detached actions ``(B, R, H, A)``, their costs ``(B, R)`` and the cost
             gradient ``(B, R, H, A)``, before the optimiser step (for diagnostics).
+        planner_options: :class:`Planner`'s keyword arguments (``objective``, ``horizon``,
+            ``action_low``, ``action_high``, ``budget``, ``compile``, ``autocast_dtype``).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -44,14 +44,13 @@ class GradientPlanner(Planner):
         (torch.Size([4, 3, 2]), torch.Size([4]))
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, steps: int = 100,
-                 lr: float = 0.2, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+    def __init__(self, world_model, *, steps: int = 100, lr: float = 0.2,
+                 optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, init: str = "randn", noise_std: float = 0.003,
-                 num_restarts: int = 1, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
-                 compile: bool = False, autocast_dtype: torch.dtype | None = None,
-                 callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype)
+                 num_restarts: int = 1,
+                 callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+                 **planner_options) -> None:
+        super().__init__(world_model, **planner_options)
         if init not in ("randn", "zeros"):
             raise ValueError(f"init must be 'randn' or 'zeros', got {init!r}")
         if steps < 0 or num_restarts < 1:
@@ -83,13 +82,10 @@ class GradientPlanner(Planner):
             starts[0] = self.project(init)
         return torch.stack(starts, dim=1)
 
-    def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
+    def search(self, z_hist, a_hist, z_goal, init, generator, clock) -> PlanResult:
         """Run up to ``steps`` optimiser steps on all restarts at once."""
-        clock = self.budget.start()
         starts = self.initial_actions(init, z_hist.shape[0], z_hist, generator)
-        result = self.descend(z_hist, a_hist, z_goal, starts, generator, clock)
-        self.last_clock = clock
-        return result
+        return self.descend(z_hist, a_hist, z_goal, starts, generator, clock)
 
     def descend(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor, starts: torch.Tensor,
                 generator: torch.Generator | None, clock: BudgetClock) -> PlanResult:

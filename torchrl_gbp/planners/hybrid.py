@@ -1,14 +1,9 @@
 """GD-CEM: a few cross-entropy iterations propose plans, gradient steps refine the best of them."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
-from ..objectives import GoalCost
 from .base import PlanResult
-from .budget import SearchBudget
 from .gradient import GradientPlanner
 from .sampling import CrossEntropyPlanner
 
@@ -26,10 +21,10 @@ class GradientCEMPlanner(CrossEntropyPlanner, GradientPlanner):
 
     Args:
         samples, elites, iterations, init_std, min_std: the CEM stage (see :class:`SamplingPlanner`).
-        steps, lr, optimizer, optimizer_kwargs, noise_std, callback: the gradient stage
-            (see :class:`GradientPlanner`).
+        steps: the gradient stage's optimiser steps.
         num_restarts: CEM candidates refined, ``1 <= num_restarts <= elites``.
-        (others): see :class:`Planner`.
+        gradient_options: the gradient stage's other arguments (``lr``, ``optimizer``, ``optimizer_kwargs``,
+            ``noise_std``, ``callback``: see :class:`GradientPlanner`) and :class:`Planner`'s.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -39,29 +34,21 @@ class GradientCEMPlanner(CrossEntropyPlanner, GradientPlanner):
         torch.Size([2, 3, 2])
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
-                 elites: int = 30, iterations: int = 3, steps: int = 30, lr: float = 0.2,
-                 optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-                 optimizer_kwargs: dict[str, Any] | None = None, noise_std: float = 0.003, num_restarts: int = 1,
-                 init_std: float = 1.0, min_std: float = 0.01, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
-                 compile: bool = False, autocast_dtype: torch.dtype | None = None,
-                 callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
+    def __init__(self, world_model, *, samples: int = 300, elites: int = 30, iterations: int = 3,
+                 init_std: float = 1.0, min_std: float = 0.01, steps: int = 30, num_restarts: int = 1,
+                 **gradient_options) -> None:
         # A cold start is CEM's (zeros); the gradient stage always starts from CEM candidates.
-        GradientPlanner.__init__(self, world_model, objective, horizon, steps, lr, optimizer, optimizer_kwargs,
-                                 "zeros", noise_std, num_restarts, action_low, action_high, budget, compile,
-                                 autocast_dtype, callback)
+        GradientPlanner.__init__(self, world_model, init="zeros", steps=steps, num_restarts=num_restarts,
+                                 **gradient_options)
         self.configure_sampling(samples, elites, iterations, init_std, min_std)
         if num_restarts > elites:
             raise ValueError(f"num_restarts must be <= elites (it refines that many CEM candidates), "
                              f"got num_restarts={num_restarts}, elites={elites}")
 
-    def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
+    def search(self, z_hist, a_hist, z_goal, init, generator, clock) -> PlanResult:
         """The CEM stage, then the gradient stage from its best candidates."""
-        clock = self.budget.start()
         proposal, elite = self.sample_search(z_hist, a_hist, z_goal, init, generator, clock)
         if clock.stop_reason == "iterations":  # the budget has not stopped the search
             starts = torch.cat([proposal.actions.unsqueeze(1), elite[:, 1:self.num_restarts]], dim=1)
             proposal = self.descend(z_hist, a_hist, z_goal, starts, generator, clock)
-        self.last_clock = clock
         return proposal

@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from ..objectives import GoalCost
 from .base import Planner, PlanResult, gaussian
-from .budget import BudgetClock, SearchBudget
+from .budget import BudgetClock
 
 
 class SamplingPlanner(Planner):
@@ -18,21 +17,19 @@ class SamplingPlanner(Planner):
     sampled candidates and the final mean (also when ``budget`` stops early).
 
     Args:
-        world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype:
-            see :class:`Planner`.
+        world_model: the world model (see :class:`Planner`).
         samples: candidates drawn per iteration and batch element.
         elites: best candidates used to refit.
         iterations: sample-score-refit rounds per call (the most; ``budget`` may stop sooner).
         init_std: std of the first Gaussian (the mean starts at ``init`` or zero).
         min_std: floor on the refitted std, so the search never freezes.
+        planner_options: :class:`Planner`'s keyword arguments (``objective``, ``horizon``,
+            ``action_low``, ``action_high``, ``budget``, ``compile``, ``autocast_dtype``).
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
-                 elites: int = 30, iterations: int = 30, init_std: float = 1.0, min_std: float = 0.01,
-                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
-                 budget: SearchBudget | None = None, compile: bool = False,
-                 autocast_dtype: torch.dtype | None = None) -> None:
-        super().__init__(world_model, objective, horizon, action_low, action_high, budget, compile, autocast_dtype)
+    def __init__(self, world_model, *, samples: int = 300, elites: int = 30, iterations: int = 30,
+                 init_std: float = 1.0, min_std: float = 0.01, **planner_options) -> None:
+        super().__init__(world_model, **planner_options)
         self.configure_sampling(samples, elites, iterations, init_std, min_std)
 
     def configure_sampling(self, samples: int, elites: int, iterations: int, init_std: float,
@@ -66,12 +63,9 @@ class SamplingPlanner(Planner):
         return None
 
     @torch.no_grad()
-    def search(self, z_hist, a_hist, z_goal, init, generator) -> PlanResult:
+    def search(self, z_hist, a_hist, z_goal, init, generator, clock) -> PlanResult:
         """Iterate: sample ``samples`` plans, keep the ``elites`` cheapest, refit."""
-        clock = self.budget.start()
-        result, _ = self.sample_search(z_hist, a_hist, z_goal, init, generator, clock)
-        self.last_clock = clock
-        return result
+        return self.sample_search(z_hist, a_hist, z_goal, init, generator, clock)[0]
 
     @torch.no_grad()
     def sample_search(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
@@ -149,13 +143,8 @@ class PathIntegralPlanner(SamplingPlanner):
         torch.Size([2, 3, 2])
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
-                 elites: int = 30, iterations: int = 30, temperature: float = 0.05, init_std: float = 1.0,
-                 min_std: float = 0.01, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None, budget: SearchBudget | None = None,
-                 compile: bool = False, autocast_dtype: torch.dtype | None = None) -> None:
-        super().__init__(world_model, objective, horizon, samples, elites, iterations, init_std, min_std,
-                         action_low, action_high, budget, compile, autocast_dtype)
+    def __init__(self, world_model, *, temperature: float = 0.05, **sampling_options) -> None:
+        super().__init__(world_model, **sampling_options)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
@@ -241,14 +230,9 @@ class ImprovedCEMPlanner(CrossEntropyPlanner):
         torch.Size([2, 3, 2])
     """
 
-    def __init__(self, world_model, objective: GoalCost | None = None, horizon: int = 5, samples: int = 300,
-                 elites: int = 30, iterations: int = 10, noise_beta: float = 2.0, population_decay: float = 1.25,
-                 keep_elites: float = 0.3, init_std: float = 1.0, min_std: float = 0.01,
-                 action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
-                 budget: SearchBudget | None = None, compile: bool = False,
-                 autocast_dtype: torch.dtype | None = None) -> None:
-        super().__init__(world_model, objective, horizon, samples, elites, iterations, init_std, min_std,
-                         action_low, action_high, budget, compile, autocast_dtype)
+    def __init__(self, world_model, *, iterations: int = 10, noise_beta: float = 2.0,
+                 population_decay: float = 1.25, keep_elites: float = 0.3, **sampling_options) -> None:
+        super().__init__(world_model, iterations=iterations, **sampling_options)
         if not noise_beta >= 0:
             raise ValueError(f"noise_beta must be >= 0 (0: white noise), got {noise_beta!r}")
         if not population_decay >= 1:

@@ -14,9 +14,8 @@ from torchrl_gbp.models.loss import prediction_error
 from .common import (
     check_fraction,
     choose_rows,
-    slice_layout,
     synthesis_mode,
-    window_tensors,
+    window_inputs,
 )
 
 RADIUS_MODES = ("adaptive", "fixed")
@@ -30,9 +29,12 @@ def _std(x: torch.Tensor) -> torch.Tensor:
 class AdversarialSynthesis(Transform):
     """Replay-buffer transform: adversarial perturbations of the encoded windows (latent FGSM).
 
-    For every sampled batch of windows (``"observation"`` ``(B, T, obs_dim)``,
-    ``"action"`` ``(B, T - 1, action_dim)`` in env units) it encodes the
-    latents ``z`` and action embeddings ``e`` as
+    For every sampled batch of model-step windows (the model's observation
+    entries ``(B, T, ...)`` and ``"action"`` ``(B, T - 1, action_dim)`` in env
+    units, as :class:`~torchrl_gbp.data.ModelStepWindows` makes them) it takes
+    the latents ``z`` (``"latent"``, encoded once per batch and written there
+    for the loss and the other transforms, :func:`~torchrl_gbp.data.window_latents`)
+    and the action embeddings ``e`` as
     :class:`~torchrl_gbp.models.TeacherForcingLoss` does and, for a random
     ``round(fraction * B)`` rows, searches perturbations within per-slice radii
     ``eps = factor * std(slice)`` (std over batch, time and the slice's
@@ -46,12 +48,6 @@ class AdversarialSynthesis(Transform):
     ``"latent_perturbation"`` ``(B, T, D)``, ``"action_embedding_perturbation"``
     ``(B, T - 1, E)`` (detached) and a bool ``"adversarial"`` ``(B,)`` flag.
 
-    Two batch layouts: the package's windows (``make_window_buffer``), or any
-    TorchRL buffer of flat trajectories sampled by a ``SliceSampler`` (pass
-    its ``slice_len``): then the batch is ``(B * slice_len,)`` env steps, and
-    the perturbations are written on the env-step rows of their model frames
-    (zero between frames), the flag on every row of a perturbed slice; give
-    :class:`~torchrl_gbp.models.TeacherForcingLoss` the same ``slice_len``.
     ``TeacherForcingLoss`` adds the perturbations to its inputs and keeps clean
     targets. The search runs with gradients enabled and the model in eval mode
     (its modes restored after), differentiates only the perturbations, and
@@ -71,14 +67,14 @@ class AdversarialSynthesis(Transform):
         ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
         step_size: step length in units of ``eps``.
         generator: random source for the rows and starts (on the data's device).
-        slice_len: env steps per sampled slice for flat batches; ``None``: window batches.
-        in_keys: the observation and action keys read.
+        in_keys: the latent and action keys read (the latent is written there when missing).
         out_keys: the latent perturbation, action-embedding perturbation and flag keys written.
 
     Attributes:
         eps: buffer ``(3,)``: the radii of the main-latent, proprio and
-            action-embedding slices last used (NaN before the first batch); kept
-            in ``state_dict``, so a fixed radius survives checkpoints.
+            action-embedding slices last used (NaN before the first batch).
+        The radii and the generator's state are in ``state_dict()``, so a
+        fixed radius and the random stream survive checkpoints.
 
     Example:
         >>> from torchrl_gbp.data import make_window_buffer
@@ -94,14 +90,14 @@ class AdversarialSynthesis(Transform):
         (torch.Size([8, 3, 2]), 4)
     """
 
-    def __init__(self, world_model: StateWorldModel, fraction: float = 1.0, latent_factor: float = 0.05,
+    def __init__(self, world_model: StateWorldModel, *, fraction: float = 1.0, latent_factor: float = 0.05,
                  proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
                  ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None,
-                 slice_len: int | None = None, in_keys: Sequence[NestedKey] = ("observation", "action"),
+                 in_keys: Sequence[NestedKey] = ("latent", "action"),
                  out_keys: Sequence[NestedKey] = ("latent_perturbation", "action_embedding_perturbation",
                                                   "adversarial")) -> None:
         if len(in_keys) != 2 or len(out_keys) != 3:
-            raise ValueError(f"in_keys must be (observation, action) and out_keys (latent perturbation, action "
+            raise ValueError(f"in_keys must be (latent, action) and out_keys (latent perturbation, action "
                              f"embedding perturbation, flag); got {list(in_keys)} and {list(out_keys)}")
         super().__init__(in_keys=list(in_keys), out_keys=list(out_keys))
         for name, factor in (("latent_factor", latent_factor), ("proprio_factor", proprio_factor),
@@ -121,16 +117,14 @@ class AdversarialSynthesis(Transform):
         self.ascent_steps = ascent_steps
         self.step_size = float(step_size)
         self.generator = generator
-        self.layout = slice_layout(slice_len, world_model)
         self.register_buffer("eps", torch.full((3,), float("nan")))
 
-    def resume_state(self) -> dict:
-        """What a resumed training run needs to continue exactly: the radii and the generator's state."""
-        return {"eps": self.eps.clone(), "generator": None if self.generator is None else self.generator.get_state()}
+    def get_extra_state(self) -> dict:
+        """The generator's state, saved in ``state_dict()`` beside the radii."""
+        return {"generator": None if self.generator is None else self.generator.get_state()}
 
-    def load_resume_state(self, state: dict) -> None:
-        """Restore :meth:`resume_state`."""
-        self.eps = state["eps"].clone()
+    def set_extra_state(self, state: dict) -> None:
+        """Restore the generator's state from ``load_state_dict()``."""
         if state["generator"] is not None:
             if self.generator is None:
                 raise ValueError("the resumed AdversarialSynthesis had a generator; give this one a generator too")
@@ -139,21 +133,18 @@ class AdversarialSynthesis(Transform):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Add adversarial perturbations to a batch of windows (see the class docstring)."""
         wm = self.world_model
-        obs, action = window_tensors(tensordict, self.in_keys, wm.num_hist, self.layout)
+        out = tensordict.clone(recurse=False)  # new entries go to the output, never into the sampled input
+        z, action = window_inputs(wm, out, *self.in_keys)
         with synthesis_mode(wm):
             with torch.no_grad():
-                z = wm.encode(obs)
                 e = wm.embed_actions(wm.normalize_action(action))
             radii = self._radii(z, e)
-            rows = choose_rows(obs.shape[0], self.fraction, self.generator).to(z.device)
+            rows = choose_rows(z.shape[0], self.fraction, self.generator).to(z.device)
             dz, de = torch.zeros_like(z), torch.zeros_like(e)
             if rows.numel():
                 dz[rows], de[rows] = self._ascend(z[rows], e[rows], radii)
-        flag = torch.zeros(obs.shape[0], dtype=torch.bool, device=z.device)
+        flag = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
         flag[rows] = True
-        if self.layout is not None:
-            dz, de, flag = self.layout.spread_frames(dz), self.layout.spread_frames(de), self.layout.spread_rows(flag)
-        out = tensordict.clone(recurse=False)
         for key, value in zip(self.out_keys, (dz, de, flag)):
             out.set(key, value)
         return out

@@ -1,7 +1,7 @@
-"""Helpers both synthesis transforms share: window checks, row choice, the model mode while synthesising."""
+"""Helpers both synthesis transforms share: window inputs, row choice, the model mode while synthesising."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -9,7 +9,7 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 from torch import nn
 
-from torchrl_gbp.data import SliceLayout
+from torchrl_gbp.data import window_latents
 
 
 @contextmanager
@@ -50,41 +50,22 @@ def choose_rows(batch: int, fraction: float, generator: torch.Generator | None) 
     return torch.randperm(batch, generator=generator, device=device)[: round(fraction * batch)]
 
 
-def window_tensors(tensordict: TensorDictBase, keys: Sequence[NestedKey], num_hist: int,
-                   layout: SliceLayout | None = None) -> list[torch.Tensor]:
-    """The ``keys`` of a batch as model-step windows, checked against the window layout.
+def window_inputs(world_model, tensordict: TensorDictBase, latent_key: NestedKey,
+                  action_key: NestedKey) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents ``(B, T, D)`` (encoded once per batch, :func:`~torchrl_gbp.data.window_latents`) and the
+    actions ``(B, T - 1, A)`` of a batch of model-step windows, checked against each other.
 
-    ``keys[0]`` is the observation and ``keys[1]`` the action. Windows:
-    the action ``(B, T - 1, ...)`` and every other key ``(B, T, ...)``, with
-    ``T > num_hist`` frames (``T`` from the observation). With ``layout`` the
-    batch is a flat batch of env-step slices (TorchRL's ``SliceSampler``
-    layout), cut into windows by :class:`~torchrl_gbp.data.SliceLayout`.
+    ``T > num_hist`` frames are needed (history plus at least one target).
     """
-    present = list(tensordict.keys(True))
-    missing = [key for key in keys if key not in present]
-    if missing:
-        raise KeyError(f"a batch of windows needs keys {missing}; found {present}")
-    action_key = keys[1]
-    if layout is None:
-        tensors = [tensordict.get(key) for key in keys]
-    else:
-        tensors = [layout.model_actions_of(key, tensordict.get(key)) if key == action_key
-                   else layout.frames_of(key, tensordict.get(key)) for key in keys]
-    obs = tensors[0]
-    if obs.ndim < 3 or obs.shape[1] <= num_hist:
-        hint = " (a flat batch of env-step slices needs slice_len)" if layout is None and obs.ndim == 2 else ""
-        raise ValueError(f"{keys[0]!r} must be (B, T, ...) windows with T > num_hist={num_hist}, "
-                         f"got {tuple(obs.shape)}{hint}")
-    for key, value in zip(keys, tensors):
-        frames = obs.shape[1] - 1 if key == action_key else obs.shape[1]
-        if value.ndim < 3 or tuple(value.shape[:2]) != (obs.shape[0], frames):
-            raise ValueError(
-                f"{key!r} must have shape ({obs.shape[0]}, {frames}, ...) to match {keys[0]!r} "
-                f"{tuple(obs.shape)}; got {tuple(value.shape)}"
-            )
-    return tensors
-
-
-def slice_layout(slice_len: int | None, world_model) -> SliceLayout | None:
-    """The :class:`~torchrl_gbp.data.SliceLayout` of flat batches of ``slice_len`` env steps (``None``: windows)."""
-    return None if slice_len is None else SliceLayout(slice_len, world_model.frameskip)
+    if action_key not in tensordict.keys(True):
+        raise KeyError(f"a batch of windows needs {action_key!r}; found {list(tensordict.keys(True, True))}")
+    action = tensordict.get(action_key)
+    z = window_latents(world_model, tensordict, latent_key)
+    h = world_model.num_hist
+    if z.ndim != 3 or z.shape[1] <= h:
+        raise ValueError(f"windows must hold (B, T, ...) frames with T > num_hist={h}, got latents "
+                         f"{tuple(z.shape)} (sample windows with torchrl_gbp.data.ModelStepWindows)")
+    if action.ndim != 3 or tuple(action.shape[:2]) != (z.shape[0], z.shape[1] - 1):
+        raise ValueError(f"{action_key!r} must have shape ({z.shape[0]}, {z.shape[1] - 1}, ...) for windows of "
+                         f"{z.shape[1]} frames; got {tuple(action.shape)}")
+    return z, action

@@ -1,9 +1,12 @@
 """The synthesis transform of a finetuning method, by name."""
 from __future__ import annotations
 
-import torch
-from torchrl.envs import Compose, Transform
+from functools import partial
 
+import torch
+from torchrl.envs import Compose, EnvBase, Transform
+
+from torchrl_gbp.objectives import ReturnObjective
 from torchrl_gbp.tasks import Task
 
 from .adversarial import AdversarialSynthesis
@@ -12,13 +15,16 @@ from .online import OnlineSynthesis
 METHODS = ("online", "adversarial", "both")
 
 
-def make_synthesis(method: str, world_model, task: Task, online: dict | None = None,
-                   adversarial: dict | None = None, seed: int = 0, slice_len: int | None = None) -> Transform:
+def make_synthesis(method: str, world_model, task: Task, *, online: dict | None = None,
+                   adversarial: dict | None = None, seed: int = 0) -> Transform:
     """The replay-buffer transform of ``method``: ``"online"``, ``"adversarial"`` or ``"both"`` (online, then adversarial).
 
     ``online`` and ``adversarial`` are keyword arguments of
     :class:`OnlineSynthesis` and :class:`AdversarialSynthesis`; ``seed`` seeds
-    both; ``slice_len`` selects the flat ``SliceSampler`` layout.
+    both. Online synthesis simulates in ``task``'s envs (``task.make_env``,
+    seeded with ``seed``) and, for tasks without a goal (``task.has_goal``
+    False), plans the predicted return (:class:`~torchrl_gbp.planners.ReturnObjective`).
+    Tasks whose state cannot be set (``task.check_settable_state``) are refused.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -31,8 +37,19 @@ def make_synthesis(method: str, world_model, task: Task, online: dict | None = N
         raise ValueError(f"unknown finetuning method {method!r}; expected one of {list(METHODS)}")
     parts = []
     if method in ("online", "both"):
-        parts.append(OnlineSynthesis(world_model, task, seed=seed, slice_len=slice_len, **(online or {})))
+        check_settable = getattr(task, "check_settable_state", None)
+        if check_settable is not None:
+            check_settable("online synthesis")
+        options = dict(online or {})
+        if not getattr(task, "has_goal", True):
+            options.setdefault("objective", ReturnObjective(world_model))
+        parts.append(OnlineSynthesis(world_model, partial(_task_env, task, seed), seed=seed, **options))
     if method in ("adversarial", "both"):
         parts.append(AdversarialSynthesis(world_model, generator=torch.Generator().manual_seed(seed),
-                                          slice_len=slice_len, **(adversarial or {})))
+                                          **(adversarial or {})))
     return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+def _task_env(task: Task, seed: int, num_envs: int) -> EnvBase:
+    """``task``'s batched env of ``num_envs`` envs (a module-level function, so transforms stay picklable)."""
+    return task.make_env(num_envs=num_envs, seed=seed)

@@ -5,6 +5,7 @@ import abc
 
 import torch
 from tensordict import TensorDict
+from torchrl.data import Bounded, Unbounded
 from torchrl.envs import EnvBase
 
 from torchrl_gbp.checks import check_positive_int
@@ -15,8 +16,11 @@ class Task(abc.ABC):
     """A goal-reaching task: its batched TorchRL env, start/goal sampler, success test and dataset.
 
     A state is the simulator's full state vector (what ``set_state`` takes);
-    an observation is what the agent and the world model see. Distances and
-    success are judged on states.
+    an observation is what the agent and the world model see: the entries
+    :meth:`observe` gives under :attr:`observation_keys` (one ``"observation"``
+    vector here, uint8 ``"pixels"`` and ``"proprio"`` for a
+    :class:`~torchrl_gbp.tasks.PixelTask`); the env writes the goal's under
+    :attr:`goal_keys`. Distances and success are judged on states.
 
     Subclasses set the class attributes below and implement the abstract
     methods; :meth:`success` is shared.
@@ -34,6 +38,8 @@ class Task(abc.ABC):
         pair_modes: the (start, goal) sampling modes :meth:`sample_start_goal` knows.
         pair_mode: the default one (set per instance).
         proprio_dim: size of :meth:`proprio_from_state`'s output (tasks with pixels).
+        observation_keys: the env's observation entries, in the order world models read them.
+        goal_keys: the env's entries of the goal's observation, one per observation key.
 
     Pixels: :meth:`render` draws states as uint8 images (TorchRL's layout,
     channels last) and :meth:`proprio_from_state` gives the agent's
@@ -54,6 +60,8 @@ class Task(abc.ABC):
     pair_modes: tuple[str, ...]
     pair_mode: str
     proprio_dim: int
+    observation_keys: tuple = ("observation",)
+    goal_keys: tuple = ("goal",)
 
     def check_pair_mode(self, mode: str) -> str:
         """Return ``mode`` if it is one of :attr:`pair_modes`, else raise a ``ValueError`` naming it."""
@@ -93,9 +101,26 @@ class Task(abc.ABC):
         picks the kind of pair, ``None`` meaning the task's default.
         """
 
-    @abc.abstractmethod
     def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
-        """Map states ``(..., state_dim)`` to observations ``(..., obs_dim)``."""
+        """Map states ``(..., state_dim)`` to observation vectors ``(..., obs_dim)`` (state tasks)."""
+        raise NotImplementedError(f"task {self.name!r} has no observation vector")
+
+    def observe(self, states: torch.Tensor) -> dict:
+        """The observation entries of states ``(..., state_dim)``: ``{key: tensor}`` over :attr:`observation_keys`.
+
+        Example:
+            >>> from torchrl_gbp.tasks import WallTask
+            >>> {k: v.shape for k, v in WallTask().observe(torch.zeros(4, 2)).items()}
+            {'observation': torch.Size([4, 2])}
+        """
+        return {"observation": self.observation_from_state(states)}
+
+    def observation_specs(self, shape: torch.Size, device: torch.device | str = "cpu") -> dict:
+        """The specs of :meth:`observe`'s entries for an env of batch ``shape``: ``{key: spec}``."""
+        if self.observation_bounds is None:
+            return {"observation": Unbounded(shape=(*shape, self.obs_dim), device=device)}
+        low, high = self.observation_bounds
+        return {"observation": Bounded(low=low, high=high, shape=(*shape, self.obs_dim), device=device)}
 
     @abc.abstractmethod
     def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,12 @@ class GoalEnv(EnvBase):
     multi-process collector or a Ray evaluator. Observations (at reset and in
     ``"next"`` after every step):
 
-    - ``"observation"`` and ``"goal"``: ``task.observation_from_state`` of the
-      current and goal states, ``(obs_dim,)``;
+    - the task's observation entries (``task.observe``, keys
+      ``task.observation_keys``: ``"observation"`` ``(obs_dim,)`` for state
+      tasks, uint8 ``"pixels"`` ``(S, S, 3)`` and ``"proprio"`` for pixel
+      tasks) of the current state, and the same of the goal state under
+      ``task.goal_keys`` (``"goal"``; ``("goal", "pixels")`` and
+      ``("goal", "proprio")``), observed once per reset;
     - ``"state"``: the true simulator state ``(state_dim,)``;
     - ``"distance"`` ``(1,)`` and ``"success"`` ``(1,)`` (bool): the task's
       distance and success test between the state and the goal state.
@@ -75,23 +79,24 @@ class GoalEnv(EnvBase):
         self.simulator = task.make_simulator(num_envs, device=self.device)
         self._generator = torch.Generator()
         self._goal = self.simulator.get_state().to(self.device)
+        self._goal_observation = self._goal_entries(self._goal)
         self._step_count = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.set_seed(seed)
 
     def _make_specs(self) -> None:
         shape, task = self.batch_size, self.task
-        if task.observation_bounds is None:
-            box = Unbounded(shape=(*shape, task.obs_dim), device=self.device)
-        else:
-            low, high = task.observation_bounds
-            box = Bounded(low=low, high=high, shape=(*shape, task.obs_dim), device=self.device)
         states = Unbounded(shape=(*shape, task.state_dim), device=self.device)
-        self.observation_spec = Composite(
-            observation=box, goal=box.clone(), state=states.clone(),
+        observation_spec = Composite(
+            state=states.clone(),
             distance=Unbounded(shape=(*shape, 1), device=self.device),
             success=Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device),
             shape=shape,
         )
+        specs = task.observation_specs(shape, self.device)
+        for key, goal_key in zip(task.observation_keys, task.goal_keys):
+            observation_spec[key] = specs[key]
+            observation_spec[goal_key] = specs[key].clone()
+        self.observation_spec = observation_spec
         self.state_spec = Composite(start_state=states.clone(), goal_state=states.clone(), shape=shape)
         low, high = (torch.as_tensor(b, dtype=torch.float32) for b in task.action_bounds)
         self.action_spec = Bounded(
@@ -122,6 +127,7 @@ class GoalEnv(EnvBase):
         state = self._check_states("state", state)
         if goal_state is not None:
             self._goal = self._check_states("goal_state", goal_state)
+            self._goal_observation = self._goal_entries(self._goal)
         self.simulator.set_state(state)
 
     def _check_states(self, name: str, value: object) -> torch.Tensor:
@@ -167,6 +173,9 @@ class GoalEnv(EnvBase):
         mask = mask.reshape(num_envs)
         self.simulator.set_state(start, mask)
         self._goal = torch.where(mask.unsqueeze(-1), goal, self._goal)
+        fresh = self._goal_entries(goal)
+        self._goal_observation = {key: torch.where(mask.reshape(-1, *[1] * (value.ndim - 1)), fresh[key], value)
+                                  for key, value in self._goal_observation.items()}
         self._step_count = torch.where(mask, 0, self._step_count)
         out = self._observe(self.get_state())
         out.set("start_state", start)
@@ -186,14 +195,18 @@ class GoalEnv(EnvBase):
         out.set("reward", -out.get("distance"))
         return out
 
+    def _goal_entries(self, goal: torch.Tensor) -> dict:
+        """The goal's observation entries, keyed by ``task.goal_keys`` (observed once per goal, not per step)."""
+        observed = self.task.observe(goal)
+        return {goal_key: observed[key] for key, goal_key in zip(self.task.observation_keys, self.task.goal_keys)}
+
     def _observe(self, state: torch.Tensor) -> TensorDict:
         truncated = (self._step_count >= self.task.episode_steps).unsqueeze(-1)
         terminated = torch.zeros_like(truncated)
         distance = self.task.distance(state, self._goal).unsqueeze(-1)
-        return TensorDict(
+        out = TensorDict(
             {
-                "observation": self.task.observation_from_state(state),
-                "goal": self.task.observation_from_state(self._goal),
+                **self.task.observe(state),
                 "state": state,
                 "distance": distance,
                 "success": self.task.success(state, self._goal).unsqueeze(-1),
@@ -204,6 +217,9 @@ class GoalEnv(EnvBase):
             batch_size=self.batch_size,
             device=self.device,
         )
+        for key, value in self._goal_observation.items():
+            out.set(key, value.clone())
+        return out
 
 
 class ActionReplay(TensorDictModuleBase):
@@ -222,7 +238,7 @@ class ActionReplay(TensorDictModuleBase):
     def __init__(self, actions: torch.Tensor, action_spec: Bounded, action_key: str = "action") -> None:
         super().__init__()
         low, high = action_spec.space.low, action_spec.space.high
-        self.actions = torch.maximum(torch.minimum(actions.to(low), high.unsqueeze(-2)), low.unsqueeze(-2))
+        self.actions = actions.to(low).clamp(low.unsqueeze(-2), high.unsqueeze(-2))
         self.in_keys, self.out_keys = [], [action_key]
         self.calls = 0
 
@@ -241,13 +257,14 @@ def execute_actions(
     env_actions: torch.Tensor,
     record_every: int = 1,
     goal: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[TensorDictBase, torch.Tensor, torch.Tensor]:
     """Run env actions ``(B, T, a)`` open loop in ``env`` from states ``start`` ``(B, state_dim)``.
 
     Resets ``env`` (batch size ``B``) to ``start`` and ``goal`` (``start`` when
     omitted) through its TensorDict reset, then ``env.rollout`` with an
     :class:`ActionReplay` policy (each action clamped into the action spec).
-    Returns the observations and true states after every ``record_every``-th
+    Returns the observation entries (a TensorDict of the task's
+    ``observation_keys``) and true states after every ``record_every``-th
     step, ``(B, T // record_every, ...)``, and the executed actions ``(B, T, a)``.
     ``T`` may not exceed the task's episode length.
 
@@ -255,7 +272,7 @@ def execute_actions(
         >>> from torchrl_gbp.tasks import WallTask
         >>> env = WallTask().make_env(num_envs=2)
         >>> obs, states, executed = execute_actions(env, torch.zeros(2, 2) - 0.5, torch.ones(2, 10, 2), 5)
-        >>> obs.shape, states.shape, float(executed.max())
+        >>> obs["observation"].shape, states.shape, float(executed.max())
         (torch.Size([2, 2, 2]), torch.Size([2, 2, 2]), 1.0)
     """
     check_positive_int("record_every", record_every)
@@ -264,7 +281,7 @@ def execute_actions(
     pairs = TensorDict(start_state=start, goal_state=start if goal is None else goal, batch_size=env.batch_size)
     rollout = replay_actions(env, env.reset(pairs, set_state=True), env_actions)
     recorded = rollout["next"][:, record_every - 1::record_every]
-    return recorded["observation"], recorded["state"], rollout["action"]
+    return recorded.select(*env.task.observation_keys), recorded["state"], rollout["action"]
 
 
 def replay_actions(env: GoalEnv, tensordict: TensorDictBase, env_actions: torch.Tensor) -> TensorDictBase:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Unbounded
 from torchrl.envs import EnvBase
 
 from torchrl_gbp.checks import check_positive_int
-from torchrl_gbp.data import check_trajectories, pack_pixel_observation, write_dataset
+from torchrl_gbp.data import check_trajectories, write_dataset
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.simulator import Simulator
 
@@ -20,15 +21,14 @@ RENDER_CHUNK = 256
 class PixelTask(Task):
     """``task`` with pixel observations: the same simulator, pairs, distance and success, other eyes.
 
-    The observation is the flat vector pixel world models read
-    (:func:`~torchrl_gbp.data.pack_pixel_observation`): the
-    ``(image_size, image_size, 3)`` uint8 image of the state
-    (``task.render``), as float values, followed by
-    ``task.proprio_from_state`` (``proprio_dim`` entries); the goal
-    observation is the same of the goal state (a goal image and the goal's
-    proprio). Datasets keep ``"pixels"`` (uint8) and ``"proprio"`` apart
-    instead of ``"observation"``; :meth:`write_dataset` renders them into a
-    memory-mapped folder chunk by chunk.
+    Observations are keyed the TorchRL way: ``"pixels"``, the
+    ``(image_size, image_size, 3)`` uint8 image of the state (``task.render``,
+    channels last), and ``"proprio"``, ``task.proprio_from_state``
+    (``proprio_dim`` floats); the env writes the goal's under
+    ``("goal", "pixels")`` and ``("goal", "proprio")``. TorchRL's image
+    transforms (``ToTensorImage``, ``Resize``, ``VideoRecorder``) apply to
+    them. Datasets keep the same ``"pixels"`` and ``"proprio"`` entries;
+    :meth:`write_dataset` renders them into a memory-mapped folder chunk by chunk.
 
     Every attribute the wrapper does not define is the wrapped task's, so the
     task's own env class and options work unchanged.
@@ -36,9 +36,12 @@ class PixelTask(Task):
     Example:
         >>> from torchrl_gbp.tasks import WallTask
         >>> task = PixelTask(WallTask(), image_size=32)
-        >>> task.obs_dim, task.observation_from_state(torch.zeros(4, 2)).shape
-        (3074, torch.Size([4, 3074]))
+        >>> {k: (v.dtype, tuple(v.shape)) for k, v in task.observe(torch.zeros(4, 2)).items()}
+        {'pixels': (torch.uint8, (4, 32, 32, 3)), 'proprio': (torch.float32, (4, 2))}
     """
+
+    observation_keys = ("pixels", "proprio")
+    goal_keys = (("goal", "pixels"), ("goal", "proprio"))
 
     def __init__(self, task: Task, image_size: int = 64) -> None:
         check_positive_int("image_size", image_size)
@@ -47,14 +50,14 @@ class PixelTask(Task):
         self.task = task
         self.image_size = image_size
         for name in ("name", "state_dim", "action_dim", "frameskip", "episode_steps", "success_threshold",
-                     "action_bounds", "pair_modes", "pair_mode", "proprio_dim"):
+                     "action_bounds", "pair_modes", "pair_mode", "proprio_dim"):  # the wrapped task's
             setattr(self, name, getattr(task, name))
-        self.obs_dim = image_size * image_size * 3 + task.proprio_dim
-        self.observation_bounds = None
 
     def __getattr__(self, name: str):
         if name == "task":  # not set yet (unpickling): never recurse
             raise AttributeError(name)
+        if name in ("obs_dim", "observation_bounds"):  # the wrapped task's observation vector is not ours
+            raise AttributeError(f"{type(self).__name__} observes keyed pixels and proprio; it has no {name}")
         return getattr(self.task, name)
 
     def __repr__(self) -> str:
@@ -90,8 +93,18 @@ class PixelTask(Task):
         return self.task.proprio_from_state(states)
 
     def observation_from_state(self, state: torch.Tensor) -> torch.Tensor:
-        """States ``(..., state_dim)`` -> packed pixel observations ``(..., obs_dim)``."""
-        return pack_pixel_observation(self.render(state), self.proprio_from_state(state).float())
+        """Pixel tasks have no observation vector: :meth:`observe` gives ``"pixels"`` and ``"proprio"``."""
+        raise TypeError(f"{self!r} observes keyed 'pixels' and 'proprio' (PixelTask.observe), not one vector")
+
+    def observe(self, states: torch.Tensor) -> dict:
+        """``{"pixels": uint8 (..., S, S, 3), "proprio": (..., proprio_dim)}`` of states ``(..., state_dim)``."""
+        return {"pixels": self.render(states), "proprio": self.proprio_from_state(states).float()}
+
+    def observation_specs(self, shape: torch.Size, device: torch.device | str = "cpu") -> dict:
+        """uint8 ``"pixels"`` ``(*shape, S, S, 3)`` in [0, 255] and unbounded ``"proprio"`` ``(*shape, proprio_dim)``."""
+        s = self.image_size
+        return {"pixels": Bounded(low=0, high=255, shape=(*shape, s, s, 3), dtype=torch.uint8, device=device),
+                "proprio": Unbounded(shape=(*shape, self.proprio_dim), device=device)}
 
     def pixel_trajectories(self, trajectories: TensorDictBase) -> TensorDict:
         """A state dataset ``(N, T)`` of the wrapped task with ``"pixels"`` and ``"proprio"`` in place of
