@@ -4,7 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 from tensordict import MemoryMappedTensor, TensorDict
+from torchrl.data import Unbounded
+from torchrl.envs import Compose, ObservationTransform, Resize, ToTensorImage, TransformedEnv
 from torchrl.envs.utils import check_env_specs
+from torchrl.record import CSVLogger, VideoRecorder
 
 from torchrl_gbp.data import load_dataset, make_window_buffer
 from torchrl_gbp.diagnostics import goal_cost_agreement
@@ -22,7 +25,7 @@ from torchrl_gbp.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
+from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
 from torchrl_gbp.tasks import PixelTask, WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -345,3 +348,96 @@ def test_diagnose_pixel_checkpoints_draws_real_and_predicted_frames(model, tmp_p
                       planner_steps=3, resolution=3)
     assert result["paths"]["frames_base"].stat().st_size > 0 and result["paths"]["plot"].exists()
     assert "base" in result["table"]
+
+
+# ------------------------------------------------------------------ TorchRL's image transforms in front of the policy
+def _gd_policy(model, env, steps: int = 2) -> MPCPolicy:
+    return MPCPolicy(make_planner("gd", model, 3, action_spec=env.action_spec, steps=steps), env.action_spec)
+
+
+def test_float_images_from_to_tensor_image_encode_as_their_uint8_pixels(model, task):
+    env = TransformedEnv(task.make_env(num_envs=2, seed=0),
+                         ToTensorImage(in_keys=["pixels", ("goal", "pixels")]))
+    td = env.reset()
+    assert td["pixels"].dtype == torch.float32 and td["pixels"].shape == (2, 3, SIZE, SIZE)
+    uint8 = task.make_env(num_envs=2, seed=0).reset()
+    torch.testing.assert_close(model.encode(td["pixels"], td["proprio"]),
+                               model.encode(uint8["pixels"], uint8["proprio"]))
+
+
+class BilinearResize(ObservationTransform):
+    """TorchRL's ``Resize`` where torchvision imports, else the same bilinear resize in plain torch.
+
+    TorchRL's ``Resize`` runs torchvision, and PyPI's torchvision does not import beside the CPU build of torch
+    2.13.0 this project pins ("operator torchvision::nms does not exist"); either way a resizing observation
+    transform sits between the env and the policy.
+    """
+
+    def __init__(self, size: int, in_keys: list) -> None:
+        super().__init__(in_keys=in_keys, out_keys=in_keys)
+        self.size = size
+
+    def _apply_transform(self, images: torch.Tensor) -> torch.Tensor:
+        flat = images.reshape(-1, *images.shape[-3:])
+        out = torch.nn.functional.interpolate(flat, size=(self.size, self.size), mode="bilinear", antialias=True)
+        return out.reshape(*images.shape[:-2], self.size, self.size)
+
+    def _reset(self, tensordict, tensordict_reset):
+        return self._call(tensordict_reset)
+
+    def transform_observation_spec(self, observation_spec):
+        for key in self.in_keys:
+            spec = observation_spec[key]
+            observation_spec[key] = Unbounded(shape=(*spec.shape[:-2], self.size, self.size), dtype=spec.dtype,
+                                              device=spec.device)
+        return observation_spec
+
+
+def resize(size: int, in_keys: list):
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):
+        return BilinearResize(size, in_keys)
+    return Resize(size, size, in_keys=in_keys)
+
+
+def test_to_tensor_image_and_resize_in_front_of_a_pixel_policy_in_env_rollout(model):
+    big = PixelTask(WallTask(), image_size=2 * SIZE)  # the env renders twice the model's size; Resize brings it down
+    keys = ["pixels", ("goal", "pixels")]
+    env = TransformedEnv(big.make_env(num_envs=2, seed=0), Compose(ToTensorImage(in_keys=keys), resize(SIZE, keys)))
+    check_env_specs(env)
+    policy = _gd_policy(model, env)
+    env.append_transform(policy.make_tensordict_primer())
+    rollout = env.rollout(6, policy, break_when_any_done=False)
+    assert rollout["pixels"].shape == (2, 6, 3, SIZE, SIZE) and rollout["action"].shape == (2, 6, 2)
+    assert (rollout["action"].abs() <= 1).all()
+    goal = rollout["goal", "pixels"][:, 0]
+    torch.testing.assert_close(rollout["planner", "goal_latent"][:, 0],
+                               model.encode(goal, rollout["goal", "proprio"][:, 0]))
+    with pytest.raises(ValueError, match=f"{SIZE}x{SIZE} images"):  # without Resize the sizes disagree
+        _gd_policy(model, env)(TransformedEnv(big.make_env(num_envs=2), ToTensorImage(in_keys=keys)).reset())
+
+
+def test_a_video_recorder_records_the_uint8_pixels_of_a_pixel_env(model, task, tmp_path):
+    logger = CSVLogger(exp_name="video", log_dir=str(tmp_path), video_format="pt")
+    recorder = VideoRecorder(logger, tag="wall", in_keys=["pixels"], skip=1)
+    env = TransformedEnv(task.make_env(num_envs=1, seed=0), recorder)
+    policy = _gd_policy(model, env)
+    env.append_transform(policy.make_tensordict_primer())
+    env.rollout(5, policy, break_when_any_done=False)
+    recorder.dump()
+    videos = list(tmp_path.rglob("*.pt"))
+    assert len(videos) == 1
+    frames = torch.load(videos[0])
+    assert frames.dtype == torch.uint8 and frames.shape[-3:] == (3, SIZE, SIZE) and frames.shape[-4] >= 5
+
+
+def test_a_pixel_mpc_rollout_keeps_uint8_images_and_latent_policy_state(model, task):
+    env = task.make_env(num_envs=2, seed=0)
+    policy = _gd_policy(model, env)
+    env.append_transform(policy.make_tensordict_primer())
+    rollout = env.rollout(3, policy, break_when_any_done=False)
+    floats = [k for k, v in rollout.items(True, True) if v.is_floating_point() and v.shape[-1] == SIZE * SIZE * 3]
+    assert floats == [] and rollout["pixels"].dtype == torch.uint8
+    assert "planner" not in rollout["next"].keys()  # the policy's state is stored once per step
+    assert rollout["planner", "latent_history"].shape == (2, 3, model.num_hist, model.latent_dim)

@@ -6,8 +6,9 @@ import copy
 import pytest
 import torch
 from tensordict import TensorDict
-from torchrl.data import ReplayBuffer
-from torchrl.envs import Compose
+from torchrl.data import Bounded, Composite, ReplayBuffer, Unbounded
+from torchrl.envs import Compose, EnvBase
+from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig
@@ -347,3 +348,82 @@ def test_online_rejects_bad_arguments_and_batches(model, batch):
                         action=torch.zeros(4, 3, 10), episode=torch.zeros(4, dtype=torch.long), batch_size=[4])
     with pytest.raises(ValueError, match="frames"):
         online(longer)
+
+
+# ------------------------------------------------------------ any TorchRL env with a settable state
+class PointEnv(EnvBase):
+    """A user's own TorchRL env, no Task: a point moved by 0.1 * action, its state chosen at reset."""
+
+    _supports_set_state = True
+
+    def __init__(self, num_envs: int) -> None:
+        super().__init__(batch_size=torch.Size([num_envs]))
+        shape = (num_envs, 2)
+        self.observation_spec = Composite(observation=Unbounded(shape), state=Unbounded(shape),
+                                          shape=self.batch_size)
+        self.state_spec = Composite(start_state=Unbounded(shape), shape=self.batch_size)
+        self.action_spec = Bounded(-1.0, 1.0, shape=shape)
+        self.reward_spec = Unbounded((num_envs, 1))
+        self.position = torch.zeros(shape)
+
+    def _reset(self, tensordict, set_state: bool = False, **kwargs):
+        if set_state:
+            self.position = tensordict["start_state"].clone()
+        return TensorDict(observation=self.position.clone(), state=self.position.clone(),
+                          start_state=self.position.clone(), batch_size=self.batch_size)
+
+    def _step(self, tensordict):
+        self.position = self.position + 0.1 * tensordict["action"]
+        done = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
+        return TensorDict(observation=self.position.clone(), state=self.position.clone(),
+                          reward=-self.position.norm(dim=-1, keepdim=True), done=done, terminated=done.clone(),
+                          batch_size=self.batch_size)
+
+    def _set_seed(self, seed):
+        pass
+
+
+def test_online_synthesis_runs_on_a_plain_torchrl_env_built_without_a_task(model, batch):
+    check_env_specs(PointEnv(3))
+    online = OnlineSynthesis(model, PointEnv, goal_key=None, every=1, fraction=0.5, planner_steps=2)
+    out = online(batch)
+    rows = out["synthetic"]
+    assert int(rows.sum()) == 32 and (out["episode"][rows] == -1).all()
+    state, action = out["state"][rows], out["action"][rows]
+    for t in (1, 2):  # every model step: five env steps of 0.1 * action from the state before
+        moved = state[:, t - 1] + 0.1 * action[:, t - 1].reshape(-1, 5, 2).clamp(-1, 1).sum(1)
+        torch.testing.assert_close(state[:, t], moved)
+    torch.testing.assert_close(out["observation"][rows], state)
+    torch.testing.assert_close(out["latent"][rows], model.encode(state))
+    with pytest.raises(ValueError, match="batch size"):  # an env of another batch size, not a factory
+        OnlineSynthesis(model, PointEnv(3), goal_key=None)(batch)
+
+
+# ------------------------------------------------------------ resume through state_dict
+def test_online_synthesis_resumes_exactly_from_its_state_dict(model, data, tmp_path):
+    def fresh() -> OnlineSynthesis:
+        return OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, capacity=40, planner_steps=2, seed=3)
+
+    batches = [windows(data, seed=s).sample() for s in range(4)]
+    running = fresh()
+    for b in batches[:3]:
+        running(b)
+    torch.save(running.state_dict(), tmp_path / "online.pt")
+    resumed = fresh()
+    resumed.load_state_dict(torch.load(tmp_path / "online.pt", weights_only=True))
+    assert resumed.synthesis_rounds == running.synthesis_rounds == 2 and len(resumed.synthetic_buffer) == 16
+    assert_same_tensors(resumed(batches[3]), running(batches[3]))
+
+
+def test_a_fixed_adversarial_radius_and_its_generator_resume_from_the_state_dict(model, batch, tmp_path):
+    def fresh() -> AdversarialSynthesis:
+        return AdversarialSynthesis(model, radius="fixed", fraction=0.5, generator=torch.Generator().manual_seed(1))
+
+    running = fresh()
+    running(batch)
+    torch.save(running.state_dict(), tmp_path / "adversarial.pt")
+    resumed = fresh()
+    resumed.load_state_dict(torch.load(tmp_path / "adversarial.pt", weights_only=True))
+    assert torch.equal(resumed.eps, running.eps)
+    shifted = batch.clone().apply(lambda x: x * 3 if x.is_floating_point() else x)  # a fixed radius ignores it
+    assert_same_tensors(resumed(shifted), running(shifted))

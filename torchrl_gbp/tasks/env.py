@@ -284,12 +284,12 @@ def execute_actions(
     return recorded.select(*env.task.observation_keys), recorded["state"], rollout["action"]
 
 
-def replay_actions(env: GoalEnv, tensordict: TensorDictBase, env_actions: torch.Tensor) -> TensorDictBase:
-    """Roll ``env`` on from its reset ``tensordict`` through env actions ``(B, T, a)``, open loop.
+def replay_actions(env: EnvBase, tensordict: TensorDictBase, env_actions: torch.Tensor) -> TensorDictBase:
+    """Roll any batched TorchRL ``env`` on from its reset ``tensordict`` through env actions ``(B, T, a)``, open loop.
 
     ``env.rollout`` with an :class:`ActionReplay` policy (actions clamped into
-    the spec); returns the rollout ``(B, T)``. ``T`` may not exceed the task's
-    episode length.
+    the spec); returns the rollout ``(B, T)``. For a task's env ``T`` may not
+    exceed the task's episode length.
     """
     if env_actions.ndim != 3 or env_actions.shape[0] != env.batch_size[0]:
         raise ValueError(
@@ -297,8 +297,9 @@ def replay_actions(env: GoalEnv, tensordict: TensorDictBase, env_actions: torch.
             f"got {tuple(env_actions.shape)}"
         )
     steps = env_actions.shape[1]
-    if steps > env.task.episode_steps:
-        raise ValueError(f"env_actions has {steps} steps, more than the task's episode of {env.task.episode_steps}")
+    episode_steps = getattr(getattr(env, "task", None), "episode_steps", steps)
+    if steps > episode_steps:
+        raise ValueError(f"env_actions has {steps} steps, more than the task's episode of {episode_steps}")
     with torch.no_grad():
         return env.rollout(steps, ActionReplay(env_actions, env.action_spec), tensordict=tensordict,
                            auto_reset=False, break_when_any_done=False)
