@@ -27,6 +27,7 @@ from ..evaluate import episode_metrics, evaluate, evaluation_pairs
 from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from ..tasks import Task
 from ..tasks.env import replay_actions
+from .recipes import QUICK_SAMPLING
 
 PROTOCOLS = ("ours", "paper")
 # Table 1's columns: plain SGD ("GD" in the paper), Adam, CEM, and MPPI as an extra.
@@ -46,6 +47,20 @@ class PaperSettings:
     alpha: float = 1.0
     segment_steps: int = 25
     pairs: str = "env"  # "env": the task's own pairs; "segments": held-out dataset segments
+    # The field values of the protocol's quick run (:meth:`quick`); the sampling planners get a quick recipe's budget.
+    quick_run: dict = field(default_factory=lambda: {
+        "mpc_gradient": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
+        "open_loop_gradient": {"steps": 100, "lr": 0.3, "noise_std": 0.003},
+        "sampling": dict(QUICK_SAMPLING)})
+
+    def quick(self) -> PaperSettings:
+        """A smaller run of the same protocol (minutes): ``quick_run`` replaces those fields.
+
+        Example:
+            >>> PaperSettings().quick().open_loop_gradient["steps"]
+            100
+        """
+        return replace(self, **self.quick_run)
 
 
 # The per-task differences the paper states: PushT's goals come from dataset segments, PointMaze's cost ignores
@@ -79,16 +94,17 @@ PAPER_TABLE1 = {
 
 
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:
-    """The paper's settings for ``task_name``; ``quick`` shrinks the budgets for a smoke run (minutes);
-    ``obs="pixels"`` uses :data:`PIXEL_SAMPLING` for the sampling planners."""
+    """The paper's settings for ``task_name``; ``obs="pixels"`` uses :data:`PIXEL_SAMPLING` for the sampling
+    planners; ``quick``: their quick run (:meth:`PaperSettings.quick`).
+
+    Example:
+        >>> paper_settings("wall", quick=True).sampling
+        {'samples': 100, 'elites': 10, 'iterations': 10}
+    """
     settings = PAPER_SETTINGS.get(task_name, PaperSettings())
     if obs == "pixels":
         settings = replace(settings, sampling=dict(PIXEL_SAMPLING))
-    if not quick:
-        return settings
-    return replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": 30},
-                   open_loop_gradient={**settings.open_loop_gradient, "steps": 100},
-                   sampling={"samples": 100, "elites": 10, "iterations": 10})
+    return settings.quick() if quick else settings
 
 
 def segment_pairs(task: Task, episodes: int, seed: int, segment_steps: int = 25,

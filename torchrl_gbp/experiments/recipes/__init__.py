@@ -11,6 +11,8 @@ from ...tasks import GYM_PREFIX, TASKS, check_observation, make_task
 # or any other setting uses these, never the reported ones.
 REPORTED_PAIR_SEED_BASE = 1000
 TUNING_PAIR_SEEDS = (5000, 5001, 5002)
+# The sampling planners' budget in a quick run (the default recipe's and the paper protocol's).
+QUICK_SAMPLING = {"samples": 100, "elites": 10, "iterations": 10}
 
 
 @dataclass
@@ -49,7 +51,16 @@ class Recipe:
                                                        "proprio_factor": 0.02, "action_factor": 0.02})
     seeds: tuple[int, ...] = (0, 1, 2)
     mppi_models: tuple[str, ...] = ("base",)
-    quick_overrides: dict = field(default_factory=dict)
+    # The field values of this recipe's quick run (:meth:`quick`): a recipe that changes a field here states its
+    # quick value too, or its quick run keeps these.
+    quick_run: dict = field(default_factory=lambda: {
+        "num_trajectories": 500, "train_steps": 800, "episodes": 20, "finetune_steps": 200, "seeds": (0,),
+        "planner_kwargs": {"gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
+                           "cem": dict(QUICK_SAMPLING),
+                           "mppi": {**QUICK_SAMPLING, "temperature": 0.05},
+                           "icem": dict(QUICK_SAMPLING),
+                           "gd_cem": {**QUICK_SAMPLING, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003}},
+        "online": {"every": 10, "fraction": 0.5, "capacity": 20_000, "planner_steps": 30, "planner_lr": 0.3}})
     image_size: int = 64
     encoder_steps: int = 0
     encoder_foreground_weight: float = 0.0
@@ -65,38 +76,33 @@ class Recipe:
         return replace(self, **{**PIXEL_DEFAULTS, **self.pixel_overrides})
 
     def quick(self) -> Recipe:
-        """A smaller run of the same recipe (minutes, not tens of minutes); ``quick_overrides`` apply last."""
-        budgets = {k: dict(v) for k, v in self.planner_kwargs.items()}
-        for name in ("cem", "mppi", "icem"):
-            if name in budgets:
-                budgets[name].update(samples=100, elites=10, iterations=10)
-        if "gd_cem" in budgets:
-            budgets["gd_cem"].update(samples=100, elites=10)
-        online = {**self.online, "planner_steps": 30}
-        smaller = dict(num_trajectories=500, train_steps=800, episodes=20, planner_kwargs=budgets,
-                       finetune_steps=200, online=online, seeds=(0,))
-        return replace(self, **{**smaller, **self.quick_overrides})
+        """A smaller run of the same recipe (minutes, not tens of minutes): ``quick_run`` replaces those fields.
+
+        Example:
+            >>> Recipe().quick().train_steps, Recipe().quick().seeds
+            (800, (0,))
+        """
+        return replace(self, **self.quick_run)
 
 
-def smoke_overrides(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
-                    batch_size: int | None = None, init_std: float | None = None) -> dict:
-    """``quick_overrides`` for a smoke-sized run of a slow task: 4 episodes, 10 finetuning steps, CEM/MPPI/iCEM
-    at 30 samples x 5 elites x 3 iterations (``init_std`` when given; GD-CEM's CEM stage too, then ``gd_steps``),
+def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
+              batch_size: int | None = None, init_std: float | None = None) -> dict:
+    """A ``quick_run`` of smoke size for a slow task: one seed, 4 episodes, 10 finetuning steps, CEM/MPPI/iCEM at
+    30 samples x 5 elites x 3 iterations (``init_std`` when given; GD-CEM's CEM stage too, then ``gd_steps``),
     5-step online synthesis every 5 batches.
 
     Example:
-        >>> smoke_overrides(100, 100)["planner_kwargs"]["cem"]
+        >>> smoke_run(100, 100)["planner_kwargs"]["cem"]
         {'samples': 30, 'elites': 5, 'iterations': 3}
     """
     sampling = {"samples": 30, "elites": 5, "iterations": 3, **({} if init_std is None else {"init_std": init_std})}
-    overrides = {"num_trajectories": num_trajectories, "train_steps": train_steps, "episodes": 4,
-                 "finetune_steps": 10,
-                 "planner_kwargs": {"gd": {"steps": gd_steps, "lr": 0.2}, "cem": sampling,
-                                    "mppi": {**sampling, "temperature": 0.05}, "icem": sampling,
-                                    "gd_cem": {**sampling, "steps": gd_steps, "lr": 0.2}},
-                 "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5,
-                            "planner_lr": 0.3}}
-    return overrides if batch_size is None else {**overrides, "batch_size": batch_size}
+    run = {"num_trajectories": num_trajectories, "train_steps": train_steps, "episodes": 4, "finetune_steps": 10,
+           "seeds": (0,),
+           "planner_kwargs": {"gd": {"steps": gd_steps, "lr": 0.2}, "cem": sampling,
+                              "mppi": {**sampling, "temperature": 0.05}, "icem": sampling,
+                              "gd_cem": {**sampling, "steps": gd_steps, "lr": 0.2}},
+           "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5, "planner_lr": 0.3}}
+    return run if batch_size is None else {**run, "batch_size": batch_size}
 
 
 # Pixel runs on a 2-core CPU: 64x64 images, 16 tokens of 16 from a patch autoencoder (trained 500 steps on the
@@ -122,17 +128,14 @@ PIXEL_DEFAULTS: dict = {
                        "gd_cem": {"samples": 64, "elites": 8, "iterations": 3, "steps": 30, "lr": 0.2,
                                   "noise_std": 0.003}},
     "online": {"every": 10, "fraction": 0.5, "capacity": 512, "planner_steps": 100, "planner_lr": 0.3},
-    "quick_overrides": {"num_trajectories": 100, "train_steps": 150, "encoder_steps": 100, "finetune_steps": 10,
-                        "episodes": 4,
-                        "planner_kwargs": {"gd": {"steps": 10, "lr": 0.2, "noise_std": 0.003},
-                                           "cem": {"samples": 16, "elites": 4, "iterations": 3},
-                                           "mppi": {"samples": 16, "elites": 4, "iterations": 3,
-                                                    "temperature": 0.05},
-                                           "icem": {"samples": 16, "elites": 4, "iterations": 3},
-                                           "gd_cem": {"samples": 16, "elites": 4, "iterations": 2, "steps": 5,
-                                                      "lr": 0.2}},
-                        "online": {"every": 5, "fraction": 0.5, "capacity": 32, "planner_steps": 5,
-                                   "planner_lr": 0.3}},
+    "quick_run": {"num_trajectories": 100, "train_steps": 150, "encoder_steps": 100, "finetune_steps": 10,
+                  "episodes": 4, "seeds": (0,),
+                  "planner_kwargs": {"gd": {"steps": 10, "lr": 0.2, "noise_std": 0.003},
+                                     "cem": {"samples": 16, "elites": 4, "iterations": 3},
+                                     "mppi": {"samples": 16, "elites": 4, "iterations": 3, "temperature": 0.05},
+                                     "icem": {"samples": 16, "elites": 4, "iterations": 3},
+                                     "gd_cem": {"samples": 16, "elites": 4, "iterations": 2, "steps": 5, "lr": 0.2}},
+                  "online": {"every": 5, "fraction": 0.5, "capacity": 32, "planner_steps": 5, "planner_lr": 0.3}},
 }
 
 

@@ -1,5 +1,5 @@
 """The PushT recipe: data, model, training and planner budgets."""
-from torchrl_gbp.experiments.recipes import PIXEL_DEFAULTS, Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import PIXEL_DEFAULTS, Recipe, smoke_run
 
 # PushT: 6-d observation with the agent position last (proprio_dim=2). The goal's agent sits clear of the
 # placed T and alpha=1 holds the planner to it, so the agent backs off instead of roaming around (and
@@ -24,7 +24,7 @@ RECIPE = Recipe(
                              "init_std": 0.25}},
     # Online synthesis steps the pymunk simulator (~2 s per round of 256 windows): synthesise less often.
     online={"every": 40, "fraction": 0.5, "capacity": 20_000, "planner_steps": 100, "planner_lr": 0.3},
-    quick_overrides=smoke_overrides(num_trajectories=100, train_steps=100, batch_size=64, init_std=0.25),
+    quick_run=smoke_run(num_trajectories=100, train_steps=100, batch_size=64, init_std=0.25),
     # Pixels: one history frame, as the state model reads (its 6-d observation has no velocities either; pymunk's
     # damping leaves the T little momentum over a 5-step frameskip), where DINO-WM reads 3: three frames cost 3x
     # per GD step, which would put the pixel Table 1 run at 3+ hours on 2 cores. More data and training than

@@ -1,5 +1,5 @@
 """The reacher recipe: data, model, training and planner budgets."""
-from torchrl_gbp.experiments.recipes import Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import Recipe, smoke_run
 
 # Reacher (dm_control, easy): (fingertip, cos/sin joints, joint velocities), the six joint entries last as the
 # proprio part; alpha=1 still weighs each fingertip entry 3x a joint entry, and the joint part steers the
@@ -17,4 +17,4 @@ RECIPE = Recipe(
                     "mppi": {"samples": 100, "elites": 10, "iterations": 10, "temperature": 0.05}},
     finetune_steps=300,
     online={"every": 20, "fraction": 0.5, "capacity": 10_000, "planner_steps": 30, "planner_lr": 0.3},
-    quick_overrides=smoke_overrides(num_trajectories=40, train_steps=50, gd_steps=5, capacity=1000, batch_size=32))
+    quick_run=smoke_run(num_trajectories=40, train_steps=50, gd_steps=5, capacity=1000, batch_size=32))
