@@ -27,7 +27,7 @@ from ..evaluate import episode_metrics, evaluate, evaluation_pairs
 from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from ..tasks import Task
 from ..tasks.env import replay_actions
-from .recipes import QUICK_SAMPLING
+from .recipes import PIXEL_SAMPLING, QUICK_SAMPLING
 
 PROTOCOLS = ("ours", "paper")
 # Table 1's columns: plain SGD ("GD" in the paper), Adam, CEM, and MPPI as an extra.
@@ -73,11 +73,6 @@ PAPER_SETTINGS = {
 }
 
 
-# CEM/MPPI on pixel models: the paper's 300 x 30 costs minutes per batched plan over 50 envs on a 2-core CPU
-# (benchmarks/pixel_speed.py), so pixel runs use this reduced budget on every model; GD keeps the paper's.
-PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
-
-
 # The paper's Table 1 (success % over 50 episodes; DINO-WM on pixels with DINOv2), transcribed from two
 # secondary sources that agree: (model, mode) -> (SGD, Adam, CEM). Shown beside our tables, never computed on.
 PAPER_TABLE1 = {
@@ -94,8 +89,9 @@ PAPER_TABLE1 = {
 
 
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:
-    """The paper's settings for ``task_name``; ``obs="pixels"`` uses :data:`PIXEL_SAMPLING` for the sampling
-    planners; ``quick``: their quick run (:meth:`PaperSettings.quick`).
+    """The paper's settings for ``task_name``; ``obs="pixels"``: the sampling planners at the pixel recipes' budget
+    (:data:`~torchrl_gbp.experiments.recipes.PIXEL_SAMPLING`; GD keeps the paper's); ``quick``: their quick run
+    (:meth:`PaperSettings.quick`).
 
     Example:
         >>> paper_settings("wall", quick=True).sampling

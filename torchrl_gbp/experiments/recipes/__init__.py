@@ -110,6 +110,8 @@ def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capac
 # datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame). GD keeps
 # the paper's budget (Adam, 100 steps, lr 0.2); CEM and MPPI get 64 samples x 10 iterations (8 elites): at the
 # paper's 300 x 30 one batched CEM plan over 50 envs costs minutes here (benchmarks/pixel_speed.py).
+# PIXEL_SAMPLING is that budget, for our protocol and the paper's (experiments/protocol.py) alike.
+PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
 PIXEL_DEFAULTS: dict = {
     "num_trajectories": 500,
     "model": {"num_hist": 3, "hidden_dim": 64, "depth": 2, "heads": 4,
@@ -122,11 +124,10 @@ PIXEL_DEFAULTS: dict = {
     "batch_size": 64,
     "finetune_steps": 300,
     "planner_kwargs": {"gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
-                       "cem": {"samples": 64, "elites": 8, "iterations": 10},
-                       "mppi": {"samples": 64, "elites": 8, "iterations": 10, "temperature": 0.05},
-                       "icem": {"samples": 64, "elites": 8, "iterations": 10},
-                       "gd_cem": {"samples": 64, "elites": 8, "iterations": 3, "steps": 30, "lr": 0.2,
-                                  "noise_std": 0.003}},
+                       "cem": dict(PIXEL_SAMPLING),
+                       "mppi": {**PIXEL_SAMPLING, "temperature": 0.05},
+                       "icem": dict(PIXEL_SAMPLING),
+                       "gd_cem": {**PIXEL_SAMPLING, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003}},
     "online": {"every": 10, "fraction": 0.5, "capacity": 512, "planner_steps": 100, "planner_lr": 0.3},
     "quick_run": {"num_trajectories": 100, "train_steps": 150, "encoder_steps": 100, "finetune_steps": 10,
                   "episodes": 4, "seeds": (0,),
