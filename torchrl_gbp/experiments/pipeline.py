@@ -19,7 +19,7 @@ from ..video import record_video
 from .recipes import Recipe, recipe_for
 
 # The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
-PLANNERS = ("gd", "cem", "mppi")
+COMPARED_PLANNERS = ("gd", "cem", "mppi")
 # Training and finetuning write a resumable checkpoint this often (steps).
 CHECKPOINT_EVERY = 250
 

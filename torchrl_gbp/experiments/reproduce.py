@@ -24,7 +24,7 @@ from ..models.checkpoint import read_checkpoint
 from ..synthesis import METHODS
 from ..tasks import make_task
 from ..train import make_logger
-from .pipeline import PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
+from .pipeline import COMPARED_PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import (
     MODES,
     PAPER_PLANNERS,
@@ -175,7 +175,7 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
 
 
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
-              planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
+              planners: tuple[str, ...] = COMPARED_PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
               protocol: str = "ours", obs: str = "state", logger: str = "csv",
