@@ -185,7 +185,7 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         >>> from torchrl_gbp.planners import GradientPlanner
         >>> task = WallTask()
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> policy = MPCPolicy(model, GradientPlanner(model, steps=1), task.make_env().action_spec)
+        >>> policy = MPCPolicy(model, GradientPlanner(model, steps=1), task.action_spec)
         >>> sorted(evaluate(policy, task, episodes=2, max_steps=5))[:2]
         ['episodes', 'final_distance']
     """

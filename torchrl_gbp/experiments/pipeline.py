@@ -35,7 +35,7 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
     has_goal = getattr(task, "has_goal", True)
     objective = (GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim) if has_goal
                  else ReturnObjective(model, **recipe.objective))
-    action_spec = task.make_env().action_spec
+    action_spec = task.action_spec
     plan = make_planner(planner, model, recipe.horizon if horizon is None else horizon, objective,
                         action_spec=action_spec, **kwargs)
     return MPCPolicy(model, plan, action_spec, goal_key="goal" if has_goal else None)

@@ -141,7 +141,7 @@ def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: s
     if name not in PAPER_PLANNERS or mode not in MODES:
         raise ValueError(f"planner must be one of {PAPER_PLANNERS} and mode one of {MODES}; got {name!r}, {mode!r}")
     objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim)
-    spec = task.make_env().action_spec
+    spec = task.action_spec
     if name in ("sgd", "adam"):
         gradient = settings.mpc_gradient if mode == "mpc" else settings.open_loop_gradient
         optimizer = torch.optim.SGD if name == "sgd" else torch.optim.Adam
@@ -180,5 +180,5 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     if mode == "open loop":
         return evaluate_open_loop(plan, task, pairs, seed)
     executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-    policy = MPCPolicy(model, plan, task.make_env().action_spec, n_taken_actions=executed, seed=seed)
+    policy = MPCPolicy(model, plan, task.action_spec, n_taken_actions=executed, seed=seed)
     return evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs)
