@@ -219,9 +219,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         recipe = replace(recipe, seeds=tuple(seeds))
     task = make_task(task_name, obs=obs)
     root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
-    # pixel_overrides are already applied to a pixel recipe and never touch a state one: a change to them must
-    # not invalidate a state run
-    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(replace(recipe, pixel_overrides={})),
+    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": recipe.fingerprint(),
                    **({} if obs == "state" else {"obs": obs})}
     if fresh:
         for name in ("dataset", "units"):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any
 
 from ...tasks import GYM_PREFIX, TASKS, check_observation, make_task
 
@@ -15,7 +17,7 @@ TUNING_PAIR_SEEDS = (5000, 5001, 5002)
 QUICK_SAMPLING = {"samples": 100, "elites": 10, "iterations": 10}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Recipe:
     """Defaults for one task: data, model, training and planner budgets.
 
@@ -26,14 +28,14 @@ class Recipe:
     """
 
     num_trajectories: int = 2000
-    model: dict = field(default_factory=lambda: {"num_hist": 1, "hidden_dim": 256, "depth": 3})
+    model: dict[str, Any] = field(default_factory=lambda: {"num_hist": 1, "hidden_dim": 256, "depth": 3})
     window_frames: int = 5
     train_steps: int = 4000
     batch_size: int = 256
     lr: float = 1e-3
     horizon: int = 5
-    objective: dict = field(default_factory=lambda: {"mode": "all", "base": 0.5, "alpha": 1.0})
-    planner_kwargs: dict = field(default_factory=lambda: {
+    objective: dict[str, str | float] = field(default_factory=lambda: {"mode": "all", "base": 0.5, "alpha": 1.0})
+    planner_kwargs: dict[str, dict[str, int | float]] = field(default_factory=lambda: {
         "gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
         "cem": {"samples": 300, "elites": 30, "iterations": 30},
         "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
@@ -44,16 +46,16 @@ class Recipe:
     finetune_steps: int = 1000
     # The paper finetunes the predictor at 1e-5; on PushT's tuning pairs (seeds 5000-5002) 1e-5 and 1e-4 gave
     # the same adversarial-finetuning success within the seed spread (benchmarks/results/ablations_pusht.md).
-    finetune_lr: dict = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
-    online: dict = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
-                                                  "planner_steps": 100, "planner_lr": 0.3})
-    adversarial: dict = field(default_factory=lambda: {"fraction": 1.0, "latent_factor": 0.05,
-                                                       "proprio_factor": 0.02, "action_factor": 0.02})
+    finetune_lr: dict[str, float] = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
+    online: dict[str, int | float] = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
+                                                                    "planner_steps": 100, "planner_lr": 0.3})
+    adversarial: dict[str, float] = field(default_factory=lambda: {"fraction": 1.0, "latent_factor": 0.05,
+                                                                   "proprio_factor": 0.02, "action_factor": 0.02})
     seeds: tuple[int, ...] = (0, 1, 2)
     mppi_models: tuple[str, ...] = ("base",)
     # The field values of this recipe's quick run (:meth:`quick`): a recipe that changes a field here states its
     # quick value too, or its quick run keeps these.
-    quick_run: dict = field(default_factory=lambda: {
+    quick_run: dict[str, Any] = field(default_factory=lambda: {
         "num_trajectories": 500, "train_steps": 800, "episodes": 20, "finetune_steps": 200, "seeds": (0,),
         "planner_kwargs": {"gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
                            "cem": dict(QUICK_SAMPLING),
@@ -64,7 +66,7 @@ class Recipe:
     image_size: int = 64
     encoder_steps: int = 0
     encoder_foreground_weight: float = 0.0
-    pixel_overrides: dict = field(default_factory=dict)
+    pixel_overrides: dict[str, Any] = field(default_factory=dict)
 
     def pixels(self) -> Recipe:
         """This task's recipe for pixel observations: :data:`PIXEL_DEFAULTS`, then ``pixel_overrides``.
@@ -83,6 +85,27 @@ class Recipe:
             (800, (0,))
         """
         return replace(self, **self.quick_run)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes a run of this recipe: each field that differs from its default, as JSON values, so adding
+        a field with a default leaves every earlier fingerprint equal (and so does changing a default: rerun
+        with ``fresh=True`` after that).
+
+        ``pixel_overrides`` and ``quick_run`` are left out: :meth:`pixels` and :meth:`quick` have already applied
+        them to the recipes they change, and they never touch the others.
+
+        Example:
+            >>> Recipe(train_steps=10, seeds=(0,)).fingerprint()
+            {'train_steps': 10, 'seeds': [0]}
+        """
+        changed = {f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name not in ("pixel_overrides", "quick_run") and getattr(self, f.name) != _default(f)}
+        return json.loads(json.dumps(changed))
+
+
+def _default(spec: Field) -> Any:
+    """The default value of dataclass field ``spec``."""
+    return spec.default if spec.default_factory is MISSING else spec.default_factory()
 
 
 def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
@@ -112,7 +135,7 @@ def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capac
 # paper's 300 x 30 one batched CEM plan over 50 envs costs minutes here (benchmarks/pixel_speed.py).
 # PIXEL_SAMPLING is that budget, for our protocol and the paper's (experiments/protocol.py) alike.
 PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
-PIXEL_DEFAULTS: dict = {
+PIXEL_DEFAULTS: dict[str, Any] = {
     "num_trajectories": 500,
     "model": {"num_hist": 3, "hidden_dim": 64, "depth": 2, "heads": 4,
               "encoder": "patch", "encoder_options": {"patch_size": 16, "token_dim": 16, "hidden_dim": 64}},
