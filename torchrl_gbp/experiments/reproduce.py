@@ -123,8 +123,9 @@ def longest_first(jobs: list[dict]) -> list[int]:
     they finetune and take longest; base units evaluate MPPI as well; the
     adversarial units are the shortest. Handing out long units first keeps a
     worker from running the last long unit alone while the others sit idle
-    (the full pixel Wall run ended with 8.5 minutes of one of its two
-    workers idle in submission order). Ties keep their order.
+    (as one of the two workers did at the end of the full pixel Wall run in
+    submission order: benchmarks/results/wall_pixels_paper.md,
+    recipe_notes.md). Ties keep their order.
 
     Example:
         >>> longest_first([{"method": m} for m in ("base", "online", "adversarial", "both")])

@@ -132,7 +132,8 @@ def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capac
 # task's images, then frozen), a 64-wide 2-layer frame-causal transformer over 3 history frames; smaller
 # datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame). GD keeps
 # the paper's budget (Adam, 100 steps, lr 0.2); CEM and MPPI get 64 samples x 10 iterations (8 elites): at the
-# paper's 300 x 30 one batched CEM plan over 50 envs costs minutes here (benchmarks/pixel_speed.py).
+# paper's 300 x 30 one batched CEM plan over 50 envs would cost minutes here (the CEM iteration's time in
+# benchmarks/results/pixel_speed_wall_cpu.md).
 # PIXEL_SAMPLING is that budget, for our protocol and the paper's (experiments/protocol.py) alike.
 PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
 PIXEL_DEFAULTS: dict[str, Any] = {
