@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from tensordict import TensorDict
 
+from ..closing import closing
 from ..evaluate import episode_metrics, evaluate, evaluation_pairs
 from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from ..tasks import Task
@@ -159,14 +160,14 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
     at the plan's end), with the planning call's seconds.
     """
     model, episodes = planner.world_model, pairs.shape[0]
-    env = task.make_env(num_envs=episodes)
-    td = env.reset(pairs.clone(), set_state=True)
-    z_hist, a_hist, z_goal = planning_inputs(model, td["observation"], td["goal"])
-    start = time.perf_counter()
-    plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
-    seconds = time.perf_counter() - start
-    actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
-    metrics = episode_metrics(replay_actions(env, td, actions))
+    with closing(task.make_env(num_envs=episodes)) as env:
+        td = env.reset(pairs.clone(), set_state=True)
+        z_hist, a_hist, z_goal = planning_inputs(model, td["observation"], td["goal"])
+        start = time.perf_counter()
+        plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
+        seconds = time.perf_counter() - start
+        actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
+        metrics = episode_metrics(replay_actions(env, td, actions))
     metrics.update(plan_seconds=seconds, plan_seconds_per_env=seconds / episodes, planning_seconds_total=seconds,
                    planning_calls=1)
     return metrics
