@@ -118,7 +118,7 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
     for p in model.parameters():
         p.requires_grad_(False)
     recipe = recipe_for(task_name)
-    low, high = (b.to(device) for b in model_action_bounds(model, make_task(task_name).make_env().action_spec))
+    low, high = (b.to(device) for b in model_action_bounds(model, make_task(task_name).action_spec))
     sampling = recipe.planner_kwargs["cem"]
     rows, profiles = [], {}
     for batch in args.batch_sizes:

@@ -53,7 +53,7 @@ def main() -> None:
     torch.manual_seed(0)
     task = WallTask()
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=task.frameskip))
-    spec = task.make_env().action_spec
+    spec = task.action_spec
     policy = MPCPolicy(make_planner("gd", model, 5, action_spec=spec, steps=args.gd_steps), spec)
     env = TransformedEnv(task.make_env(num_envs=args.envs, seed=0), policy.make_tensordict_primer())
 

@@ -44,7 +44,7 @@ train_world_model(model, buffer, steps=800 if args.quick else recipe.train_steps
 model, _ = load_checkpoint(f"{args.out}/base.pt")  # checkpoints rebuild an identical model
 
 # 3. Gradient MPC and CEM on the same (start, goal) pairs; success = ball within 0.45 of the goal.
-action_spec = task.make_env().action_spec
+action_spec = task.action_spec
 episodes = 20 if args.quick else recipe.episodes
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 cem = recipe.planner_kwargs["cem"] if not args.quick else {"samples": 100, "elites": 10, "iterations": 10}

@@ -41,7 +41,7 @@ train_world_model(model, buffer, steps=500 if args.quick else recipe.train_steps
 model, _ = load_checkpoint(f"{args.out}/base.pt")
 
 # 3. Gradient MPC and CEM on the same (start, goal) pairs; success = block within 20 units and 20 degrees.
-action_spec = task.make_env().action_spec
+action_spec = task.action_spec
 episodes = 10 if args.quick else 50
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 cem = dict(recipe.planner_kwargs["cem"])  # keeps the recipe's small init_std

@@ -45,7 +45,7 @@ train_world_model(model, buffer, steps=recipe.train_steps, lr=recipe.lr, checkpo
 model, _ = load_checkpoint(f"{args.out}/base.pt")
 
 # 3. Gradient MPC and CEM as TorchRL policies, evaluated on the same (start, target) pairs.
-action_spec = task.make_env().action_spec
+action_spec = task.action_spec
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 planners = {
     "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),

@@ -38,7 +38,7 @@ train_world_model(model, buffer, steps=800 if args.quick else 4000, checkpoint_p
 model, _ = load_checkpoint(f"{args.out}/base.pt")  # checkpoints rebuild an identical model
 
 # 3. Gradient MPC and CEM as TorchRL policies, evaluated on the same (start, goal) pairs.
-action_spec = task.make_env().action_spec
+action_spec = task.action_spec
 episodes = 20 if args.quick else 50
 cost = GoalCost(mode="all", base=0.5)
 planners = {

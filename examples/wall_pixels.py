@@ -35,7 +35,7 @@ train_world_model(model, buffer, steps=300 if args.quick else 2000, checkpoint_p
 model, _ = load_checkpoint(f"{args.out}/base.pt")  # the checkpoint carries the encoder's weights
 
 # 3. Gradient MPC and CEM over tokens, as TorchRL policies, on the same (start, goal) pairs.
-action_spec = task.make_env().action_spec
+action_spec = task.action_spec
 cost = GoalCost(mode="all", base=0.5, proprio_dim=task.proprio_dim)
 planners = {
     "gd": GradientPlanner(model, objective=cost, horizon=5, steps=30 if args.quick else 100, lr=0.2),

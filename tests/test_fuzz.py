@@ -53,7 +53,7 @@ def _model(**overrides) -> StateWorldModel:
 
 def _policy(**kwargs) -> MPCPolicy:
     model = _model()
-    return MPCPolicy(GradientPlanner(model, steps=2), TASK.make_env().action_spec, **kwargs)
+    return MPCPolicy(GradientPlanner(model, steps=2), TASK.action_spec, **kwargs)
 
 
 def _policy_input(**replace) -> TensorDict:
@@ -156,13 +156,14 @@ CASES = [
                                                              "goal": torch.zeros(0, 2)}, [0])),
          check=lambda td: td["action"].shape == (0, 2)),
     Case("policy: n_taken_actions = 0", lambda: MPCPolicy(GradientPlanner(_model()),
-                                                          TASK.make_env().action_spec, n_taken_actions=0),
+                                                          TASK.action_spec, n_taken_actions=0),
          (ValueError, "n_taken_actions")),
-    Case("policy: a model instead of a planner", lambda: MPCPolicy(_model(), TASK.make_env().action_spec),
+    Case("policy: a model instead of a planner", lambda: MPCPolicy(_model(), TASK.action_spec),
          (TypeError, "Planner")),
     Case("policy: unbounded action spec", lambda: (lambda m: MPCPolicy(GradientPlanner(m), Unbounded((2,))))(
         _model()), (TypeError, "Bounded")),
-    Case("policy: action spec of the wrong width", lambda: (lambda m: MPCPolicy(GradientPlanner(m), TASK.make_env().action_spec))(StateWorldModel(WorldModelConfig(2, 3, 5))),
+    Case("policy: action spec of the wrong width",
+         lambda: (lambda m: MPCPolicy(GradientPlanner(m), TASK.action_spec))(StateWorldModel(WorldModelConfig(2, 3, 5))),
          (ValueError, "env_action_dim")),
     Case("policy: negative exploration noise", lambda: _policy(exploration_std=-1.0),
          (ValueError, "exploration_std")),

@@ -89,7 +89,7 @@ def test_evaluate_reports_metrics_on_shared_pairs(data):
     task = WallTask()
     model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=16, depth=1),
                               data)
-    policy = MPCPolicy(GradientPlanner(model, steps=2), task.make_env().action_spec)
+    policy = MPCPolicy(GradientPlanner(model, steps=2), task.action_spec)
     a = evaluate(policy, task, episodes=4, seed=3, max_steps=10)
     b = evaluate(policy, task, episodes=4, seed=3, max_steps=10)
     assert 0.0 <= a["success_rate"] <= 1.0 and a["plan_seconds"] > 0

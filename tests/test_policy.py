@@ -444,7 +444,7 @@ def test_policy_with_a_model_of_known_dynamics_reaches_goals() -> None:
     assert loss.item() < 5e-3
 
     planner = GradientPlanner(model, objective=GoalCost("last"), horizon=2, steps=30, lr=0.1)
-    policy = MPCPolicy(planner, task.make_env(num_envs=1).action_spec, n_taken_actions=1)
+    policy = MPCPolicy(planner, task.action_spec, n_taken_actions=1)
     env = task.make_env(num_envs=8, seed=0).append_transform(policy.make_tensordict_primer())
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         rollout = env.rollout(30, policy)

@@ -20,7 +20,7 @@ def _model() -> StateWorldModel:
 
 def _policy(**kwargs) -> MPCPolicy:
     model = _model()
-    return MPCPolicy(GradientPlanner(model, steps=3), WallTask().make_env().action_spec, **kwargs)
+    return MPCPolicy(GradientPlanner(model, steps=3), WallTask().action_spec, **kwargs)
 
 
 # ------------------------------------------------------------ inference mode
@@ -101,9 +101,9 @@ def test_nonfinite_plan_costs_are_counted_and_never_win() -> None:
     (lambda m: PathIntegralPlanner(m, init_std=-1.0), "init_std"),
     (lambda m: GoalCost(base=0.0), "base"),
     (lambda m: GoalCost(alpha=-1.0), "alpha"),
-    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().make_env().action_spec, exploration_std=-0.1),
+    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().action_spec, exploration_std=-0.1),
      "exploration_std"),
-    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().make_env().action_spec, on_nonfinite="ignore"),
+    (lambda m: MPCPolicy(GradientPlanner(m), WallTask().action_spec, on_nonfinite="ignore"),
      "on_nonfinite"),
     (lambda m: WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=0), "frameskip"),
     (lambda m: WorldModelConfig(obs_dim=2, env_action_dim=2, proprio_dim=3), "proprio_dim"),

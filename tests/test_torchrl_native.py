@@ -103,7 +103,7 @@ def test_evaluate_leaves_the_callers_pairs_as_they_were_for_the_next_policy() ->
     pairs = _pairs((3,))
     policy = _policy(task.make_env())
     model = policy.world_model
-    short = MPCPolicy(GradientPlanner(model, horizon=3, steps=2), task.make_env().action_spec)
+    short = MPCPolicy(GradientPlanner(model, horizon=3, steps=2), task.action_spec)
     evaluate(policy, task, episodes=3, pairs=pairs, max_steps=5)
     assert sorted(pairs.keys()) == ["goal_state", "start_state"]
     metrics = evaluate(short, task, episodes=3, pairs=pairs, max_steps=5)  # another plan shape on the same pairs

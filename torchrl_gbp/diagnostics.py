@@ -66,7 +66,7 @@ def make_bounded_gradient_planner(world_model: StateWorldModel, task: Task, hori
         >>> make_bounded_gradient_planner(model, WallTask(), steps=10).action_low.shape
         torch.Size([10])
     """
-    return make_planner("gd", world_model, horizon, objective, action_spec=task.make_env().action_spec, steps=steps,
+    return make_planner("gd", world_model, horizon, objective, action_spec=task.action_spec, steps=steps,
                         lr=lr, **kwargs)
 
 
@@ -196,7 +196,7 @@ def planned_state_error(world_model: StateWorldModel, task: Task, planner: Plann
     z_hist, a_hist, z_goal = planning_inputs(world_model, task.observe(start), task.observe(goal))
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed))
     env_action_dim = world_model.config.env_action_dim
-    low, high = (b.to(device) for b in env_action_bounds(task.make_env().action_spec, env_action_dim))
+    low, high = (b.to(device) for b in env_action_bounds(task.action_spec, env_action_dim))
     env_actions = world_model.denormalize_action(plan.actions).unflatten(-1, (world_model.frameskip, env_action_dim))
     env_actions = env_actions.clamp(low, high)
     true_obs, final_state = execute_open_loop(task, start, env_actions, goal)

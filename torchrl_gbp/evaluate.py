@@ -9,6 +9,7 @@ from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from .checks import check_positive_int
+from .closing import closing
 from .planners import MPCPolicy
 from .tasks import Task
 
@@ -145,11 +146,9 @@ def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pa
         raise ValueError(f"max_steps={steps} exceeds the task's episode length {task.episode_steps}")
     if pairs is not None and tuple(pairs.batch_size) != (episodes,):
         raise ValueError(f"pairs must have batch size (episodes,) = ({episodes},), got {tuple(pairs.batch_size)}")
-    env = make_evaluation_env(task, episodes, num_workers)
-    make_primer = getattr(policy, "make_tensordict_primer", None)
-    if make_primer is not None:
-        env = TransformedEnv(env, make_primer())
-    try:
+    with closing(make_evaluation_env(task, episodes, num_workers)) as base_env:
+        make_primer = getattr(policy, "make_tensordict_primer", None)
+        env = base_env if make_primer is None else TransformedEnv(base_env, make_primer())
         if pairs is None:
             pairs = evaluation_pairs(task, episodes, seed, pair_mode)
         pairs = pairs.clone().reshape(env.batch_size)  # the reset writes into it: never into the caller's
@@ -158,8 +157,6 @@ def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pa
             rollout = env.rollout(steps, policy, tensordict=env.reset(pairs, set_state=True), auto_reset=False,
                                   break_when_any_done=False)
         wall = time.perf_counter() - start
-    finally:
-        env.close()
     return rollout, wall
 
 
@@ -185,7 +182,7 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         >>> from torchrl_gbp.planners import GradientPlanner
         >>> task = WallTask()
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> policy = MPCPolicy(GradientPlanner(model, steps=1), task.make_env().action_spec)
+        >>> policy = MPCPolicy(GradientPlanner(model, steps=1), task.action_spec)
         >>> sorted(evaluate(policy, task, episodes=2, max_steps=5))[:2]
         ['episodes', 'final_distance']
     """

@@ -87,7 +87,7 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
 
 def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
                       predictor_lr: float | None = None, action_encoder_lr: float | None = None,
-                      encoder_lr: float | None = None, grad_clip: float = 1.0, cosine_decay: bool = False,
+                      encoder_lr: float | None = None, grad_clip: float = 1.0,
                       loss_module: TeacherForcingLoss | None = None, logger: Logger | None = None,
                       log_every: int = 100, checkpoint_path: str | os.PathLike | None = None,
                       checkpoint_every: int = 0, checkpoint_extra: dict | None = None,
@@ -95,7 +95,7 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     """Minimise the teacher-forcing loss on windows sampled from ``buffer``.
 
     Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
-    rates stay constant unless ``cosine_decay=True`` (decay to zero). Inside a
+    rates stay constant. Inside a
     ``torch.distributed`` process group (for example under ``torchrun``, see
     :func:`~torchrl_gbp.distributed.distributed_training`) the loss runs
     through ``DistributedDataParallel``: each process samples its own batches
@@ -105,7 +105,7 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     written atomically every ``checkpoint_every`` steps (0: only at the end) when
     ``checkpoint_path`` is given. Returns the last logged metrics.
 
-    Checkpoints carry the training state: step, optimiser and scheduler, the
+    Checkpoints carry the training state: step, optimiser, the
     global torch RNG, the buffer's generator and the state of the buffer's
     transforms that have one (the synthesis transforms). With ``resume=True``
     and a checkpoint at ``checkpoint_path``, training continues after its step
@@ -137,17 +137,14 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     step_loss = DistributedDataParallel(loss_module) if distributed_world_size() > 1 else loss_module
     groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr)
     optimizer = torch.optim.Adam(groups) if groups else None
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-                 if optimizer is not None and cosine_decay else None)
     first = 1
     if resume and checkpoint_path and Path(checkpoint_path).exists():
-        first = _resume(checkpoint_path, model, optimizer, scheduler, buffer) + 1
+        first = _resume(checkpoint_path, model, optimizer, buffer) + 1
     model.train()
     metrics: dict[str, float] = {}
 
     def save(step: int) -> None:
         training = {"step": step, "optimizer": None if optimizer is None else optimizer.state_dict(),
-                    "scheduler": None if scheduler is None else scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state(), "buffer_rng": _generator_state(buffer),
                     "transforms": _transform_state(buffer)}
         save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step}, training)
@@ -163,8 +160,6 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
             optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
         if step % log_every == 0 or step == steps:
             metrics = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss_")}
             metrics["step"] = step
@@ -193,7 +188,7 @@ def _generator_state(buffer: ReplayBuffer) -> torch.Tensor | None:
     return None if generator is None else generator.get_state()
 
 
-def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, scheduler, buffer: ReplayBuffer) -> int:
+def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, buffer: ReplayBuffer) -> int:
     """Load the training state saved at ``path`` into the run; returns the step it was saved at."""
     payload = read_checkpoint(path)
     training = payload.get("training")
@@ -204,8 +199,6 @@ def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, schedule
         raise ValueError(f"checkpoint {str(path)!r} was trained with other parameter groups; cannot resume")
     if optimizer is not None:
         optimizer.load_state_dict(training["optimizer"])
-    if scheduler is not None and training["scheduler"] is not None:
-        scheduler.load_state_dict(training["scheduler"])
     torch.set_rng_state(training["torch_rng"])
     if training["buffer_rng"] is not None:
         generator = getattr(buffer, "_rng", None)

@@ -134,7 +134,7 @@ def record_video(
         >>> from torchrl_gbp.planners import GradientPlanner, MPCPolicy
         >>> task = WallTask()
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> policy = MPCPolicy(GradientPlanner(model, steps=1), task.make_env().action_spec)
+        >>> policy = MPCPolicy(GradientPlanner(model, steps=1), task.action_spec)
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     path = record_video(policy, task, f"{folder}/wall.gif", episodes=2, size=32, max_steps=5)
         ...     iio.imread(path, index=0).shape

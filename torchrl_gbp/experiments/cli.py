@@ -19,7 +19,7 @@ from .protocol import PROTOCOLS
 from .reproduce import BACKENDS, reproduce
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-PLANNERS = tuple(PLANNER_CLASSES)
+PLANNER_NAMES = tuple(PLANNER_CLASSES)
 
 
 def set_torchrl_verbosity(verbose: bool) -> None:
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)")
     _add_task(p)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--planner", choices=PLANNERS, default="gd")
+    p.add_argument("--planner", choices=PLANNER_NAMES, default="gd")
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--planner-steps", type=int, default=None, help="GD optimiser steps")
     p.add_argument("--planner-lr", type=float, default=None, help="GD learning rate")
@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_obs(p)
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="evaluation and finetuning seeds (default: the recipe's)")
-    p.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(pipeline.PLANNERS),
-                   help=f"planners to compare (default: {' '.join(pipeline.PLANNERS)})")
+    p.add_argument("--planners", nargs="+", choices=PLANNER_NAMES, default=list(pipeline.COMPARED_PLANNERS),
+                   help=f"planners to compare (default: {' '.join(pipeline.COMPARED_PLANNERS)})")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
                    help="finetuning methods to compare with the base model (none: base model only)")
     p.add_argument("--backend", choices=BACKENDS, default="serial",

@@ -19,7 +19,7 @@ from ..video import record_video
 from .recipes import Recipe, recipe_for
 
 # The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
-PLANNERS = ("gd", "cem", "mppi")
+COMPARED_PLANNERS = ("gd", "cem", "mppi")
 # Training and finetuning write a resumable checkpoint this often (steps).
 CHECKPOINT_EVERY = 250
 
@@ -35,7 +35,7 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
     has_goal = getattr(task, "has_goal", True)
     objective = (GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim) if has_goal
                  else ReturnObjective(model, **recipe.objective))
-    action_spec = task.make_env().action_spec
+    action_spec = task.action_spec
     plan = make_planner(planner, model, recipe.horizon if horizon is None else horizon, objective,
                         action_spec=action_spec, **kwargs)
     return MPCPolicy(plan, action_spec)

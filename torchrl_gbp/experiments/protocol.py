@@ -23,10 +23,12 @@ from dataclasses import dataclass, field, replace
 import torch
 from tensordict import TensorDict
 
+from ..closing import closing
 from ..evaluate import episode_metrics, evaluate, evaluation_pairs
 from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
 from ..tasks import Task
 from ..tasks.env import replay_actions
+from .recipes import PIXEL_SAMPLING, QUICK_SAMPLING
 
 PROTOCOLS = ("ours", "paper")
 # Table 1's columns: plain SGD ("GD" in the paper), Adam, CEM, and MPPI as an extra.
@@ -46,6 +48,20 @@ class PaperSettings:
     alpha: float = 1.0
     segment_steps: int = 25
     pairs: str = "env"  # "env": the task's own pairs; "segments": held-out dataset segments
+    # The field values of the protocol's quick run (:meth:`quick`); the sampling planners get a quick recipe's budget.
+    quick_run: dict = field(default_factory=lambda: {
+        "mpc_gradient": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
+        "open_loop_gradient": {"steps": 100, "lr": 0.3, "noise_std": 0.003},
+        "sampling": dict(QUICK_SAMPLING)})
+
+    def quick(self) -> PaperSettings:
+        """A smaller run of the same protocol (minutes): ``quick_run`` replaces those fields.
+
+        Example:
+            >>> PaperSettings().quick().open_loop_gradient["steps"]
+            100
+        """
+        return replace(self, **self.quick_run)
 
 
 # The per-task differences the paper states: PushT's goals come from dataset segments, PointMaze's cost ignores
@@ -56,11 +72,6 @@ PAPER_SETTINGS = {
     "pusht": PaperSettings(pairs="segments"),
     "reacher": PaperSettings(),
 }
-
-
-# CEM/MPPI on pixel models: the paper's 300 x 30 costs minutes per batched plan over 50 envs on a 2-core CPU
-# (benchmarks/pixel_speed.py), so pixel runs use this reduced budget on every model; GD keeps the paper's.
-PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
 
 
 # The paper's Table 1 (success % over 50 episodes; DINO-WM on pixels with DINOv2), transcribed from two
@@ -79,16 +90,18 @@ PAPER_TABLE1 = {
 
 
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:
-    """The paper's settings for ``task_name``; ``quick`` shrinks the budgets for a smoke run (minutes);
-    ``obs="pixels"`` uses :data:`PIXEL_SAMPLING` for the sampling planners."""
+    """The paper's settings for ``task_name``; ``obs="pixels"``: the sampling planners at the pixel recipes' budget
+    (:data:`~torchrl_gbp.experiments.recipes.PIXEL_SAMPLING`; GD keeps the paper's); ``quick``: their quick run
+    (:meth:`PaperSettings.quick`).
+
+    Example:
+        >>> paper_settings("wall", quick=True).sampling
+        {'samples': 100, 'elites': 10, 'iterations': 10}
+    """
     settings = PAPER_SETTINGS.get(task_name, PaperSettings())
     if obs == "pixels":
         settings = replace(settings, sampling=dict(PIXEL_SAMPLING))
-    if not quick:
-        return settings
-    return replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": 30},
-                   open_loop_gradient={**settings.open_loop_gradient, "steps": 100},
-                   sampling={"samples": 100, "elites": 10, "iterations": 10})
+    return settings.quick() if quick else settings
 
 
 def segment_pairs(task: Task, episodes: int, seed: int, segment_steps: int = 25,
@@ -129,7 +142,7 @@ def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: s
     if name not in PAPER_PLANNERS or mode not in MODES:
         raise ValueError(f"planner must be one of {PAPER_PLANNERS} and mode one of {MODES}; got {name!r}, {mode!r}")
     objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim)
-    spec = task.make_env().action_spec
+    spec = task.action_spec
     if name in ("sgd", "adam"):
         gradient = settings.mpc_gradient if mode == "mpc" else settings.open_loop_gradient
         optimizer = torch.optim.SGD if name == "sgd" else torch.optim.Adam
@@ -147,15 +160,15 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
     at the plan's end), with the planning call's seconds.
     """
     model, episodes = planner.world_model, pairs.shape[0]
-    env = task.make_env(num_envs=episodes)
-    td = env.reset(pairs.clone(), set_state=True)
-    goal = {key: td[goal_key] for key, goal_key in zip(model.observation_keys, model.goal_keys)}
-    z_hist, a_hist, z_goal = planning_inputs(model, td, goal)
-    start = time.perf_counter()
-    plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
-    seconds = time.perf_counter() - start
-    actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
-    metrics = episode_metrics(replay_actions(env, td, actions))
+    with closing(task.make_env(num_envs=episodes)) as env:
+        td = env.reset(pairs.clone(), set_state=True)
+        goal = {key: td[goal_key] for key, goal_key in zip(model.observation_keys, model.goal_keys)}
+        z_hist, a_hist, z_goal = planning_inputs(model, td, goal)
+        start = time.perf_counter()
+        plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
+        seconds = time.perf_counter() - start
+        actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
+        metrics = episode_metrics(replay_actions(env, td, actions))
     metrics.update(plan_seconds=seconds, plan_seconds_per_env=seconds / episodes, planning_seconds_total=seconds,
                    planning_calls=1)
     return metrics
@@ -169,5 +182,5 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     if mode == "open loop":
         return evaluate_open_loop(plan, task, pairs, seed)
     executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-    policy = MPCPolicy(plan, task.make_env().action_spec, n_taken_actions=executed, seed=seed)
+    policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed)
     return evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs)

@@ -24,7 +24,7 @@ from ..models.checkpoint import read_checkpoint
 from ..synthesis import METHODS
 from ..tasks import make_task
 from ..train import make_logger
-from .pipeline import PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
+from .pipeline import COMPARED_PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import (
     MODES,
     PAPER_PLANNERS,
@@ -123,8 +123,9 @@ def longest_first(jobs: list[dict]) -> list[int]:
     they finetune and take longest; base units evaluate MPPI as well; the
     adversarial units are the shortest. Handing out long units first keeps a
     worker from running the last long unit alone while the others sit idle
-    (the full pixel Wall run ended with 8.5 minutes of one of its two
-    workers idle in submission order). Ties keep their order.
+    (as one of the two workers did at the end of the full pixel Wall run in
+    submission order: benchmarks/results/wall_pixels_paper.md,
+    recipe_notes.md). Ties keep their order.
 
     Example:
         >>> longest_first([{"method": m} for m in ("base", "online", "adversarial", "both")])
@@ -175,7 +176,7 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
 
 
 def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
-              planners: tuple[str, ...] = PLANNERS, methods: tuple[str, ...] = METHODS,
+              planners: tuple[str, ...] = COMPARED_PLANNERS, methods: tuple[str, ...] = METHODS,
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
               protocol: str = "ours", obs: str = "state", logger: str = "csv",
@@ -219,9 +220,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         recipe = replace(recipe, seeds=tuple(seeds))
     task = make_task(task_name, obs=obs)
     root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
-    # pixel_overrides are already applied to a pixel recipe and never touch a state one: a change to them must
-    # not invalidate a state run
-    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": repr(replace(recipe, pixel_overrides={})),
+    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": recipe.fingerprint(),
                    **({} if obs == "state" else {"obs": obs})}
     if fresh:
         for name in ("dataset", "units"):

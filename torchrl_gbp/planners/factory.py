@@ -64,7 +64,7 @@ def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost |
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
         >>> from torchrl_gbp.tasks import WallTask
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> planner = make_planner("cem", model, action_spec=WallTask().make_env().action_spec, samples=20, elites=4)
+        >>> planner = make_planner("cem", model, action_spec=WallTask().action_spec, samples=20, elites=4)
         >>> type(planner).__name__, planner.action_low.shape
         ('CrossEntropyPlanner', torch.Size([10]))
     """

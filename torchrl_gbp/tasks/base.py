@@ -12,6 +12,21 @@ from torchrl_gbp.checks import check_positive_int
 from torchrl_gbp.tasks.simulator import Simulator
 
 
+def bounded_action_spec(action_bounds: tuple, action_dim: int, batch_shape: tuple[int, ...] = (),
+                        device: torch.device | str = "cpu") -> Bounded:
+    """The ``Bounded`` float32 spec ``(*batch_shape, action_dim)`` of an action inside ``action_bounds``
+    (``(low, high)``, scalars or per-dim sequences).
+
+    Example:
+        >>> spec = bounded_action_spec((0.0, [1.0, 2.0]), 2, batch_shape=(3,))
+        >>> spec.shape, spec.space.high[0].tolist()
+        (torch.Size([3, 2]), [1.0, 2.0])
+    """
+    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in action_bounds)
+    shape = (*batch_shape, action_dim)
+    return Bounded(low=low.expand(shape).to(device), high=high.expand(shape).to(device), shape=shape, device=device)
+
+
 class Task(abc.ABC):
     """A goal-reaching task: its batched TorchRL env, start/goal sampler, success test and dataset.
 
@@ -68,6 +83,17 @@ class Task(abc.ABC):
         if mode not in self.pair_modes:
             raise ValueError(f"unknown pair mode {mode!r} for task {self.name!r}; expected one of {self.pair_modes}")
         return mode
+
+    @property
+    def action_spec(self) -> Bounded:
+        """The env's action spec for one env, ``(action_dim,)`` inside :attr:`action_bounds`, without building an env.
+
+        Example:
+            >>> from torchrl_gbp.tasks import WallTask
+            >>> WallTask().action_spec.shape
+            torch.Size([2])
+        """
+        return bounded_action_spec(self.action_bounds, self.action_dim)
 
     def make_env(
         self,

@@ -8,7 +8,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from torchrl_gbp.checks import check_positive_int
-from torchrl_gbp.tasks.base import Task
+from torchrl_gbp.tasks.base import Task, bounded_action_spec
 
 
 class GoalEnv(EnvBase):
@@ -98,13 +98,7 @@ class GoalEnv(EnvBase):
             observation_spec[goal_key] = specs[key].clone()
         self.observation_spec = observation_spec
         self.state_spec = Composite(start_state=states.clone(), goal_state=states.clone(), shape=shape)
-        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in task.action_bounds)
-        self.action_spec = Bounded(
-            low=low.expand(*shape, task.action_dim).to(self.device),
-            high=high.expand(*shape, task.action_dim).to(self.device),
-            shape=(*shape, task.action_dim),
-            device=self.device,
-        )
+        self.action_spec = bounded_action_spec(task.action_bounds, task.action_dim, tuple(shape), self.device)
         self.reward_spec = Unbounded(shape=(*shape, 1), device=self.device)
         flag = Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device)
         self.done_spec = Composite(

@@ -1,7 +1,7 @@
 """Recipes of Gymnasium tasks: one for goal envs (goal cost), one for reward envs (learned reward, return)."""
 from dataclasses import replace
 
-from torchrl_gbp.experiments.recipes import Recipe, smoke_overrides
+from torchrl_gbp.experiments.recipes import Recipe, smoke_run
 
 # Goal envs (gymnasium-robotics PointMaze and the like): identity latent, GoalCost over every step.
 GOAL_RECIPE = Recipe(
@@ -9,7 +9,7 @@ GOAL_RECIPE = Recipe(
     model={"num_hist": 1, "hidden_dim": 128, "depth": 2},
     train_steps=2000,
     objective={"mode": "all", "base": 0.5, "alpha": 1.0},
-    quick_overrides=smoke_overrides(num_trajectories=50, train_steps=100))
+    quick_run=smoke_run(num_trajectories=50, train_steps=100))
 
 # Reward envs: the world model learns the reward; planners maximise the discounted predicted return
 # (``objective`` holds ReturnObjective's arguments).

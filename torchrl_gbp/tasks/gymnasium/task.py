@@ -12,6 +12,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.envs.utils import RandomPolicy
 
 from torchrl_gbp.checks import check_positive_int
+from torchrl_gbp.closing import closing
 from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.simulator import Simulator
 
@@ -226,16 +227,13 @@ class GymnasiumTask(Task):
         """
         n, steps, _ = self.dataset_arguments(num_trajectories, trajectory_steps, seed)
         chunk = min(n, _COLLECT_CHUNK)
-        env = self.make_env(num_envs=chunk, seed=seed)
-        policy = self.data_policy if self.data_policy is not None else RandomPolicy(env.action_spec)
         parts = []
-        try:
+        with closing(self.make_env(num_envs=chunk, seed=seed)) as env:
+            policy = self.data_policy if self.data_policy is not None else RandomPolicy(env.action_spec)
             with torch.random.fork_rng(), torch.no_grad():
                 torch.manual_seed(seed)
                 for _ in range(math.ceil(n / chunk)):
                     parts.append(env.rollout(steps, policy, break_when_any_done=False))
-        finally:
-            env.close()
         rollout = torch.cat(parts)[:n]
         return _trajectories(rollout)
 
