@@ -12,10 +12,9 @@ from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
-    CrossEntropyPlanner,
     GoalCost,
-    GradientPlanner,
     MPCPolicy,
+    make_planner,
 )
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -49,8 +48,8 @@ episodes = 20 if args.quick else recipe.episodes
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 cem = recipe.planner_kwargs["cem"] if not args.quick else {"samples": 100, "elites": 10, "iterations": 10}
 planners = {
-    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **cem),
+    "gd": make_planner("gd", model, recipe.horizon, cost, action_spec=action_spec, **recipe.planner_kwargs["gd"]),
+    "cem": make_planner("cem", model, recipe.horizon, cost, action_spec=action_spec, **cem),
 }
 for name, planner in planners.items():
     metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=episodes, seed=1000)

@@ -11,10 +11,9 @@ from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
-    CrossEntropyPlanner,
     GoalCost,
-    GradientPlanner,
     MPCPolicy,
+    make_planner,
 )
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -48,8 +47,8 @@ cem = dict(recipe.planner_kwargs["cem"])  # keeps the recipe's small init_std
 if args.quick:
     cem.update(samples=100, elites=10, iterations=10)
 planners = {
-    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **cem),
+    "gd": make_planner("gd", model, recipe.horizon, cost, action_spec=action_spec, **recipe.planner_kwargs["gd"]),
+    "cem": make_planner("cem", model, recipe.horizon, cost, action_spec=action_spec, **cem),
 }
 for name, planner in planners.items():
     metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=episodes, seed=1000)

@@ -14,10 +14,9 @@ from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
-    CrossEntropyPlanner,
     GoalCost,
-    GradientPlanner,
     MPCPolicy,
+    make_planner,
 )
 from torchrl_gbp.tasks.reacher import PROPRIO_DIM, ReacherTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -48,8 +47,8 @@ model, _ = load_checkpoint(f"{args.out}/base.pt")
 action_spec = task.action_spec
 cost = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
 planners = {
-    "gd": GradientPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["gd"]),
-    "cem": CrossEntropyPlanner(model, objective=cost, horizon=recipe.horizon, **recipe.planner_kwargs["cem"]),
+    "gd": make_planner("gd", model, recipe.horizon, cost, action_spec=action_spec, **recipe.planner_kwargs["gd"]),
+    "cem": make_planner("cem", model, recipe.horizon, cost, action_spec=action_spec, **recipe.planner_kwargs["cem"]),
 }
 for name, planner in planners.items():
     metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=recipe.episodes, seed=1000)

@@ -11,10 +11,9 @@ from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import (
-    CrossEntropyPlanner,
     GoalCost,
-    GradientPlanner,
     MPCPolicy,
+    make_planner,
 )
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -42,9 +41,9 @@ action_spec = task.action_spec
 episodes = 20 if args.quick else 50
 cost = GoalCost(mode="all", base=0.5)
 planners = {
-    "gd": GradientPlanner(model, objective=cost, horizon=5, steps=100, lr=0.2),
-    "cem": CrossEntropyPlanner(model, objective=cost, horizon=5, samples=100 if args.quick else 300,
-                               elites=10 if args.quick else 30, iterations=10 if args.quick else 30),
+    "gd": make_planner("gd", model, 5, cost, action_spec=action_spec, steps=100, lr=0.2),
+    "cem": make_planner("cem", model, 5, cost, action_spec=action_spec, samples=100 if args.quick else 300,
+                                elites=10 if args.quick else 30, iterations=10 if args.quick else 30),
 }
 for name, planner in planners.items():
     policy = MPCPolicy(planner, action_spec)

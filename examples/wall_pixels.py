@@ -10,7 +10,7 @@ from torchrl_gbp.data import load_dataset, make_window_buffer
 from torchrl_gbp.diagnostics import plot_predicted_frames
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.models import PixelWorldModelConfig, load_checkpoint
-from torchrl_gbp.planners import CrossEntropyPlanner, GoalCost, GradientPlanner, MPCPolicy
+from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner
 from torchrl_gbp.tasks import PixelTask, WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -38,9 +38,9 @@ model, _ = load_checkpoint(f"{args.out}/base.pt")  # the checkpoint carries the 
 action_spec = task.action_spec
 cost = GoalCost(mode="all", base=0.5, proprio_dim=task.proprio_dim)
 planners = {
-    "gd": GradientPlanner(model, objective=cost, horizon=5, steps=30 if args.quick else 100, lr=0.2),
-    "cem": CrossEntropyPlanner(model, objective=cost, horizon=5, samples=64 if args.quick else 300,
-                               elites=8 if args.quick else 30, iterations=5 if args.quick else 30),
+    "gd": make_planner("gd", model, 5, cost, action_spec=action_spec, steps=30 if args.quick else 100, lr=0.2),
+    "cem": make_planner("cem", model, 5, cost, action_spec=action_spec, samples=64 if args.quick else 300,
+                                elites=8 if args.quick else 30, iterations=5 if args.quick else 30),
 }
 for name, planner in planners.items():
     metrics = evaluate(MPCPolicy(planner, action_spec), task, episodes=8 if args.quick else 50, seed=1000)
