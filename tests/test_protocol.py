@@ -1,16 +1,19 @@
 """The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from tensordict import TensorDict
 
 from torchrl_gbp.data import make_window_buffer
-from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.evaluate import episode_metrics, evaluate
 from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.protocol import (
+    OUR_CHOICES,
     PaperSettings,
     evaluate_open_loop,
     evaluate_paper_cell,
@@ -27,6 +30,7 @@ from torchrl_gbp.experiments.reporting import (
     tables_from_raw,
 )
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
+from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, make_planner
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -240,3 +244,100 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys, abla
     for key in ("sticky_success_rate", "success_rate", "final_distance", "planned_error"):  # same pairs, same plans
         cem = "CEM MPC at the paper's budget"
         assert reference[cem][key] == steps[cem][key]
+
+
+# ------------------------------------------------ the reference code's choices, one setting each
+def test_the_reference_all_cost_matches_its_formula_on_an_h_plus_one_frame_trajectory() -> None:
+    g = torch.Generator().manual_seed(0)
+    frames, goal = torch.randn(4, 6, 5, generator=g), torch.randn(4, 5, generator=g)  # start frame + H = 5
+    base, alpha, p = 0.5, 0.7, 2
+    # the reference's formula: base**i over the H + 1 frames, normalised, weighted per-frame MSEs averaged
+    coeffs = torch.tensor([base ** i for i in range(6)])
+    coeffs = coeffs / coeffs.sum()
+    visual = (frames[..., :-p] - goal[:, None, :-p]).pow(2).mean(-1)
+    proprio = (frames[..., -p:] - goal[:, None, -p:]).pow(2).mean(-1)
+    reference = (visual * coeffs).mean(1) + alpha * (proprio * coeffs).mean(1)
+    cost = GoalCost("all", base=base, alpha=alpha, proprio_dim=p, include_start=True)
+    torch.testing.assert_close(cost(frames, goal), reference)
+    ours = GoalCost("all", base=base, alpha=alpha, proprio_dim=p)(frames[:, 1:], goal)
+    assert (cost(frames, goal) < 0.25 * ours).all()  # per step a fraction of ours: SGD steps that much shorter
+    last = GoalCost("last", alpha=alpha, proprio_dim=p)
+    torch.testing.assert_close(GoalCost("last", alpha=alpha, proprio_dim=p, include_start=True)(frames, goal),
+                               last(frames[:, 1:], goal))
+
+
+def test_planners_give_the_reference_cost_the_start_frame(model) -> None:
+    z_hist, a_hist, z_goal = torch.randn(3, 1, 2), torch.zeros(3, 0, 10), torch.randn(3, 2)
+    candidates = torch.randn(3, 4, 5, 10)
+    cost = GoalCost(include_start=True)
+    planner = GradientPlanner(model, objective=cost, horizon=5, steps=0)
+    rolled = model.rollout(z_hist.unsqueeze(1).expand(3, 4, 1, 2), a_hist.unsqueeze(1).expand(3, 4, 0, 10), candidates)
+    with_start = torch.cat([z_hist.unsqueeze(1).expand(3, 4, 1, 2), rolled], dim=-2)
+    torch.testing.assert_close(planner.score(z_hist, a_hist, z_goal, candidates), cost(with_start, z_goal[:, None]))
+
+
+class Line(torch.nn.Module):
+    """z' = z + a: every plan's cost is known in closed form."""
+
+    action_dim, num_hist = 1, 1
+
+    def rollout(self, z_hist, a_hist, actions):
+        return z_hist[..., -1:, :] + actions.cumsum(-2)
+
+
+@pytest.mark.parametrize("kind", ["gd", "cem"])
+def test_the_final_result_rule_returns_where_the_search_ended_and_best_the_cheapest_it_passed(kind) -> None:
+    z, a_hist, goal = torch.zeros(4, 1, 1), torch.zeros(4, 0, 1), torch.zeros(4, 1)
+    init = torch.zeros(4, 3, 1)  # already at the goal: every later iterate or mean costs more
+    options = ({"steps": 3, "lr": 0.5, "optimizer": torch.optim.SGD, "noise_std": 0.5} if kind == "gd"
+               else {"samples": 16, "elites": 4, "iterations": 2, "init_std": 2.0})
+    plans = {rule: make_planner(kind, Line(), 3, GoalCost("last"), result=rule, **options).plan(
+        z, a_hist, goal, init=init, generator=torch.Generator().manual_seed(0)) for rule in RESULT_RULES}
+    assert (plans["final"].cost > 0).all() and (plans["best"].cost <= plans["final"].cost).all()
+    assert (plans["best"].cost < plans["final"].cost).any()  # the search passed a cheaper plan than its end
+    if kind == "gd":  # the gradient search started at the goal: best-of keeps that start
+        assert (plans["best"].cost == 0).all() and (plans["best"].actions == 0).all()
+    torch.testing.assert_close(plans["final"].cost, plans["final"].actions.sum(1).squeeze(-1).pow(2))
+    with pytest.raises(ValueError, match="result"):
+        make_planner(kind, Line(), 3, result="median")
+
+
+def test_success_is_checked_at_executed_block_ends_under_the_reference_rule() -> None:
+    success = torch.zeros(2, 10, 1, dtype=torch.bool)
+    success[0, 2] = True  # held between two checks only
+    success[1, 4] = True  # held at the end of the first block of 5
+    rollout = TensorDict({"next": {"success": success, "distance": torch.ones(2, 10, 1)}}, [2, 10])
+    assert episode_metrics(rollout)["episodes"]["sticky_success"] == [True, True]
+    assert episode_metrics(rollout, check_every=5)["episodes"]["sticky_success"] == [False, True]
+    assert episode_metrics(rollout, check_every=5)["success_rate"] == 0.0  # final state: neither
+
+
+def test_pusht_reference_success_includes_the_agent_position() -> None:
+    from torchrl_gbp.tasks.pusht.task import PushTTask
+
+    goal = torch.zeros(3, 10)
+    state = goal.clone().repeat(1, 1)
+    state[0, 0] = 15.0                     # agent 15 off: both tests pass
+    state[1, 0], state[1, 2] = 15.0, 15.0  # agent and block 15 off each: jointly 21.2, the reference fails
+    state[2, 4] = 0.5                      # block turned beyond pi/9: both fail
+    assert PushTTask().success(state, goal).tolist() == [True, True, False]
+    assert PushTTask(success_rule="agent_and_block").success(state, goal).tolist() == [True, False, False]
+    assert paper_settings("pusht").task_options("pusht") == {"success_rule": "agent_and_block"}
+
+
+def test_paper_cells_follow_the_protocol_choices_and_name_them(model) -> None:
+    reference = paper_settings("wall", quick=True)
+    ours = replace(reference, **OUR_CHOICES)
+    for settings, bounded, rule, frames in ((reference, False, "final", True), (ours, True, "best", False)):
+        planner = paper_planner("sgd", model, TASK, settings, "mpc")
+        assert (planner.action_low is not None) == bounded and planner.result == rule
+        assert planner.objective.include_start == frames
+    pairs = segment_pairs(TASK, 4, seed=1)
+    cell = evaluate_paper_cell(model, TASK, "cem", "mpc", pairs, reference)
+    assert cell["protocol_choices"] == reference.choices() and cell["protocol_choices"]["success_rule"] == "reference"
+    # reference MPC success is sticky at the ends of CEM's executed blocks (5 model steps of 5 env steps)
+    assert cell["reported_success_rate"] == cell["sticky_success_rate"]
+    open_loop = evaluate_paper_cell(model, TASK, "adam", "open loop", pairs, reference)
+    assert open_loop["reported_success_rate"] == open_loop["success_rate"]  # the final state only
+    with pytest.raises(ValueError, match="success_rule"):
+        PaperSettings(success_rule="sometimes")

@@ -14,7 +14,7 @@ from .planners import MPCPolicy
 from .tasks import Task
 
 
-def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[str, object]:
+def episode_metrics(rollout: TensorDictBase, info_key: str = "planner", check_every: int = 1) -> dict[str, object]:
     """Success, distance and planning time of a batch of episodes, read from their rollout TensorDict.
 
     ``rollout`` has batch size ``(*envs, T)`` (time last, as ``env.rollout``
@@ -32,7 +32,9 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
     holds each).
 
     Returns ``success_rate`` (the final state passes the task's success test),
-    ``sticky_success_rate`` (the test held at any step), ``final_distance``
+    ``sticky_success_rate`` (the test held at any step checked: every
+    ``check_every``-th env step, the ends of executed blocks of that many
+    steps, as the reference code checks MPC episodes), ``final_distance``
     (mean), ``plan_seconds`` (median seconds of one batched planning call),
     ``plan_seconds_per_env`` (that over the number of episodes),
     ``planning_seconds_per_step`` (total planning seconds per env step),
@@ -68,10 +70,11 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner") -> dict[
     if goal_keys[0] in keys:
         success = episodes["next", "success"].reshape(episodes.shape[0], steps)
         distance = episodes["next", "distance"].reshape(episodes.shape[0], steps)
+        sticky = success[:, check_positive_int("check_every", check_every) - 1::check_every].any(-1)
         metrics.update(success_rate=float(success[:, -1].float().mean()),
-                       sticky_success_rate=float(success.any(-1).float().mean()),
+                       sticky_success_rate=float(sticky.float().mean()),
                        final_distance=float(distance[:, -1].mean()))
-        metrics["episodes"].update(success=success[:, -1].tolist(), sticky_success=success.any(-1).tolist(),
+        metrics["episodes"].update(success=success[:, -1].tolist(), sticky_success=sticky.tolist(),
                                    final_distance=distance[:, -1].tolist())
         if "success" in keys:  # the start state's test, from the reset (sticky success counts steps after it)
             metrics["episodes"]["solved_at_start"] = episodes["success"][:, 0].reshape(-1).tolist()
@@ -161,7 +164,8 @@ def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pa
 
 
 def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, pair_mode: str | None = None,
-             max_steps: int | None = None, num_workers: int = 1, pairs: TensorDict | None = None) -> dict[str, object]:
+             max_steps: int | None = None, num_workers: int = 1, pairs: TensorDict | None = None,
+             check_every: int = 1) -> dict[str, object]:
     """Run ``episodes`` episodes from the seeded :func:`evaluation_pairs` and score them with :func:`episode_metrics`.
 
     ``pairs`` (``"start_state"``, ``"goal_state"``, batch ``(episodes,)``)
@@ -173,8 +177,8 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
     in a ``ParallelEnv`` of ``num_workers`` processes (identical numbers: the
     policy still plans for all episodes at once). Runs deterministically
     (``ExplorationType.DETERMINISTIC``) under ``torch.no_grad()``, as TorchRL
-    evaluators do. Returns the metrics of :func:`episode_metrics` plus
-    ``wall_seconds``.
+    evaluators do. Returns the metrics of :func:`episode_metrics` (sticky
+    success checked every ``check_every`` env steps) plus ``wall_seconds``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -187,4 +191,4 @@ def evaluate(policy: MPCPolicy, task: Task, episodes: int = 50, seed: int = 0, p
         ['episodes', 'final_distance']
     """
     rollout, wall = evaluation_rollout(policy, task, episodes, seed, pair_mode, max_steps, num_workers, pairs)
-    return {**episode_metrics(rollout, policy.info_key), "wall_seconds": wall}
+    return {**episode_metrics(rollout, policy.info_key, check_every), "wall_seconds": wall}

@@ -22,16 +22,26 @@ class GoalCost:
         alpha: weight of the proprioceptive part of the latent.
         proprio_dim: the last ``proprio_dim`` latent entries form the
             proprioceptive part (0: the latent has a single part).
+        include_start: score the start frame too, as the reference code's
+            ``all`` cost does: planners prepend the last history frame to the
+            predicted ones, the ``base ** i`` weights are normalised over those
+            ``H + 1`` frames and the weighted costs are averaged over them (with
+            ``base=0.5``, ``H=5`` each step weighs about 0.08 of the default's,
+            so plain SGD steps that much shorter; Adam is scale-invariant).
+            ``mode="last"`` is the same either way.
 
     Example:
         >>> cost = GoalCost(mode="all", base=0.5)
         >>> cost(torch.zeros(3, 5, 2), torch.ones(3, 2))
         tensor([1., 1., 1.])
+        >>> GoalCost(include_start=True)(torch.zeros(3, 6, 2), torch.ones(3, 2))  # start frame + 5 predicted
+        tensor([0.1667, 0.1667, 0.1667])
     """
 
     needs_goal = True
 
-    def __init__(self, mode: str = "all", base: float = 0.5, alpha: float = 1.0, proprio_dim: int = 0) -> None:
+    def __init__(self, mode: str = "all", base: float = 0.5, alpha: float = 1.0, proprio_dim: int = 0,
+                 include_start: bool = False) -> None:
         if mode not in ("last", "all"):
             raise ValueError(f"GoalCost mode must be 'last' or 'all', got {mode!r}")
         if proprio_dim < 0:
@@ -44,6 +54,7 @@ class GoalCost:
         self.base = base
         self.alpha = alpha
         self.proprio_dim = proprio_dim
+        self.include_start = bool(include_start)
 
     def step_costs(self, z_traj: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         """Per-step cost ``(..., H)`` of ``z_traj`` ``(..., H, D)`` against ``z_goal`` ``(..., D)``."""
@@ -68,12 +79,15 @@ class GoalCost:
 
     def __call__(self, z_traj: torch.Tensor, z_goal: torch.Tensor,
                  actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Total cost ``(...,)`` of each trajectory (``actions`` are not used)."""
+        """Total cost ``(...,)`` of each trajectory (``actions`` are not used); with ``include_start``,
+        ``z_traj`` ``(..., H + 1, D)`` begins with the start frame."""
         steps = self.step_costs(z_traj, z_goal)
-        return steps @ self.weights(steps.shape[-1], steps)
+        total = steps @ self.weights(steps.shape[-1], steps)
+        return total / steps.shape[-1] if self.include_start and self.mode == "all" else total
 
     def __repr__(self) -> str:
-        return f"GoalCost(mode={self.mode!r}, base={self.base}, alpha={self.alpha}, proprio_dim={self.proprio_dim})"
+        return (f"GoalCost(mode={self.mode!r}, base={self.base}, alpha={self.alpha}, proprio_dim={self.proprio_dim}"
+                f"{', include_start=True' if self.include_start else ''})")
 
 
 class ReturnObjective:

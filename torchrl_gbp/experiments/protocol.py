@@ -6,8 +6,15 @@ Two protocols, chosen by name:
   the final state, each planner at the task recipe's budget.
 - ``"paper"``: the authors' released configuration. Goals: PushT from random
   25-env-step segments of held-out trajectories (start = first state, goal =
-  last), the other tasks from the env's pairs; success is sticky (the task's
-  test held at any step); every model is planned open loop (one plan of
+  last), the other tasks from the env's pairs. Where the reference code and
+  our construction differ, the protocol follows the reference, each choice a
+  :class:`PaperSettings` field named in the results (:data:`OUR_CHOICES`
+  holds ours): the cost scores the start frame too (``objective_frames``);
+  open-loop success is the final state's, MPC success is sticky at the end of
+  each executed block, and PushT's test includes the agent's position
+  (``success_rule``); plans are the search's final iterate or mean
+  (``result_rule``); planners do not clip actions (``bounds``). Every model
+  is planned open loop (one plan of
   ``horizon`` model steps, executed whole) and with MPC, by SGD, Adam and CEM
   (MPPI an extra column): MPC gradient lr 0.2, 100 steps, noise 0.003, one
   model step executed per replan; MPC CEM 300 x 30 elites x 30 iterations,
@@ -48,11 +55,46 @@ class PaperSettings:
     alpha: float = 1.0
     segment_steps: int = 25
     pairs: str = "env"  # "env": the task's own pairs; "segments": held-out dataset segments
+    # Where our construction and the reference code differ, the reference's choice (each named in the results):
+    # the cost scores the start frame too and averages over the H + 1 frames (GoalCost(include_start=True));
+    objective_frames: str = "with_start"  # "predicted": ours, weights over the H predicted steps
+    # success: open loop on the final state, MPC sticky but checked at the end of each executed block;
+    success_rule: str = "reference"  # "sticky": ours, the test held at any env step
+    # GD returns its final iterate and CEM its final mean;
+    result_rule: str = "final"  # "best": ours, the cheapest plan seen
+    # no action is clipped by the planner (the env still projects what it executes into its spec).
+    bounds: str = "none"  # "project": ours, every iterate and sample projected into the spec
     # The field values of the protocol's quick run (:meth:`quick`); the sampling planners get a quick recipe's budget.
     quick_run: dict = field(default_factory=lambda: {
         "mpc_gradient": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
         "open_loop_gradient": {"steps": 100, "lr": 0.3, "noise_std": 0.003},
         "sampling": dict(QUICK_SAMPLING)})
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("objective_frames", ("with_start", "predicted")),
+                              ("success_rule", ("reference", "sticky")), ("result_rule", ("final", "best")),
+                              ("bounds", ("none", "project"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"PaperSettings.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def task_options(self, task_name: str) -> dict:
+        """Constructor options of ``task_name`` the protocol needs: PushT's success test with the agent's
+        position (the reference's) under ``success_rule="reference"``.
+
+        Example:
+            >>> PaperSettings().task_options("pusht"), PaperSettings(success_rule="sticky").task_options("pusht")
+            ({'success_rule': 'agent_and_block'}, {})
+        """
+        return {"success_rule": "agent_and_block"} if task_name == "pusht" and self.success_rule == "reference" else {}
+
+    def choices(self) -> dict[str, str]:
+        """The protocol's choice on each point where ours and the reference code differ (written into results).
+
+        Example:
+            >>> PaperSettings().choices()["result_rule"], OUR_CHOICES["result_rule"]
+            ('final', 'best')
+        """
+        return {name: getattr(self, name) for name in OUR_CHOICES}
 
     def quick(self) -> PaperSettings:
         """A smaller run of the same protocol (minutes): ``quick_run`` replaces those fields.
@@ -62,6 +104,10 @@ class PaperSettings:
             100
         """
         return replace(self, **self.quick_run)
+
+
+# Our construction on each point where it differs from the reference code (``replace(settings, **OUR_CHOICES)``).
+OUR_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best", "bounds": "project"}
 
 
 # The per-task differences the paper states: PushT's goals come from dataset segments, PointMaze's cost ignores
@@ -141,15 +187,16 @@ def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: s
     """Planner ``name`` (``sgd``, ``adam``, ``cem``, ``mppi``) with the paper's settings for ``mode``."""
     if name not in PAPER_PLANNERS or mode not in MODES:
         raise ValueError(f"planner must be one of {PAPER_PLANNERS} and mode one of {MODES}; got {name!r}, {mode!r}")
-    objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim)
-    spec = task.action_spec
+    objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim,
+                         include_start=settings.objective_frames == "with_start")
+    options = {"action_spec": task.action_spec if settings.bounds == "project" else None,
+               "result": settings.result_rule}
     if name in ("sgd", "adam"):
         gradient = settings.mpc_gradient if mode == "mpc" else settings.open_loop_gradient
         optimizer = torch.optim.SGD if name == "sgd" else torch.optim.Adam
-        return make_planner("gd", model, settings.horizon, objective, action_spec=spec, optimizer=optimizer,
-                            **gradient)
+        return make_planner("gd", model, settings.horizon, objective, optimizer=optimizer, **options, **gradient)
     extra = {"temperature": settings.mppi_temperature} if name == "mppi" else {}
-    return make_planner(name, model, settings.horizon, objective, action_spec=spec, **settings.sampling, **extra)
+    return make_planner(name, model, settings.horizon, objective, **options, **settings.sampling, **extra)
 
 
 def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) -> dict[str, object]:
@@ -176,11 +223,21 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
 
 def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: TensorDict,
                         settings: PaperSettings, seed: int = 0) -> dict[str, object]:
-    """One Table 1 cell: ``planner`` in ``mode`` on ``pairs`` (open loop, or MPC for the task's episode length)."""
+    """One Table 1 cell: ``planner`` in ``mode`` on ``pairs`` (open loop, or MPC for the task's episode length).
+
+    Besides :func:`~torchrl_gbp.evaluate.episode_metrics`' figures it returns ``reported_success_rate``, the
+    success under ``settings.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
+    each executed block of ``n_taken_actions * frameskip`` env steps under MPC; ``"sticky"``: the test held at
+    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`)."""
     proprio = model.config.proprio_dim
     plan = paper_planner(planner, model, task, settings, mode, proprio)
     if mode == "open loop":
-        return evaluate_open_loop(plan, task, pairs, seed)
-    executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-    policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed)
-    return evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs)
+        metrics = evaluate_open_loop(plan, task, pairs, seed)
+        reported = metrics["success_rate"] if settings.success_rule == "reference" else metrics["sticky_success_rate"]
+    else:
+        executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
+        policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed)
+        block = executed * model.frameskip if settings.success_rule == "reference" else 1
+        metrics = evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs, check_every=block)
+        reported = metrics["sticky_success_rate"]
+    return {**metrics, "reported_success_rate": reported, "protocol_choices": settings.choices()}

@@ -234,7 +234,7 @@ def tables_from_raw(folder: str | os.PathLike,
         rows = summarize(runs)
         return format_table(rows), paper_claims(rows), []
     by = ("model", "mode", "planner")
-    rows = summarize(runs, by=by, success="sticky_success_rate")
+    rows = summarize(runs, by=by, success=paper_success_key(runs))
     more = [("Final-state success % (the task's test on the last state of the episode or of the executed "
              "open-loop plan; same runs)", format_paper_table(summarize(runs, by=by, success="success_rate")))]
     if all("solved_at_start" in run.get("episodes", {}) for run in runs):
@@ -246,7 +246,35 @@ def tables_from_raw(folder: str | os.PathLike,
                        + ", ".join(f"seed {seed}: {n}" for seed, n in counts) + ")")
             scored = [run for run in unsolved if run["episodes_unsolved"]]  # no episode left: no rate, not 0 %
             more.append((caption, format_paper_table(summarize(scored, by=by, success="sticky_success_rate"))))
-    return format_paper_table(rows, paper), paper_protocol_claims(rows), more
+    return f"{format_paper_table(rows, paper)}\n\n{protocol_choices_note(runs)}", paper_protocol_claims(rows), more
+
+
+# The choices runs made before the paper protocol recorded them (and before it followed the reference code).
+EARLIER_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best",
+                   "bounds": "project"}
+
+
+def paper_success_key(runs: list[dict]) -> str:
+    """The per-run rate a paper-protocol table reports: ``"reported_success_rate"`` (under the run's success
+    rule) where every run recorded it, else ``"sticky_success_rate"`` (runs before the rule was recorded)."""
+    return "reported_success_rate" if runs and all("reported_success_rate" in r for r in runs) else \
+        "sticky_success_rate"
+
+
+def protocol_choices_note(runs: list[dict]) -> str:
+    """One sentence naming the protocol choices the runs were made with (see ``PaperSettings.choices``).
+
+    Example:
+        >>> protocol_choices_note([{"protocol_choices": {"objective_frames": "with_start", "success_rule":
+        ...     "reference", "result_rule": "final", "bounds": "none"}}])
+        'Protocol choices: bounds=none, objective_frames=with_start, result_rule=final, success_rule=reference.'
+    """
+    choices = {tuple(sorted(r.get("protocol_choices", EARLIER_CHOICES).items())) for r in runs}
+    if len(choices) != 1:
+        raise ValueError(f"the runs mix protocol choices {sorted(choices)}; tabulate them apart")
+    text = ", ".join(f"{name}={value}" for name, value in choices.pop())
+    earlier = all("protocol_choices" not in r for r in runs)
+    return f"Protocol choices: {text}" + (" (runs made before the choices were recorded)." if earlier else ".")
 
 
 def _without_solved_starts(run: dict) -> dict:

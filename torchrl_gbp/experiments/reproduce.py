@@ -40,7 +40,9 @@ from .reporting import (
     format_table,
     paper_claims,
     paper_protocol_claims,
+    paper_success_key,
     plot_success_vs_seconds,
+    protocol_choices_note,
     summarize,
 )
 
@@ -57,7 +59,8 @@ def run_unit(job: dict) -> list[dict]:
         torch.set_num_threads(job["threads"])
         logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
     recipe = recipe_for(job["task"], job["quick"], obs=job["obs"])
-    task = make_task(job["task"], obs=job["obs"])
+    settings = paper_settings(job["task"], job["quick"], job["obs"]) if job["protocol"] == "paper" else None
+    task = make_task(job["task"], obs=job["obs"], **({} if settings is None else settings.task_options(job["task"])))
     model, _ = load_checkpoint(job["base"])
     method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
     if method != "base":
@@ -71,8 +74,7 @@ def run_unit(job: dict) -> list[dict]:
             print(f"  seed {run_seed} {method}: finetuned", flush=True)
     runs = []
     for mode, name in unit_cells(job["protocol"], job["planners"], method in recipe.mppi_models):
-        if job["protocol"] == "paper":
-            settings = paper_settings(job["task"], job["quick"], job["obs"])
+        if settings is not None:
             pairs = protocol_pairs(task, settings, recipe.episodes, REPORTED_PAIR_SEED_BASE + run_seed)
             metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=run_seed)
         else:
@@ -260,8 +262,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     runs = [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))]
     suffix = "" if protocol == "ours" else "_paper"
     if protocol == "paper":
-        rows = summarize(runs, by=("model", "mode", "planner"), success="sticky_success_rate")
-        table = format_paper_table(rows, PAPER_TABLE1.get(task_name))
+        rows = summarize(runs, by=("model", "mode", "planner"), success=paper_success_key(runs))
+        table = f"{format_paper_table(rows, PAPER_TABLE1.get(task_name))}\n\n{protocol_choices_note(runs)}"
         claims = paper_protocol_claims(rows)
         points = [{**r, "model": f"{r['model']} {r['mode']}"} for r in rows]
     else:

@@ -1,6 +1,6 @@
 """Planners sharing one rollout and one goal cost, and the MPC policy that wraps them."""
 from ..objectives import GoalCost, ReturnObjective
-from .base import Planner, PlanResult, planning_inputs
+from .base import RESULT_RULES, Planner, PlanResult, planning_inputs
 from .budget import BudgetClock, SearchBudget
 from .factory import (
     PLANNER_CLASSES,
@@ -16,6 +16,6 @@ from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlann
 __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
     "env_action_bounds", "make_planner", "model_action_bounds", "planning_inputs",
-    "PlanResult", "Planner", "PolicyStatePrimer", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
+    "PlanResult", "Planner", "PolicyStatePrimer", "RESULT_RULES", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
     "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
 ]

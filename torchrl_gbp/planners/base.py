@@ -11,6 +11,9 @@ import torch
 from ..objectives import GoalCost
 from .budget import BudgetClock, SearchBudget
 
+# Which plan a search returns: the cheapest it saw, or where it ended.
+RESULT_RULES = ("best", "final")
+
 
 class PlanResult(NamedTuple):
     """What one planning call measured.
@@ -60,6 +63,11 @@ class Planner(abc.ABC):
             (for example ``torch.bfloat16``: several times faster matrix products
             on CPUs with AVX512-BF16/AMX and on GPUs, at bf16 precision of the
             cost); costs are returned in the inputs' dtype. ``None``: full precision.
+        result: which plan a search returns: ``"best"``, the cheapest it saw (the
+            default), or ``"final"``, where it ended (the gradient planner's last
+            iterate, after the last noise; the sampling planners' final mean), as
+            the reference code does. Best-of picks the plan the model likes most,
+            which is where a model is exploited.
 
     :meth:`plan` returns everything a call measured (:class:`PlanResult`);
     the planner keeps no per-call state.
@@ -68,9 +76,12 @@ class Planner(abc.ABC):
     def __init__(self, world_model, *, objective: GoalCost | None = None, horizon: int = 5,
                  action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None,
                  budget: SearchBudget | None = None, compile: bool = False,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, result: str = "best") -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if result not in RESULT_RULES:
+            raise ValueError(f"result must be one of {RESULT_RULES}, got {result!r}")
+        self.result = result
         self.world_model = world_model
         proprio_dim = getattr(getattr(world_model, "config", None), "proprio_dim", 0)
         self.objective = objective if objective is not None else GoalCost(proprio_dim=proprio_dim)
@@ -129,6 +140,8 @@ class Planner(abc.ABC):
         z = z_hist.unsqueeze(1).expand(-1, n, *z_hist.shape[1:])
         a = a_hist.unsqueeze(1).expand(-1, n, *a_hist.shape[1:])
         trajectory = self.world_model.rollout(z, a, candidates)
+        if getattr(self.objective, "include_start", False):  # the reference's cost scores the start frame too
+            trajectory = torch.cat([z[..., -1:, :], trajectory], dim=-2)
         goal = None if z_goal is None else z_goal.unsqueeze(1)
         if getattr(self.objective, "uses_actions", False):
             return self.objective(trajectory, goal, candidates)

@@ -18,7 +18,8 @@ class GradientPlanner(Planner):
     optimiser step a small Gaussian noise is added and the actions are projected
     into the bounds. ``num_restarts`` parallel searches run per batch element
     (restart 0 starts from ``init`` when given); the lowest-cost plan seen at
-    any iteration is returned, also when ``budget`` stops the search early.
+    any iteration is returned, also when ``budget`` stops the search early
+    (``result="final"``: the restart whose last iterate is cheapest, that iterate).
 
     Args:
         world_model: the world model (see :class:`Planner`).
@@ -112,7 +113,11 @@ class GradientPlanner(Planner):
                 if clock.should_stop(best_cost):
                     break
         with torch.no_grad():
-            self._keep_best(actions, self.score(z_hist, a_hist, z_goal, actions), best_actions, best_cost)
+            final_cost = self.score(z_hist, a_hist, z_goal, actions)
+            if self.result == "final":
+                best_actions, best_cost = actions.detach(), final_cost
+            else:
+                self._keep_best(actions, final_cost, best_actions, best_cost)
             cost, restart = best_cost.min(dim=1)
             chosen = best_actions[torch.arange(batch, device=restart.device), restart]
         return PlanResult(chosen, cost)

@@ -14,7 +14,8 @@ class SamplingPlanner(Planner):
     """Shared loop of CEM-style searches; subclasses only say how to refit the Gaussian.
 
     The plan is the best seen, as for every planner: the lowest-cost of the
-    sampled candidates and the final mean (also when ``budget`` stops early).
+    sampled candidates and the final mean (also when ``budget`` stops early);
+    with ``result="final"``, the final mean.
 
     Args:
         world_model: the world model (see :class:`Planner`).
@@ -98,6 +99,8 @@ class SamplingPlanner(Planner):
                 break
         mean = self.project(mean)
         mean_cost = self.score(z_hist, a_hist, z_goal, mean.unsqueeze(1)).squeeze(1)
+        if self.result == "final":
+            return PlanResult(mean, mean_cost), elite
         use_mean = mean_cost <= best_cost
         return PlanResult(torch.where(use_mean[:, None, None], mean, best_actions),
                           torch.where(use_mean, mean_cost, best_cost)), elite

@@ -81,6 +81,9 @@ def make_planning_env(world_model, env: EnvBase, objective: GoalCost | None = No
         device=env.device,
     )
     objective = objective if objective is not None else GoalCost(proprio_dim=world_model.config.proprio_dim)
+    if getattr(objective, "include_start", False):
+        raise ValueError("TorchRL's planners reward the predicted steps only; GoalCost(include_start=True) scores "
+                         "the start frame too, so it has no per-step reward form here")
     planning_env = CandidateBatchWorldModelEnv(world_model, objective, horizon, base_env=unbatched, batch_size=[])
     low, high = model_action_bounds(world_model, env.action_spec)
     planning_env.action_spec = Bounded(low=low, high=high, shape=(world_model.action_dim,))

@@ -74,13 +74,20 @@ _WALK_LOW = 100.0
 _MAX_REJECTION_ROUNDS = 50
 
 
+# The block's pose alone, or the reference code's test of the agent's and the block's positions jointly.
+SUCCESS_RULES = ("block", "agent_and_block")
+
+
 class PushTTask(Task):
     """Push a T-shaped block to a goal pose with a disc agent (gym-pusht physics).
 
-    Success: the block's position is within ``success_threshold`` = 20 units
-    (the arena is 512 wide; the T's bar is 120 long) AND its angle within
-    ``angle_threshold`` = pi/9 (20 degrees) of the goal's; the agent's own
-    position does not matter. :meth:`distance` is one scalar, ``position error +
+    Success (``success_rule="block"``, the default): the block's position is
+    within ``success_threshold`` = 20 units (the arena is 512 wide; the T's bar
+    is 120 long) AND its angle within ``angle_threshold`` = pi/9 (20 degrees)
+    of the goal's; the agent's own position does not matter.
+    ``success_rule="agent_and_block"`` is the reference code's test: the
+    agent's and the block's positions within 20 jointly (the norm of the
+    4-vector of both errors) AND the angle within pi/9. :meth:`distance` is one scalar, ``position error +
     (180 / pi) * |angle error|``, i.e. units plus degrees.
 
     Observation (6): ``((block_x, block_y) - 256) / 256``, ``cos`` and ``sin``
@@ -137,8 +144,12 @@ class PushTTask(Task):
     proprio_dim = 4
 
     def __init__(
-        self, push_steps: int = 15, episode_steps: int = 50, frameskip: int = 5, pair_mode: str = "pushed"
+        self, push_steps: int = 15, episode_steps: int = 50, frameskip: int = 5, pair_mode: str = "pushed",
+        success_rule: str = "block",
     ) -> None:
+        if success_rule not in SUCCESS_RULES:
+            raise ValueError(f"success_rule must be one of {SUCCESS_RULES}, got {success_rule!r}")
+        self.success_rule = success_rule
         self.push_steps = check_positive_int("push_steps", push_steps)
         self.episode_steps = check_positive_int("episode_steps", episode_steps)
         self.frameskip = check_positive_int("frameskip", frameskip)
@@ -303,8 +314,19 @@ class PushTTask(Task):
         return position + math.degrees(1.0) * angle
 
     def success(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
-        """Block within 20 units AND pi/9 of the goal pose, ``(...,)`` bool."""
+        """Block (and, under ``success_rule="agent_and_block"``, agent) within 20 units AND the block within
+        pi/9 of the goal pose, ``(...,)`` bool.
+
+        Example:
+            >>> goal = torch.zeros(1, 10)
+            >>> moved_agent = goal.clone(); moved_agent[:, 0] = 30.0
+            >>> PushTTask().success(moved_agent, goal).item(), PushTTask(success_rule="agent_and_block").success(
+            ...     moved_agent, goal).item()
+            (True, False)
+        """
         position, angle = self.pose_errors(state, goal_state)
+        if self.success_rule == "agent_and_block":
+            position = torch.linalg.vector_norm(state[..., 0:4] - goal_state[..., 0:4], dim=-1)
         return (position < self.success_threshold) & (angle < self.angle_threshold)
 
     # --- offline data ----------------------------------------------------------------------------
