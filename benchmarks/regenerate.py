@@ -13,6 +13,10 @@ speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
 (``benchmarks/planning_speed.py``, ``benchmarks/soak.py``); where the script has a
 ``readme_block(raw)`` and README a block named after the report's file (for example
 ``table:planning_speed``), that block too.
+It writes the docs' results pages too, ``docs/results/<name>.md``: the prose
+that explains a table (``benchmarks/notes/<name>.md``, its first line the
+title) above the generated text, and ``docs/results/index.md`` with README's
+summary of where the paper's claims stand (block ``table:claims_summary``).
 Nothing in those places is edited by hand; ``tests/test_provenance.py`` fails
 when they differ from what this script writes.
 
@@ -26,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import platform
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,11 +38,26 @@ from pathlib import Path
 import torch
 
 from torchrl_gbp.experiments.protocol import PAPER_TABLE1
-from torchrl_gbp.experiments.reporting import format_ablations, replace_block, tables_from_raw
+from torchrl_gbp.experiments.reporting import (
+    format_ablations,
+    load_raw_runs,
+    markdown_table,
+    paper_success_key,
+    protocol_choices_note,
+    replace_block,
+    success_cell,
+    summarize,
+    tables_from_raw,
+)
+from torchrl_gbp.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RAW = RESULTS / "raw"
+NOTES = ROOT / "benchmarks" / "notes"
+# README's block built from every reproduce run's raw results (claims_summary), not from one folder.
+SUMMARY_BLOCK = "claims_summary"
+DOCS_RESULTS = ROOT / "docs" / "results"
 
 
 # Other benchmarks' saved raw figures: (files under benchmarks/results, the script whose ``report_text(raw)``
@@ -64,6 +84,55 @@ def generated(name: str) -> tuple[str, str]:
                    f"{meta.get('note', '')}\n\n{table}\n\n{claims}{more_text}\n")
 
 
+def claims_summary(names: list[str]) -> str:
+    """Where the paper's headline claims stand in every paper-protocol run: Adam MPC on each model against CEM
+    MPC on the base model, and what synthesis does to open-loop Adam, with links to the full tables."""
+    rows = []
+    for name in names:
+        if json.loads((RAW / name / "meta.json").read_text()).get("kind") == "ablations":
+            continue
+        runs, protocol = load_raw_runs(RAW / name)
+        if protocol != "paper":
+            continue
+        by = {(r["model"], r["mode"], r["planner"]): r
+              for r in summarize(runs, by=("model", "mode", "planner"), success=paper_success_key(runs))}
+
+        def cell(key):
+            return success_cell(by[key]) if key in by else "-"
+
+        cem = by.get(("base", "mpc", "cem"))
+        adversarial = by.get(("adversarial", "mpc", "adam"))
+        verdict = ("-" if cem is None or adversarial is None else
+                   "holds" if adversarial["success_rate"] >= cem["success_rate"] else "does not hold")
+        choices = protocol_choices_note(runs).removeprefix("Protocol choices: ").rstrip(".")
+        rows.append([f"[{name}](docs/results/{name}.md)", cell(("base", "mpc", "cem")), cell(("base", "mpc", "adam")),
+                     cell(("online", "mpc", "adam")), cell(("adversarial", "mpc", "adam")), verdict,
+                     f"{cell(('base', 'open loop', 'adam'))} -> {cell(('adversarial', 'open loop', 'adam'))}",
+                     choices])
+    header = ["run", "CEM MPC, base", "Adam MPC, base", "Adam MPC, online", "Adam MPC, adversarial",
+              "adversarial Adam MPC >= base CEM MPC", "open-loop Adam, base -> adversarial", "protocol choices"]
+    return markdown_table(header, rows)
+
+
+def docs_page(name: str, text: str) -> str:
+    """The docs page of results file ``name``: its notes (title, then prose) above the generated text."""
+    notes = NOTES / f"{name}.md"
+    title, prose = (notes.read_text().split("\n", 1) if notes.exists() else (name, ""))
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text
+    # figures stay beside their results files in benchmarks/results
+    body = re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", r"![\1](../../benchmarks/results/\2)", body)
+    return f"# {title}\n\n{prose.strip()}\n\n{body.strip()}\n".replace("\n\n\n", "\n\n")
+
+
+def docs_index(pages: list[str], summary: str) -> str:
+    """``docs/results/index.md``: the results' introduction, the claims summary and every results page."""
+    intro = (NOTES / "index.md").read_text().strip()
+    claims = (NOTES / "claims.md").read_text().split("\n", 1)
+    toctree = "\n".join(["```{toctree}", ":maxdepth: 1", "", *pages, "```"])
+    return (f"# Results\n\n{intro}\n\n## Where the paper's claims stand\n\n{summary.replace('docs/results/', '')}"
+            f"\n\n## {claims[0].strip()}\n\n{claims[1].strip()}\n\n## Every table\n\n{toctree}\n")
+
+
 def _task_of(folder: Path) -> str:
     """The task of a reproduce run's raw folder (from its first unit's fingerprint)."""
     unit = next(path for path in sorted(folder.glob("*.json")) if path.name != "meta.json")
@@ -87,7 +156,16 @@ def expected() -> dict[Path, str]:
             files[report] = module.report_text(raw)
             if hasattr(module, "readme_block") and f"<!-- table:{report.stem} -->" in readme:
                 readme = replace_block(readme, report.stem, module.readme_block(raw))
+    summary = claims_summary(names)
+    if f"<!-- table:{SUMMARY_BLOCK} -->" in readme:
+        readme = replace_block(readme, SUMMARY_BLOCK, summary)
     files[ROOT / "README.md"] = readme
+    results = {path: text for path, text in files.items() if path.parent == RESULTS and path.suffix == ".md"}
+    extra = sorted(path for path in RESULTS.glob("*.md") if path not in results)  # written by their own scripts
+    results.update({path: path.read_text() for path in extra})
+    for path, text in results.items():
+        files[DOCS_RESULTS / path.name] = docs_page(path.stem, text)
+    files[DOCS_RESULTS / "index.md"] = docs_index(sorted(path.stem for path in results), summary)
     return files
 
 
@@ -138,7 +216,7 @@ def main() -> None:
             continue
         stale.append(path.relative_to(ROOT))
         if not args.check:
-            path.write_text(text)
+            atomic_write_text(path, text)
     if args.check and stale:
         sys.exit(f"out of date (run python benchmarks/regenerate.py): {', '.join(map(str, stale))}")
     print("rewritten: " + (", ".join(map(str, stale)) or "nothing (all up to date)"))
