@@ -91,8 +91,8 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
     sample_seconds = timed(buffer.sample, device, repeats=10)
 
     start, goal = task.sample_start_goal(envs, torch.Generator().manual_seed(0))
-    z_hist, a_hist, z_goal = planning_inputs(model, task.observation_from_state(start).to(device),
-                                             task.observation_from_state(goal).to(device))
+    z_hist, a_hist, z_goal = planning_inputs(model, {k: v.to(device) for k, v in task.observe(start).items()},
+                                             {k: v.to(device) for k, v in task.observe(goal).items()})
     objective = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
     gd_budget = recipe.planner_kwargs["gd"]
     gd = make_planner("gd", model, recipe.horizon, objective, **gd_budget)

@@ -61,8 +61,8 @@ def planning_problem(task_name: str, model, batch: int, device: torch.device, se
     """``B`` seeded (start, goal) pairs of the task as model inputs: ``z_hist``, ``a_hist``, ``z_goal``."""
     task = make_task(task_name)
     start, goal = task.sample_start_goal(batch, torch.Generator().manual_seed(seed))
-    return planning_inputs(model, task.observation_from_state(start).to(device),
-                           task.observation_from_state(goal).to(device))
+    return planning_inputs(model, {k: v.to(device) for k, v in task.observe(start).items()},
+                           {k: v.to(device) for k, v in task.observe(goal).items()})
 
 
 def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
