@@ -11,6 +11,7 @@ import torchrl_gbp  # noqa: E402
 
 project = "torchrl_gbp"
 author = "torchrl_gbp developers"
+copyright = "2026, torchrl_gbp developers"
 release = torchrl_gbp.__version__
 version = release
 
@@ -34,8 +35,10 @@ napoleon_numpy_docstring = False
 templates_path = ["_templates"]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+# A wider page than alabaster's 940 px: the docstring examples are up to 120 characters wide.
 html_theme_options = {"description": "Gradient-based planning with learned world models, in TorchRL",
-                      "fixed_sidebar": True}
+                      "fixed_sidebar": True, "page_width": "1240px", "sidebar_width": "240px",
+                      "body_max_width": "none"}
 # Type hints name torch, tensordict and torchrl classes this offline build cannot link: do not warn about them.
 nitpicky = False
 suppress_warnings = ["myst.header"]
