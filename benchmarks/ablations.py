@@ -37,6 +37,10 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   counts on the base model and each finetuned model of the run (seed 0).
 - ``reference``: Adam MPC and CEM MPC on the base model at the paper's budgets, the same-seed anchor for the
   finetuning ablations' rows.
+- ``choices``: the protocol's choices where the reference code and ours differ (``PaperSettings.choices``):
+  Adam open loop and Adam MPC on each model of the run under the reference's choices, under each single one
+  switched to ours, and under all of ours; CEM open loop and MPC on base under both: which choice moves
+  success, and does it make synthesis matter? Rows are scored by each setting's own success rule.
 - ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
   the env's pairs, the recipe's horizon, objective and budgets, final-state success), on the base model: Adam
   MPC at 3, 1x, 3x and 10x the recipe's GD steps per call and with the other proprio weight alpha (0.1 or 1),
@@ -76,6 +80,7 @@ from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, train_base_model
 from torchrl_gbp.experiments.protocol import (
+    OUR_CHOICES,
     PaperSettings,
     evaluate_paper_cell,
     paper_planner,
@@ -89,7 +94,7 @@ from torchrl_gbp.tasks import Task, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe",
-             "reference", "ours_steps")
+             "reference", "ours_steps", "choices")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
 HORIZONS = (3, 5, 8)
@@ -256,6 +261,19 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                 for horizon in horizons:
                     record(name, f"{'Adam' if planner == 'adam' else 'CEM'} MPC, horizon {horizon}", "base", base,
                            planner=planner, settings=replace(settings, horizon=horizon), subsets=thirds)
+            continue
+        if name == "choices":
+            variants = [("reference choices", settings)]
+            variants += [(f"reference but {key}={value}", replace(settings, **{key: value}))
+                         for key, value in OUR_CHOICES.items()]
+            variants.append(("our choices", replace(settings, **OUR_CHOICES)))
+            for model_name, model in run_models():
+                for mode, label in (("open loop", "Adam open loop"), ("mpc", "Adam MPC")):
+                    for setting, variant in variants:
+                        record(name, f"{label}, {setting}", model_name, model, settings=variant, mode=mode)
+            for mode, label in (("open loop", "CEM open loop"), ("mpc", "CEM MPC")):
+                for setting, variant in (variants[0], variants[-1]):
+                    record(name, f"{label}, {setting}", "base", base, settings=variant, planner="cem", mode=mode)
             continue
         if name == "reference":
             record(name, "Adam MPC at the paper's budget", "base", base)
