@@ -21,6 +21,9 @@ TASKS: dict[str, tuple[str, str, str | None]] = {
     "pointmaze": ("torchrl_gbp.tasks.pointmaze", "PointMazeTask", "pointmaze"),
     "pusht": ("torchrl_gbp.tasks.pusht", "PushTTask", "pusht"),
     "reacher": ("torchrl_gbp.tasks.reacher", "ReacherTask", "dmc"),
+    # Replicas of the environments DINO-WM and the paper evaluate on (their constants and rules; ours above keep theirs).
+    "dinowm_wall": ("torchrl_gbp.tasks.dinowm_wall", "DinoWMWallTask", None),
+    "dinowm_pusht": ("torchrl_gbp.tasks.dinowm_pusht", "DinoWMPushTTask", "pusht"),
 }
 # Task names "gym:<env id>" build a GymnasiumTask of that Gymnasium env (torchrl_gbp.tasks.gymnasium).
 GYM_PREFIX = "gym:"
