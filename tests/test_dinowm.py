@@ -10,7 +10,41 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchrl_gbp.bridges import DinoWMRun, PickledObject, UnsafeCheckpointError, read_pickled_checkpoint
+from torchrl_gbp.bridges import (
+    DinoWMConfig,
+    DinoWMRun,
+    DinoWMWorldModel,
+    PickledObject,
+    UnsafeCheckpointError,
+    convert_dinowm_checkpoint,
+    dinowm_config,
+    read_pickled_checkpoint,
+)
+from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.models import PatchAutoencoder, TeacherForcingLoss, load_checkpoint
+from torchrl_gbp.models.checkpoint import read_checkpoint
+from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
+from torchrl_gbp.synthesis import AdversarialSynthesis
+from torchrl_gbp.tasks import PixelTask, WallTask
+
+# Numbers made once by running the reference code (robust-world-model-planning @ 07726ac: models/vit.py
+# ViTPredictor, models/proprio.py ProprioceptiveEmbedding, models/visual_world_model.py VWorldModel with
+# concat_dim=1, planning/objectives.py create_objective_fn; the repository's files are not in ours) on seeded
+# random weights, float32 on a CPU, torch 2.13:
+#   torch.manual_seed(0); ViTPredictor(num_patches=4, num_frames=3, dim=32, depth=2, heads=2, mlp_dim=64,
+#   dim_head=8, dropout=0.1, emb_dropout=0), ProprioceptiveEmbedding(in_chans=4 (action 2 x frameskip 2),
+#   emb_dim=4) and (in_chans=3, emb_dim=4), then every LayerNorm's weight and bias += 0.1 * randn; VWorldModel
+#   in eval mode over an identity "encoder" (observations are 4 tokens of 24); then in this order
+#   tokens = randn(2, 3, 4, 24), proprio = randn(2, 3, 3), actions = randn(2, 7, 4), goal_tokens =
+#   randn(2, 1, 4, 24), goal_proprio = randn(2, 1, 3).
+# Saved: those inputs; "predictor_input" = VWorldModel.encode(obs, actions[:, :3]); "predictor_output_f" =
+# VWorldModel.predict of its first f frames (f = 1, 2, 3); "full_rollout_from_hist" = rollout_legacy(obs, actions)
+# after the 3 given frames; "full_rollout_from_one" = rollout_legacy(first frame, actions[:, 2:]) and
+# "one_frame_rollout_from_one" = custom_rollout(first frame, actions[:, 2:].unsqueeze(2)), both after the start
+# frame, with create_objective_fn(alpha=0.5, base=0.5, mode in "all"/"last") of each against
+# encode_obs(goal) ("<rollout>_cost_<mode>") and the gradient of its batch sum w.r.t. actions[:, 2:] ("..._grad");
+# "state_dict": the three modules' state dicts (the fork's, whose frame masks are buffers ...0.bias).
+FIXTURE = Path(__file__).parent / "fixtures" / "dinowm_reference.pt"
 
 # Writes a DINO-WM run in a fresh interpreter: classes defined under their module paths (models.vit,
 # models.proprio, models.decoder..., accelerate.optimizer), with their attribute names and nesting,
@@ -99,7 +133,7 @@ for run in a["runs"]:
     proprio_encoder = ProprioceptiveEmbedding(a["proprio_in"], a["proprio_emb_dim"])
     nets = {"predictor": predictor, "action_encoder": action_encoder, "proprio_encoder": proprio_encoder}
     if a["weights"]:
-        weights = torch.load(a["weights"], weights_only=True)
+        weights = torch.load(a["weights"], weights_only=True)["state_dict"]
         for name, net in nets.items():
             net.load_state_dict(weights[name], strict=False)  # the mask buffer is not in the weights
     optimizer = torch.optim.AdamW(predictor.parameters(), lr=1e-3)
@@ -184,7 +218,7 @@ def write_reference_runs(root: Path, weights: Path | None = None) -> dict[str, P
 
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory) -> dict[str, Path]:
-    return write_reference_runs(tmp_path_factory.mktemp("runs"))
+    return write_reference_runs(tmp_path_factory.mktemp("runs"), weights=FIXTURE)
 
 
 # ------------------------------------------------------------------------------------ safe reader
@@ -250,3 +284,179 @@ def test_a_run_without_the_models_or_config_says_what_is_missing(tmp_path):
     (tmp_path / "checkpoints" / "model_latest.pth").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot be read as a torch checkpoint"):
         DinoWMRun(tmp_path)
+
+
+# ------------------------------------------------------------------------- weight-compatible model
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def tiny_config(**kwargs) -> DinoWMConfig:
+    return DinoWMConfig(env_action_dim=2, proprio_in_dim=3, frameskip=2, num_hist=3, num_patches=4, visual_dim=24,
+                        proprio_embed_dim=4, action_embed_dim=4, depth=2, heads=2, dim_head=8, mlp_dim=64, **kwargs)
+
+
+def without_masks(state_dict: dict) -> dict:
+    """DINO-WM's layout: the frame mask is a plain attribute, not in the state dict."""
+    return {k: v for k, v in state_dict.items() if not (k.startswith("transformer.layers.") and k.endswith(".0.bias")
+                                                        and k.count(".") == 4)}
+
+
+def reference_model(reference: dict, rollout: str = "full") -> DinoWMWorldModel:
+    model = DinoWMWorldModel(tiny_config(rollout=rollout)).eval()
+    weights = reference["state_dict"]
+    model.predictor.load_state_dict(weights["predictor"])
+    model.action_encoder.load_state_dict(weights["action_encoder"])
+    model.proprio_encoder.load_state_dict(weights["proprio_encoder"])
+    return model
+
+
+def flat(frames: dict) -> torch.Tensor:
+    """The reference's {"visual": (B, T, N, D), "proprio": (B, T, P)} as our flat latents (B, T, N * D + P)."""
+    return torch.cat([frames["visual"].flatten(-2), frames["proprio"]], dim=-1)
+
+
+def test_their_state_dicts_load_strictly_with_or_without_the_saved_masks(reference):
+    fork = reference["state_dict"]["predictor"]
+    model = DinoWMWorldModel(tiny_config())
+    assert "transformer.layers.1.0.bias" in fork
+    model.predictor.load_state_dict(fork)  # the fork's buffers: checked, then dropped
+    model.predictor.load_state_dict(without_masks(fork))  # DINO-WM's layout
+    assert set(model.predictor.state_dict()) == set(without_masks(fork))
+    for name, shape in (("pos_embedding", (1, 12, 32)), ("transformer.layers.0.0.to_qkv.weight", (48, 32)),
+                        ("transformer.layers.1.1.net.1.weight", (64, 32)), ("transformer.norm.bias", (32,))):
+        assert model.predictor.state_dict()[name].shape == shape
+    wrong = dict(fork, **{"transformer.layers.1.0.bias": torch.ones(1, 1, 12, 12)})
+    with pytest.raises(RuntimeError, match=r"transformer.layers.1.0.bias: expected the frame-causal mask of 3 frames"):
+        model.predictor.load_state_dict(wrong)
+    with pytest.raises(RuntimeError, match="Missing key.*pos_embedding"):
+        model.predictor.load_state_dict({k: v for k, v in fork.items() if k != "pos_embedding"})
+
+
+def test_the_predictor_matches_the_reference_on_full_and_partial_context(reference):
+    model = reference_model(reference)
+    tokens = reference["predictor_input"]  # (B, 3 frames, 4 patches, 32)
+    # our latents, tiled with the action embeddings as DINO-WM concatenates them, are the reference's tokens
+    z = model.encode(reference["tokens"], reference["proprio"])
+    e = model.embed_actions(reference["actions"][:, :3])
+    ours = torch.cat([model.predictor.observation_tokens(z), e.unsqueeze(-2).expand(-1, -1, 4, -1)], dim=-1)
+    torch.testing.assert_close(ours, tokens, rtol=0, atol=1e-5)
+    for frames in (1, 2, 3):
+        out = model.predictor.forward_tokens(tokens[:, :frames].flatten(1, 2)).unflatten(1, (frames, 4))
+        torch.testing.assert_close(out, reference[f"predictor_output_{frames}"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("rollout, key, frames", [("history", "full_rollout_from_hist", 3),
+                                                  ("full", "full_rollout_from_one", 1),
+                                                  ("one_frame", "one_frame_rollout_from_one", 1)])
+def test_each_rollout_matches_the_reference(reference, rollout, key, frames):
+    model = reference_model(reference, rollout)
+    z = model.encode(reference["tokens"][:, :frames], reference["proprio"][:, :frames])
+    actions = reference["actions"]
+    predicted = model.rollout(z, actions[:, :frames - 1], actions[:, 2:])
+    torch.testing.assert_close(predicted, flat(reference[key]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("rollout", ["full", "one_frame"])
+def test_goal_costs_and_their_action_gradients_match_the_reference(reference, rollout):
+    model = reference_model(reference, rollout)
+    start = model.encode(reference["tokens"][:, :1], reference["proprio"][:, :1])
+    goal = model.encode(reference["goal_tokens"][:, 0], reference["goal_proprio"][:, 0])
+    plan = reference["actions"][:, 2:].clone().requires_grad_(True)
+    trajectory = model.rollout(start, plan[:, :0], plan)
+    cost = GoalCost("last", alpha=0.5, proprio_dim=model.config.proprio_dim)
+    # the reference's "all": base**i weights over the start frame and the H predictions, normalised, then averaged
+    steps = cost.step_costs(torch.cat([start, trajectory], dim=1), goal)
+    weights = 0.5 ** torch.arange(steps.shape[1])
+    costs = {"last": cost(trajectory, goal), "all": (steps * weights / weights.sum()).mean(-1)}
+    for mode, value in costs.items():
+        grad, = torch.autograd.grad(value.sum(), plan, retain_graph=True)
+        torch.testing.assert_close(value, reference[f"{rollout}_cost_{mode}"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(grad, reference[f"{rollout}_cost_{mode}_grad"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["dino_wm", "fork"])
+def test_a_converted_run_loads_with_load_checkpoint_and_matches_the_reference(reference_runs, reference, layout,
+                                                                               tmp_path):
+    path = convert_dinowm_checkpoint(reference_runs[layout], tmp_path / "model.pt", rollout="one_frame")
+    model, extra = load_checkpoint(path)  # weights_only, as every command loads
+    assert read_checkpoint(path)["kind_module"] == "torchrl_gbp.bridges.dinowm_model"  # imported when loading
+    assert isinstance(model, DinoWMWorldModel)
+    assert model.config == tiny_config(rollout="one_frame", dropout=0.1)
+    assert extra == {"converted_from": str(reference_runs[layout] / "checkpoints" / "model_latest.pth"),
+                     "epoch": 7, "env": "wall", "encoder": "dinov2_vits14"}
+    model.eval()
+    z = model.encode(reference["tokens"][:, :1], reference["proprio"][:, :1])
+    predicted = model.rollout(z, reference["actions"][:, :0], reference["actions"][:, 2:])
+    torch.testing.assert_close(predicted, flat(reference["one_frame_rollout_from_one"]), rtol=0, atol=1e-5)
+
+
+def test_settings_that_disagree_with_the_weights_are_named(reference_runs, tmp_path):
+    run = DinoWMRun(reference_runs["dino_wm"])
+    run.config = {**run.config, "predictor": {**run.config["predictor"], "mlp_dim": 2048}}
+    with pytest.raises(ValueError, match="hydra.yaml says mlp_dim=2048 but the weights have mlp_dim=64"):
+        dinowm_config(run)
+    run.config = {**run.config, "concat_dim": 0}
+    with pytest.raises(ValueError, match="concat_dim=0"):
+        dinowm_config(run)
+
+
+# ------------------------------------------------------------------ the package's verbs run on it
+@pytest.fixture(scope="module")
+def task() -> PixelTask:
+    return PixelTask(WallTask(), image_size=16)
+
+
+@pytest.fixture(scope="module")
+def pixel_model() -> DinoWMWorldModel:
+    """A tiny DINO-WM over Wall's 16x16 images: 4 patch tokens of 6 from a (random, frozen) patch encoder."""
+    torch.manual_seed(0)
+    config = DinoWMConfig(env_action_dim=2, proprio_in_dim=2, frameskip=5, num_hist=2, num_patches=4, visual_dim=6,
+                          proprio_embed_dim=3, action_embed_dim=3, depth=1, heads=2, dim_head=4, mlp_dim=16,
+                          encoder="custom")
+    encoder = PatchAutoencoder(image_size=16, patch_size=8, token_dim=6, hidden_dim=8)
+    return DinoWMWorldModel(config, image_encoder=encoder).eval()
+
+
+@pytest.mark.parametrize("planner, rollout", [("gd", "one_frame"), ("cem", "full")])
+def test_gradient_and_cem_planners_plan_on_it(pixel_model, task, planner, rollout):
+    pixel_model.use_rollout(rollout)
+    start, goal = torch.tensor([[-0.6, -0.5], [-0.5, 0.6]]), torch.tensor([[0.6, 0.5], [0.5, -0.6]])
+    z_hist, a_hist, z_goal = planning_inputs(pixel_model, task.observe(start), task.observe(goal))
+    objective = GoalCost(proprio_dim=pixel_model.config.proprio_dim)
+    budget = {"gd": {"steps": 10, "lr": 0.3}, "cem": {"samples": 32, "elites": 4, "iterations": 3}}[planner]
+    init = torch.zeros(2, 3, pixel_model.action_dim)
+    before = objective(pixel_model.rollout(z_hist, a_hist, init), z_goal)
+    result = make_planner(planner, pixel_model, 3, objective, **budget).plan(z_hist, a_hist, z_goal, init=init)
+    assert result.actions.shape == (2, 3, 10) and torch.isfinite(result.actions).all()
+    assert (result.cost < before).all()
+
+
+def test_an_mpc_policy_steps_a_pixel_env_with_it(pixel_model, task):
+    pixel_model.use_rollout("one_frame")
+    env = task.make_env(num_envs=2, seed=0)
+    policy = MPCPolicy(make_planner("gd", pixel_model, 3, action_spec=env.action_spec, steps=2), env.action_spec)
+    env.append_transform(policy.make_tensordict_primer())
+    rollout = env.rollout(3, policy, break_when_any_done=False)
+    assert rollout["action"].shape == (2, 3, 2) and torch.isfinite(rollout["action"]).all()
+    assert rollout["planner", "latent_history"].shape == (2, 3, 2, pixel_model.latent_dim)
+
+
+def test_adversarial_synthesis_and_the_teacher_forcing_loss_on_a_window_batch(pixel_model, task):
+    data = task.generate_dataset(4, seed=0)
+    synthesis = AdversarialSynthesis(pixel_model, generator=torch.Generator().manual_seed(0))
+    buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=4, transform=synthesis,
+                                generator=torch.Generator().manual_seed(0))
+    batch = buffer.sample()
+    eps_visual, eps_proprio, eps_action = synthesis.eps.tolist()
+    dz, p = batch["latent_perturbation"], pixel_model.config.proprio_dim
+    assert dz.shape == (4, 3, 4 * 6 + 3) and batch["action_embedding_perturbation"].shape == (4, 2, 3)
+    assert 0 < dz[..., :-p].abs().max() <= eps_visual + 1e-6 and 0 < dz[..., -p:].abs().max() <= eps_proprio + 1e-6
+    out = TeacherForcingLoss(pixel_model.train())(batch)
+    out["loss_prediction"].backward()
+    pixel_model.eval()
+    assert torch.isfinite(out["loss_prediction"])
+    assert pixel_model.predictor.pos_embedding.grad is not None
+    assert pixel_model.action_encoder.patch_embed.weight.grad is not None
+    pixel_model.zero_grad(set_to_none=True)

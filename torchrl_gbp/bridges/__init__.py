@@ -1,10 +1,17 @@
-"""Foreign formats: DINO-WM checkpoints read safely (never unpickling their code) and converted to ours."""
+"""Foreign formats: DINO-WM checkpoints read safely (never unpickling their code), a weight-compatible
+DINO-WM world model, and the one-off conversion to our checkpoints."""
 from .dinowm_checkpoint import (
     DinoWMRun,
     PickledObject,
     UnsafeCheckpointError,
+    convert_dinowm_checkpoint,
+    dinowm_config,
+    dinowm_world_model,
     read_hydra_config,
     read_pickled_checkpoint,
 )
+from .dinowm_model import Conv1dEmbedding, DinoWMConfig, DinoWMPredictor, DinoWMWorldModel
 
-__all__ = ["DinoWMRun", "PickledObject", "UnsafeCheckpointError", "read_hydra_config", "read_pickled_checkpoint"]
+__all__ = ["Conv1dEmbedding", "DinoWMConfig", "DinoWMPredictor", "DinoWMRun", "DinoWMWorldModel", "PickledObject",
+           "UnsafeCheckpointError", "convert_dinowm_checkpoint", "dinowm_config", "dinowm_world_model",
+           "read_hydra_config", "read_pickled_checkpoint"]

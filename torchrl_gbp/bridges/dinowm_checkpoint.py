@@ -28,6 +28,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from torchrl_gbp.models.checkpoint import save_checkpoint
+
+from .dinowm_model import DinoWMConfig, DinoWMWorldModel
+
 # The only real objects a pickle may name: what tensors, their storages and plain containers are rebuilt from.
 ALLOWED_GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": collections.OrderedDict,
@@ -337,3 +341,137 @@ class DinoWMRun:
             raise KeyError(f"{str(self.checkpoint_path)!r} has no pickled module {name!r}; it has "
                            f"{sorted(map(str, self.entries))}")
         return self.entries[name].state_dict()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` when it is a plain number or string (what our checkpoints' ``extra`` holds), else ``None``."""
+    return value if isinstance(value, (bool, int, float, str)) else None
+
+
+def dinowm_config(run: DinoWMRun, *, rollout: str = "full") -> DinoWMConfig:
+    """The :class:`DinoWMConfig` of a run: sizes from its weights, ``num_hist``, ``frameskip``, repeats and
+    dropout from ``hydra.yaml``; a setting that disagrees with the weights raises naming both.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import save_checkpoint
+        >>> model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4,
+        ...                                       visual_dim=8, depth=1, heads=2, dim_head=4, mlp_dim=16))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 3\\nframeskip: 5\\npredictor:\\n  heads: 2\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> torch.save({"predictor": model.predictor, "action_encoder": model.action_encoder,
+        ...             "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+        >>> config = dinowm_config(DinoWMRun(run))
+        >>> config.num_patches, config.visual_dim, config.env_action_dim, config.mlp_dim
+        (4, 8, 2, 16)
+    """
+    settings, source = run.config, run.checkpoint_path
+
+    def setting(key: str, default: Any = None, section: dict | None = None) -> Any:
+        value = (settings if section is None else section).get(key, default)
+        if value is None:
+            raise ValueError(f"hydra.yaml of {str(source)!r} has no {key!r}")
+        return value
+
+    def check(name: str, from_weights: int, key: str, section: dict | None = None) -> None:
+        configured = (settings if section is None else section).get(key)
+        if configured is not None and configured != from_weights:
+            raise ValueError(f"{str(source)!r}: hydra.yaml says {key}={configured!r} but the weights have "
+                             f"{name}={from_weights}")
+
+    if setting("concat_dim", 1) != 1:
+        raise ValueError(f"{str(source)!r} was trained with concat_dim={settings['concat_dim']} (embeddings as extra "
+                         f"tokens); only concat_dim=1 (embeddings concatenated onto every token) is supported")
+    predictor, entries = run.state_dict("predictor"), run.entries
+    encoders = {name: run.state_dict(name)["patch_embed.weight"] for name in ("proprio_encoder", "action_encoder")}
+    for name, weight in encoders.items():
+        if weight.ndim != 3 or weight.shape[2] != 1:
+            raise ValueError(f"{str(source)!r}: {name}.patch_embed must be a kernel-1 Conv1d, got weight "
+                             f"{tuple(weight.shape)}")
+    (proprio_embed_dim, proprio_in_dim), (action_embed_dim, action_in_dim) = (
+        tuple(encoders[name].shape[:2]) for name in ("proprio_encoder", "action_encoder"))
+    check("proprio embedding size", proprio_embed_dim, "proprio_emb_dim")
+    check("action embedding size", action_embed_dim, "action_emb_dim")
+    num_hist, frameskip = setting("num_hist"), setting("frameskip")
+    proprio_repeat, action_repeat = setting("num_proprio_repeat", 1), setting("num_action_repeat", 1)
+    if action_in_dim % frameskip:
+        raise ValueError(f"{str(source)!r}: the action encoder reads {action_in_dim} entries, not a multiple of "
+                         f"frameskip={frameskip}")
+    _, tokens, width = predictor["pos_embedding"].shape
+    if tokens % num_hist:
+        raise ValueError(f"{str(source)!r}: pos_embedding has {tokens} tokens, not a multiple of num_hist={num_hist}")
+    visual_dim = width - proprio_embed_dim * proprio_repeat - action_embed_dim * action_repeat
+    if visual_dim < 1:
+        raise ValueError(f"{str(source)!r}: predictor width {width} leaves no visual entries next to the proprio "
+                         f"and action slots")
+    section = settings.get("predictor") or {}
+    depth = 1 + max(int(k.split(".")[2]) for k in predictor if k.startswith("transformer.layers."))
+    check("depth", depth, "depth", section)
+    heads = entries["predictor"].submodule("transformer.layers.0.0").hyperparameters().get("heads")
+    heads = setting("heads", section=section) if heads is None else heads
+    check("heads", heads, "heads", section)
+    mlp_dim = predictor["transformer.layers.0.1.net.1.weight"].shape[0]
+    check("mlp_dim", mlp_dim, "mlp_dim", section)
+    return DinoWMConfig(
+        env_action_dim=action_in_dim // frameskip, proprio_in_dim=proprio_in_dim, frameskip=frameskip,
+        num_hist=num_hist, num_patches=tokens // num_hist, visual_dim=visual_dim,
+        proprio_embed_dim=proprio_embed_dim, action_embed_dim=action_embed_dim, proprio_repeat=proprio_repeat,
+        action_repeat=action_repeat, depth=depth, heads=heads,
+        dim_head=predictor["transformer.layers.0.0.to_qkv.weight"].shape[0] // (3 * heads), mlp_dim=mlp_dim,
+        dropout=float(section.get("dropout", 0.0)), emb_dropout=float(section.get("emb_dropout", 0.0)),
+        rollout=rollout)
+
+
+def _model_from_run(run: DinoWMRun, rollout: str) -> DinoWMWorldModel:
+    model = DinoWMWorldModel(dinowm_config(run, rollout=rollout))
+    for name, module in (("predictor", model.predictor), ("action_encoder", model.action_encoder),
+                         ("proprio_encoder", model.proprio_encoder)):
+        try:
+            module.load_state_dict(run.state_dict(name))
+        except RuntimeError as error:
+            raise ValueError(f"{str(run.checkpoint_path)!r}: the {name} weights do not fit DINO-WM's layout "
+                             f"({error})") from error
+    return model
+
+
+def dinowm_world_model(run_dir: str | os.PathLike, *, checkpoint: str = "checkpoints/model_latest.pth",
+                       rollout: str = "full") -> DinoWMWorldModel:
+    """A :class:`DinoWMWorldModel` with a DINO-WM run's weights, loaded strictly; the conversion's first half.
+
+    Normalisation statistics are not in DINO-WM's checkpoints: set them with
+    :meth:`DinoWMWorldModel.set_normalization`. See :func:`convert_dinowm_checkpoint`
+    for an example.
+    """
+    return _model_from_run(DinoWMRun(run_dir, checkpoint), rollout)
+
+
+def convert_dinowm_checkpoint(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
+                              checkpoint: str = "checkpoints/model_latest.pth", rollout: str = "full") -> Path:
+    """Convert a DINO-WM run once to our ``weights_only`` checkpoint (config included); return its path.
+
+    The run is read without running its code (:class:`DinoWMRun`); the
+    written file loads with :func:`torchrl_gbp.models.load_checkpoint`, which
+    every command uses. Its ``extra`` names the source file, epoch, env and encoder.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import load_checkpoint
+        >>> model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4,
+        ...                                       visual_dim=8, depth=1, heads=2, dim_head=4, mlp_dim=16))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 3\\nframeskip: 5\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> torch.save({"epoch": 9, "predictor": model.predictor, "action_encoder": model.action_encoder,
+        ...             "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+        >>> loaded, extra = load_checkpoint(convert_dinowm_checkpoint(run, run / "converted.pt"))
+        >>> type(loaded).__name__, extra["epoch"], torch.equal(loaded.predictor.pos_embedding,
+        ...                                                    model.predictor.pos_embedding)
+        ('DinoWMWorldModel', 9, True)
+    """
+    run = DinoWMRun(run_dir, checkpoint)
+    extra = {"converted_from": str(run.checkpoint_path), "epoch": _plain(run.epoch),
+             "env": _plain((run.config.get("env") or {}).get("name")),
+             "encoder": _plain((run.config.get("encoder") or {}).get("name"))}
+    save_checkpoint(out_path, _model_from_run(run, rollout), extra=extra)
+    return Path(out_path)
