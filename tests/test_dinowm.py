@@ -260,7 +260,8 @@ class CallsOnLoad:
 
 @pytest.mark.parametrize("target, shown", [
     (os.system, "os.system"), (eval, "builtins.eval"), (exec, "builtins.exec"), (__import__, "builtins.__import__"),
-    (subprocess.check_call, "subprocess.check_call"), (getattr, "builtins.getattr"), (torch.load, "torch.serialization.load"),
+    (subprocess.check_call, "subprocess.check_call"), (getattr, "builtins.getattr"),
+    (torch.load, "torch.serialization.load"),
 ])
 def test_a_pickle_that_calls_code_is_refused_naming_the_file_and_the_global(tmp_path, target, shown):
     marker = tmp_path / "pwned"

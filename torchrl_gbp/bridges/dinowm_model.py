@@ -253,7 +253,8 @@ class DinoWMPredictor(nn.Module):
         return self.transformer(x, self.frame_mask[:n, :n])
 
     def observation_tokens(self, z: torch.Tensor) -> torch.Tensor:
-        """Flat latents ``(..., latent_dim)`` -> tokens without the action slot ``(..., num_patches, observation_width)``."""
+        """Flat latents ``(..., latent_dim)`` -> tokens without the action slot
+        ``(..., num_patches, observation_width)``."""
         if z.shape[-1] != self.latent_dim:
             raise ValueError(f"latents must be (..., {self.latent_dim}) ({self.num_patches} x {self.visual_dim} "
                              f"visual + {self.proprio_embed_dim} proprio), got {tuple(z.shape)}")
@@ -392,7 +393,8 @@ class DinoWMWorldModel(LatentWorldModel):
         return self.state_encoder.proprio_encoder
 
     def use_rollout(self, rollout: str) -> DinoWMWorldModel:
-        """Select the rollout (``"full"``, ``"history"`` or ``"one_frame"``, see :class:`DinoWMConfig`); returns the model."""
+        """Select the rollout (``"full"``, ``"history"`` or ``"one_frame"``, see :class:`DinoWMConfig`); returns
+        the model."""
         if rollout not in ROLLOUTS:
             raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
         self.config.rollout = rollout
