@@ -103,11 +103,11 @@ def measure(envs: int, chunk: int, cem_chunk: int, device: torch.device) -> dict
             start = z[:1].expand(cem_chunk, -1, -1)
             objective(model.rollout(start, no_history[:1].expand(cem_chunk, -1, -1), samples), goal[:1])
 
-    model.use_rollout("one_frame")
-    gd_step([torch.arange(1, device=device)])  # warm-up: allocator, kernels
     figures = {"device": str(device), "threads": torch.get_num_threads(), "envs": envs, "chunk": chunk,
                "cem_chunk": cem_chunk, "horizon": HORIZON, "config": config.to_dict(),
                "load_average_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    model.use_rollout("one_frame")
+    gd_step([torch.arange(1, device=device)])  # warm-up: allocator, kernels
     figures["gd_step_seconds"] = timed(lambda: gd_step(list(torch.arange(envs, device=device).split(chunk))),
                                        device)
     figures["one_frame_rollout_seconds_per_sample"] = timed(cem_rollouts, device) / cem_chunk
