@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from torchrl_gbp.bridges import (
     DinoWMConfig,
+    DinoWMImageEncoder,
     DinoWMRun,
     DinoWMWorldModel,
     PickledObject,
@@ -461,3 +463,43 @@ def test_adversarial_synthesis_and_the_teacher_forcing_loss_on_a_window_batch(pi
     assert pixel_model.predictor.pos_embedding.grad is not None
     assert pixel_model.action_encoder.patch_embed.weight.grad is not None
     pixel_model.zero_grad(set_to_none=True)
+
+
+# ------------------------------------------------------------------------------ DINOv2 the hub's way
+TINY_DINO = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "patch_size": 7, "image_size": 28}
+
+
+def test_dinov2_position_embedding_is_resampled_as_torch_hub_does():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.Dinov2Model(transformers.Dinov2Config(**TINY_DINO))  # 4 x 4 pretrained positions
+    original = model.embeddings.position_embeddings.detach().clone()
+    encoder = DinoWMImageEncoder(model, image_size=48)  # DINO-WM's grid: 48 // 16 = 3 patches a side
+    # the hub's interpolate_pos_encoding for a 3 x 3 grid: bicubic by the scale factor (3 + 0.1) / 4, no antialias
+    patches = original[:, 1:].reshape(1, 4, 4, 16).permute(0, 3, 1, 2)
+    hub = F.interpolate(patches, scale_factor=(3.1 / 4, 3.1 / 4), mode="bicubic", antialias=False)
+    expected = torch.cat([original[:, :1], hub.permute(0, 2, 3, 1).reshape(1, 9, 16)], dim=1)
+    assert torch.equal(encoder.model.embeddings.position_embeddings, expected)
+    # transformers' own interpolation (to a size, no offset) gives other numbers
+    assert not torch.allclose(hub, F.interpolate(patches, size=(3, 3), mode="bicubic", align_corners=False),
+                              atol=1e-3)
+
+
+def test_dinov2_sees_images_resized_normalised_and_resized_as_dino_wm_does():
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    encoder = DinoWMImageEncoder.from_config(TINY_DINO, image_size=48)
+    seen = []
+    encoder.model.embeddings.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[0] if args else kwargs["pixel_values"]), with_kwargs=True)
+    tokens = encoder(torch.full((2, 3, 64, 64), 0.5))
+    assert tokens.shape == (2, 9, 16) and seen[0].shape == (2, 3, 21, 21)  # 3 patches of 7 a side
+    assert torch.equal(seen[0], torch.zeros(2, 3, 21, 21))  # mid-grey is 0 after normalising by 0.5 and 0.5
+    config = DinoWMConfig(env_action_dim=2, proprio_in_dim=2, num_patches=9, visual_dim=16, depth=1, heads=2,
+                          dim_head=4, mlp_dim=16, encoder="custom")
+    model = DinoWMWorldModel(config, image_encoder=encoder)
+    pixels = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)  # TorchRL's "pixels" layout
+    z = model.encode(pixels, torch.zeros(2, 2))
+    assert z.shape == (2, 9 * 16 + 10)
+    torch.testing.assert_close(z[:, :-10].reshape(2, 9, 16), encoder(pixels.permute(0, 3, 1, 2) / 255))
