@@ -285,8 +285,15 @@ def test_a_run_without_the_models_or_config_says_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the pickled modules \['action_encoder', 'proprio_encoder'\]"):
         DinoWMRun(tmp_path)
     (tmp_path / "checkpoints" / "model_latest.pth").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="cannot be read as a torch checkpoint"):
+    with pytest.raises(ValueError, match="is not a torch.save zip archive"):
         DinoWMRun(tmp_path)
+
+
+def test_a_torchscript_archive_is_refused_before_torch_would_run_it(tmp_path):
+    path = tmp_path / "model_latest.pth"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
+    with pytest.raises(UnsafeCheckpointError, match="TorchScript archive"):
+        read_pickled_checkpoint(path)
 
 
 # ------------------------------------------------------------------------- weight-compatible model

@@ -22,6 +22,7 @@ import collections
 import os
 import pickle
 import types
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -233,7 +234,8 @@ def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
     """Unpickle a ``torch.save`` file without importing or running its code (tensors on the CPU).
 
     Classes become :class:`PickledObject` records; globals that could run code
-    raise :class:`UnsafeCheckpointError` naming the file and the global.
+    raise :class:`UnsafeCheckpointError` naming the file and the global, and so
+    do TorchScript archives. Only ``torch.save``'s zip format is read.
 
     Example:
         >>> import tempfile
@@ -246,6 +248,15 @@ def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    # torch.load hands TorchScript archives to torch.jit.load and reads legacy formats with more machinery:
+    # only the zip format of torch.save (what DINO-WM's torch writes) goes on
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a torch.save zip archive (truncated, another format, or a legacy "
+                         f"torch file); only zip checkpoints are read")
+    with zipfile.ZipFile(path) as archive:
+        if any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist()):
+            raise UnsafeCheckpointError(f"{str(path)!r} is a TorchScript archive, not a torch.save checkpoint; "
+                                        f"loading it would run its code, so it is refused")
     if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
         raise RuntimeError(f"cannot read {str(path)!r} while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: torch.load then "
                            "refuses the restricted unpickler this reader uses; unset it for the conversion")
