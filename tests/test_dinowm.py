@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from torchrl_gbp.bridges import (
     read_pickled_checkpoint,
 )
 from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.models import PatchAutoencoder, TeacherForcingLoss, load_checkpoint
 from torchrl_gbp.models.checkpoint import read_checkpoint
 from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
@@ -470,6 +472,13 @@ def test_adversarial_synthesis_and_the_teacher_forcing_loss_on_a_window_batch(pi
     assert pixel_model.predictor.pos_embedding.grad is not None
     assert pixel_model.action_encoder.patch_embed.weight.grad is not None
     pixel_model.zero_grad(set_to_none=True)
+
+
+def test_the_diagnostics_run_on_it(pixel_model, task):
+    pixel_model.use_rollout("one_frame")
+    planner = make_planner("gd", pixel_model, 3, GoalCost(proprio_dim=pixel_model.config.proprio_dim), steps=2)
+    result = planned_state_error(pixel_model, task, planner, num_pairs=3)
+    assert len(result["error_per_step"]) == 3 and all(map(math.isfinite, result["error_per_step"]))
 
 
 # ------------------------------------------------------------------------------ DINOv2 the hub's way
