@@ -1,6 +1,7 @@
 """Atomic checkpoints that rebuild an identical world model."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -14,8 +15,26 @@ from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
 FORMAT_VERSION = 1
 
 
-# checkpoint "kind" -> (model class, config class)
+# checkpoint "kind" -> (model class, config class); kinds defined elsewhere add themselves (register_model_kind)
 MODEL_KINDS = {"state": (StateWorldModel, WorldModelConfig), "pixel": (PixelWorldModel, PixelWorldModelConfig)}
+# kind -> the torchrl_gbp module that registers it, saved in its checkpoints and imported to load them
+KIND_MODULES: dict[str, str] = {}
+
+
+def register_model_kind(kind: str, model_class: type, config_class: type, *, module: str) -> None:
+    """Make checkpoints of ``model_class`` (built as ``model_class(config, image_encoder=..., observation_keys=...,
+    goal_keys=...)`` from ``config_class.from_dict``) save and load as ``kind``.
+
+    ``module`` is the ``torchrl_gbp`` module that calls this; checkpoints record it, and
+    :func:`load_checkpoint` imports it, so loading needs no import by the caller.
+    """
+    if not module.startswith("torchrl_gbp."):
+        raise ValueError(f"model kinds are registered by torchrl_gbp modules, got module {module!r}")
+    known = MODEL_KINDS.get(kind)
+    if known is not None and known != (model_class, config_class):
+        raise ValueError(f"checkpoint kind {kind!r} is already registered for {known[0].__name__}")
+    MODEL_KINDS[kind] = (model_class, config_class)
+    KIND_MODULES[kind] = module
 
 
 def model_kind(model: LatentWorldModel) -> str:
@@ -35,8 +54,10 @@ def save_checkpoint(path: str | os.PathLike, model: LatentWorldModel, extra: dic
     ``training`` the state a resumed run needs (tensors, numbers, nested dicts; see
     :func:`~torchrl_gbp.train.train_world_model`).
     """
+    kind = model_kind(model)
     atomic_torch_save(
-        {"format_version": FORMAT_VERSION, "kind": model_kind(model), "config": model.config.to_dict(),
+        {"format_version": FORMAT_VERSION, "kind": kind, "kind_module": KIND_MODULES.get(kind),
+         "config": model.config.to_dict(),
          "observation_keys": list(model.observation_keys), "goal_keys": list(model.goal_keys),
          "state_dict": model.state_dict(), "extra": dict(extra or {}), "training": training},
         path,
@@ -73,6 +94,9 @@ def load_checkpoint(path: str | os.PathLike, image_encoder: nn.Module | None = N
     """
     payload = read_checkpoint(path)
     kind = payload.get("kind", "state")
+    module = payload.get("kind_module")
+    if kind not in MODEL_KINDS and isinstance(module, str) and module.startswith("torchrl_gbp."):
+        importlib.import_module(module)  # registers the kind
     if kind not in MODEL_KINDS:
         raise ValueError(f"checkpoint {str(path)!r} holds a model of kind {kind!r}; expected one of {list(MODEL_KINDS)}")
     model_class, config_class = MODEL_KINDS[kind]

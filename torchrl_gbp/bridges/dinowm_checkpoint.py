@@ -1,0 +1,488 @@
+"""Read DINO-WM's training checkpoints safely: whole pickled modules, read as inert records.
+
+DINO-WM (and the robust-world-model-planning fork) save ``checkpoints/model_latest.pth``
+as ``torch.save`` of a dict of whole modules (``predictor``, ``decoder``,
+``action_encoder``, ``proprio_encoder``), their optimisers and the ``epoch``,
+with ``hydra.yaml`` beside the run. Unpickling such a file with plain
+``torch.load`` imports their code and runs whatever the pickle asks for.
+
+:func:`read_pickled_checkpoint` never does: only tensor rebuilds, storages,
+dtypes, devices, ``collections`` containers and a few plain ``builtins`` are
+real; every other class (theirs, ``torch.nn``'s, ``torch.optim``'s, third-party
+ones) becomes a :class:`PickledObject`, an inert record of its constructor
+arguments and state from which state dicts and hyper-parameters are read. Globals
+that execute code (``os.system``, ``builtins.eval``, ``subprocess``, ``torch.load``...)
+are refused with an :class:`UnsafeCheckpointError` naming the file and the global.
+Nothing a pickle names is imported, and nothing outside the list above is ever called.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import os
+import pickle
+import types
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from torchrl_gbp.models.checkpoint import save_checkpoint
+
+from .dinowm_model import DinoWMConfig, DinoWMWorldModel
+
+# The only real objects a pickle may name: what tensors, their storages and plain containers are rebuilt from.
+ALLOWED_GLOBALS: dict[str, Any] = {
+    "collections.OrderedDict": collections.OrderedDict,
+    "collections.defaultdict": collections.defaultdict,
+    "builtins.set": set, "builtins.frozenset": frozenset, "builtins.dict": dict, "builtins.list": list,
+    "builtins.tuple": tuple, "builtins.complex": complex, "builtins.bytearray": bytearray, "builtins.slice": slice,
+    "_codecs.encode": __import__("_codecs").encode,  # how protocol-2 pickles spell bytes
+    "torch.Size": torch.Size, "torch.device": torch.device, "torch.Tensor": torch.Tensor,
+    "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": torch._utils._rebuild_parameter_with_state,
+    "torch._tensor._rebuild_from_type_v2": torch._tensor._rebuild_from_type_v2,
+}
+
+# Modules whose globals run code or reach the system; a checkpoint of modules never names them.
+REFUSED_MODULES = frozenset({
+    "builtins", "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess", "shutil", "importlib", "runpy",
+    "code", "codeop", "pickle", "_pickle", "marshal", "copyreg", "ctypes", "socket", "pty", "multiprocessing",
+    "webbrowser", "io", "_io", "operator", "functools", "types", "inspect", "pydoc", "timeit", "platform", "signal",
+    "threading", "_thread", "asyncio", "tempfile", "glob", "zipimport", "pkgutil", "site", "sysconfig", "urllib",
+    "http", "ftplib", "smtplib", "xmlrpc", "pdb", "trace", "gc", "cProfile", "profile", "torch",
+})
+
+# Within torch, classes of these packages become records (modules, optimisers); other torch globals are refused.
+TORCH_RECORDED = ("torch.nn.", "torch.optim.")
+
+# How CPython spells some os functions in pickles, for errors a reader recognises.
+MODULE_ALIASES = {"posix": "os", "nt": "os", "posixpath": "os.path", "ntpath": "os.path", "__builtin__": "builtins"}
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint names a global that could run code; nothing from it was executed."""
+
+
+class PickledObject:
+    """An inert record of a pickled object whose class was never imported.
+
+    Subclasses are made per pickled class name (:attr:`qualified_name`, e.g.
+    ``"models.vit.ViTPredictor"``). Unpickling calls nothing of the original
+    class: the record keeps the constructor arguments (:attr:`args`,
+    :attr:`kwargs`), the state it was given (:attr:`state`, for a module its
+    ``__dict__``) and any items or elements set on it.
+
+    Example:
+        >>> Linear = record_class("torch.nn.modules.linear", "Linear")
+        >>> layer = Linear.__new__(Linear)
+        >>> layer.__setstate__({"_parameters": {"weight": torch.ones(2, 3)}, "_buffers": {}, "_modules": {},
+        ...                     "in_features": 3})
+        >>> layer, list(layer.state_dict()), layer.hyperparameters()
+        (<pickled torch.nn.modules.linear.Linear>, ['weight'], {'in_features': 3})
+    """
+
+    qualified_name: ClassVar[str] = "PickledObject"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PickledObject:
+        obj = super().__new__(cls)
+        obj.args, obj.kwargs, obj.state = args, kwargs, None
+        obj.items, obj.elements = {}, []
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+    def append(self, value: Any) -> None:
+        """Record an element (pickles of list subclasses append)."""
+        self.elements.append(value)
+
+    def extend(self, values: Any) -> None:
+        """Record elements (pickles of list subclasses extend)."""
+        self.elements.extend(values)
+
+    def __repr__(self) -> str:
+        return f"<pickled {self.qualified_name}>"
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The recorded instance attributes (the pickled ``__dict__``, slot state merged); ``{}`` when none."""
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slot state)
+            return {**(state[0] or {}), **(state[1] or {})}
+        return dict(state) if isinstance(state, dict) else {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Public plain attributes (numbers, strings, tuples of them): what the module was built with."""
+        plain = (bool, int, float, str, type(None))
+        return {k: v for k, v in self.attributes.items() if not k.startswith("_") and k != "training"
+                and (isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, plain) for x in v)))}
+
+    def submodule(self, path: str) -> PickledObject:
+        """The child record at dotted ``path`` (``"transformer.layers.0.0"``); a missing name raises naming it."""
+        node = self
+        for name in path.split(".") if path else []:
+            children = node.attributes.get("_modules") or {}
+            if name not in children or children[name] is None:
+                raise KeyError(f"{node.qualified_name} has no submodule {name!r} (on the way to {path!r}); it has "
+                               f"{sorted(children)}")
+            node = children[name]
+        return node
+
+    def state_dict(self) -> OrderedDict[str, torch.Tensor]:
+        """Parameters and persistent buffers by dotted name, as ``nn.Module.state_dict`` orders them.
+
+        Walks the recorded ``_parameters``, ``_buffers`` (minus
+        ``_non_persistent_buffers_set``) and ``_modules``; raises a ``TypeError``
+        for a record that is not a module.
+        """
+        if "_parameters" not in self.attributes:
+            raise TypeError(f"{self.qualified_name} is not a pickled torch module (no _parameters in its state)")
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._collect(out, "")
+        return out
+
+    def _collect(self, out: OrderedDict, prefix: str) -> None:
+        attrs = self.attributes
+        for name, value in (attrs.get("_parameters") or {}).items():
+            if value is not None:
+                out[prefix + name] = value.detach()
+        skipped = attrs.get("_non_persistent_buffers_set") or set()
+        for name, value in (attrs.get("_buffers") or {}).items():
+            if value is not None and name not in skipped:
+                out[prefix + name] = value.detach()
+        for name, child in (attrs.get("_modules") or {}).items():
+            if isinstance(child, PickledObject):
+                child._collect(out, f"{prefix}{name}.")
+
+
+def record_class(module: str, name: str) -> type[PickledObject]:
+    """A fresh :class:`PickledObject` subclass standing for the class ``module.name`` (never imported).
+
+    Example:
+        >>> record_class("models.vit", "ViTPredictor").qualified_name
+        'models.vit.ViTPredictor'
+    """
+    return type(name, (PickledObject,), {"qualified_name": f"{module}.{name}", "__module__": __name__})
+
+
+def _torch_dtype(module: str, name: str) -> torch.dtype | None:
+    value = getattr(torch, name, None) if module == "torch" else None
+    return value if isinstance(value, torch.dtype) else None
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves globals to allowed objects, inert records or a refusal.
+
+    ``source`` names the file in errors.
+    """
+
+    source: ClassVar[str] = "<pickle>"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._records: dict[tuple[str, str], type[PickledObject]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        """The object a pickle's global names (see the module docstring for the rules)."""
+        # protocol <= 2 pickles spell Python 3 names the Python 2 way ("__builtin__.set")
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        qualified = f"{module}.{name}"
+        if qualified in ALLOWED_GLOBALS:
+            return ALLOWED_GLOBALS[qualified]
+        dtype = _torch_dtype(module, name)
+        if dtype is not None:
+            return dtype
+        top = module.split(".")[0]
+        if top in REFUSED_MODULES and not module.startswith(TORCH_RECORDED):
+            shown = f"{MODULE_ALIASES.get(module, module)}.{name}"
+            alias = f" ({shown})" if shown != qualified else ""
+            raise UnsafeCheckpointError(
+                f"{self.source}: refusing the global {qualified}{alias}: it could run code, and a checkpoint of "
+                f"modules and tensors never needs it (only tensors, storages, collections and plain builtins are "
+                f"rebuilt; other classes become inert records). Nothing from the file was executed.")
+        key = (module, name)
+        if key not in self._records:
+            self._records[key] = record_class(module, name)
+        return self._records[key]
+
+
+def restricted_pickle_module(source: str) -> types.SimpleNamespace:
+    """A stand-in for the ``pickle`` module, for ``torch.load(pickle_module=...)``, whose unpickler is restricted.
+
+    ``source`` names the file in errors.
+    """
+    unpickler = type("Unpickler", (RestrictedUnpickler,), {"source": source})
+    return types.SimpleNamespace(__name__=f"{__name__}.restricted", Unpickler=unpickler,
+                                 load=lambda file, **kwargs: unpickler(file, **kwargs).load())
+
+
+def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
+    """Unpickle a ``torch.save`` file without importing or running its code (tensors on the CPU).
+
+    Classes become :class:`PickledObject` records; globals that could run code
+    raise :class:`UnsafeCheckpointError` naming the file and the global, and so
+    do TorchScript archives. Only ``torch.save``'s zip format is read.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.pth"
+        >>> torch.save({"epoch": 3, "layer": torch.nn.Linear(2, 1)}, path)
+        >>> payload = read_pickled_checkpoint(path)
+        >>> payload["epoch"], payload["layer"], sorted(payload["layer"].state_dict())
+        (3, <pickled torch.nn.modules.linear.Linear>, ['bias', 'weight'])
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    # torch.load hands TorchScript archives to torch.jit.load and reads legacy formats with more machinery:
+    # only the zip format of torch.save (what DINO-WM's torch writes) goes on
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a torch.save zip archive (truncated, another format, or a legacy "
+                         f"torch file); only zip checkpoints are read")
+    with zipfile.ZipFile(path) as archive:
+        if any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist()):
+            raise UnsafeCheckpointError(f"{str(path)!r} is a TorchScript archive, not a torch.save checkpoint; "
+                                        f"loading it would run its code, so it is refused")
+    if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+        raise RuntimeError(f"cannot read {str(path)!r} while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: torch.load then "
+                           "refuses the restricted unpickler this reader uses; unset it for the conversion")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=restricted_pickle_module(str(path)))
+    except UnsafeCheckpointError:
+        raise
+    except Exception as error:  # truncated zip, not a torch file, a record used as something it is not...
+        raise ValueError(f"{str(path)!r} cannot be read as a torch checkpoint of pickled modules "
+                         f"({type(error).__name__}: {error})") from error
+
+
+def read_hydra_config(path: str | os.PathLike) -> dict:
+    """The run configuration DINO-WM writes beside a run (``hydra.yaml``, resolved OmegaConf YAML) as a dict.
+
+    Parsed with PyYAML's safe loader (optional extra ``dinowm``).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "hydra.yaml"
+        >>> _ = path.write_text("num_hist: 3\\npredictor:\\n  depth: 6\\n")
+        >>> read_hydra_config(path)
+        {'num_hist': 3, 'predictor': {'depth': 6}}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run configuration {str(path)!r} does not exist (DINO-WM writes hydra.yaml in the "
+                                f"run folder, beside checkpoints/)")
+    try:
+        import yaml
+    except ImportError as error:
+        raise ImportError("reading hydra.yaml needs PyYAML: pip install 'torchrl_gbp[dinowm]'") from error
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{str(path)!r} is not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+# The checkpoint entries a DINO-WM world model is rebuilt from (the decoder and optimisers are not needed).
+DINOWM_MODULES = ("predictor", "action_encoder", "proprio_encoder")
+
+
+class DinoWMRun:
+    """A DINO-WM training run read safely: ``hydra.yaml`` and the pickled modules of one checkpoint.
+
+    Args:
+        run_dir: the run folder (``hydra.yaml`` and ``checkpoints/``).
+        checkpoint: the checkpoint file, relative to ``run_dir``.
+
+    Attributes:
+        config: the parsed ``hydra.yaml``.
+        entries: the checkpoint's top-level dict (modules as :class:`PickledObject` records).
+        checkpoint_path: the file read.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 1\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> layers = {name: torch.nn.Conv1d(2, 3, 1) for name in DINOWM_MODULES}
+        >>> torch.save({"epoch": 5, **layers}, run / "checkpoints" / "model_latest.pth")
+        >>> loaded = DinoWMRun(run)
+        >>> loaded.epoch, loaded.config["num_hist"], sorted(loaded.state_dict("proprio_encoder"))
+        (5, 1, ['bias', 'weight'])
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, checkpoint: str = "checkpoints/model_latest.pth") -> None:
+        run_dir = Path(run_dir)
+        self.config = read_hydra_config(run_dir / "hydra.yaml")
+        self.checkpoint_path = run_dir / checkpoint
+        entries = read_pickled_checkpoint(self.checkpoint_path)
+        if not isinstance(entries, dict):
+            raise ValueError(f"{str(self.checkpoint_path)!r} holds a {type(entries).__name__}, not DINO-WM's dict "
+                             f"of modules")
+        missing = [name for name in DINOWM_MODULES if not isinstance(entries.get(name), PickledObject)]
+        if missing:
+            raise ValueError(f"{str(self.checkpoint_path)!r} lacks the pickled modules {missing} (it has "
+                             f"{sorted(map(str, entries))}); a DINO-WM world model needs {list(DINOWM_MODULES)}")
+        self.entries = entries
+
+    @property
+    def epoch(self) -> int | None:
+        """The training epoch the checkpoint was saved at (``None`` when not recorded)."""
+        return self.entries.get("epoch")
+
+    def state_dict(self, name: str) -> OrderedDict[str, torch.Tensor]:
+        """The state dict of the pickled module ``name`` (``"predictor"``, ``"action_encoder"``...)."""
+        if not isinstance(self.entries.get(name), PickledObject):
+            raise KeyError(f"{str(self.checkpoint_path)!r} has no pickled module {name!r}; it has "
+                           f"{sorted(map(str, self.entries))}")
+        return self.entries[name].state_dict()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` when it is a plain number or string (what our checkpoints' ``extra`` holds), else ``None``."""
+    return value if isinstance(value, (bool, int, float, str)) else None
+
+
+def dinowm_config(run: DinoWMRun, *, rollout: str = "full") -> DinoWMConfig:
+    """The :class:`DinoWMConfig` of a run: sizes from its weights, ``num_hist``, ``frameskip``, repeats and
+    dropout from ``hydra.yaml``; a setting that disagrees with the weights raises naming both.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import save_checkpoint
+        >>> model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4,
+        ...                                       visual_dim=8, depth=1, heads=2, dim_head=4, mlp_dim=16))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 3\\nframeskip: 5\\npredictor:\\n  heads: 2\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> torch.save({"predictor": model.predictor, "action_encoder": model.action_encoder,
+        ...             "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+        >>> config = dinowm_config(DinoWMRun(run))
+        >>> config.num_patches, config.visual_dim, config.env_action_dim, config.mlp_dim
+        (4, 8, 2, 16)
+    """
+    settings, source = run.config, run.checkpoint_path
+
+    def setting(key: str, default: Any = None, section: dict | None = None) -> Any:
+        value = (settings if section is None else section).get(key, default)
+        if value is None:
+            raise ValueError(f"hydra.yaml of {str(source)!r} has no {key!r}")
+        return value
+
+    def check(name: str, from_weights: int, key: str, section: dict | None = None) -> None:
+        configured = (settings if section is None else section).get(key)
+        if configured is not None and configured != from_weights:
+            raise ValueError(f"{str(source)!r}: hydra.yaml says {key}={configured!r} but the weights have "
+                             f"{name}={from_weights}")
+
+    if setting("concat_dim", 1) != 1:
+        raise ValueError(f"{str(source)!r} was trained with concat_dim={settings['concat_dim']} (embeddings as extra "
+                         f"tokens); only concat_dim=1 (embeddings concatenated onto every token) is supported")
+    predictor, entries = run.state_dict("predictor"), run.entries
+    encoders = {name: run.state_dict(name)["patch_embed.weight"] for name in ("proprio_encoder", "action_encoder")}
+    for name, weight in encoders.items():
+        if weight.ndim != 3 or weight.shape[2] != 1:
+            raise ValueError(f"{str(source)!r}: {name}.patch_embed must be a kernel-1 Conv1d, got weight "
+                             f"{tuple(weight.shape)}")
+    (proprio_embed_dim, proprio_in_dim), (action_embed_dim, action_in_dim) = (
+        tuple(encoders[name].shape[:2]) for name in ("proprio_encoder", "action_encoder"))
+    check("proprio embedding size", proprio_embed_dim, "proprio_emb_dim")
+    check("action embedding size", action_embed_dim, "action_emb_dim")
+    num_hist, frameskip = setting("num_hist"), setting("frameskip")
+    proprio_repeat, action_repeat = setting("num_proprio_repeat", 1), setting("num_action_repeat", 1)
+    if action_in_dim % frameskip:
+        raise ValueError(f"{str(source)!r}: the action encoder reads {action_in_dim} entries, not a multiple of "
+                         f"frameskip={frameskip}")
+    _, tokens, width = predictor["pos_embedding"].shape
+    if tokens % num_hist:
+        raise ValueError(f"{str(source)!r}: pos_embedding has {tokens} tokens, not a multiple of num_hist={num_hist}")
+    visual_dim = width - proprio_embed_dim * proprio_repeat - action_embed_dim * action_repeat
+    if visual_dim < 1:
+        raise ValueError(f"{str(source)!r}: predictor width {width} leaves no visual entries next to the proprio "
+                         f"and action slots")
+    section = settings.get("predictor") or {}
+    depth = 1 + max(int(k.split(".")[2]) for k in predictor if k.startswith("transformer.layers."))
+    check("depth", depth, "depth", section)
+    heads = entries["predictor"].submodule("transformer.layers.0.0").hyperparameters().get("heads")
+    heads = setting("heads", section=section) if heads is None else heads
+    check("heads", heads, "heads", section)
+    mlp_dim = predictor["transformer.layers.0.1.net.1.weight"].shape[0]
+    check("mlp_dim", mlp_dim, "mlp_dim", section)
+    return DinoWMConfig(
+        env_action_dim=action_in_dim // frameskip, proprio_in_dim=proprio_in_dim, frameskip=frameskip,
+        num_hist=num_hist, num_patches=tokens // num_hist, visual_dim=visual_dim,
+        proprio_embed_dim=proprio_embed_dim, action_embed_dim=action_embed_dim, proprio_repeat=proprio_repeat,
+        action_repeat=action_repeat, depth=depth, heads=heads,
+        dim_head=predictor["transformer.layers.0.0.to_qkv.weight"].shape[0] // (3 * heads), mlp_dim=mlp_dim,
+        dropout=float(section.get("dropout", 0.0)), emb_dropout=float(section.get("emb_dropout", 0.0)),
+        rollout=rollout)
+
+
+def _model_from_run(run: DinoWMRun, rollout: str) -> DinoWMWorldModel:
+    model = DinoWMWorldModel(dinowm_config(run, rollout=rollout))
+    for name, module in (("predictor", model.predictor), ("action_encoder", model.action_encoder),
+                         ("proprio_encoder", model.proprio_encoder)):
+        try:
+            module.load_state_dict(run.state_dict(name))
+        except RuntimeError as error:
+            raise ValueError(f"{str(run.checkpoint_path)!r}: the {name} weights do not fit DINO-WM's layout "
+                             f"({error})") from error
+    return model
+
+
+def dinowm_world_model(run_dir: str | os.PathLike, *, checkpoint: str = "checkpoints/model_latest.pth",
+                       rollout: str = "full") -> DinoWMWorldModel:
+    """A :class:`DinoWMWorldModel` with a DINO-WM run's weights, loaded strictly; the conversion's first half.
+
+    Normalisation statistics are not in DINO-WM's checkpoints: set them with
+    :meth:`DinoWMWorldModel.set_normalization`. See :func:`convert_dinowm_checkpoint`
+    for an example.
+    """
+    return _model_from_run(DinoWMRun(run_dir, checkpoint), rollout)
+
+
+def convert_dinowm_checkpoint(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
+                              checkpoint: str = "checkpoints/model_latest.pth", rollout: str = "full") -> Path:
+    """Convert a DINO-WM run once to our ``weights_only`` checkpoint (config included); return its path.
+
+    The run is read without running its code (:class:`DinoWMRun`); the
+    written file loads with :func:`torchrl_gbp.models.load_checkpoint`, which
+    every command uses. Its ``extra`` names the source file, epoch, env and encoder.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import load_checkpoint
+        >>> model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4,
+        ...                                       visual_dim=8, depth=1, heads=2, dim_head=4, mlp_dim=16))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 3\\nframeskip: 5\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> torch.save({"epoch": 9, "predictor": model.predictor, "action_encoder": model.action_encoder,
+        ...             "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+        >>> loaded, extra = load_checkpoint(convert_dinowm_checkpoint(run, run / "converted.pt"))
+        >>> type(loaded).__name__, extra["epoch"], torch.equal(loaded.predictor.pos_embedding,
+        ...                                                    model.predictor.pos_embedding)
+        ('DinoWMWorldModel', 9, True)
+    """
+    run = DinoWMRun(run_dir, checkpoint)
+    extra = {"converted_from": str(run.checkpoint_path), "epoch": _plain(run.epoch),
+             "env": _plain((run.config.get("env") or {}).get("name")),
+             "encoder": _plain((run.config.get("encoder") or {}).get("name"))}
+    save_checkpoint(out_path, _model_from_run(run, rollout), extra=extra)
+    return Path(out_path)
