@@ -17,6 +17,14 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def check_last_dim(name: str, tensor: torch.Tensor, size: int) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``tensor`` has shape ``(..., size)``."""
+    """Raise a ``ValueError`` naming ``name`` unless ``tensor`` has shape ``(..., size)``.
+
+    Example:
+        >>> check_last_dim("action", torch.zeros(4, 2), 2)  # the right shape: nothing happens
+        >>> check_last_dim("action", torch.zeros(4, 3), 2)
+        Traceback (most recent call last):
+            ...
+        ValueError: action must have shape (..., 2), got (4, 3)
+    """
     if tensor.ndim < 1 or tensor.shape[-1] != size:
         raise ValueError(f"{name} must have shape (..., {size}), got {tuple(tensor.shape)}")

@@ -7,6 +7,17 @@ from typing import Protocol, TypeVar
 
 
 class Closable(Protocol):
+    """What :func:`closing` takes: anything with a ``close()`` method (an env, a collector, a file).
+
+    Example:
+        >>> import io
+        >>> stream: Closable = io.StringIO()
+        >>> with closing(stream):
+        ...     _ = stream.write("data")
+        >>> stream.closed
+        True
+    """
+
     def close(self) -> object: ...
 
 

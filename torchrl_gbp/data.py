@@ -28,7 +28,17 @@ REWARD_KEY = ("next", "reward")
 
 
 def observation_keys(trajectories: TensorDictBase) -> tuple[str, ...]:
-    """``("observation",)`` for state datasets, :data:`PIXEL_KEYS` for pixel datasets (which have no "observation")."""
+    """``("observation",)`` for state datasets, :data:`PIXEL_KEYS` for pixel datasets (which have no "observation").
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> observation_keys(WallTask().generate_dataset(2, trajectory_steps=5, seed=0))
+        ('observation',)
+        >>> pixels = TensorDict({"pixels": torch.zeros(2, 5, 8, 8, 3, dtype=torch.uint8),
+        ...                      "proprio": torch.zeros(2, 5, 2)}, batch_size=[2, 5])
+        >>> observation_keys(pixels)
+        ('pixels', 'proprio')
+    """
     return ("observation",) if "observation" in trajectories.keys() else PIXEL_KEYS
 
 
@@ -36,6 +46,15 @@ def check_trajectories(trajectories: TensorDictBase) -> None:
     """Raise a ``ValueError`` naming what is wrong if ``trajectories`` is not ``(N, T)`` with the task keys.
 
     The observation is either ``"observation"`` or, for pixel datasets, ``"pixels"`` and ``"proprio"``.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(2, trajectory_steps=5, seed=0)
+        >>> check_trajectories(data)  # a valid dataset: nothing happens
+        >>> check_trajectories(data.reshape(-1))
+        Traceback (most recent call last):
+            ...
+        ValueError: trajectories must have batch size (N, T), got (10,)
     """
     if trajectories.batch_dims != 2:
         raise ValueError(f"trajectories must have batch size (N, T), got {tuple(trajectories.batch_size)}")
@@ -52,6 +71,14 @@ def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
     The data go to a temporary folder beside ``path`` which is then renamed into
     place; an existing dataset at ``path`` is replaced only once the new one is
     complete.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> path = save_dataset(WallTask().generate_dataset(3, trajectory_steps=5, seed=0),
+        ...                     Path(tempfile.mkdtemp()) / "wall")
+        >>> path.name, load_dataset(path).batch_size
+        ('wall', torch.Size([3, 5]))
     """
     check_trajectories(trajectories)
     return write_dataset(path, lambda folder: trajectories.memmap(folder))
@@ -59,7 +86,17 @@ def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
 
 def write_dataset(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Atomically create the dataset folder ``path``: ``write(folder)`` fills a temporary folder beside it,
-    which is then renamed into place (an existing dataset is replaced only once the new one is complete)."""
+    which is then renamed into place (an existing dataset is replaced only once the new one is complete).
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> def write(folder):  # fills the temporary folder, not the final one
+        ...     WallTask().generate_dataset(3, trajectory_steps=5, seed=0).memmap(folder)
+        >>> path = write_dataset(Path(tempfile.mkdtemp()) / "wall", write)
+        >>> load_dataset(path)["action"].shape
+        torch.Size([3, 5, 2])
+    """
     with atomic_path(path) as folder:
         write(folder)
     return path
@@ -71,6 +108,14 @@ def load_dataset(path: str | os.PathLike) -> TensorDictBase:
     A missing folder raises ``FileNotFoundError``; a damaged one (unreadable
     metadata, a missing or truncated tensor file, missing keys) a ``ValueError``
     naming the folder and what is wrong.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(3, trajectory_steps=5, seed=0)
+        >>> loaded = load_dataset(save_dataset(data, Path(tempfile.mkdtemp()) / "wall"))
+        >>> loaded.batch_size, (loaded["action"] == data["action"]).all().item()
+        (torch.Size([3, 5]), True)
     """
     path = Path(path)
     if not path.is_dir():
@@ -97,7 +142,14 @@ def load_dataset(path: str | os.PathLike) -> TensorDictBase:
 
 
 def model_actions(trajectories: TensorDictBase, frameskip: int) -> torch.Tensor:
-    """Env actions ``(N, T, a)`` grouped into model actions ``(N, T // frameskip, a * frameskip)``."""
+    """Env actions ``(N, T, a)`` grouped into model actions ``(N, T // frameskip, a * frameskip)``.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(3, trajectory_steps=12, seed=0)  # the last 2 steps are dropped
+        >>> model_actions(data, frameskip=5).shape
+        torch.Size([3, 2, 10])
+    """
     action = trajectories["action"]
     n, t, a = action.shape
     usable = (t // frameskip) * frameskip
@@ -156,6 +208,18 @@ class WindowSliceSampler(SliceSampler):
     Build it from the windows transform (:meth:`ModelStepWindows.sampler`), so
     the layout is stated once. Its ``batch_size`` counts env steps, as
     ``SliceSampler``'s: ``B * slice_len``.
+
+    Example:
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(4, trajectory_steps=20, seed=0).reshape(-1)
+        >>> sampler = WindowSliceSampler(slice_len=6, traj_key="episode", strict_length=True)
+        >>> buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(data.numel()), sampler=sampler,
+        ...                                 batch_size=3 * 6)
+        >>> _ = buffer.extend(data)
+        >>> batch = buffer.sample()
+        >>> batch.shape, (batch["episode"] == batch["episode"][:, :1]).all().item()  # 3 slices in single episodes
+        (torch.Size([3, 6]), True)
     """
 
     def sample(self, storage, batch_size: int) -> tuple[torch.Tensor | tuple, dict]:
@@ -247,6 +311,15 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     so the synthesis transforms and the loss that read the same batch share
     one encoding (exact for a frozen encoder: only finetuning, where the
     encoder is frozen, puts transforms before the loss).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> windows = make_window_buffer(WallTask().generate_dataset(20, seed=0), frames=3, frameskip=5,
+        ...                              batch_size=8).sample()
+        >>> window_latents(model, windows).shape, "latent" in windows.keys()
+        (torch.Size([8, 3, 2]), True)
     """
     latent = windows.get(key, None)
     if latent is None:

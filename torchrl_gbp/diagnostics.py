@@ -119,6 +119,19 @@ def plot_predicted_frames(world_model, task: Task, path: str | os.PathLike, num_
     (top row, goal image last) and the model's predicted latents decoded by the
     image encoder's decoder (bottom row): where they part, the planner has led
     the model off its data.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import PixelWorldModel, PixelWorldModelConfig
+        >>> from torchrl_gbp.tasks import make_task
+        >>> task = make_task("wall", obs="pixels", image_size=16)
+        >>> config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2, num_hist=1,
+        ...                                encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8},
+        ...                                hidden_dim=16, depth=1, heads=2)
+        >>> path = plot_predicted_frames(PixelWorldModel(config), task, Path(tempfile.mkdtemp()) / "frames.png",
+        ...                              num_pairs=1, horizon=2, steps=2)
+        >>> path.name, path.stat().st_size > 0
+        ('frames.png', True)
     """
     check_positive_int("num_pairs", num_pairs)
     device = _device(world_model)

@@ -10,12 +10,27 @@ import torch.distributed as dist
 
 
 def distributed_rank() -> int:
-    """This process's rank in the default process group (0 without one)."""
+    """This process's rank in the default process group (0 without one).
+
+    Example:
+        >>> distributed_rank()  # no process group: one process, rank 0
+        0
+        >>> if distributed_rank() == 0:  # only rank 0 writes files
+        ...     print("writing the checkpoint")
+        writing the checkpoint
+    """
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def distributed_world_size() -> int:
-    """Processes in the default process group (1 without one)."""
+    """Processes in the default process group (1 without one).
+
+    Example:
+        >>> distributed_world_size()  # no process group: one process
+        1
+        >>> 256 // distributed_world_size()  # each process's share of a global batch of 256
+        256
+    """
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 

@@ -102,6 +102,15 @@ def evaluation_pairs(task: Task, episodes: int, seed: int, pair_mode: str | None
     """The ``episodes`` seeded (start, goal) pairs every policy is evaluated on: ``"start_state"``, ``"goal_state"``.
 
     They are the pairs the task env seeded with ``seed`` draws on its first reset.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> pairs = evaluation_pairs(WallTask(), episodes=4, seed=0)
+        >>> pairs["start_state"].shape, pairs["goal_state"].shape
+        (torch.Size([4, 2]), torch.Size([4, 2]))
+        >>> reset = WallTask().make_env(num_envs=4, seed=0).reset()
+        >>> all(torch.equal(reset[key], pairs[key]) for key in ("start_state", "goal_state"))
+        True
     """
     mode = task.check_pair_mode(task.pair_mode if pair_mode is None else pair_mode)
     start, goal = task.sample_start_goal(episodes, torch.Generator().manual_seed(seed), mode)
@@ -113,6 +122,12 @@ def make_evaluation_env(task: Task, episodes: int, num_workers: int = 1) -> EnvB
 
     With workers the batch size is ``(num_workers, episodes // num_workers)``;
     ``episodes`` must divide evenly.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> env = make_evaluation_env(WallTask(), episodes=4)
+        >>> env.batch_size, env.rollout(3)["observation"].shape
+        (torch.Size([4]), torch.Size([4, 3, 2]))
     """
     if num_workers == 1:
         return task.make_env(num_envs=episodes)
@@ -141,6 +156,19 @@ def evaluation_rollout(policy, task: Task, episodes: int = 50, seed: int = 0, pa
     through the env's TensorDict reset, in one batched env or a ``ParallelEnv`` of
     ``num_workers``, deterministically under ``torch.no_grad()``; a policy with a
     ``make_tensordict_primer`` gets its primer on the env.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.planners import GradientPlanner
+        >>> task = WallTask()
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> policy = MPCPolicy(GradientPlanner(model, steps=1), task.action_spec)
+        >>> rollout, seconds = evaluation_rollout(policy, task, episodes=2, max_steps=5)
+        >>> rollout.shape, rollout["next", "success"].shape
+        (torch.Size([2, 5]), torch.Size([2, 5, 1]))
+        >>> torch.equal(rollout["start_state"][:, 0], evaluation_pairs(task, 2, seed=0)["start_state"])
+        True
     """
     episodes = check_positive_int("episodes", episodes)
     num_workers = check_positive_int("num_workers", num_workers)

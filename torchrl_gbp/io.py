@@ -77,7 +77,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the headless Agg backend (figures are only ever saved to files)."""
+    """``matplotlib.pyplot`` on the headless Agg backend (figures are only ever saved to files).
+
+    Example:
+        >>> import tempfile
+        >>> plt = pyplot()
+        >>> plt.get_backend().lower()
+        'agg'
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.plot([0, 1], [1, 0])
+        >>> save_figure(fig, Path(tempfile.mkdtemp()) / "line.png").name
+        'line.png'
+    """
     import matplotlib
 
     matplotlib.use("Agg")

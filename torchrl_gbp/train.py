@@ -37,6 +37,13 @@ def build_world_model(config: WorldModelConfig | PixelWorldModelConfig, trajecto
     autoencoder is first trained ``encoder_steps`` steps on the dataset's images (then frozen; batches are
     read from the memory map; ``encoder_foreground_weight``: see :func:`fit_patch_autoencoder`); a blur
     encoder's mean image and the token statistics come from :data:`NORMALIZATION_FRAMES` random frames.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> data = WallTask().generate_dataset(20, seed=0)
+        >>> model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
+        >>> type(model).__name__, torch.allclose(model.obs_normalizer.mean, data["observation"].mean((0, 1)))
+        ('StateWorldModel', True)
     """
     if isinstance(config, PixelWorldModelConfig):
         return build_pixel_world_model(config, trajectories, encoder_steps, seed, encoder_foreground_weight)
@@ -47,7 +54,17 @@ def build_world_model(config: WorldModelConfig | PixelWorldModelConfig, trajecto
 
 def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorDictBase, encoder_steps: int = 0,
                             seed: int = 0, encoder_foreground_weight: float = 0.0) -> PixelWorldModel:
-    """See :func:`build_world_model`."""
+    """See :func:`build_world_model`.
+
+    Example:
+        >>> from torchrl_gbp.tasks import make_task
+        >>> data = make_task("wall", obs="pixels", image_size=16).generate_dataset(4, trajectory_steps=10, seed=0)
+        >>> config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2, num_hist=1,
+        ...                                encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8})
+        >>> model = build_pixel_world_model(config, data, encoder_steps=1)  # one autoencoder step, then frozen
+        >>> model.encode(data["pixels"][:, :1], data["proprio"][:, :1]).shape  # 4 tokens of 4, then proprio
+        torch.Size([4, 1, 18])
+    """
     generator = torch.Generator().manual_seed(seed)
     model = PixelWorldModel(config)
     frames = trajectories["pixels"].reshape(-1, *trajectories["pixels"].shape[-3:])
@@ -67,6 +84,13 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
 
     The paper finetunes the predictor at 1e-5 and the action encoder at 5e-4
     with the observation encoder frozen.
+
+    Example:
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, encoder="mlp"))
+        >>> groups = parameter_groups(model, lr=1e-3, predictor_lr=1e-5, action_encoder_lr=5e-4, encoder_lr=0)
+        >>> [(group["name"], group["lr"]) for group in groups]  # the encoder (lr 0) is left out
+        [('predictor', 1e-05), ('action_encoder', 0.0005)]
+        >>> optimizer = torch.optim.AdamW(groups)
     """
     parts = {
         "predictor": (model.predictor, predictor_lr),

@@ -66,6 +66,14 @@ def check_video_target(path: str | os.PathLike, fps: float) -> Path:
     Raises ``ValueError`` naming ``path`` (unknown suffix) or ``fps``, and
     ``ImportError`` naming the package to install (``imageio``, ``pillow``,
     ``imageio-ffmpeg``).
+
+    Example:
+        >>> check_video_target("videos/episodes.gif", fps=10).name
+        'episodes.gif'
+        >>> check_video_target("videos/episodes.avi", fps=10)
+        Traceback (most recent call last):
+            ...
+        ValueError: path must end in one of ['.gif', '.mp4'] (the video format), got 'videos/episodes.avi'
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -87,6 +95,14 @@ def write_video(frames: torch.Tensor, path: str | os.PathLike, fps: float = 10.0
     then a rename). GIF keeps 256 colours per frame and stores a run of
     identical frames once, shown for their total time (Pillow). ``.mp4``
     needs the ``imageio-ffmpeg`` package (see :func:`check_video_target`).
+
+    Example:
+        >>> import tempfile
+        >>> import imageio.v3 as iio
+        >>> frames = (torch.arange(4, dtype=torch.uint8) * 60).reshape(4, 1, 1, 1).expand(4, 16, 16, 3)
+        >>> path = write_video(frames, Path(tempfile.mkdtemp()) / "fade.gif", fps=5)
+        >>> iio.imread(path, index=None).shape  # the frames read back
+        (4, 16, 16, 3)
     """
     path = check_video_target(path, fps)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8 or frames.shape[0] == 0:

@@ -23,7 +23,19 @@ PLANNER_NAMES = tuple(PLANNER_CLASSES)
 
 
 def set_torchrl_verbosity(verbose: bool) -> None:
-    """torchrl's logger at INFO when ``verbose``, else WARNING (it logs a line per storage it initialises)."""
+    """torchrl's logger at INFO when ``verbose``, else WARNING (it logs a line per storage it initialises).
+
+    Example:
+        >>> torchrl_logger = logging.getLogger("torchrl")
+        >>> previous = torchrl_logger.level
+        >>> set_torchrl_verbosity(True)
+        >>> logging.getLevelName(torchrl_logger.level)
+        'INFO'
+        >>> set_torchrl_verbosity(False)
+        >>> logging.getLevelName(torchrl_logger.level)
+        'WARNING'
+        >>> torchrl_logger.setLevel(previous)
+    """
     logging.getLogger("torchrl").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
@@ -54,7 +66,14 @@ def _named_path(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.experiments.pipeline`."""
+    """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.experiments.pipeline`.
+
+    Example:
+        >>> args = build_parser().parse_args(["evaluate", "--checkpoint", "runs/wall/base.pt", "--planner", "cem",
+        ...                                   "--samples", "64"])
+        >>> args.command, args.task, args.planner, args.samples, args.episodes
+        ('evaluate', 'wall', 'cem', 64, None)
+    """
     parser = argparse.ArgumentParser(prog="torchrl-gbp", description=__doc__)
     parser.add_argument("--verbose", action="store_true",
                         help="show torchrl's INFO lines (storage initialisation and the like)")
@@ -161,7 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``torchrl-gbp`` console script."""
+    """Entry point of the ``torchrl-gbp`` console script.
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp() + "/wall"
+        >>> argv = ["collect", "--task", "wall", "--out", out, "--num-trajectories", "3", "--trajectory-steps", "10"]
+        >>> main(argv)  # doctest: +ELLIPSIS
+        dataset written to .../wall
+        0
+        >>> main(["evaluate", "--checkpoint", "missing.pt"])  # the error goes to stderr; exit status 2
+        2
+        >>> main(["reproduce", "--task", "wall", "--quick"])  # minutes  # doctest: +SKIP
+    """
     args = build_parser().parse_args(argv)
     set_torchrl_verbosity(args.verbose)
     try:

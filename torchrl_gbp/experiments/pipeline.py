@@ -30,6 +30,17 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
 
     Tasks without a goal (``task.has_goal`` False: Gymnasium reward envs) plan on the
     predicted return, :class:`ReturnObjective` with the recipe's ``objective`` arguments.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel
+        >>> task, recipe = make_task("wall"), recipe_for("wall", quick=True)
+        >>> model = StateWorldModel(model_config(task, recipe))
+        >>> policy = make_policy(model, task, "cem", recipe, horizon=3)
+        >>> type(policy.planner).__name__, policy.planner.horizon, policy.planner.samples
+        ('CrossEntropyPlanner', 3, 100)
+        >>> env = task.make_env(num_envs=2, seed=0)
+        >>> env.append_transform(policy.make_tensordict_primer()).rollout(2, policy)["action"].shape
+        torch.Size([2, 2, 2])
     """
     kwargs = {**recipe.planner_kwargs.get(planner, {}), **planner_overrides}
     has_goal = getattr(task, "has_goal", True)
@@ -42,14 +53,37 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recip
 
 
 def task_for_model(task_name: str, model: LatentWorldModel) -> Task:
-    """Task ``task_name`` as ``model`` sees it: its state, or its pixels at the model's image size."""
+    """Task ``task_name`` as ``model`` sees it: its state, or its pixels at the model's image size.
+
+    Example:
+        >>> from torchrl_gbp.models import PixelWorldModel, StateWorldModel
+        >>> state_model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> type(task_for_model("wall", state_model)).__name__
+        'WallTask'
+        >>> pixel_model = PixelWorldModel(PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2,
+        ...                               encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8}))
+        >>> task = task_for_model("wall", pixel_model)
+        >>> type(task).__name__, task.image_size
+        ('PixelTask', 16)
+    """
     obs = observation_of(model)
     return make_task(task_name, obs=obs, image_size=model.config.image_size if obs == "pixels" else None)
 
 
 def make_dataset(task: Task, out: str | os.PathLike, num_trajectories: int, seed: int = 0,
                  trajectory_steps: int | None = None) -> Path:
-    """Generate ``task``'s seeded dataset and save it atomically to ``out`` (pixel tasks render straight to disk)."""
+    """Generate ``task``'s seeded dataset and save it atomically to ``out`` (pixel tasks render straight to disk).
+
+    Example:
+        >>> import tempfile
+        >>> path = make_dataset(make_task("wall"), Path(tempfile.mkdtemp()) / "wall", 3, trajectory_steps=10)
+        >>> load_dataset(path).batch_size
+        torch.Size([3, 10])
+        >>> pixels = make_dataset(make_task("wall", obs="pixels", image_size=16), Path(tempfile.mkdtemp()) / "px",
+        ...                       3, trajectory_steps=10)
+        >>> load_dataset(pixels)["pixels"].shape
+        torch.Size([3, 10, 16, 16, 3])
+    """
     if isinstance(task, PixelTask):
         return task.write_dataset(out, num_trajectories, trajectory_steps, seed=seed)
     return save_dataset(task.generate_dataset(num_trajectories, trajectory_steps, seed=seed), out)
@@ -57,13 +91,29 @@ def make_dataset(task: Task, out: str | os.PathLike, num_trajectories: int, seed
 
 def collect(task_name: str, out: str | os.PathLike, num_trajectories: int | None = None, seed: int = 0,
             trajectory_steps: int | None = None, obs: str = "state") -> Path:
-    """Generate the task's seeded dataset (``obs``: ``"state"`` or ``"pixels"``) and save it atomically to ``out``."""
+    """Generate the task's seeded dataset (``obs``: ``"state"`` or ``"pixels"``) and save it atomically to ``out``.
+
+    Example:
+        >>> import tempfile
+        >>> path = collect("wall", Path(tempfile.mkdtemp()) / "wall", num_trajectories=3, trajectory_steps=10)
+        >>> load_dataset(path)["action"].shape
+        torch.Size([3, 10, 2])
+    """
     n = num_trajectories if num_trajectories is not None else recipe_for(task_name, obs=obs).num_trajectories
     return make_dataset(make_task(task_name, obs=obs), out, n, seed, trajectory_steps)
 
 
 def model_config(task: Task, recipe: Recipe, **overrides) -> WorldModelConfig | PixelWorldModelConfig:
-    """The recipe's world-model config for ``task`` (a pixel model for a :class:`PixelTask`), ``overrides`` applied."""
+    """The recipe's world-model config for ``task`` (a pixel model for a :class:`PixelTask`), ``overrides`` applied.
+
+    Example:
+        >>> config = model_config(make_task("wall"), recipe_for("wall"), hidden_dim=32)
+        >>> type(config).__name__, config.obs_dim, config.action_dim, config.hidden_dim, config.depth
+        ('WorldModelConfig', 2, 10, 32, 3)
+        >>> pixels = model_config(make_task("wall", obs="pixels"), recipe_for("wall", obs="pixels"))
+        >>> type(pixels).__name__, pixels.image_size, pixels.proprio_dim
+        ('PixelWorldModelConfig', 64, 2)
+    """
     fields = {**recipe.model, **overrides}
     if isinstance(task, PixelTask):
         return PixelWorldModelConfig(image_size=task.image_size, proprio_dim=task.proprio_dim,
@@ -78,6 +128,16 @@ def train_base_model(task: Task, trajectories, recipe: Recipe, out: str | os.Pat
     """Build the recipe's world model (``model_overrides`` applied), train it on ``trajectories``, checkpoint to ``out``.
 
     A checkpoint is written every :data:`CHECKPOINT_EVERY` steps; ``resume`` continues from the one at ``out``.
+
+    Example:
+        >>> import tempfile
+        >>> task = make_task("wall")
+        >>> data = task.generate_dataset(20, seed=0)
+        >>> out = Path(tempfile.mkdtemp()) / "base.pt"
+        >>> model = train_base_model(task, data, recipe_for("wall"), out, steps=2, batch_size=8, progress=False,
+        ...                          hidden_dim=32, depth=1)
+        >>> model.config.hidden_dim, load_checkpoint(out)[1]["task"]
+        (32, 'wall')
     """
     torch.manual_seed(seed)
     config = model_config(task, recipe, **model_overrides)
@@ -103,6 +163,16 @@ def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, st
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its own
     samples with DistributedDataParallel gradient averaging (gloo on CPU,
     NCCL on GPU); rank 0 writes the checkpoint and logs.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> dataset = collect("wall", folder / "data", num_trajectories=20)
+        >>> model = train("wall", dataset, folder / "base.pt", steps=2, batch_size=8, progress=False,
+        ...               log_dir=folder / "logs", hidden_dim=32, depth=1)
+        >>> (folder / "base.pt").is_file(), model.config.hidden_dim
+        (True, 32)
+        >>> train("wall", "data/wall", "runs/wall/base.pt")  # the recipe: 4000 steps of batch 256  # doctest: +SKIP
     """
     with distributed_training():
         task = make_task(task_name, obs=obs)
@@ -127,6 +197,16 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | os.PathLike, planner: 
     runs the episodes in a ``ParallelEnv``. With ``log_dir`` the numeric metrics go to TorchRL logger
     ``logger`` (see :func:`~torchrl_gbp.train.make_logger`) as ``evaluate/<metric>`` of experiment
     ``<task>_evaluate_<planner>``.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import StateWorldModel, save_checkpoint
+        >>> checkpoint = Path(tempfile.mkdtemp()) / "base.pt"
+        >>> save_checkpoint(checkpoint, StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5)))
+        >>> metrics = evaluate_checkpoint("wall", checkpoint, planner="gd", episodes=2, steps=2)  # 2 GD steps a plan
+        >>> len(metrics["episodes"]["success"]), 0 <= metrics["success_rate"] <= 1
+        (2, True)
+        >>> evaluate_checkpoint("wall", "runs/wall/base.pt", planner="cem")  # 50 episodes  # doctest: +SKIP
     """
     model, _ = load_checkpoint(checkpoint)
     task = task_for_model(task_name, model)
@@ -154,6 +234,18 @@ def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path:
     scores with the same ``seed`` and ``pair_mode``, planned with the same
     policy (sampling planners draw their samples anew in the smaller batch).
     See :func:`~torchrl_gbp.video.record_video`.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import StateWorldModel, save_checkpoint
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(folder / "base.pt", StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2,
+        ...                                                                      frameskip=5)))
+        >>> path = record_checkpoint_video("wall", folder / "base.pt", folder / "gd.gif", episodes=1,
+        ...                                evaluated_episodes=1, size=16, steps=2)
+        >>> path.name, path.stat().st_size > 0
+        ('gd.gif', True)
+        >>> record_checkpoint_video("wall", "runs/wall/base.pt", "runs/wall/gd.gif")  # doctest: +SKIP
     """
     model, _ = load_checkpoint(checkpoint)
     task = task_for_model(task_name, model)
@@ -177,6 +269,19 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     stays frozen), each with its own learning rate, as in the paper. A checkpoint
     (with the synthesis state) is written every :data:`CHECKPOINT_EVERY` steps;
     ``resume`` continues from the one at ``checkpoint_path``.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel
+        >>> task, recipe = make_task("wall"), recipe_for("wall")
+        >>> data = task.generate_dataset(20, seed=0)
+        >>> model = build_world_model(model_config(task, recipe, hidden_dim=32, depth=1), data)
+        >>> encoder = [p.clone() for p in model.state_encoder.parameters()]
+        >>> predictor = [p.clone() for p in model.predictor.parameters()]
+        >>> model = finetune_model(model, task, data, "adversarial", recipe, steps=2, progress=False)
+        >>> all(torch.equal(a, b) for a, b in zip(encoder, model.state_encoder.parameters()))  # frozen
+        True
+        >>> any(not torch.equal(a, b) for a, b in zip(predictor, model.predictor.parameters()))  # trained
+        True
     """
     torch.manual_seed(seed)
     transform = make_synthesis(method, model, task, online=recipe.online, adversarial=recipe.adversarial, seed=seed)
@@ -205,6 +310,21 @@ def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: st
     Without ``dataset`` the task's default dataset is regenerated with ``seed``. With ``log_dir`` the metrics
     go to TorchRL logger ``logger`` (see :func:`~torchrl_gbp.train.make_logger`) as experiment
     ``<task>_finetune_<method>``.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import save_checkpoint
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> task = make_task("wall")
+        >>> dataset = make_dataset(task, folder / "data", 20)
+        >>> base = build_world_model(model_config(task, recipe_for("wall"), hidden_dim=32, depth=1),
+        ...                          load_dataset(dataset))
+        >>> save_checkpoint(folder / "base.pt", base, extra={"task": "wall"})
+        >>> model = finetune("wall", folder / "base.pt", "adversarial", folder / "adversarial.pt", dataset=dataset,
+        ...                  steps=2, progress=False)
+        >>> load_checkpoint(folder / "adversarial.pt")[1]["method"]
+        'adversarial'
+        >>> finetune("wall", "runs/wall/base.pt", "online", "runs/wall/online.pt")  # doctest: +SKIP
     """
     model, _ = load_checkpoint(checkpoint)
     task = task_for_model(task_name, model)

@@ -45,7 +45,15 @@ MODES = ("open loop", "mpc")
 
 @dataclass(frozen=True)
 class PaperSettings:
-    """The paper's planner settings (its released configuration); ``alpha`` is the proprio weight of the cost."""
+    """The paper's planner settings (its released configuration); ``alpha`` is the proprio weight of the cost.
+
+    Example:
+        >>> settings = PaperSettings(alpha=0.0)
+        >>> settings.horizon, settings.sampling["samples"], settings.choices()["bounds"]
+        (5, 300, 'none')
+        >>> replace(settings, **OUR_CHOICES).choices() == OUR_CHOICES  # our construction on every choice
+        True
+    """
 
     horizon: int = 5
     mpc_gradient: dict = field(default_factory=lambda: {"steps": 100, "lr": 0.2, "noise_std": 0.003})
@@ -177,14 +185,36 @@ def segment_pairs(task: Task, episodes: int, seed: int, segment_steps: int = 25,
 
 
 def protocol_pairs(task: Task, settings: PaperSettings, episodes: int, seed: int) -> TensorDict:
-    """The paper protocol's pairs for ``task``: dataset segments or the env's own seeded pairs."""
+    """The paper protocol's pairs for ``task``: dataset segments or the env's own seeded pairs.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> task = WallTask()
+        >>> pairs = protocol_pairs(task, PaperSettings(), episodes=4, seed=0)  # the env's pairs
+        >>> torch.equal(pairs["start_state"], evaluation_pairs(task, 4, seed=0)["start_state"])
+        True
+        >>> segments = protocol_pairs(task, PaperSettings(pairs="segments", segment_steps=10), episodes=4, seed=0)
+        >>> segments["start_state"].shape, segments["goal_state"].shape
+        (torch.Size([4, 2]), torch.Size([4, 2]))
+    """
     if settings.pairs == "segments":
         return segment_pairs(task, episodes, seed, settings.segment_steps)
     return evaluation_pairs(task, episodes, seed)
 
 
 def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: str, proprio_dim: int = 0):
-    """Planner ``name`` (``sgd``, ``adam``, ``cem``, ``mppi``) with the paper's settings for ``mode``."""
+    """Planner ``name`` (``sgd``, ``adam``, ``cem``, ``mppi``) with the paper's settings for ``mode``.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> planner = paper_planner("adam", model, WallTask(), PaperSettings(), "open loop")
+        >>> type(planner).__name__, planner.optimizer.__name__, planner.steps, planner.lr
+        ('GradientPlanner', 'Adam', 300, 0.3)
+        >>> planner.result, planner.action_low is None, planner.objective.include_start  # the reference's choices
+        ('final', True, True)
+    """
     if name not in PAPER_PLANNERS or mode not in MODES:
         raise ValueError(f"planner must be one of {PAPER_PLANNERS} and mode one of {MODES}; got {name!r}, {mode!r}")
     objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim,
@@ -205,6 +235,16 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
     Returns :func:`~torchrl_gbp.evaluate.episode_metrics` of the executed
     ``horizon * frameskip`` env steps (sticky success over them, final state
     at the plan's end), with the planning call's seconds.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> task = WallTask()
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> planner = make_planner("cem", model, action_spec=task.action_spec, samples=16, elites=4, iterations=2)
+        >>> metrics = evaluate_open_loop(planner, task, evaluation_pairs(task, 3, seed=0))
+        >>> metrics["planning_calls"], len(metrics["episodes"]["success"])
+        (1, 3)
     """
     model, episodes = planner.world_model, pairs.shape[0]
     with closing(task.make_env(num_envs=episodes)) as env:
@@ -228,7 +268,23 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     Besides :func:`~torchrl_gbp.evaluate.episode_metrics`' figures it returns ``reported_success_rate``, the
     success under ``settings.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
     each executed block of ``n_taken_actions * frameskip`` env steps under MPC; ``"sticky"``: the test held at
-    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`)."""
+    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> task = WallTask(episode_steps=25)  # one open-loop plan: horizon 5 x frameskip 5
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> settings = replace(PaperSettings(), open_loop_gradient={"steps": 3, "lr": 0.3},
+        ...                    mpc_gradient={"steps": 3, "lr": 0.2})
+        >>> pairs = protocol_pairs(task, settings, episodes=2, seed=0)
+        >>> cell = evaluate_paper_cell(model, task, "adam", "open loop", pairs, settings)
+        >>> cell["reported_success_rate"] == cell["success_rate"], cell["protocol_choices"]["result_rule"]
+        (True, 'final')
+        >>> cell = evaluate_paper_cell(model, task, "sgd", "mpc", pairs, settings)  # replans every model step
+        >>> cell["planning_calls"], cell["reported_success_rate"] == cell["sticky_success_rate"]
+        (5, True)
+    """
     proprio = model.config.proprio_dim
     plan = paper_planner(planner, model, task, settings, mode, proprio)
     if mode == "open loop":

@@ -31,7 +31,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 
 
 def success_cell(row: dict) -> str:
-    """``row["success_rate"]`` in %, with ``+- std`` over seeds when ``row["success_std"]`` is set."""
+    """``row["success_rate"]`` in %, with ``+- std`` over seeds when ``row["success_std"]`` is set.
+
+    Example:
+        >>> success_cell({"success_rate": 0.8, "success_std": None})  # one seed
+        '80.0'
+        >>> success_cell({"success_rate": 0.8, "success_std": 0.05})
+        '80.0 +- 5.0'
+    """
     std = row.get("success_std")
     return f"{100 * row['success_rate']:.1f}" + (f" +- {100 * std:.1f}" if std is not None else "")
 
@@ -42,6 +49,17 @@ def summarize(runs: list[dict], by: tuple[str, ...] = ("model", "planner"),
 
     ``success`` names the per-run rate averaged into ``success_rate`` (for example
     ``"sticky_success_rate"`` for the paper's protocol); times are medians over seeds.
+
+    Example:
+        >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
+        ...          "plan_seconds_per_env": t / 50}
+        ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
+        ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
+        ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
+        >>> rows = summarize(runs)
+        >>> [(r["model"], r["planner"], r["seeds"], round(r["success_rate"], 2), round(r["success_std"], 2),
+        ...   r["plan_seconds"]) for r in rows]
+        [('base', 'gd', 2, 0.5, 0.1, 1.0), ('base', 'cem', 2, 0.8, 0.0, 8.0), ('online', 'gd', 2, 0.8, 0.1, 1.0)]
     """
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -100,7 +118,21 @@ def format_paper_table(rows: list[dict], paper: dict | None = None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table: model, planner, success % (mean +- std where several seeds), distance, seconds, ratio to CEM on base."""
+    """Markdown table: model, planner, success % (mean +- std where several seeds), distance, seconds, ratio to CEM on base.
+
+    Example:
+        >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
+        ...          "plan_seconds_per_env": t / 50}
+        ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
+        ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
+        ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
+        >>> print(format_table(summarize(runs)))
+        | model | planner | success % | final distance | s / plan (batched) | s / plan / env | time vs CEM on base |
+        |---|---|---|---|---|---|---|
+        | base | gd | 50.0 +- 10.0 | 0.100 | 1.000 | 0.0200 | 0.125 |
+        | base | cem | 80.0 +- 0.0 | 0.100 | 8.000 | 0.1600 | 1.000 |
+        | online | gd | 80.0 +- 10.0 | 0.100 | 1.000 | 0.0200 | 0.125 |
+    """
     reference = next((r["plan_seconds"] for r in rows if r["planner"] == "cem" and r["model"] == "base"), None)
     header = ["model", "planner", "success %", "final distance", "s / plan (batched)", "s / plan / env",
               "time vs CEM on base"]
@@ -115,6 +147,18 @@ def paper_claims(rows: list[dict]) -> str:
 
     Each success comparison also gives the difference in points and whether it
     is within seed noise (no larger than the larger of the two std over seeds).
+
+    Example:
+        >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
+        ...          "plan_seconds_per_env": t / 50}
+        ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
+        ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
+        ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
+        >>> claims = paper_claims(summarize(runs)).splitlines()
+        >>> for claim in claims[1:]:
+        ...     print(claim)
+        2. GD on online (80.0%) matches or beats CEM on base (80.0%): holds (+0.0 points, within seed noise (std 10.0))
+        3. GD seconds per plan / CEM's: 0.125
     """
     by = {(r["model"], r["planner"]): r for r in rows}
     cem, gd = by.get(("base", "cem")), by.get(("base", "gd"))
@@ -151,6 +195,15 @@ def paper_protocol_claims(rows: list[dict]) -> str:
 
     Adam MPC on each finetuned model against CEM MPC on the base model (sticky
     success), with the difference in points and the seed noise, and the time ratio.
+
+    Example:
+        >>> rows = [{"model": m, "mode": "mpc", "planner": p, "success_rate": r, "success_std": None,
+        ...          "plan_seconds": t, "planning_seconds_total": 10 * t}
+        ...         for m, p, r, t in [("base", "cem", 0.8, 10.0), ("online", "adam", 0.9, 1.0)]]
+        >>> for part in paper_protocol_claims(rows).split("; "):
+        ...     print(part)
+        - Adam MPC on online (90.0%) >= CEM MPC on base (80.0%): holds (+10.0 points, one seed: no noise estimate)
+        time vs CEM: 0.100 per call, 0.100 per episode
     """
     by = {(r["model"], r["mode"], r["planner"]): r for r in rows}
     cem = by.get(("base", "mpc", "cem"))
@@ -178,7 +231,19 @@ def paper_protocol_claims(rows: list[dict]) -> str:
 
 
 def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
-    """Scatter of success rate against seconds per plan, one point per row, saved as PNG."""
+    """Scatter of success rate against seconds per plan, one point per row, saved as PNG.
+
+    Example:
+        >>> import tempfile
+        >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
+        ...          "plan_seconds_per_env": t / 50}
+        ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
+        ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
+        ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
+        >>> path = plot_success_vs_seconds(summarize(runs), Path(tempfile.mkdtemp()) / "wall.png", "wall")
+        >>> path.name, path.stat().st_size > 0
+        ('wall.png', True)
+    """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -206,6 +271,18 @@ def load_raw_runs(folder: str | os.PathLike) -> tuple[list[dict], str]:
 
     ``folder`` holds ``*.json`` unit files ``{"fingerprint": ..., "runs": [...]}``; the
     runs are ordered by seed, then model (base, online, adversarial, both).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for method, planner, rate in [("online", "gd", 0.9), ("base", "gd", 0.5), ("base", "cem", 0.8)]:
+        ...     run = {"model": method, "planner": planner, "seed": 0, "success_rate": rate, "final_distance": 0.1,
+        ...            "plan_seconds": 1.0, "plan_seconds_per_env": 0.02}
+        ...     unit = folder / f"{method}_seed0_{planner}.json"
+        ...     _ = unit.write_text(json.dumps({"fingerprint": {"method": method, "unit_seed": 0}, "runs": [run]}))
+        >>> runs, protocol = load_raw_runs(folder)
+        >>> [(run["model"], run["planner"]) for run in runs], protocol
+        ([('base', 'cem'), ('base', 'gd'), ('online', 'gd')], 'ours')
     """
     units = []
     for path in sorted(Path(folder).glob("*.json")):
@@ -228,7 +305,24 @@ def tables_from_raw(folder: str | os.PathLike,
     """``(table, claims, more tables)`` of a raw-results folder: the table and claims as ``reproduce`` prints
     them (``paper``: see :func:`format_paper_table`), and for the paper's protocol ``(caption, table)`` pairs in
     the same layout: final-state instead of sticky success, and, where the runs recorded which episodes'
-    start state already passed the success test, sticky success over the other episodes only."""
+    start state already passed the success test, sticky success over the other episodes only.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for method, planner, rate in [("online", "gd", 0.9), ("base", "gd", 0.5), ("base", "cem", 0.8)]:
+        ...     run = {"model": method, "planner": planner, "seed": 0, "success_rate": rate, "final_distance": 0.1,
+        ...            "plan_seconds": 1.0, "plan_seconds_per_env": 0.02}
+        ...     unit = folder / f"{method}_seed0_{planner}.json"
+        ...     _ = unit.write_text(json.dumps({"fingerprint": {"method": method, "unit_seed": 0}, "runs": [run]}))
+        >>> table, claims, more = tables_from_raw(folder)
+        >>> print(table.splitlines()[-1])
+        | online | gd | 90.0 | 0.100 | 1.000 | 0.0200 | 1.000 |
+        >>> print(claims.splitlines()[1])
+        2. GD on online (90.0%) matches or beats CEM on base (80.0%): holds (+10.0 points, one seed: no noise estimate)
+        >>> more  # only the paper's protocol has more tables
+        []
+    """
     runs, protocol = load_raw_runs(folder)
     if protocol != "paper":
         rows = summarize(runs)
@@ -256,7 +350,14 @@ EARLIER_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "r
 
 def paper_success_key(runs: list[dict]) -> str:
     """The per-run rate a paper-protocol table reports: ``"reported_success_rate"`` (under the run's success
-    rule) where every run recorded it, else ``"sticky_success_rate"`` (runs before the rule was recorded)."""
+    rule) where every run recorded it, else ``"sticky_success_rate"`` (runs before the rule was recorded).
+
+    Example:
+        >>> paper_success_key([{"reported_success_rate": 0.5, "sticky_success_rate": 0.6}])
+        'reported_success_rate'
+        >>> paper_success_key([{"sticky_success_rate": 0.6}])
+        'sticky_success_rate'
+    """
     return "reported_success_rate" if runs and all("reported_success_rate" in r for r in runs) else \
         "sticky_success_rate"
 
@@ -333,7 +434,19 @@ def _percent_over_seeds(rows: list[dict], key: str) -> str:
 
 
 def replace_block(text: str, name: str, content: str) -> str:
-    """``text`` with the block between ``<!-- table:name -->`` and ``<!-- /table:name -->`` set to ``content``."""
+    """``text`` with the block between ``<!-- table:name -->`` and ``<!-- /table:name -->`` set to ``content``.
+
+    Example:
+        >>> text = "# Results\\n<!-- table:wall -->\\nold table\\n<!-- /table:wall -->\\nNotes."
+        >>> print(replace_block(text, "wall", markdown_table(["success %"], [[80.0]])))
+        # Results
+        <!-- table:wall -->
+        | success % |
+        |---|
+        | 80.0 |
+        <!-- /table:wall -->
+        Notes.
+    """
     start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
     if start not in text or end not in text:
         raise ValueError(f"no block {start} ... {end}")
@@ -343,5 +456,12 @@ def replace_block(text: str, name: str, content: str) -> str:
 
 
 def block_names(text: str) -> list[str]:
-    """The names of the generated blocks in ``text``."""
+    """The names of the generated blocks in ``text``.
+
+    Example:
+        >>> text = ("<!-- table:wall -->\\n| a |\\n<!-- /table:wall -->\\n"
+        ...         "<!-- table:pusht.paper -->\\n| b |\\n<!-- /table:pusht.paper -->")
+        >>> block_names(text)
+        ['wall', 'pusht.paper']
+    """
     return re.findall(r"<!-- table:([\w.-]+) -->", text)

@@ -54,7 +54,23 @@ def run_unit(job: dict) -> list[dict]:
     then evaluate every planner on the seed's (start, goal) pairs. Runs here or in a Ray worker.
 
     Its rows are written atomically to ``job["result"]`` (JSON) when it ends; an
-    interrupted finetuning resumes from its checkpoint."""
+    interrupted finetuning resumes from its checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(folder / "base.pt", StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2,
+        ...                                                                      frameskip=5)))
+        >>> job = {"task": "wall", "obs": "state", "quick": True, "base": folder / "base.pt", "dataset": None,
+        ...        "log_dir": folder / "logs", "logger": "csv", "method": "base", "seed": 0, "planners": ("gd",),
+        ...        "checkpoint": None, "result": folder / "units" / "base_seed0.json",
+        ...        "fingerprint": {"method": "base"}, "protocol": "ours", "progress": False, "threads": None,
+        ...        "verbose": False}
+        >>> runs = run_unit(job)  # MPC on 20 episodes, seconds  # doctest: +SKIP
+        >>> [(run["model"], run["mode"], run["planner"]) for run in runs]  # doctest: +SKIP
+        [('base', 'mpc', 'gd')]
+    """
     if job["threads"] is not None:
         torch.set_num_threads(job["threads"])
         logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
@@ -93,6 +109,13 @@ def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> lis
     """The (mode, planner) cells a unit evaluates: ours, MPC with ``planners``; the paper's, Table 1's cells.
 
     MPPI only where ``with_mppi`` (the recipe's ``mppi_models``), to bound the run time.
+
+    Example:
+        >>> unit_cells("ours", ("gd", "cem", "mppi"), with_mppi=False)
+        [('mpc', 'gd'), ('mpc', 'cem')]
+        >>> cells = unit_cells("paper", ("gd",), with_mppi=False)  # Table 1: both modes x SGD, Adam, CEM
+        >>> len(cells), cells[0], cells[-1]
+        (6, ('open loop', 'sgd'), ('mpc', 'cem'))
     """
     if protocol == "paper":
         return [(mode, name) for mode in MODES for name in PAPER_PLANNERS if name != "mppi" or with_mppi]
@@ -100,7 +123,21 @@ def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> lis
 
 
 def finished_runs(job: dict) -> list[dict] | None:
-    """The rows a previous run of ``job`` wrote, if its result file is complete and of the same configuration."""
+    """The rows a previous run of ``job`` wrote, if its result file is complete and of the same configuration.
+
+    Example:
+        >>> import tempfile
+        >>> result = Path(tempfile.mkdtemp()) / "base_seed0.json"
+        >>> job = {"result": result, "fingerprint": {"method": "base"}, "checkpoint": None}
+        >>> finished_runs(job) is None  # no result file yet
+        True
+        >>> _ = result.write_text(json.dumps({"fingerprint": {"method": "base"},
+        ...                                   "runs": [{"planner": "gd", "success_rate": 0.5}]}))
+        >>> finished_runs(job)
+        [{'planner': 'gd', 'success_rate': 0.5}]
+        >>> finished_runs({**job, "fingerprint": {"method": "online"}}) is None  # another configuration
+        True
+    """
     try:
         saved = json.loads(Path(job["result"]).read_text())
     except (OSError, ValueError):
@@ -149,6 +186,15 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
     run at once on this machine (default: one per core); with
     ``ray_address`` (for example ``"auto"`` or ``"ray://head:10001"``) they go to
     that cluster instead of a local instance started (and stopped) here.
+
+    Example:
+        >>> run_units([], backend="serial")
+        []
+        >>> run_units([], backend="dask")
+        Traceback (most recent call last):
+            ...
+        ValueError: backend must be one of ('serial', 'ray'), got 'dask'
+        >>> results = run_units(jobs, backend="ray", workers=2)  # jobs as run_unit takes them  # doctest: +SKIP
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -209,6 +255,12 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     replaces the recipe's evaluation and finetuning seeds (a run within a time budget: say so where it is reported).
     Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
     :func:`~torchrl_gbp.train.make_logger`).
+
+    Example:
+        >>> result = reproduce("wall", "runs", quick=True)  # minutes on a laptop  # doctest: +SKIP
+        >>> print(result["table"])  # doctest: +SKIP
+        >>> sorted(result["paths"])  # doctest: +SKIP
+        ['checkpoint', 'dataset', 'plot', 'table']
     """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

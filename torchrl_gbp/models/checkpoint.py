@@ -53,6 +53,14 @@ def save_checkpoint(path: str | os.PathLike, model: LatentWorldModel, extra: dic
     ``extra`` holds anything JSON-like the caller wants back (training step, task name...);
     ``training`` the state a resumed run needs (tensors, numbers, nested dicts; see
     :func:`~torchrl_gbp.train.train_world_model`).
+
+    Example:
+        >>> import tempfile
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+        >>> save_checkpoint(path, model, extra={"task": "wall", "step": 0})
+        >>> read_checkpoint(path)["kind"], read_checkpoint(path)["extra"]
+        ('state', {'task': 'wall', 'step': 0})
     """
     kind = model_kind(model)
     atomic_torch_save(
@@ -91,6 +99,15 @@ def load_checkpoint(path: str | os.PathLike, image_encoder: nn.Module | None = N
 
     ``image_encoder``: the module of a pixel model saved with a ``"custom"``
     encoder (its weights are restored from the checkpoint).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+        >>> save_checkpoint(path, StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5)),
+        ...                 extra={"task": "wall"})
+        >>> model, extra = load_checkpoint(path)
+        >>> type(model).__name__, model.action_dim, extra
+        ('StateWorldModel', 10, {'task': 'wall'})
     """
     payload = read_checkpoint(path)
     kind = payload.get("kind", "state")
@@ -125,6 +142,18 @@ def load_weights_into(model: LatentWorldModel, path: str | os.PathLike) -> dict:
     """Load a checkpoint into an existing model; a different config raises naming the fields.
 
     Returns the checkpoint's ``extra`` dict.
+
+    Example:
+        >>> import tempfile
+        >>> config = WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5)
+        >>> trained, fresh = StateWorldModel(config), StateWorldModel(config)
+        >>> trained.fit_normalization(torch.zeros(8, 2), torch.full((8, 10), 0.5))
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+        >>> save_checkpoint(path, trained, extra={"step": 100})
+        >>> load_weights_into(fresh, path)
+        {'step': 100}
+        >>> fresh.action_normalizer.mean[:2].tolist()
+        [0.5, 0.5]
     """
     payload = read_checkpoint(path)
     saved = payload["config"]

@@ -17,7 +17,13 @@ def mlp(in_dim: int, out_dim: int, hidden_dim: int, depth: int) -> nn.Sequential
 
 
 class IdentityEncoder(nn.Module):
-    """The latent is the (normalised) state itself: ``latent_dim == obs_dim``."""
+    """The latent is the (normalised) state itself: ``latent_dim == obs_dim``.
+
+    Example:
+        >>> enc = IdentityEncoder(3)
+        >>> enc.latent_dim, enc(torch.ones(2, 3)).tolist()
+        (3, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    """
 
     def __init__(self, obs_dim: int) -> None:
         super().__init__()
@@ -48,7 +54,13 @@ class MLPEncoder(nn.Module):
 
 
 class ActionEncoder(nn.Module):
-    """Linear embedding of the normalised action block (the paper's action encoder)."""
+    """Linear embedding of the normalised action block (the paper's action encoder).
+
+    Example:
+        >>> enc = ActionEncoder(10, 16)                        # a frameskip-5 block of 2-d actions
+        >>> enc(torch.zeros(4, 5, 10)).shape
+        torch.Size([4, 5, 16])
+    """
 
     def __init__(self, action_dim: int, embed_dim: int) -> None:
         super().__init__()

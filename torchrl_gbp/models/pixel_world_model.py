@@ -41,6 +41,13 @@ class PixelWorldModelConfig(ConfigFields):
             :meth:`DINOv2Encoder.config_dict`).
         action_embed_dim, proprio_embed_dim: embedding sizes concatenated to every token.
         hidden_dim, depth, heads: predictor transformer width, layers, heads.
+
+    Example:
+        >>> config = PixelWorldModelConfig(image_size=64, proprio_dim=2, env_action_dim=2)
+        >>> config.action_dim, config.num_hist, config.encoder
+        (10, 3, 'patch')
+        >>> PixelWorldModelConfig.from_dict(config.to_dict()) == config
+        True
     """
 
     image_size: int
@@ -129,7 +136,17 @@ class PixelObservationEncoder(nn.Module):
 
 
 def observation_of(model: LatentWorldModel) -> str:
-    """What ``model`` reads: ``"pixels"`` for a :class:`PixelWorldModel`, else ``"state"`` (``make_task``'s ``obs``)."""
+    """What ``model`` reads: ``"pixels"`` for a :class:`PixelWorldModel`, else ``"state"`` (``make_task``'s ``obs``).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> observation_of(StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5)))
+        'state'
+        >>> config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2,
+        ...                                encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8})
+        >>> observation_of(PixelWorldModel(config))
+        'pixels'
+    """
     return "pixels" if isinstance(model.config, PixelWorldModelConfig) else "state"
 
 

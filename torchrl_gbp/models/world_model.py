@@ -62,6 +62,13 @@ class WorldModelConfig(ConfigFields):
             weighted by ``alpha`` in goal costs (0: the latent has one part).
         reward_head: add a learned :class:`~torchrl_gbp.models.reward.RewardHead`
             (:meth:`StateWorldModel.predict_reward`), trained from ``("next", "reward")``.
+
+    Example:
+        >>> config = WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5)
+        >>> config.action_dim                                  # env_action_dim * frameskip
+        10
+        >>> WorldModelConfig.from_dict(config.to_dict()) == config
+        True
     """
 
     obs_dim: int
@@ -178,6 +185,15 @@ class LatentWorldModel(WorldModel):
         observation_keys: the TensorDict keys of the observation entries the encoder reads.
         goal_keys: the keys of the goal's observation entries, one per observation key (what
             :class:`~torchrl_gbp.planners.MPCPolicy` reads by default).
+
+    Example:
+        >>> from torchrl_gbp.models import ResidualMLPPredictor
+        >>> config = WorldModelConfig(obs_dim=3, env_action_dim=2)
+        >>> model = LatentWorldModel(config, nn.Identity(), 3, ResidualMLPPredictor(3, config.action_embed_dim),
+        ...                          observation_keys=["observation"], goal_keys=["goal"])
+        >>> z = model.encode(torch.zeros(4, 1, 3))             # (B, h, D)
+        >>> model.rollout(z, torch.zeros(4, 0, 2), torch.zeros(4, 6, 2)).shape
+        torch.Size([4, 6, 3])
     """
 
     def __init__(self, config, encoder: nn.Module, latent_dim: int, predictor: nn.Module, *,

@@ -23,6 +23,16 @@ class PlanResult(NamedTuple):
     (optimiser steps, sampling rounds; both stages for hybrids); ``stop_reason``:
     ``"iterations"`` (the full count), ``"time"`` or ``"plateau"`` (the
     planner's :class:`SearchBudget` stopped it).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.planners import make_planner
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> planner = make_planner("cem", model, horizon=3, samples=16, elites=4, iterations=2)
+        >>> start, goal = {"observation": torch.zeros(4, 2)}, {"observation": torch.ones(4, 2)}
+        >>> result = planner.plan(*planning_inputs(model, start, goal))
+        >>> result.actions.shape, result.cost.shape, result.iterations, result.stop_reason, result.nonfinite
+        (torch.Size([4, 3, 10]), torch.Size([4]), 2, 'iterations', 0)
     """
 
     actions: torch.Tensor
@@ -71,6 +81,19 @@ class Planner(abc.ABC):
 
     :meth:`plan` returns everything a call measured (:class:`PlanResult`);
     the planner keeps no per-call state.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> class ZeroPlanner(Planner):  # a planner only defines its search
+        ...     def search(self, z_hist, a_hist, z_goal, init, generator, clock):
+        ...         actions = self.cold_start(z_hist.shape[0], z_hist, generator)
+        ...         return actions, self.score(z_hist, a_hist, z_goal, actions.unsqueeze(1)).squeeze(1)
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> planner = ZeroPlanner(model, horizon=4)
+        >>> start, goal = {"observation": torch.zeros(3, 2)}, {"observation": torch.ones(3, 2)}
+        >>> result = planner.plan(*planning_inputs(model, start, goal))
+        >>> result.actions.shape, result.cost.shape
+        (torch.Size([3, 4, 10]), torch.Size([3]))
     """
 
     def __init__(self, world_model, *, objective: GoalCost | None = None, horizon: int = 5,

@@ -54,7 +54,15 @@ class SearchBudget:
 
 
 class BudgetClock:
-    """The running state of one search under a :class:`SearchBudget`."""
+    """The running state of one search under a :class:`SearchBudget`.
+
+    Example:
+        >>> clock = SearchBudget(patience=2).start()
+        >>> [clock.should_stop(torch.tensor([1.0])) for _ in range(3)]  # the cost never improves
+        [False, False, True]
+        >>> clock.iterations, clock.stop_reason
+        (3, 'plateau')
+    """
 
     def __init__(self, budget: SearchBudget) -> None:
         self.budget = budget

@@ -46,7 +46,17 @@ def env_action_bounds(action_spec: TensorSpec, env_action_dim: int,
 
 def model_action_bounds(world_model, action_spec: TensorSpec,
                         action_key: NestedKey = "action") -> tuple[torch.Tensor, torch.Tensor]:
-    """Bounds ``(action_dim,)`` of the world model's normalised action that keep env actions inside ``action_spec``."""
+    """Bounds ``(action_dim,)`` of the world model's normalised action that keep env actions inside ``action_spec``.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+        >>> model.fit_normalization(torch.zeros(2, 2), torch.stack([torch.zeros(10), torch.ones(10)]))
+        >>> low, high = model_action_bounds(model, WallTask().action_spec)  # env actions in [-1, 1]
+        >>> low.shape, round(low[0].item(), 2), round(high[0].item(), 2)  # (bound - mean 0.5) / std 0.71
+        (torch.Size([10]), -2.12, 0.71)
+    """
     low, high = env_action_bounds(action_spec, world_model.config.env_action_dim, action_key)
     return world_model.normalized_action_bounds(low, high)
 

@@ -22,6 +22,18 @@ class PolicyStatePrimer(TensorDictPrimer):
     The entries go to the env's ``state_spec`` (inputs carried from step to
     step, zeroed at reset), not to its observations, so a rollout stores
     them once per step and never again under ``"next"``.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> env = WallTask().make_env(num_envs=2, seed=0)
+        >>> env = env.append_transform(PolicyStatePrimer(Composite(memory=Unbounded(shape=(3,))),
+        ...                                              default_value=0, expand_specs=True))
+        >>> "memory" in env.state_spec.keys(), "memory" in env.observation_spec.keys()
+        (True, False)
+        >>> env.reset()["memory"].shape
+        torch.Size([2, 3])
+        >>> "memory" in env.rollout(3).get("next").keys()
+        False
     """
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:

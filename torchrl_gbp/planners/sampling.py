@@ -26,6 +26,17 @@ class SamplingPlanner(Planner):
         min_std: floor on the refitted std, so the search never freezes.
         planner_options: :class:`Planner`'s keyword arguments (``objective``, ``horizon``,
             ``action_low``, ``action_high``, ``budget``, ``compile``, ``autocast_dtype``).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> class BestElitePlanner(SamplingPlanner):  # a sampling planner only defines its refit
+        ...     def refit(self, elite, elite_cost):
+        ...         return elite[:, 0], torch.full_like(elite[:, 0], 0.3)
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
+        >>> planner = BestElitePlanner(model, horizon=3, samples=16, elites=2, iterations=2)
+        >>> result = planner.plan(torch.zeros(2, 1, 2), torch.zeros(2, 0, 2), torch.ones(2, 2))
+        >>> result.actions.shape, result.iterations
+        (torch.Size([2, 3, 2]), 2)
     """
 
     def __init__(self, world_model, *, samples: int = 300, elites: int = 30, iterations: int = 30,

@@ -34,6 +34,12 @@ def task_module(name: str, part: str | None = None) -> ModuleType:
 
     Raises ``ValueError`` for an unknown name and ``ImportError`` naming the
     pip extra to install when the task's simulator is missing.
+
+    Example:
+        >>> task_module("wall").__name__
+        'torchrl_gbp.tasks.wall'
+        >>> task_module("wall", "simulator").WallSimulator.__name__
+        'WallSimulator'
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
@@ -47,7 +53,13 @@ def task_module(name: str, part: str | None = None) -> ModuleType:
 
 
 def task_class(name: str) -> type[Task]:
-    """The :class:`Task` subclass registered under ``name``, importing its package on first use."""
+    """The :class:`Task` subclass registered under ``name``, importing its package on first use.
+
+    Example:
+        >>> cls = task_class("wall")
+        >>> cls.__name__, cls().name
+        ('WallTask', 'wall')
+    """
     return getattr(task_module(name), TASKS[name][1])
 
 

@@ -61,6 +61,17 @@ class Task(abc.ABC):
     proprioception beside them, as DINO-WM uses it; a goal image is
     ``render(goal_state)``. The four built-in tasks implement both; a task
     without them raises ``NotImplementedError`` naming itself.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> task = WallTask()
+        >>> start, goal = task.sample_start_goal(4, torch.Generator().manual_seed(0))
+        >>> start.shape, task.success(goal, goal).all().item()
+        (torch.Size([4, 2]), True)
+        >>> task.make_env(num_envs=4, seed=0).rollout(3)["observation"].shape
+        torch.Size([4, 3, 2])
+        >>> task.generate_dataset(5, trajectory_steps=10, seed=0)["action"].shape
+        torch.Size([5, 10, 2])
     """
 
     name: str

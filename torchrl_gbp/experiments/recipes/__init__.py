@@ -25,6 +25,13 @@ class Recipe:
     constructor arguments of :class:`GradientPlanner`, :class:`CrossEntropyPlanner`,
     :class:`PathIntegralPlanner`, :class:`ImprovedCEMPlanner` or :class:`GradientCEMPlanner`; a planner
     missing from it gets its class's defaults.
+
+    Example:
+        >>> recipe = Recipe(train_steps=500, planner_kwargs={"gd": {"steps": 20, "lr": 0.3}})
+        >>> recipe.train_steps, recipe.batch_size, recipe.planner_kwargs["gd"]["steps"]
+        (500, 256, 20)
+        >>> sorted(recipe.fingerprint())  # the fields set away from their defaults
+        ['planner_kwargs', 'train_steps']
     """
 
     num_trajectories: int = 2000
