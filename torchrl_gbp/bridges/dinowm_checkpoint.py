@@ -65,7 +65,21 @@ MODULE_ALIASES = {"posix": "os", "nt": "os", "posixpath": "os.path", "ntpath": "
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint names a global that could run code; nothing from it was executed."""
+    """A checkpoint names a global that could run code; nothing from it was executed.
+
+    Example:
+        >>> import os, pickle, tempfile
+        >>> class Payload:
+        ...     def __reduce__(self):
+        ...         return os.system, ("echo pwned",)
+        >>> path = Path(tempfile.mkdtemp()) / "model.pth"
+        >>> torch.save({"predictor": Payload()}, path)
+        >>> try:
+        ...     read_pickled_checkpoint(path)
+        ... except UnsafeCheckpointError as error:
+        ...     "system" in str(error)
+        True
+    """
 
 
 class PickledObject:
@@ -451,8 +465,20 @@ def dinowm_world_model(run_dir: str | os.PathLike, *, checkpoint: str = "checkpo
     """A :class:`DinoWMWorldModel` with a DINO-WM run's weights, loaded strictly; the conversion's first half.
 
     Normalisation statistics are not in DINO-WM's checkpoints: set them with
-    :meth:`DinoWMWorldModel.set_normalization`. See :func:`convert_dinowm_checkpoint`
-    for an example.
+    :meth:`DinoWMWorldModel.set_normalization`.
+
+    Example:
+        >>> import tempfile
+        >>> model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8,
+        ...                                       depth=1, heads=2, dim_head=4, mlp_dim=16))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "hydra.yaml").write_text("num_hist: 3\\nframeskip: 5\\n")
+        >>> (run / "checkpoints").mkdir()
+        >>> torch.save({"epoch": 1, "predictor": model.predictor, "action_encoder": model.action_encoder,
+        ...             "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+        >>> loaded = dinowm_world_model(run, rollout="one_frame")
+        >>> loaded.config.rollout, torch.equal(loaded.predictor.pos_embedding, model.predictor.pos_embedding)
+        ('one_frame', True)
     """
     return _model_from_run(DinoWMRun(run_dir, checkpoint), rollout)
 

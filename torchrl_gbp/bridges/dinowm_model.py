@@ -54,6 +54,11 @@ class DinoWMConfig(ConfigFields):
             re-tiled (the paper's gradient-planning configs).
         encoder: ``"tokens"``: observations are precomputed visual tokens ``(..., num_patches, visual_dim)``;
             ``"custom"``: images through an image-encoder module given to the model (and again on loading).
+
+    Example:
+        >>> config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4)
+        >>> config.action_dim, config.depth, config.heads * config.dim_head, config.visual_dim
+        (10, 6, 1024, 384)
     """
 
     env_action_dim: int
