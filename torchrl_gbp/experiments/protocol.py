@@ -141,6 +141,8 @@ PAPER_TABLE1 = {
              ("online", "open loop"): (16, 18, 54), ("online", "mpc"): (38, 80, 90),
              ("adversarial", "open loop"): (32, 34, 30), ("adversarial", "mpc"): (14, 94, 94)},
 }
+# The replicas of DINO-WM's environments are the paper's own Wall and PushT: their tables carry its numbers too.
+PAPER_TABLE1.update(dinowm_wall=PAPER_TABLE1["wall"], dinowm_pusht=PAPER_TABLE1["pusht"])
 
 
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:
