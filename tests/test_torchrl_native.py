@@ -261,3 +261,13 @@ def test_torchrl_planning_env_rewards_sum_to_minus_our_planning_cost() -> None:
         ours = GradientPlanner(model, objective=objective, horizon=4, steps=0).score(
             latent[:, None], torch.zeros(3, 0, 10), goal, actions[:, None])
     torch.testing.assert_close(-total, ours.squeeze(1))
+
+
+def test_a_trainable_encoder_is_not_cached_so_the_loss_trains_it(tmp_path) -> None:
+    data, _ = _data_and_model()
+    model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, encoder="mlp"), data)
+    batch = _user_buffer(data, tmp_path, AdversarialSynthesis(model)).sample()
+    assert "latent" not in batch.keys() and batch["latent_perturbation"].shape == (8, 3, model.latent_dim)
+    loss = TeacherForcingLoss(model)(batch)
+    (loss["loss_prediction"] + loss["loss_reconstruction"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.state_encoder.parameters())

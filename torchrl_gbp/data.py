@@ -307,10 +307,12 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     """The latents ``(B, T, D)`` of a batch of windows, encoded once per batch.
 
     Returns ``windows[key]`` when an earlier step wrote it; otherwise encodes
-    the model's observation entries without gradients and writes them there,
-    so the synthesis transforms and the loss that read the same batch share
-    one encoding (exact for a frozen encoder: only finetuning, where the
-    encoder is frozen, puts transforms before the loss).
+    the model's observation entries without gradients and, when the model's
+    observation encoder has no trainable parameter (a frozen image encoder,
+    normalisation statistics), writes them there, so the synthesis
+    transforms and the loss that read the same batch share one encoding. An
+    encoder that trains (DINO-WM's proprio embedding, a learned state
+    encoder) is not cached: the loss encodes again, with gradients.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -325,7 +327,8 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     if latent is None:
         with torch.no_grad():
             latent = world_model.encode_from(windows)
-        windows.set(key, latent)
+        if not any(p.requires_grad for p in world_model.state_encoder.parameters()):
+            windows.set(key, latent)
     return latent
 
 
