@@ -82,6 +82,10 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
     Pixel checkpoints are diagnosed on the task's pixels (all checkpoints must be of one kind).
 
     Example:
+        >>> diagnose("wall", {}, "runs/wall/diagnostics")  # arguments are checked before anything runs
+        Traceback (most recent call last):
+        ...
+        ValueError: checkpoints must name at least one checkpoint (name -> path)
         >>> diagnose("wall", {"base": "runs/wall/base.pt", "online": "runs/wall/online_seed0.pt"},
         ...          "runs/wall/diagnostics")  # doctest: +SKIP
     """

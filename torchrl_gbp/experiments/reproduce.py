@@ -257,6 +257,10 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     :func:`~torchrl_gbp.train.make_logger`).
 
     Example:
+        >>> reproduce("wall", "runs", backend="slurm")  # arguments are checked before anything runs
+        Traceback (most recent call last):
+        ...
+        ValueError: backend must be one of ('serial', 'ray'), got 'slurm'
         >>> result = reproduce("wall", "runs", quick=True)  # minutes on a laptop  # doctest: +SKIP
         >>> print(result["table"])  # doctest: +SKIP
         >>> sorted(result["paths"])  # doctest: +SKIP
