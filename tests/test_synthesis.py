@@ -427,3 +427,17 @@ def test_a_fixed_adversarial_radius_and_its_generator_resume_from_the_state_dict
     assert torch.equal(resumed.eps, running.eps)
     shifted = batch.clone().apply(lambda x: x * 3 if x.is_floating_point() else x)  # a fixed radius ignores it
     assert_same_tensors(resumed(shifted), running(shifted))
+
+
+def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the_batch(model, batch):
+    synthesis = AdversarialSynthesis(model, radius_statistic="per_window", fraction=0.5, generator=rng())
+    out = synthesis(batch)
+    z = out["latent"]
+    e = model.embed_actions(model.normalize_action(batch["action"])).detach()
+    expected = torch.stack([z.flatten(1).std(dim=1).mean(), e.flatten(1).std(dim=1).mean()])
+    torch.testing.assert_close(synthesis.eps[[0, 2]], expected * torch.tensor([0.05, 0.02]))
+    over_batch = AdversarialSynthesis(model)
+    over_batch(batch)
+    assert not torch.allclose(over_batch.eps[0], synthesis.eps[0])  # not the batch statistic
+    with pytest.raises(ValueError, match="radius_statistic"):
+        AdversarialSynthesis(model, radius_statistic="median")

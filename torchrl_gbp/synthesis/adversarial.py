@@ -19,11 +19,16 @@ from .common import (
 )
 
 RADIUS_MODES = ("adaptive", "fixed")
+# How a slice's spread is measured: over the whole batch (ours), or per window then averaged (the reference code's).
+RADIUS_STATISTICS = ("batch", "per_window")
 
 
-def _std(x: torch.Tensor) -> torch.Tensor:
-    """Std over all entries; zero for an empty slice."""
-    return x.std() if x.numel() else x.new_zeros(())
+def _std(x: torch.Tensor, statistic: str = "batch") -> torch.Tensor:
+    """Std of a slice ``(B, T, n)``: over all entries, or over each window's entries then averaged over the
+    batch (``"per_window"``); zero for an empty slice."""
+    if not x.numel():
+        return x.new_zeros(())
+    return x.std() if statistic == "batch" else x.flatten(1).std(dim=1).mean()
 
 
 class AdversarialSynthesis(Transform):
@@ -64,6 +69,9 @@ class AdversarialSynthesis(Transform):
             the main latent, proprio and action-embedding slices.
         radius: ``"adaptive"`` measures the stds on every batch; ``"fixed"``
             measures them on the first batch and keeps them.
+        radius_statistic: ``"batch"``: a slice's std over the batch, time and
+            entries; ``"per_window"``: the std over each window's time and
+            entries, averaged over the batch (the reference code's statistic).
         ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
         step_size: step length in units of ``eps``.
         generator: random source for the rows and starts (on the data's device).
@@ -92,6 +100,7 @@ class AdversarialSynthesis(Transform):
 
     def __init__(self, world_model: StateWorldModel, *, fraction: float = 1.0, latent_factor: float = 0.05,
                  proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
+                 radius_statistic: str = "batch",
                  ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None,
                  in_keys: Sequence[NestedKey] = ("latent", "action"),
                  out_keys: Sequence[NestedKey] = ("latent_perturbation", "action_embedding_perturbation",
@@ -106,6 +115,8 @@ class AdversarialSynthesis(Transform):
                 raise ValueError(f"{name} must be >= 0, got {factor!r}")
         if radius not in RADIUS_MODES:
             raise ValueError(f"radius must be one of {RADIUS_MODES}, got {radius!r}")
+        if radius_statistic not in RADIUS_STATISTICS:
+            raise ValueError(f"radius_statistic must be one of {RADIUS_STATISTICS}, got {radius_statistic!r}")
         if isinstance(ascent_steps, bool) or not isinstance(ascent_steps, int) or ascent_steps < 1:
             raise ValueError(f"ascent_steps must be an int >= 1, got {ascent_steps!r}")
         if not step_size > 0:
@@ -114,6 +125,7 @@ class AdversarialSynthesis(Transform):
         self.fraction = check_fraction(fraction)
         self.factors = (float(latent_factor), float(proprio_factor), float(action_factor))
         self.radius = radius
+        self.radius_statistic = radius_statistic
         self.ascent_steps = ascent_steps
         self.step_size = float(step_size)
         self.generator = generator
@@ -153,7 +165,7 @@ class AdversarialSynthesis(Transform):
         """Per-entry radii of the latent ``(D,)`` and of the action embedding ``(E,)``."""
         d, p = z.shape[-1], self.world_model.config.proprio_dim
         if self.radius == "adaptive" or self.eps.isnan().any():
-            stds = torch.stack([_std(z[..., :d - p]), _std(z[..., d - p:]), _std(e)])
+            stds = torch.stack([_std(x, self.radius_statistic) for x in (z[..., :d - p], z[..., d - p:], e)])
             self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
         eps = self.eps.to(z)
         return torch.cat([eps[0].expand(d - p), eps[1].expand(p)]), eps[2].expand(e.shape[-1])
