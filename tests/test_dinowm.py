@@ -519,3 +519,30 @@ def test_dinov2_sees_images_resized_normalised_and_resized_as_dino_wm_does():
     z = model.encode(pixels, torch.zeros(2, 2))
     assert z.shape == (2, 9 * 16 + 10)
     torch.testing.assert_close(z[:, :-10].reshape(2, 9, 16), encoder(pixels.permute(0, 3, 1, 2) / 255))
+
+
+def test_the_command_line_converts_a_run_and_refuses_a_malicious_pickle(tmp_path, capsys) -> None:
+    from torchrl_gbp.experiments.cli import main
+    from torchrl_gbp.models import load_checkpoint
+
+    model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8, depth=1,
+                                          heads=2, dim_head=4, mlp_dim=16))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "hydra.yaml").write_text("num_hist: 3\nframeskip: 5\n")
+    torch.save({"epoch": 2, "predictor": model.predictor, "action_encoder": model.action_encoder,
+                "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+    assert main(["convert-dinowm", "--run", str(run), "--out", str(tmp_path / "ours.pt"),
+                 "--rollout", "one_frame"]) == 0
+    loaded, extra = load_checkpoint(tmp_path / "ours.pt")
+    assert loaded.config.rollout == "one_frame" and extra["epoch"] == 2
+    torch.save({"predictor": _Exploit()}, run / "checkpoints" / "model_latest.pth")
+    assert main(["convert-dinowm", "--run", str(run), "--out", str(tmp_path / "bad.pt")]) == 2
+    assert "system" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo pwned",)
