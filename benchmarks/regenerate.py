@@ -68,6 +68,7 @@ REPORTS = (
      lambda path, raw: RESULTS / path.name.removeprefix("raw_").replace(".json", ".md")),
     ("raw_planning_speed*.json", "planning_speed", lambda path, raw: RESULTS / raw["out"]),
     ("raw_soak.json", "soak", lambda path, raw: RESULTS / "soak.md"),
+    ("raw_time_per_episode.json", "time_per_episode", lambda path, raw: RESULTS / "time_per_episode.md"),
 )
 
 

@@ -1,0 +1,246 @@
+"""The time claim per episode: a GD MPC setting chosen on tuning seeds against CEM MPC on the base model.
+
+Run: python benchmarks/time_per_episode.py --run wall=/work/runs_ref/wall [--run TASK=DIR ...]
+     [--steps 3,5,10,20,30,100] [--models base,online,adversarial] [--episodes 50] [--quick]
+Or, without running anything: python benchmarks/time_per_episode.py --from-raw  (rewrites the report and figure)
+
+Each ``--run`` names a task and the folder of its paper-protocol reproduce run (``base.pt`` and the seed-0
+finetuned checkpoints). Under the paper protocol (the reference code's choices, ``paper_settings``), for each
+task:
+
+1. Tuning pair seeds 5000-5002: CEM MPC on the base model at the paper's budget (replanning every 5 model steps)
+   and Adam MPC (warm-started, replanning every model step) at each ``--steps`` on every model. The chosen
+   setting is, per task, the fewest Adam steps whose success on some model reaches CEM-on-base success while its
+   planning seconds per episode stay at most 10% of CEM's; where none does, the cheapest one under 10% with the
+   best success, marked as not reaching.
+2. Reported pair seeds 1000-1002 (the tables' seeds): every setting again, the chosen one marked, beside the
+   paper's 100-step Adam.
+
+Seconds per episode are a cell's planning seconds (every planning call of the 50 batched episodes) divided by
+the episodes, measured in the same process one cell after another. Rows go to
+``benchmarks/results/raw_time_per_episode.json`` as each cell finishes (a stopped run keeps them and resumes);
+the report ``benchmarks/results/time_per_episode.md`` and the figure ``time_per_episode.png`` are written from
+those rows (``benchmarks/regenerate.py`` rewrites the report too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from torchrl_gbp.experiments.protocol import evaluate_paper_cell, paper_settings, protocol_pairs
+from torchrl_gbp.experiments.recipes import REPORTED_PAIR_SEED_BASE, TUNING_PAIR_SEEDS
+from torchrl_gbp.experiments.reporting import markdown_table
+from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.tasks import make_task
+
+RESULTS = Path(__file__).parent / "results"
+RAW = RESULTS / "raw_time_per_episode.json"
+REPORT = RESULTS / "time_per_episode.md"
+FIGURE = RESULTS / "time_per_episode.png"
+REPORTED_SEEDS = tuple(REPORTED_PAIR_SEED_BASE + k for k in range(3))
+BUDGET = 0.1  # the claim: at most a tenth of CEM's planning seconds per episode
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def cells(raw: dict, task: str, seeds: tuple[int, ...]) -> dict[tuple[str, str, int | None], dict]:
+    """``(model, planner, steps) -> {"success", "seconds_per_episode", "seeds"}`` averaged over ``seeds``' rows."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in raw["rows"]:
+        if row["task"] == task and row["seed"] in seeds:
+            grouped.setdefault((row["model"], row["planner"], row["steps"]), []).append(row)
+    return {key: {"success": _mean([r["success"] for r in rows]),
+                  "success_std": torch.tensor([r["success"] for r in rows], dtype=torch.float64).std(
+                      unbiased=False).item(),
+                  "seconds_per_episode": _mean([r["seconds_per_episode"] for r in rows]), "seeds": len(rows)}
+            for key, rows in grouped.items()}
+
+
+def choose(raw: dict, task: str) -> dict | None:
+    """The task's chosen Adam setting from the tuning seeds' rows (see the module docstring), or ``None`` before
+    CEM on base has tuning rows: ``{"model", "steps", "reaches"}``."""
+    tuned = cells(raw, task, TUNING_PAIR_SEEDS)
+    cem = tuned.get(("base", "cem", None))
+    if cem is None:
+        return None
+    affordable = [(key, cell) for key, cell in tuned.items()
+                  if key[1] == "adam" and cell["seconds_per_episode"] <= BUDGET * cem["seconds_per_episode"]]
+    if not affordable:
+        return None
+    reaching = [(key, cell) for key, cell in affordable if cell["success"] >= cem["success"]]
+    if reaching:
+        (model, _, steps), _ = min(reaching, key=lambda kc: (kc[0][2], -kc[1]["success"]))
+    else:
+        (model, _, steps), _ = max(affordable, key=lambda kc: (kc[1]["success"], -kc[0][2]))
+    return {"model": model, "steps": steps, "reaches": bool(reaching)}
+
+
+def task_section(raw: dict, task: str) -> str:
+    """One task's table on the reported seeds (tuning figures beside them) and its verdict."""
+    tuned, reported = cells(raw, task, TUNING_PAIR_SEEDS), cells(raw, task, REPORTED_SEEDS)
+    chosen = choose(raw, task)
+    cem = reported.get(("base", "cem", None))
+    rows = []
+    for key in sorted(reported, key=lambda k: (k[1] != "cem", k[0], k[2] or 0)):
+        model, planner, steps = key
+        cell, tune = reported[key], tuned.get(key)
+        ratio = "-" if cem is None else f"{cell['seconds_per_episode'] / cem['seconds_per_episode']:.3f}"
+        marks = []
+        if chosen is not None and (model, steps) == (chosen["model"], chosen["steps"]) and planner == "adam":
+            marks.append("chosen")
+        if steps == 100:
+            marks.append("paper's GD")
+        label = f"CEM MPC, {raw['cem_budget'][task]}" if planner == "cem" else f"Adam MPC, {steps} steps"
+        rows.append([label + (f" ({', '.join(marks)})" if marks else ""), model,
+                     f"{100 * cell['success']:.1f} +- {100 * cell['success_std']:.1f}",
+                     "-" if tune is None else f"{100 * tune['success']:.1f}",
+                     f"{cell['seconds_per_episode']:.4f}", ratio])
+    table = markdown_table(["setting", "model", "success % (reported seeds)", "success % (tuning seeds)",
+                            "planning s / episode", "x CEM's s / episode"], rows)
+    verdict = ("no Adam setting ran under 10% of CEM's seconds per episode on the tuning seeds."
+               if ("base", "cem", None) in tuned else "no chosen setting yet (tuning rows missing).")
+    if chosen is not None and cem is not None and ("base", "cem", None) in reported:
+        pick = reported.get((chosen["model"], "adam", chosen["steps"]))
+        if pick is not None:
+            ratio = pick["seconds_per_episode"] / cem["seconds_per_episode"]
+            holds = pick["success"] >= cem["success"] and ratio <= BUDGET
+            verdict = (f"chosen on tuning seeds: Adam MPC at {chosen['steps']} steps on the {chosen['model']} model"
+                       f"{'' if chosen['reaches'] else ' (no setting under 10% reached CEM on the tuning seeds)'}; "
+                       f"on the reported seeds {100 * pick['success']:.1f}% vs CEM-on-base {100 * cem['success']:.1f}%"
+                       f" at {ratio:.3f} of CEM's seconds per episode: the claim "
+                       f"{'holds' if holds else 'does not hold'} here.")
+    return f"### {task}\n\n{table}\n\n{verdict}\n"
+
+
+def report_text(raw: dict) -> str:
+    """The markdown report of the saved rows."""
+    tasks = list(dict.fromkeys(row["task"] for row in raw["rows"]))
+    return ("# Time per episode: GD MPC against CEM MPC\n\n"
+            f"Command:\n\n```bash\n{raw['command']}\n```\n\nMachine: {raw['machine']}\n\n"
+            f"{raw.get('note', '')}\n\nWritten from `benchmarks/results/raw_time_per_episode.json` "
+            "(`python benchmarks/time_per_episode.py --from-raw`). Paper protocol with the reference code's "
+            f"choices, {raw['rows'][0]['episodes']} episodes per seed; success under the protocol's rule (sticky at the end of each executed "
+            "block), mean +- std over the reported pair seeds 1000-1002; the tuning seeds 5000-5002 chose the "
+            "setting. Seconds per episode: all planning calls of a seed's batched episodes divided by the "
+            "episodes, compared within a task only (the machine is shared).\n\n"
+            "![success against planning seconds per episode](time_per_episode.png)\n\n"
+            + "\n".join(task_section(raw, task) for task in tasks))
+
+
+def plot(raw: dict, path: Path = FIGURE) -> None:
+    """Success (reported seeds) against planning seconds per episode, one panel per task."""
+    tasks = list(dict.fromkeys(row["task"] for row in raw["rows"]))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        reported = cells(raw, task, REPORTED_SEEDS)
+        models = sorted({key[0] for key in reported if key[1] == "adam"})
+        for index, model in enumerate(models):
+            points = sorted((key[2], cell) for key, cell in reported.items() if key[:2] == (model, "adam"))
+            ax.plot([c["seconds_per_episode"] for _, c in points], [100 * c["success"] for _, c in points], "o-",
+                    color=plt.cm.tab10(index), label=f"Adam MPC, {model}")
+            for steps, c in points:
+                ax.annotate(str(steps), (c["seconds_per_episode"], 100 * c["success"]), fontsize=6,
+                            textcoords="offset points", xytext=(3, -8))
+        cem = reported.get(("base", "cem", None))
+        if cem is not None:
+            ax.plot([cem["seconds_per_episode"]], [100 * cem["success"]], "s", color="black", label="CEM MPC, base")
+            ax.axvline(BUDGET * cem["seconds_per_episode"], color="gray", linestyle=":", linewidth=0.8,
+                       label="10% of CEM's s / episode")
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("planning s / episode (log)")
+        ax.set_ylabel("success % (seeds 1000-1002)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: list[str], episodes: int,
+             quick: bool, save) -> None:
+    """Every missing row of one task, saved as each finishes."""
+    task = make_task(task_name)
+    settings = paper_settings(task_name, quick)
+    raw.setdefault("cem_budget", {})[task_name] = (
+        "{samples} samples x {elites} elites x {iterations} iterations".format(**settings.sampling))
+    loaded = {name: load_checkpoint(path)[0] for name in models
+              if (path := folder / ("base.pt" if name == "base" else f"{name}_seed0.pt")).exists()}
+    if "base" not in loaded:
+        raise FileNotFoundError(f"{folder / 'base.pt'} is missing: give --run {task_name}=<a reproduce run's folder>")
+    done = {(r["task"], r["seed"], r["model"], r["planner"], r["steps"]) for r in raw["rows"]}
+    for seed in (*TUNING_PAIR_SEEDS, *REPORTED_SEEDS):
+        pairs = protocol_pairs(task, settings, episodes, seed)
+        grid = [("base", "cem", None)] + [(m, "adam", s) for m in loaded for s in steps]
+        for model_name, planner, n in grid:
+            if (task_name, seed, model_name, planner, n) in done:
+                continue
+            cell_settings = settings if n is None else replace(
+                settings, mpc_gradient={**settings.mpc_gradient, "steps": n})
+            start = time.perf_counter()
+            metrics = evaluate_paper_cell(loaded[model_name], task, planner, "mpc", pairs, cell_settings, seed=seed)
+            row = {"task": task_name, "seed": seed, "model": model_name, "planner": planner, "steps": n,
+                   "success": float(metrics["reported_success_rate"]),
+                   "seconds_per_episode": float(metrics["planning_seconds_total"]) / pairs.shape[0],
+                   "planning_calls": int(metrics["planning_calls"]), "episodes": int(pairs.shape[0])}
+            raw["rows"].append(row)
+            save()
+            print(f"{task_name:14s} seed {seed} {model_name:12s} {planner} {n or '':>4} success "
+                  f"{100 * row['success']:5.1f}%  {row['seconds_per_episode']:.4f} s/episode "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def write(raw: dict, raw_path: Path = RAW) -> None:
+    """The report and the figure from the rows, beside the rows file (``time_per_episode.{md,png}``)."""
+    plot(raw, raw_path.parent / FIGURE.name)
+    atomic_write_text(raw_path.parent / REPORT.name, report_text(raw))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", default=[], metavar="TASK=DIR",
+                        help="a task and its paper-protocol reproduce run folder (repeatable)")
+    parser.add_argument("--steps", default="3,5,10,20,30,100", help="Adam steps per MPC call to sweep")
+    parser.add_argument("--models", default="base,online,adversarial", help="models to plan with (seed-0 files)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="the protocol's quick budgets (a smoke run)")
+    parser.add_argument("--note", default="", help="how the run was made (machine load, threads)")
+    parser.add_argument("--raw", type=Path, default=RAW, help="the rows file (default: the saved results)")
+    parser.add_argument("--from-raw", action="store_true", help="only rewrite the report and figure")
+    args = parser.parse_args()
+    raw = json.loads(args.raw.read_text()) if args.raw.exists() else {"rows": []}
+    if args.from_raw:
+        write(raw, args.raw)
+        return
+    runs = {}
+    for spec in args.run:
+        task_name, sep, folder = spec.partition("=")
+        if not sep:
+            sys.exit(f"--run must look like TASK=DIR, got {spec!r}")
+        runs[task_name] = Path(folder)
+    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/time_per_episode.py", *sys.argv[1:]])
+    raw["command"] = "\n".join(dict.fromkeys([*raw.get("command", "").splitlines(), command]))
+    raw["machine"] = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    raw["note"] = " ".join(part for part in (raw.get("note", ""), args.note) if part)
+
+    def save() -> None:
+        atomic_write_text(args.raw, json.dumps(raw, indent=1) + "\n")
+
+    for task_name, folder in runs.items():
+        run_task(raw, task_name, folder, [int(s) for s in args.steps.split(",")], args.models.split(","),
+                 args.episodes, args.quick, save)
+    write(raw, args.raw)
+
+
+if __name__ == "__main__":
+    main()
