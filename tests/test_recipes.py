@@ -8,7 +8,7 @@ import pytest
 
 from torchrl_gbp.experiments.recipes import Recipe, recipe_for
 
-TASKS = ("wall", "pusht", "pointmaze", "reacher", "dinowm_wall", "dinowm_pusht")
+TASKS = ("wall", "pusht", "pointmaze", "reacher", "dinowm_wall", "dinowm_pusht", "dinowm_pointmaze")
 
 
 @dataclass(kw_only=True)

@@ -12,7 +12,8 @@ from torchrl_gbp.tasks import make_task
 
 @pytest.mark.parametrize("name, obs", [("wall", "state"), ("wall", "pixels"), ("pusht", "state"),
                                        ("pointmaze", "state"), ("reacher", "state"), ("gym:Pendulum-v1", "state"),
-                                       ("dinowm_wall", "state"), ("dinowm_wall", "pixels"), ("dinowm_pusht", "state")])
+                                       ("dinowm_wall", "state"), ("dinowm_wall", "pixels"), ("dinowm_pusht", "state"),
+                                       ("dinowm_pointmaze", "state"), ("dinowm_pointmaze", "pixels")])
 def test_task_action_spec_is_one_env_of_the_env_action_spec(name: str, obs: str) -> None:
     task = make_task(name, obs=obs)
     spec, batched = task.action_spec, task.make_env(num_envs=3).action_spec

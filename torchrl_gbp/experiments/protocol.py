@@ -123,6 +123,7 @@ OUR_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "resul
 PAPER_SETTINGS = {
     "wall": PaperSettings(),
     "pointmaze": PaperSettings(alpha=0.0),
+    "dinowm_pointmaze": PaperSettings(alpha=0.0),
     "pusht": PaperSettings(pairs="segments"),
     "reacher": PaperSettings(),
 }
@@ -141,8 +142,9 @@ PAPER_TABLE1 = {
              ("online", "open loop"): (16, 18, 54), ("online", "mpc"): (38, 80, 90),
              ("adversarial", "open loop"): (32, 34, 30), ("adversarial", "mpc"): (14, 94, 94)},
 }
-# The replicas of DINO-WM's environments are the paper's own Wall and PushT: their tables carry its numbers too.
-PAPER_TABLE1.update(dinowm_wall=PAPER_TABLE1["wall"], dinowm_pusht=PAPER_TABLE1["pusht"])
+# The replicas of DINO-WM's environments are the paper's own Wall, PushT and PointMaze: their tables carry its numbers.
+PAPER_TABLE1.update(dinowm_wall=PAPER_TABLE1["wall"], dinowm_pusht=PAPER_TABLE1["pusht"],
+                    dinowm_pointmaze=PAPER_TABLE1["pointmaze"])
 
 
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:

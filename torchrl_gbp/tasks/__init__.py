@@ -24,6 +24,7 @@ TASKS: dict[str, tuple[str, str, str | None]] = {
     # Replicas of the environments DINO-WM and the paper evaluate on (their constants and rules; ours above keep theirs).
     "dinowm_wall": ("torchrl_gbp.tasks.dinowm_wall", "DinoWMWallTask", None),
     "dinowm_pusht": ("torchrl_gbp.tasks.dinowm_pusht", "DinoWMPushTTask", "pusht"),
+    "dinowm_pointmaze": ("torchrl_gbp.tasks.dinowm_pointmaze", "DinoWMPointMazeTask", "pointmaze"),
 }
 # Task names "gym:<env id>" build a GymnasiumTask of that Gymnasium env (torchrl_gbp.tasks.gymnasium).
 GYM_PREFIX = "gym:"

@@ -154,20 +154,30 @@ def maze_model(rows: tuple[tuple[int, ...], ...]) -> mujoco.MjModel:
 class PointMazeSimulator(Simulator):
     """``num_envs`` MuJoCo point masses in one maze, stepped in a Python loop.
 
-    Each env step sets the clamped action as ``ctrl``, runs :data:`SUBSTEPS`
-    MuJoCo steps and rounds ``qpos``/``qvel`` to float32, so the float32
-    state returned by :meth:`get_state` is the whole simulator state.
+    Each env step sets the clamped action as ``ctrl``, clips the velocity to
+    ``+-velocity_limit`` when that is set, runs ``substeps`` MuJoCo steps
+    (:data:`SUBSTEPS` here) and rounds ``qpos``/``qvel`` to float32, so the
+    float32 state returned by :meth:`get_state` is the whole simulator state.
+    Subclasses change the model (:meth:`compiled_model`), ``substeps`` and
+    ``velocity_limit``.
     """
+
+    substeps: int = SUBSTEPS
+    velocity_limit: float | None = None
 
     def __init__(self, task: Task, num_envs: int, device: torch.device | str = "cpu") -> None:
         num_envs = check_positive_int("num_envs", num_envs)
         self.task = task
         self.device = torch.device(device)
-        self.model = maze_model(task.maze)
+        self.model = self.compiled_model(task)
         self.data = [mujoco.MjData(self.model) for _ in range(num_envs)]
         self._state = np.zeros((num_envs, 4), dtype=np.float32)
         start, _ = task.sample_start_goal(num_envs, torch.Generator().manual_seed(0), mode="random")
         self.set_state(start)
+
+    def compiled_model(self, task: Task) -> mujoco.MjModel:
+        """The ``MjModel`` every env steps: :func:`maze_model` of ``task.maze``."""
+        return maze_model(task.maze)
 
     def get_state(self) -> torch.Tensor:
         """States ``(num_envs, 4)``: ``(x, y, vx, vy)`` as float32 (a copy)."""
@@ -196,7 +206,9 @@ class PointMazeSimulator(Simulator):
         ctrl = action.detach().to("cpu", torch.float32).clamp(-1.0, 1.0).numpy()
         for i, data in enumerate(self.data):
             data.ctrl[:] = ctrl[i]
-            mujoco.mj_step(self.model, data, nstep=SUBSTEPS)
+            if self.velocity_limit is not None:
+                data.qvel[:] = np.clip(data.qvel, -self.velocity_limit, self.velocity_limit)
+            mujoco.mj_step(self.model, data, nstep=self.substeps)
             self._state[i, :2] = data.qpos
             self._state[i, 2:] = data.qvel
             data.qpos[:] = self._state[i, :2]
