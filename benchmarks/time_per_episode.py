@@ -17,7 +17,8 @@ task:
    paper's 100-step Adam.
 
 Seconds per episode are a cell's planning seconds (every planning call of the 50 batched episodes) divided by
-the episodes, measured in the same process one cell after another. Rows go to
+the episodes: CPU seconds of this process (``time.process_time``) with torch on one thread, so that other jobs
+on a shared machine do not move them as they move wall time. Rows go to
 ``benchmarks/results/raw_time_per_episode.json`` as each cell finishes (a stopped run keeps them and resumes);
 the report ``benchmarks/results/time_per_episode.md`` and the figure ``time_per_episode.png`` are written from
 those rows (``benchmarks/regenerate.py`` rewrites the report too).
@@ -132,8 +133,8 @@ def report_text(raw: dict) -> str:
             "(`python benchmarks/time_per_episode.py --from-raw`). Paper protocol with the reference code's "
             f"choices, {raw['rows'][0]['episodes']} episodes per seed; success under the protocol's rule (sticky at the end of each executed "
             "block), mean +- std over the reported pair seeds 1000-1002; the tuning seeds 5000-5002 chose the "
-            "setting. Seconds per episode: all planning calls of a seed's batched episodes divided by the "
-            "episodes, compared within a task only (the machine is shared).\n\n"
+            "setting. Seconds per episode: the CPU seconds (one torch thread) of all planning calls of a seed's "
+            "batched episodes divided by the episodes.\n\n"
             "![success against planning seconds per episode](time_per_episode.png)\n\n"
             + "\n".join(task_section(raw, task) for task in tasks))
 
@@ -188,7 +189,8 @@ def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: 
             cell_settings = settings if n is None else replace(
                 settings, mpc_gradient={**settings.mpc_gradient, "steps": n})
             start = time.perf_counter()
-            metrics = evaluate_paper_cell(loaded[model_name], task, planner, "mpc", pairs, cell_settings, seed=seed)
+            metrics = evaluate_paper_cell(loaded[model_name], task, planner, "mpc", pairs, cell_settings, seed=seed,
+                                          clock=time.process_time)
             row = {"task": task_name, "seed": seed, "model": model_name, "planner": planner, "steps": n,
                    "success": float(metrics["reported_success_rate"]),
                    "seconds_per_episode": float(metrics["planning_seconds_total"]) / pairs.shape[0],
@@ -218,6 +220,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=RAW, help="the rows file (default: the saved results)")
     parser.add_argument("--from-raw", action="store_true", help="only rewrite the report and figure")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # process CPU seconds are one thread's
     raw = json.loads(args.raw.read_text()) if args.raw.exists() else {"rows": []}
     if args.from_raw:
         write(raw, args.raw)

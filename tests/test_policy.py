@@ -73,6 +73,15 @@ def test_policy_runs_in_env_rollout(kind: str, no_grad: bool) -> None:
     assert not torch.equal(rollout["next", "observation"][:, -1], rollout["observation"][:, 0])
 
 
+def test_policy_reads_planning_seconds_from_its_clock() -> None:
+    ticks = iter(range(0, 1000, 3))  # every read advances 3 "seconds": each planning call measures 3
+    policy = make_policy(make_env(), "gd", clock=lambda: float(next(ticks)))
+    rollout = env_with_primer(policy).rollout(2 * FRAMESKIP, policy)
+    replanned = rollout["planner", "replanned"]
+    assert replanned.any()
+    assert (rollout["planner", "seconds"][replanned] == 3.0).all()
+
+
 @pytest.mark.parametrize("n_taken", [1, 2, 3])
 def test_policy_replans_every_n_taken_actions_times_frameskip(n_taken: int) -> None:
     policy = make_policy(make_env(), "gd", n_taken_actions=n_taken)

@@ -25,6 +25,7 @@ Two protocols, chosen by name:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -233,12 +234,13 @@ def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: s
     return make_planner(name, model, settings.horizon, objective, **options, **settings.sampling, **extra)
 
 
-def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) -> dict[str, object]:
+def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, object]:
     """Plan once per episode from its start to its goal and execute the whole plan; score the rollout.
 
     Returns :func:`~torchrl_gbp.evaluate.episode_metrics` of the executed
     ``horizon * frameskip`` env steps (sticky success over them, final state
-    at the plan's end), with the planning call's seconds.
+    at the plan's end), with the planning call's seconds read from ``clock``.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -255,9 +257,9 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
         td = env.reset(pairs.clone(), set_state=True)
         goal = {key: td[goal_key] for key, goal_key in zip(model.observation_keys, model.goal_keys)}
         z_hist, a_hist, z_goal = planning_inputs(model, td, goal)
-        start = time.perf_counter()
+        start = clock()
         plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
         actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
         metrics = episode_metrics(replay_actions(env, td, actions))
     metrics.update(plan_seconds=seconds, plan_seconds_per_env=seconds / episodes, planning_seconds_total=seconds,
@@ -266,13 +268,15 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0) ->
 
 
 def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: TensorDict,
-                        settings: PaperSettings, seed: int = 0) -> dict[str, object]:
+                        settings: PaperSettings, seed: int = 0,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, object]:
     """One Table 1 cell: ``planner`` in ``mode`` on ``pairs`` (open loop, or MPC for the task's episode length).
 
     Besides :func:`~torchrl_gbp.evaluate.episode_metrics`' figures it returns ``reported_success_rate``, the
     success under ``settings.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
     each executed block of ``n_taken_actions * frameskip`` env steps under MPC; ``"sticky"``: the test held at
-    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`).
+    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`). Planning seconds are read from
+    ``clock`` (wall seconds by default; ``time.process_time`` for CPU seconds).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -292,11 +296,11 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     proprio = model.config.proprio_dim
     plan = paper_planner(planner, model, task, settings, mode, proprio)
     if mode == "open loop":
-        metrics = evaluate_open_loop(plan, task, pairs, seed)
+        metrics = evaluate_open_loop(plan, task, pairs, seed, clock)
         reported = metrics["success_rate"] if settings.success_rule == "reference" else metrics["sticky_success_rate"]
     else:
         executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-        policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed)
+        policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed, clock=clock)
         block = executed * model.frameskip if settings.success_rule == "reference" else 1
         metrics = evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs, check_every=block)
         reported = metrics["sticky_success_rate"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -104,6 +104,9 @@ class MPCPolicy(TensorDictModuleBase):
             (default) a ``ValueError`` naming the key and the env indices;
             ``"hold"`` repeats those envs' last action (zero before their first)
             and leaves their planner state as it was, while the other envs plan.
+        clock: what ``(info_key, "seconds")`` is read from: wall seconds (``time.perf_counter``,
+            default), or ``time.process_time`` for this process's CPU seconds, steadier than wall time on a
+            shared machine when torch runs one thread.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -123,7 +126,7 @@ class MPCPolicy(TensorDictModuleBase):
     def __init__(self, planner: Planner, action_spec: TensorSpec, *, in_keys: Sequence[NestedKey] | None = None,
                  out_keys: Sequence[NestedKey] | None = None, n_taken_actions: int = 1, warm_start: bool = True,
                  exploration_std: float = 0.1, seed: int = 0, info_key: str = "planner",
-                 on_nonfinite: str = "raise") -> None:
+                 on_nonfinite: str = "raise", clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__()
         if not isinstance(planner, Planner):
             raise TypeError(f"planner must be a torchrl_gbp Planner, got {type(planner).__name__}")
@@ -147,6 +150,7 @@ class MPCPolicy(TensorDictModuleBase):
         if len(out_keys) != 1:
             raise ValueError(f"out_keys must be [action_key], got {out_keys}")
         self.on_nonfinite = on_nonfinite
+        self.clock = clock
         self.world_model = wm
         self.planner = planner
         self.observation_keys, self.goal_keys = in_keys[:n], in_keys[n:]
@@ -293,10 +297,10 @@ class MPCPolicy(TensorDictModuleBase):
                 shifted = torch.cat([s["plan"][rows, self.n_taken_actions:],
                                      s["plan"].new_zeros(rows.numel(), self.n_taken_actions, wm.action_dim)], dim=1)
                 init = torch.where(fresh[rows, None, None], cold, self.planner.project(shifted))
-            start = time.perf_counter()
+            start = self.clock()
             result = self.planner.plan(z_hist, s["action_history"][rows], s["goal_latent"][rows] if goal else None,
                                        init=init, generator=generator)
-            elapsed = time.perf_counter() - start
+            elapsed = self.clock() - start
             s["plan"][rows] = result.actions
             cost[rows] = result.cost.unsqueeze(-1)
             seconds[rows] = elapsed
