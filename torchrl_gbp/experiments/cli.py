@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
                    help="ours (MPC, final-state success) or paper (Table 1: open loop and MPC, SGD/Adam/CEM/MPPI, "
                         "the paper's budgets and goals, and the reference code's choices where they differ from "
-                        "ours: its cost, success rule, final plans and unclipped planners)")
+                        "ours: its cost, success rule, final plans and unclipped planners, and its finetuning: online "
+                        "synthetic sets appended as extra optimiser steps, AdamW at its rates with dropout 0.1)")
     p.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
                    help="TorchRL logger for training and finetuning under <out>/<task>/logs: csv (default), "
                         "tensorboard or wandb (offline; the pip extra of that name)")
