@@ -37,8 +37,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   counts on the base model and each finetuned model of the run (seed 0).
 - ``reference``: Adam MPC and CEM MPC on the base model at the paper's budgets, the same-seed anchor for the
   finetuning ablations' rows.
-- ``choices``: the protocol's choices where the reference code and ours differ (``PaperSettings.choices``):
-  Adam open loop and Adam MPC on each model of the run under the reference's choices, under each single one
+- ``choices``: the protocol's evaluation choices where the reference code and ours differ
+  (``OUR_EVALUATION_CHOICES``; the models are the run's, finetuned as it finetuned them): Adam open loop and Adam MPC on each model of the run under the reference's choices, under each single one
   switched to ours, and under all of ours; CEM open loop and MPC on base under both: which choice moves
   success, and does it make synthesis matter? Rows are scored by each setting's own success rule.
 - ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
@@ -80,7 +80,7 @@ from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, train_base_model
 from torchrl_gbp.experiments.protocol import (
-    OUR_CHOICES,
+    OUR_EVALUATION_CHOICES,
     PaperSettings,
     evaluate_paper_cell,
     paper_planner,
@@ -88,6 +88,7 @@ from torchrl_gbp.experiments.protocol import (
     protocol_pairs,
 )
 from torchrl_gbp.experiments.recipes import TUNING_PAIR_SEEDS, Recipe, recipe_for
+from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import Task, make_task
@@ -213,8 +214,9 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         """``(name, model)``: the base model, then each finetuned model of the run (seed 0) it has."""
         yield "base", base
         for method in ("online", "adversarial", "both"):
-            if (folder / f"{method}_seed0.pt").exists():
-                yield method, load_checkpoint(folder / f"{method}_seed0.pt")[0]
+            path = finetuned_checkpoint(folder, method, 0, settings)  # finetuned as the paper protocol finetunes
+            if path.exists():
+                yield method, load_checkpoint(path)[0]
 
     cem_budget = ("the paper's budget" if obs == "state" else
                   "{samples} samples x {iterations} iterations".format(**settings.sampling))
@@ -265,8 +267,8 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
         if name == "choices":
             variants = [("reference choices", settings)]
             variants += [(f"reference but {key}={value}", replace(settings, **{key: value}))
-                         for key, value in OUR_CHOICES.items()]
-            variants.append(("our choices", replace(settings, **OUR_CHOICES)))
+                         for key, value in OUR_EVALUATION_CHOICES.items()]  # the models are given: no finetuning
+            variants.append(("our choices", replace(settings, **OUR_EVALUATION_CHOICES)))
             for model_name, model in run_models():
                 for mode, label in (("open loop", "Adam open loop"), ("mpc", "Adam MPC")):
                     for setting, variant in variants:

@@ -431,3 +431,54 @@ def test_torchrl_planners_drive_the_model_toward_the_goal(kind: str) -> None:
     env_action = model.denormalize_action(action)
     cosine = torch.nn.functional.cosine_similarity(env_action, direction, dim=-1)
     assert (cosine > 0.9).all(), cosine
+
+
+# ------------------------------------------------------------------ dropout
+def test_dropout_is_off_by_default_acts_in_train_mode_only_and_changes_no_parameter(tmp_path) -> None:
+    from torchrl_gbp.models import PixelWorldModel, PixelWorldModelConfig
+
+    model = make_model(depth=2).train()
+    z, e = torch.randn(16, 1, 2), torch.randn(16, 1, 8)
+    assert model.config.dropout == 0 and torch.equal(model.predictor(z, e), model.predictor(z, e))
+    names = list(model.state_dict())
+    model.set_dropout(0.5)
+    assert list(model.state_dict()) == names and model.config.dropout == 0.5
+    assert not torch.equal(model.predictor(z, e), model.predictor(z, e))  # train mode: dropout draws
+    model.eval()
+    assert torch.equal(model.predictor(z, e), model.predictor(z, e))
+    save_checkpoint(tmp_path / "dropout.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "dropout.pt")
+    assert loaded.config.dropout == 0.5 and torch.equal(loaded.eval().predictor(z, e), model.predictor(z, e))
+    # a checkpoint of a config from before the option (no "dropout" key) loads with none
+    assert WorldModelConfig.from_dict({k: v for k, v in model.config.to_dict().items() if k != "dropout"}).dropout == 0
+
+    config = PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2,
+                                   encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8})
+    pixel = PixelWorldModel(config)
+    pixel.set_dropout(0.1)
+    rates = [m.p for m in pixel.predictor.modules() if isinstance(m, torch.nn.Dropout)]
+    rates += [m.dropout for m in pixel.predictor.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    assert len(rates) == 4 * config.depth and set(rates) == {0.1}
+    with pytest.raises(ValueError, match="dropout"):
+        model.set_dropout(1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        WorldModelConfig(obs_dim=2, env_action_dim=2, dropout=-0.1)
+
+
+def test_parameter_groups_can_train_the_proprio_encoder_with_the_action_encoder() -> None:
+    from torchrl_gbp.models import PixelWorldModel, PixelWorldModelConfig
+    from torchrl_gbp.train import parameter_groups
+
+    model = PixelWorldModel(PixelWorldModelConfig(image_size=16, proprio_dim=2, env_action_dim=2,
+                                                  encoder_options={"patch_size": 8, "token_dim": 4, "hidden_dim": 8}))
+    ours = parameter_groups(model, 0.0, predictor_lr=1e-4, action_encoder_lr=5e-4)
+    reference = parameter_groups(model, 0.0, predictor_lr=1e-5, action_encoder_lr=5e-4, proprio_encoder_lr=5e-4)
+    proprio = {id(p) for p in model.proprio_encoder.parameters()}
+    assert [g["name"] for g in ours] == ["predictor", "action_encoder"]
+    assert proprio <= {id(p) for p in ours[0]["params"]}  # ours: a part of the predictor
+    by_name = {g["name"]: g for g in reference}
+    assert {id(p) for p in by_name["proprio_encoder"]["params"]} == proprio and by_name["proprio_encoder"]["lr"] == 5e-4
+    assert not proprio & {id(p) for p in by_name["predictor"]["params"]}
+    assert sum(len(g["params"]) for g in reference) == sum(len(g["params"]) for g in ours)
+    state = make_model()
+    assert parameter_groups(state, 0.0, predictor_lr=1e-5, proprio_encoder_lr=5e-4)[0]["name"] == "predictor"

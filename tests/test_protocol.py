@@ -11,9 +11,10 @@ from tensordict import TensorDict
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import episode_metrics, evaluate
 from torchrl_gbp.experiments.cli import main
-from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, model_config
 from torchrl_gbp.experiments.protocol import (
     OUR_CHOICES,
+    OUR_FINETUNING_CHOICES,
     PaperSettings,
     evaluate_open_loop,
     evaluate_paper_cell,
@@ -26,9 +27,11 @@ from torchrl_gbp.experiments.reporting import (
     format_ablations,
     format_paper_table,
     paper_protocol_claims,
+    protocol_choices_note,
     summarize,
     tables_from_raw,
 )
+from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, make_planner
 from torchrl_gbp.tasks import WallTask
@@ -341,3 +344,53 @@ def test_paper_cells_follow_the_protocol_choices_and_name_them(model) -> None:
     assert open_loop["reported_success_rate"] == open_loop["success_rate"]  # the final state only
     with pytest.raises(ValueError, match="success_rule"):
         PaperSettings(success_rule="sometimes")
+
+
+# ------------------------------------------------ the reference code's finetuning
+def test_the_paper_protocol_finetunes_as_the_reference_and_keeps_those_models_apart() -> None:
+    settings = paper_settings("wall")
+    assert settings.choices()["online_schedule"] == "append" and settings.choices()["finetuning"] == "reference"
+    assert settings.finetune_options() == {"online_schedule": "append", "finetuning": "reference"}
+    assert replace(settings, **OUR_CHOICES).finetune_options() == OUR_FINETUNING_CHOICES
+    root = Path("runs/wall")
+    assert finetuned_checkpoint(root, "online", 1, settings) == root / "paper_online_seed1.pt"
+    assert finetuned_checkpoint(root, "online", 1, replace(settings, **OUR_FINETUNING_CHOICES)) == \
+        finetuned_checkpoint(root, "online", 1) == root / "online_seed1.pt"  # shared with our protocol
+    for name, value in (("online_schedule", "prepend"), ("finetuning", "theirs")):
+        with pytest.raises(ValueError, match=name):
+            PaperSettings(**{name: value})
+
+
+def test_reference_finetuning_uses_adamw_its_rates_dropout_and_appended_steps(tmp_path) -> None:
+    data = TASK.generate_dataset(40, seed=0)
+    recipe = replace(recipe_for("wall"), batch_size=8, model={"num_hist": 1, "hidden_dim": 32, "depth": 1},
+                     online={**recipe_for("wall").online, "every": 2, "planner_steps": 1})
+    results = {}
+    for finetuning, schedule in (("ours", "replace"), ("reference", "append")):
+        model = build_world_model(model_config(TASK, recipe), data)
+        path = tmp_path / f"{finetuning}.pt"
+        finetune_model(model, TASK, data, "online", recipe, steps=3, checkpoint_path=path, progress=False,
+                       finetuning=finetuning, online_schedule=schedule)
+        payload = torch.load(path, weights_only=False)
+        groups = payload["training"]["optimizer"]["param_groups"]
+        results[finetuning] = (payload["training"]["optimizer_kind"], {g["name"]: g["lr"] for g in groups},
+                               groups[0]["weight_decay"], model.config.dropout,
+                               int(payload["training"]["optimizer"]["state"][0]["step"]), payload["extra"])
+    kind, rates, decay, dropout, steps, extra = results["reference"]  # first pass: one cached set per batch
+    assert (kind, rates, decay, dropout) == ("adamw", {"predictor": 1e-5, "action_encoder": 5e-4}, 0.01, 0.1)
+    assert steps == 3 + 3 and extra["finetuning"] == "reference" and extra["online_schedule"] == "append"
+    kind, rates, decay, dropout, steps, extra = results["ours"]
+    assert (kind, rates, decay, dropout, steps) == ("adam", {"predictor": 1e-4, "action_encoder": 5e-4}, 0.0, 0.0, 3)
+
+
+def test_choices_a_run_did_not_record_were_ours() -> None:
+    earlier = {"objective_frames": "with_start", "success_rule": "reference", "result_rule": "final",
+               "bounds": "none"}
+    note = protocol_choices_note([{"protocol_choices": earlier}])
+    assert "finetuning" not in note and "online_schedule" not in note  # earlier notes read as they did
+    ours_recorded = {**earlier, "online_schedule": "replace", "finetuning": "ours"}
+    both = protocol_choices_note([{"protocol_choices": earlier}, {"protocol_choices": ours_recorded}])
+    assert "finetuning=ours" in both and "online_schedule=replace" in both
+    with pytest.raises(ValueError, match="mix protocol choices"):
+        protocol_choices_note([{"protocol_choices": earlier},
+                               {"protocol_choices": {**ours_recorded, "finetuning": "reference"}}])

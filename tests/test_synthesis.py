@@ -16,7 +16,7 @@ from torchrl_gbp.models.loss import prediction_error
 from torchrl_gbp.planners import GradientPlanner
 from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
 from torchrl_gbp.tasks import WallTask
-from torchrl_gbp.train import build_world_model, train_world_model
+from torchrl_gbp.train import appended_batches, build_world_model, train_world_model
 
 FRAMESKIP = 5
 
@@ -441,3 +441,88 @@ def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the
     assert not torch.allclose(over_batch.eps[0], synthesis.eps[0])  # not the batch statistic
     with pytest.raises(ValueError, match="radius_statistic"):
         AdversarialSynthesis(model, radius_statistic="median")
+
+
+# ------------------------------------------------------------ the append schedule (the reference code's)
+def optimizer_steps(path) -> int:
+    """Optimiser steps a checkpoint's training state has taken (Adam counts them per parameter)."""
+    return int(torch.load(path, weights_only=False)["training"]["optimizer"]["state"][0]["step"])
+
+
+@pytest.mark.parametrize("schedule, steps_taken, rounds", [("replace", 6, 3), ("append", 15, 4)])
+def test_optimiser_steps_and_batches_under_each_online_schedule(model, data, tmp_path, schedule, steps_taken,
+                                                                rounds):
+    # every=2 within passes of 3 batches: slots {0, 1} -> 0, {2} -> 1. Append: pass 1 brings one cached set per
+    # batch (1 + 1 steps), pass 2 two (1 + 2): 6 batches, 6 + 3 + 6 = 15 steps. Replace: one step per batch.
+    online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule=schedule, epoch_batches=3)
+    sets = []
+    sampled = []
+    buffer = windows(data, transform=online)
+    sample = buffer.sample
+
+    def counting_sample():
+        batch = sample()
+        sampled.append(int(batch["synthetic"].sum()))
+        sets.append(len(online.appended_batches()))
+        return batch
+
+    buffer.sample = counting_sample
+    path = tmp_path / "finetuned.pt"
+    train_world_model(model, buffer, steps=6, progress=False, checkpoint_path=path)
+    assert len(sampled) == 6  # `steps` counts sampled batches under both schedules
+    assert optimizer_steps(path) == steps_taken and online.synthesis_rounds == rounds
+    if schedule == "append":
+        assert sampled == [0] * 6 and sets == [1, 1, 1, 2, 2, 2]  # no row replaced; sets added, never dropped
+    else:
+        assert sets == [0] * 6 and all(n == 4 for n in sampled)  # half of each batch of 8 replaced
+
+
+def test_appended_sets_are_the_slots_synthetic_windows_passed_through_the_later_transforms(model, data):
+    online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule="append")
+    adversarial = AdversarialSynthesis(model, generator=rng())
+    buffer = windows(data, transform=Compose(online, adversarial))
+    first = buffer.sample()
+    appended = appended_batches(buffer)
+    assert len(appended) == 1 and appended[0].shape == first.shape
+    assert appended[0]["synthetic"].all() and (appended[0]["episode"] == -1).all()
+    assert "latent_perturbation" in appended[0].keys()  # perturbed like a sampled batch
+    torch.testing.assert_close(appended[0]["observation"][:, 0], first["observation"][:, 0])  # from this batch
+    buffer.sample()
+    assert len(appended_batches(buffer)) == 1 and online.synthesis_rounds == 1  # same slot, no new set
+    buffer.sample()
+    assert online.synthesis_rounds == 2 and len(appended_batches(buffer)) == 1  # a new slot, its own set
+
+
+def test_append_finetuning_resumes_exactly(trained, data, tmp_path):
+    def run(steps: int, path, resume: bool = False) -> StateWorldModel:
+        model = copy.deepcopy(trained)
+        online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule="append", epoch_batches=3)
+        torch.manual_seed(0)
+        train_world_model(model, windows(data, transform=online), steps=steps, progress=False, checkpoint_path=path,
+                          resume=resume, optimizer="adamw", weight_decay=0.01, grad_clip=None)
+        return model
+
+    whole = run(5, tmp_path / "whole.pt")
+    run(4, tmp_path / "part.pt")  # stops inside the second pass, with three cached sets
+    resumed = run(5, tmp_path / "part.pt", resume=True)
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert optimizer_steps(tmp_path / "part.pt") == optimizer_steps(tmp_path / "whole.pt") == 5 + 3 + 4
+    with pytest.raises(ValueError, match="optimizer 'adamw'"):
+        train_world_model(copy.deepcopy(trained), windows(data), steps=6, progress=False,
+                          checkpoint_path=tmp_path / "part.pt", resume=True)
+
+
+def test_online_planning_in_train_mode_runs_the_predictor_with_dropout(data, batch):
+    model = build_world_model(small_config(dropout=0.5), data).eval()
+    seen = []
+    model.predictor.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    OnlineSynthesis(model, wall_envs, planner_steps=1, planning_mode="train")(batch)
+    assert seen and all(seen) and not model.training  # train mode while planning, the mode restored after
+    seen.clear()
+    OnlineSynthesis(model, wall_envs, planner_steps=1)(batch)
+    assert seen and not any(seen)
+    with pytest.raises(ValueError, match="schedule"):
+        OnlineSynthesis(model, wall_envs, schedule="insert")
+    with pytest.raises(ValueError, match="planning_mode"):
+        OnlineSynthesis(model, wall_envs, planning_mode="test")

@@ -9,6 +9,7 @@ import torch
 from tensordict import TensorDictBase
 from torch.nn.parallel import DistributedDataParallel
 from torchrl.data import ReplayBuffer
+from torchrl.envs import Compose, Transform
 from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger, WandbLogger
 from tqdm.auto import tqdm
 
@@ -79,11 +80,17 @@ def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorD
 
 
 def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | None = None,
-                     action_encoder_lr: float | None = None, encoder_lr: float | None = None) -> list[dict]:
+                     action_encoder_lr: float | None = None, encoder_lr: float | None = None,
+                     proprio_encoder_lr: float | None = None) -> list[dict]:
     """Optimiser groups with per-part learning rates (``None``: use ``lr``; ``0``: frozen).
 
     The paper finetunes the predictor at 1e-5 and the action encoder at 5e-4
-    with the observation encoder frozen.
+    with the observation encoder frozen; the reference code trains the proprio
+    encoder with the action encoder. ``proprio_encoder_lr``: a group of its own
+    for the model's ``proprio_encoder`` (a pixel model's proprio embedding, a
+    part of its predictor; DINO-WM's, a part of its observation encoder),
+    taken out of the part that holds it; ``None``: it trains with that part.
+    Models without one (state models) ignore it.
 
     Example:
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, encoder="mlp"))
@@ -92,26 +99,36 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
         [('predictor', 1e-05), ('action_encoder', 0.0005)]
         >>> optimizer = torch.optim.AdamW(groups)
     """
+    proprio = getattr(model, "proprio_encoder", None) if proprio_encoder_lr is not None else None
     parts = {
         "predictor": (model.predictor, predictor_lr),
         "action_encoder": (model.action_encoder, action_encoder_lr),
         "encoder": (torch.nn.ModuleList([model.state_encoder] + ([model.state_decoder] if model.state_decoder else [])),
                     encoder_lr),
     }
+    if proprio is not None:
+        parts["proprio_encoder"] = (proprio, proprio_encoder_lr)
     if getattr(model, "reward_predictor", None) is not None:  # trained at ``lr``, frozen when finetuning (lr=0)
         parts["reward"] = (model.reward_predictor, None)
+    taken = {id(p) for p in proprio.parameters()} if proprio is not None else set()
     groups = []
     for name, (module, part_lr) in parts.items():
-        params = [p for p in module.parameters() if p.requires_grad]
+        params = [p for p in module.parameters()
+                  if p.requires_grad and (name == "proprio_encoder" or id(p) not in taken)]
         rate = lr if part_lr is None else part_lr
         if params and rate > 0:
             groups.append({"params": params, "lr": rate, "name": name})
     return groups
 
 
+# The optimisers train_world_model takes by name.
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
 def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
                       predictor_lr: float | None = None, action_encoder_lr: float | None = None,
-                      encoder_lr: float | None = None, grad_clip: float = 1.0,
+                      encoder_lr: float | None = None, proprio_encoder_lr: float | None = None,
+                      optimizer: str = "adam", weight_decay: float = 0.0, grad_clip: float | None = 1.0,
                       loss_module: TeacherForcingLoss | None = None, logger: Logger | None = None,
                       log_every: int = 100, checkpoint_path: str | os.PathLike | None = None,
                       checkpoint_every: int = 0, checkpoint_extra: dict | None = None,
@@ -119,7 +136,16 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     """Minimise the teacher-forcing loss on windows sampled from ``buffer``.
 
     Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
-    rates stay constant. Inside a
+    rates (per part: :func:`parameter_groups`) stay constant. ``optimizer``:
+    ``"adam"`` or ``"adamw"`` (:data:`OPTIMIZERS`), with ``weight_decay``;
+    ``grad_clip``: the gradient-norm bound (``None`` or 0: no clipping).
+
+    ``steps`` counts sampled batches. A transform of the buffer with an
+    ``appended_batches()`` method (an
+    :class:`~torchrl_gbp.synthesis.OnlineSynthesis` on the ``"append"``
+    schedule) adds optimiser steps: after each sampled batch's step, one step
+    on each batch it returns for that batch, each first passed through the
+    buffer's transforms that follow it. Inside a
     ``torch.distributed`` process group (for example under ``torchrun``, see
     :func:`~torchrl_gbp.distributed.distributed_training`) the loss runs
     through ``DistributedDataParallel``: each process samples its own batches
@@ -151,25 +177,39 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
         raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
     for name, rate in (("lr", lr), ("predictor_lr", predictor_lr), ("action_encoder_lr", action_encoder_lr),
-                       ("encoder_lr", encoder_lr), ("grad_clip", grad_clip)):
+                       ("encoder_lr", encoder_lr), ("proprio_encoder_lr", proprio_encoder_lr),
+                       ("grad_clip", grad_clip), ("weight_decay", weight_decay)):
         if rate is not None and not rate >= 0:
             raise ValueError(f"{name} must be >= 0 (0 freezes that part), got {rate!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0: only at the end), got {checkpoint_every!r}")
     loss_module = loss_module if loss_module is not None else TeacherForcingLoss(model)
     writes = distributed_rank() == 0
     step_loss = DistributedDataParallel(loss_module) if distributed_world_size() > 1 else loss_module
-    groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr)
-    optimizer = torch.optim.Adam(groups) if groups else None
+    groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr, proprio_encoder_lr)
+    kind = optimizer
+    optimizer = OPTIMIZERS[kind](groups, weight_decay=weight_decay) if groups else None
     first = 1
     if resume and checkpoint_path and Path(checkpoint_path).exists():
-        first = _resume(checkpoint_path, model, optimizer, buffer) + 1
+        first = _resume(checkpoint_path, model, optimizer, kind, buffer) + 1
     model.train()
     metrics: dict[str, float] = {}
 
+    def descend(losses) -> torch.Tensor:
+        """One optimiser step on the summed ``loss_*`` entries; returns their sum."""
+        total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
+        optimizer.step()
+        return total
+
     def save(step: int) -> None:
         training = {"step": step, "optimizer": None if optimizer is None else optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "buffer_rng": _generator_state(buffer),
+                    "optimizer_kind": kind, "torch_rng": torch.get_rng_state(), "buffer_rng": _generator_state(buffer),
                     "transforms": _transform_state(buffer)}
         save_checkpoint(checkpoint_path, model, {**(checkpoint_extra or {}), "step": step}, training)
 
@@ -177,13 +217,12 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     for step in bar:
         batch = buffer.sample()
         losses = step_loss(batch)
-        total = sum(v for k, v in losses.items() if k.startswith("loss_"))
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
-            optimizer.step()
+        if optimizer is None:
+            total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+        else:
+            total = descend(losses)
+            for appended in appended_batches(buffer):
+                descend(step_loss(appended))
         if step % log_every == 0 or step == steps:
             metrics = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss_")}
             metrics["step"] = step
@@ -200,6 +239,39 @@ def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, 
     return metrics
 
 
+def appended_batches(buffer: ReplayBuffer) -> list[TensorDictBase]:
+    """The batches the buffer's transforms append to the batch it sampled last, each passed through the
+    buffer's transforms that follow the one that made it (see :func:`train_world_model`).
+
+    A transform appends batches through an ``appended_batches()`` method; nested ``Compose`` transforms are
+    searched in order.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> from torchrl_gbp.data import make_window_buffer
+        >>> buffer = make_window_buffer(WallTask().generate_dataset(20, seed=0), frames=3, frameskip=5, batch_size=4)
+        >>> appended_batches(buffer)  # no transform appends batches
+        []
+    """
+    transforms = _flat_transforms(getattr(buffer, "transform", None))
+    out = []
+    for i, transform in enumerate(transforms):
+        for batch in getattr(transform, "appended_batches", list)():
+            for later in transforms[i + 1:]:
+                batch = later(batch)
+            out.append(batch)
+    return out
+
+
+def _flat_transforms(transform: Transform | None) -> list[Transform]:
+    """The transforms of ``transform`` in the order they run, nested ``Compose`` flattened."""
+    if transform is None:
+        return []
+    if isinstance(transform, Compose):
+        return [t for part in transform.transforms for t in _flat_transforms(part)]
+    return [transform]
+
+
 def _transform_state(buffer: ReplayBuffer) -> dict:
     """The ``state_dict()`` of the buffer's transforms (the synthesis transforms keep their state there)."""
     transform = getattr(buffer, "transform", None)
@@ -212,7 +284,7 @@ def _generator_state(buffer: ReplayBuffer) -> torch.Tensor | None:
     return None if generator is None else generator.get_state()
 
 
-def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, buffer: ReplayBuffer) -> int:
+def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, kind: str, buffer: ReplayBuffer) -> int:
     """Load the training state saved at ``path`` into the run; returns the step it was saved at."""
     payload = read_checkpoint(path)
     training = payload.get("training")
@@ -221,6 +293,10 @@ def _resume(path: str | os.PathLike, model: StateWorldModel, optimizer, buffer: 
     model.load_state_dict(payload["state_dict"])
     if (optimizer is None) != (training["optimizer"] is None):
         raise ValueError(f"checkpoint {str(path)!r} was trained with other parameter groups; cannot resume")
+    saved_kind = training.get("optimizer_kind", "adam")  # checkpoints from before the choice trained with Adam
+    if optimizer is not None and saved_kind != kind:
+        raise ValueError(f"checkpoint {str(path)!r} was trained with optimizer {saved_kind!r}, this run uses "
+                         f"{kind!r}; cannot resume")
     if optimizer is not None:
         optimizer.load_state_dict(training["optimizer"])
     torch.set_rng_state(training["torch_rng"])

@@ -27,6 +27,7 @@ from torchrl_gbp.checks import check_positive_int
 from torchrl_gbp.models.checkpoint import register_model_kind
 from torchrl_gbp.models.image_encoders import freeze, images_to_unit
 from torchrl_gbp.models.normalization import Normalizer
+from torchrl_gbp.models.predictors import set_dropout
 from torchrl_gbp.models.world_model import ConfigFields, LatentWorldModel
 
 ROLLOUTS = ("full", "history", "one_frame")
@@ -227,6 +228,10 @@ class DinoWMPredictor(nn.Module):
     def latent_dim(self) -> int:
         """Size of one frame's flat latent."""
         return self.num_patches * self.visual_dim + self.proprio_embed_dim
+
+    def set_dropout(self, p: float) -> None:
+        """Use dropout probability ``p`` in the transformer from now on (``emb_dropout`` stays as it is)."""
+        set_dropout(self.transformer, p)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:

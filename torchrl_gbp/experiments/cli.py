@@ -10,7 +10,7 @@ import sys
 import torch
 
 from ..planners import PLANNER_CLASSES
-from ..synthesis import METHODS
+from ..synthesis import METHODS, SCHEDULES
 from ..tasks import OBSERVATIONS
 from ..train import LOGGERS
 from ..video import check_video_target
@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--predictor-lr", type=float, default=None)
     p.add_argument("--action-encoder-lr", type=float, default=None)
+    p.add_argument("--finetuning", choices=pipeline.FINETUNINGS, default="ours",
+                   help="ours (Adam, the recipe's rates, gradients clipped at 1) or reference (the reference code's "
+                        "AdamW, rates and dropout 0.1, no clipping)")
+    p.add_argument("--online-schedule", choices=SCHEDULES, default="replace",
+                   help="online methods: replace a share of each batch's rows (ours) or append one optimiser step "
+                        "per cached synthetic set (the reference code's)")
     _add_logging(p)
     p.add_argument("--resume", action="store_true", help="continue the finetuning checkpointed at --out")
 
@@ -158,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
                    help="ours (MPC, final-state success) or paper (Table 1: open loop and MPC, SGD/Adam/CEM/MPPI, "
                         "the paper's budgets and goals, and the reference code's choices where they differ from "
-                        "ours: its cost, success rule, final plans and unclipped planners)")
+                        "ours: its cost, success rule, final plans and unclipped planners, and its finetuning: online "
+                        "synthetic sets appended as extra optimiser steps, AdamW at its rates with dropout 0.1)")
     p.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
                    help="TorchRL logger for training and finetuning under <out>/<task>/logs: csv (default), "
                         "tensorboard or wandb (offline; the pip extra of that name)")
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
                               steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
                               action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir, resume=args.resume,
-                              logger=args.logger)
+                              logger=args.logger, finetuning=args.finetuning, online_schedule=args.online_schedule)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
             result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,

@@ -12,7 +12,7 @@ from ..distributed import distributed_rank, distributed_training
 from ..evaluate import evaluate, evaluation_pairs
 from ..models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig, load_checkpoint, observation_of
 from ..planners import GoalCost, MPCPolicy, ReturnObjective, make_planner
-from ..synthesis import make_synthesis
+from ..synthesis import SCHEDULES, make_synthesis
 from ..tasks import PixelTask, Task, make_task
 from ..train import build_world_model, make_logger, train_world_model
 from ..video import record_video
@@ -22,6 +22,14 @@ from .recipes import Recipe, recipe_for
 COMPARED_PLANNERS = ("gd", "cem", "mppi")
 # Training and finetuning write a resumable checkpoint this often (steps).
 CHECKPOINT_EVERY = 250
+# How finetune_model finetunes: "ours" (Adam at the recipe's finetune_lr, gradient norm clipped at 1, no dropout)
+# or "reference" (the reference code's: REFERENCE_FINETUNING).
+FINETUNINGS = ("ours", "reference")
+# The reference code's finetuning: AdamW (weight decay 0.01, torch's AdamW default) with the predictor at 1e-5 and
+# one rate, 5e-4, for the action and proprio encoders; dropout 0.1 in the predictor while finetuning and while
+# online synthesis plans; no gradient clipping. (Its decoder, Adam at 3e-4, has no counterpart here.)
+REFERENCE_FINETUNING = {"optimizer": "adamw", "weight_decay": 0.01, "predictor_lr": 1e-5, "action_encoder_lr": 5e-4,
+                        "proprio_encoder_lr": 5e-4, "grad_clip": None, "dropout": 0.1}
 
 
 def make_policy(model: LatentWorldModel, task: Task, planner: str, recipe: Recipe, horizon: int | None = None,
@@ -262,13 +270,31 @@ def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path:
 def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
                    steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
                    action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
-                   logger=None, progress: bool = True, resume: bool = False) -> LatentWorldModel:
+                   logger=None, progress: bool = True, resume: bool = False, finetuning: str = "ours",
+                   online_schedule: str = "replace") -> LatentWorldModel:
     """Finetune ``model`` in place with a synthesis transform on the replay buffer.
 
     Only the predictor and the action encoder train (the observation encoder
     stays frozen), each with its own learning rate, as in the paper. A checkpoint
     (with the synthesis state) is written every :data:`CHECKPOINT_EVERY` steps;
     ``resume`` continues from the one at ``checkpoint_path``.
+
+    ``finetuning`` (:data:`FINETUNINGS`): ``"ours"``, Adam at the recipe's
+    ``finetune_lr``, gradient norm clipped at 1, no dropout; ``"reference"``,
+    the reference code's optimiser, rates and dropout
+    (:data:`REFERENCE_FINETUNING`; the proprio encoder, where the model has
+    one, trains with the action encoder; online synthesis plans in train
+    mode). ``predictor_lr`` and ``action_encoder_lr`` override either.
+    ``online_schedule`` (:data:`~torchrl_gbp.synthesis.SCHEDULES`) for the
+    online methods: ``"replace"`` (ours, the recipe's ``fraction`` of each
+    batch) or ``"append"`` (the reference's: one optimiser step on each cached
+    synthetic set of the batch's slot after the batch's own; a pass over the
+    data, after which the slots start over, is the number of batches that
+    covers every window starting at each env step once). Either way
+    ``steps`` (default: the recipe's ``finetune_steps``) counts sampled batches;
+    the reference code runs epochs over those windows instead (a full pass is
+    ``ceil(N * (T - L + 1) / batch_size)`` batches for ``N`` trajectories of
+    ``T`` steps and windows of ``L`` env steps), too many for a CPU.
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel
@@ -282,30 +308,65 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
         True
         >>> any(not torch.equal(a, b) for a, b in zip(predictor, model.predictor.parameters()))  # trained
         True
+        >>> model = finetune_model(model, task, data, "adversarial", recipe, steps=2, progress=False,
+        ...                        finetuning="reference")
+        >>> model.config.dropout  # finetuned with the reference's dropout (off in eval mode)
+        0.1
     """
+    if finetuning not in FINETUNINGS:
+        raise ValueError(f"finetuning must be one of {FINETUNINGS}, got {finetuning!r}")
+    if online_schedule not in SCHEDULES:
+        raise ValueError(f"online_schedule must be one of {SCHEDULES}, got {online_schedule!r}")
     torch.manual_seed(seed)
-    transform = make_synthesis(method, model, task, online=recipe.online, adversarial=recipe.adversarial, seed=seed)
-    buffer = make_window_buffer(trajectories, frames=model.num_hist + recipe.window_frames - 1,
-                                frameskip=model.frameskip, batch_size=recipe.batch_size, transform=transform,
-                                generator=torch.Generator().manual_seed(seed))
-    lrs = {"predictor_lr": recipe.finetune_lr["predictor_lr"] if predictor_lr is None else predictor_lr,
-           "action_encoder_lr": (recipe.finetune_lr["action_encoder_lr"] if action_encoder_lr is None
-                                 else action_encoder_lr)}
+    frames = model.num_hist + recipe.window_frames - 1
+    online = dict(recipe.online)
+    if online_schedule == "append":
+        online.update(schedule="append",
+                      epoch_batches=pass_batches(trajectories, frames, model.frameskip, recipe.batch_size))
+    options: dict = {}
+    lrs = dict(recipe.finetune_lr)
+    if finetuning == "reference":
+        reference = dict(REFERENCE_FINETUNING)
+        model.set_dropout(reference.pop("dropout"))
+        online["planning_mode"] = "train"
+        lrs = {name: reference.pop(name) for name in ("predictor_lr", "action_encoder_lr")}
+        options = reference
+    transform = make_synthesis(method, model, task, online=online, adversarial=recipe.adversarial, seed=seed)
+    buffer = make_window_buffer(trajectories, frames=frames, frameskip=model.frameskip, batch_size=recipe.batch_size,
+                                transform=transform, generator=torch.Generator().manual_seed(seed))
+    lrs.update({name: rate for name, rate in (("predictor_lr", predictor_lr), ("action_encoder_lr", action_encoder_lr))
+                if rate is not None})
     train_world_model(model, buffer, recipe.finetune_steps if steps is None else steps, lr=0.0, encoder_lr=0.0,
-                      **lrs, logger=logger, checkpoint_path=checkpoint_path,
+                      **lrs, **options, logger=logger, checkpoint_path=checkpoint_path,
                       checkpoint_every=CHECKPOINT_EVERY if checkpoint_path else 0,
-                      checkpoint_extra={"task": task.name, "method": method, "seed": seed},
+                      checkpoint_extra={"task": task.name, "method": method, "seed": seed, "finetuning": finetuning,
+                                        "online_schedule": online_schedule},
                       progress=progress, description=f"finetune {method}", resume=resume)
     return model
+
+
+def pass_batches(trajectories, frames: int, frameskip: int, batch_size: int) -> int:
+    """Batches of ``batch_size`` in one pass over every window of ``frames`` model frames that starts at an env
+    step of ``trajectories`` ``(N, T)``: the reference code's epoch.
+
+    Example:
+        >>> data = make_task("wall").generate_dataset(4, trajectory_steps=30, seed=0)
+        >>> pass_batches(data, frames=3, frameskip=5, batch_size=16)  # 4 x (30 - 11 + 1) = 80 windows
+        5
+    """
+    n, steps = trajectories.shape[:2]
+    windows = n * max(steps - (frames - 1) * frameskip, 0)
+    return max(1, -(-windows // batch_size))
 
 
 def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: str | os.PathLike,
              dataset: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
              predictor_lr: float | None = None, action_encoder_lr: float | None = None,
              log_dir: str | os.PathLike | None = None, progress: bool = True, resume: bool = False,
-             logger: str = "csv") -> LatentWorldModel:
+             logger: str = "csv", finetuning: str = "ours", online_schedule: str = "replace") -> LatentWorldModel:
     """Load a base checkpoint, finetune it with ``method`` and checkpoint the result to ``out``
-    (``resume``: continue the finetuning checkpointed there).
+    (``resume``: continue the finetuning checkpointed there; ``finetuning``, ``online_schedule``: see
+    :func:`finetune_model`).
 
     Without ``dataset`` the task's default dataset is regenerated with ``seed``. With ``log_dir`` the metrics
     go to TorchRL logger ``logger`` (see :func:`~torchrl_gbp.train.make_logger`) as experiment
@@ -334,7 +395,8 @@ def finetune(task_name: str, checkpoint: str | os.PathLike, method: str, out: st
     log = make_logger(logger, log_dir, f"{task_name}_finetune_{method}") if log_dir is not None else None
     try:
         return finetune_model(model, task, trajectories, method, recipe, steps, seed, predictor_lr,
-                              action_encoder_lr, checkpoint_path=out, logger=log, progress=progress, resume=resume)
+                              action_encoder_lr, checkpoint_path=out, logger=log, progress=progress, resume=resume,
+                              finetuning=finetuning, online_schedule=online_schedule)
     finally:
         if log is not None:
             log.close()

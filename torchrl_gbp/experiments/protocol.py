@@ -13,7 +13,14 @@ Two protocols, chosen by name:
   open-loop success is the final state's, MPC success is sticky at the end of
   each executed block, and PushT's test includes the agent's position
   (``success_rule``); plans are the search's final iterate or mean
-  (``result_rule``); planners do not clip actions (``bounds``). Every model
+  (``result_rule``); planners do not clip actions (``bounds``). The
+  finetuned models are finetuned as the reference code does too: online
+  synthesis adds one optimiser step per cached synthetic set instead of
+  replacing batch rows (``online_schedule``), with the reference's AdamW,
+  learning rates, dropout 0.1 and no gradient clipping (``finetuning``), for
+  the recipe's ``finetune_steps`` batches (the reference runs epochs over
+  windows at every env step, too many for a CPU). Results saved before these
+  two choices were recorded were finetuned with ours. Every model
   is planned open loop (one plan of
   ``horizon`` model steps, executed whole) and with MPC, by SGD, Adam and CEM
   (MPPI an extra column): MPC gradient lr 0.2, 100 steps, noise 0.003, one
@@ -34,8 +41,10 @@ from tensordict import TensorDict
 from ..closing import closing
 from ..evaluate import episode_metrics, evaluate, evaluation_pairs
 from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
+from ..synthesis import SCHEDULES
 from ..tasks import Task
 from ..tasks.env import replay_actions
+from .pipeline import FINETUNINGS
 from .recipes import PIXEL_SAMPLING, QUICK_SAMPLING
 
 PROTOCOLS = ("ours", "paper")
@@ -73,6 +82,10 @@ class PaperSettings:
     result_rule: str = "final"  # "best": ours, the cheapest plan seen
     # no action is clipped by the planner (the env still projects what it executes into its spec).
     bounds: str = "none"  # "project": ours, every iterate and sample projected into the spec
+    # online synthesis: one optimiser step per cached synthetic set of the batch's slot, after the batch's own;
+    online_schedule: str = "append"  # "replace": ours, a share of each batch's rows replaced
+    # finetuning: AdamW, predictor 1e-5, action (and proprio) encoders 5e-4, dropout 0.1, no gradient clipping.
+    finetuning: str = "reference"  # "ours": Adam at the recipe's rates, gradient norm clipped at 1, no dropout
     # The field values of the protocol's quick run (:meth:`quick`); the sampling planners get a quick recipe's budget.
     quick_run: dict = field(default_factory=lambda: {
         "mpc_gradient": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
@@ -82,7 +95,8 @@ class PaperSettings:
     def __post_init__(self) -> None:
         for name, allowed in (("objective_frames", ("with_start", "predicted")),
                               ("success_rule", ("reference", "sticky")), ("result_rule", ("final", "best")),
-                              ("bounds", ("none", "project"))):
+                              ("bounds", ("none", "project")), ("online_schedule", SCHEDULES),
+                              ("finetuning", FINETUNINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"PaperSettings.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
@@ -105,6 +119,18 @@ class PaperSettings:
         """
         return {name: getattr(self, name) for name in OUR_CHOICES}
 
+    def finetune_options(self) -> dict[str, str]:
+        """The protocol's finetuning choices, as keyword arguments of
+        :func:`~torchrl_gbp.experiments.pipeline.finetune_model`.
+
+        Example:
+            >>> PaperSettings().finetune_options()
+            {'online_schedule': 'append', 'finetuning': 'reference'}
+            >>> replace(PaperSettings(), **OUR_CHOICES).finetune_options() == OUR_FINETUNING_CHOICES
+            True
+        """
+        return {name: getattr(self, name) for name in OUR_FINETUNING_CHOICES}
+
     def quick(self) -> PaperSettings:
         """A smaller run of the same protocol (minutes): ``quick_run`` replaces those fields.
 
@@ -115,8 +141,12 @@ class PaperSettings:
         return replace(self, **self.quick_run)
 
 
-# Our construction on each point where it differs from the reference code (``replace(settings, **OUR_CHOICES)``).
-OUR_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best", "bounds": "project"}
+# Our construction on each point where it differs from the reference code (``replace(settings, **OUR_CHOICES)``):
+# how models are planned and scored, and how they are finetuned.
+OUR_EVALUATION_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best",
+                          "bounds": "project"}
+OUR_FINETUNING_CHOICES = {"online_schedule": "replace", "finetuning": "ours"}
+OUR_CHOICES = {**OUR_EVALUATION_CHOICES, **OUR_FINETUNING_CHOICES}
 
 
 # The per-task differences the paper states: PushT's goals come from dataset segments, PointMaze's cost ignores

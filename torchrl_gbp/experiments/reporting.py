@@ -346,6 +346,8 @@ def tables_from_raw(folder: str | os.PathLike,
 # The choices runs made before the paper protocol recorded them (and before it followed the reference code).
 EARLIER_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best",
                    "bounds": "project"}
+# Choices recorded since a later version (how the models were finetuned): runs that lack them used ours.
+UNRECORDED_CHOICES = {"online_schedule": "replace", "finetuning": "ours"}
 
 
 def paper_success_key(runs: list[dict]) -> str:
@@ -365,15 +367,28 @@ def paper_success_key(runs: list[dict]) -> str:
 def protocol_choices_note(runs: list[dict]) -> str:
     """One sentence naming the protocol choices the runs were made with (see ``PaperSettings.choices``).
 
+    Runs that recorded no choices made :data:`EARLIER_CHOICES`; a choice
+    added later that a run lacks (:data:`UNRECORDED_CHOICES`, how the models
+    were finetuned) was ours: it counts as ours when runs are compared, and the
+    sentence names it only where some run recorded it, so the notes of earlier
+    runs read as they did.
+
     Example:
-        >>> protocol_choices_note([{"protocol_choices": {"objective_frames": "with_start", "success_rule":
-        ...     "reference", "result_rule": "final", "bounds": "none"}}])
+        >>> earlier = {"objective_frames": "with_start", "success_rule": "reference", "result_rule": "final",
+        ...            "bounds": "none"}
+        >>> protocol_choices_note([{"protocol_choices": earlier}])
         'Protocol choices: bounds=none, objective_frames=with_start, result_rule=final, success_rule=reference.'
+        >>> protocol_choices_note([{"protocol_choices": {**earlier, "online_schedule": "append",
+        ...                                              "finetuning": "reference"}}])  # doctest: +NORMALIZE_WHITESPACE
+        'Protocol choices: bounds=none, finetuning=reference, objective_frames=with_start, online_schedule=append,
+        result_rule=final, success_rule=reference.'
     """
-    choices = {tuple(sorted(r.get("protocol_choices", EARLIER_CHOICES).items())) for r in runs}
+    recorded = [r.get("protocol_choices") for r in runs]
+    choices = {tuple(sorted({**UNRECORDED_CHOICES, **(made or EARLIER_CHOICES)}.items())) for made in recorded}
     if len(choices) != 1:
         raise ValueError(f"the runs mix protocol choices {sorted(choices)}; tabulate them apart")
-    text = ", ".join(f"{name}={value}" for name, value in choices.pop())
+    named = set().union(*(made for made in recorded if made)) or set(EARLIER_CHOICES)
+    text = ", ".join(f"{name}={value}" for name, value in choices.pop() if name in named)
     earlier = all("protocol_choices" not in r for r in runs)
     return f"Protocol choices: {text}" + (" (runs made before the choices were recorded)." if earlier else ".")
 

@@ -27,9 +27,11 @@ from ..train import make_logger
 from .pipeline import COMPARED_PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import (
     MODES,
+    OUR_FINETUNING_CHOICES,
     PAPER_PLANNERS,
     PAPER_TABLE1,
     PROTOCOLS,
+    PaperSettings,
     evaluate_paper_cell,
     paper_settings,
     protocol_pairs,
@@ -83,7 +85,8 @@ def run_unit(job: dict) -> list[dict]:
         log = make_logger(job["logger"], job["log_dir"], f"finetune_{method}_seed{run_seed}")
         try:
             finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed, logger=log,
-                           checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True)
+                           checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True,
+                           **({} if settings is None else settings.finetune_options()))
         finally:
             log.close()
         if progress and remote:
@@ -103,6 +106,22 @@ def run_unit(job: dict) -> list[dict]:
                   flush=True)
     atomic_write_text(job["result"], json.dumps({"fingerprint": job["fingerprint"], "runs": runs}, indent=1))
     return runs
+
+
+def finetuned_checkpoint(root: Path, method: str, seed: int, settings: PaperSettings | None = None) -> Path:
+    """Where :func:`reproduce` keeps the model finetuned with ``method`` and ``seed`` under ``root``:
+    ``<method>_seed<k>.pt``, shared by both protocols when the protocol (``settings``; ``None``: ours) finetunes
+    as ours does, else ``paper_<method>_seed<k>.pt``.
+
+    Example:
+        >>> from torchrl_gbp.experiments.protocol import PaperSettings
+        >>> finetuned_checkpoint(Path("runs/wall"), "online", 0).name
+        'online_seed0.pt'
+        >>> finetuned_checkpoint(Path("runs/wall"), "online", 0, PaperSettings()).name  # the reference's finetuning
+        'paper_online_seed0.pt'
+    """
+    ours = settings is None or settings.finetune_options() == OUR_FINETUNING_CHOICES
+    return root / f"{'' if ours else 'paper_'}{method}_seed{seed}.pt"
 
 
 def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> list[tuple[str, str]]:
@@ -249,8 +268,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     (their finetuning resumes from its checkpoint). ``fresh=True`` starts over.
     ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
     ``protocol`` (:mod:`torchrl_gbp.experiments.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
-    layout, ``results_paper.md``; the dataset, base model and finetuned models are shared with ``"ours"``
-    in the same folder). ``obs="pixels"``: the same job on the task's pixels with pixel world models
+    layout, ``results_paper.md``; the dataset and base model are shared with ``"ours"`` in the same folder, the
+    finetuned models too where the paper protocol finetunes as ours does (:func:`finetuned_checkpoint`)). ``obs="pixels"``: the same job on the task's pixels with pixel world models
     (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``. ``seeds``
     replaces the recipe's evaluation and finetuning seeds (a run within a time budget: say so where it is reported).
     Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
@@ -277,6 +296,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     if seeds is not None:
         recipe = replace(recipe, seeds=tuple(seeds))
     task = make_task(task_name, obs=obs)
+    settings = paper_settings(task_name, quick, obs) if protocol == "paper" else None
     root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
     fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": recipe.fingerprint(),
                    **({} if obs == "state" else {"obs": obs})}
@@ -302,10 +322,12 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         log.close()
     jobs = [{"task": task_name, "obs": obs, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
              "log_dir": root / "logs", "logger": logger, "method": method, "seed": run_seed, "planners": tuple(planners),
-             "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
+             "checkpoint": None if method == "base" else finetuned_checkpoint(root, method, run_seed, settings),
              "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
              "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
-                             "protocol": protocol},
+                             "protocol": protocol,
+                             **({} if settings is None or method == "base"
+                                else {"finetuning_choices": settings.finetune_options()})},
              "protocol": protocol,
              "progress": progress, "threads": None, "verbose": verbose}
             for run_seed in recipe.seeds for method in ("base", *methods)]

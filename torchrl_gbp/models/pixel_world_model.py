@@ -41,6 +41,8 @@ class PixelWorldModelConfig(ConfigFields):
             :meth:`DINOv2Encoder.config_dict`).
         action_embed_dim, proprio_embed_dim: embedding sizes concatenated to every token.
         hidden_dim, depth, heads: predictor transformer width, layers, heads.
+        dropout: the predictor's dropout probability (train mode only; see
+            :meth:`~torchrl_gbp.models.LatentWorldModel.set_dropout`).
 
     Example:
         >>> config = PixelWorldModelConfig(image_size=64, proprio_dim=2, env_action_dim=2)
@@ -62,6 +64,7 @@ class PixelWorldModelConfig(ConfigFields):
     hidden_dim: int = 64
     depth: int = 2
     heads: int = 4
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("image_size", "env_action_dim", "frameskip", "num_hist", "action_embed_dim",
@@ -71,6 +74,8 @@ class PixelWorldModelConfig(ConfigFields):
             raise ValueError(f"PixelWorldModelConfig.proprio_dim must be >= 0, got {self.proprio_dim}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"PixelWorldModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"PixelWorldModelConfig.dropout must lie in [0, 1), got {self.dropout!r}")
 
 
 def build_image_encoder(config: PixelWorldModelConfig) -> nn.Module:
@@ -185,7 +190,7 @@ class PixelWorldModel(LatentWorldModel):
                                           build_image_encoder(config) if image_encoder is None else image_encoder)
         predictor = FrameCausalTransformerPredictor(
             encoder.num_tokens, encoder.token_dim, config.proprio_dim, config.action_embed_dim, config.num_hist,
-            config.hidden_dim, config.depth, config.heads, config.proprio_embed_dim)
+            config.hidden_dim, config.depth, config.heads, config.proprio_embed_dim, config.dropout)
         super().__init__(config, encoder, encoder.latent_dim, predictor, observation_keys=observation_keys,
                          goal_keys=goal_keys)
 
@@ -193,6 +198,11 @@ class PixelWorldModel(LatentWorldModel):
     def image_encoder(self) -> nn.Module:
         """The frozen image encoder."""
         return self.state_encoder.image_encoder
+
+    @property
+    def proprio_encoder(self) -> nn.Module | None:
+        """The proprio embedding concatenated onto every token (a part of the predictor; ``None`` without proprio)."""
+        return self.predictor.proprio_embedding
 
     def fit_normalization(self, images: torch.Tensor, proprio: torch.Tensor, model_actions: torch.Tensor) -> None:
         """Token statistics from uint8 ``images`` ``(..., S, S, 3)`` (a sample of the dataset), proprio

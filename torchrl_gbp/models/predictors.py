@@ -2,9 +2,32 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .encoders import mlp
+
+
+def set_dropout(module: nn.Module, p: float) -> None:
+    """Set every dropout probability inside ``module`` to ``p``: each ``nn.Dropout`` and each float ``dropout``
+    attribute (attention dropout of ``nn.MultiheadAttention``, predictors that apply dropout functionally).
+
+    Dropout has no parameters, so a model trained without it can be finetuned with it (and back); it acts in
+    train mode only.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0), nn.MultiheadAttention(4, 2))
+        >>> set_dropout(net, 0.1)
+        >>> net[1].p, net[2].dropout
+        (0.1, 0.1)
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must lie in [0, 1), got {p!r}")
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = float(p)
+        elif isinstance(getattr(sub, "dropout", None), float):
+            sub.dropout = float(p)
 
 
 class ResidualMLPPredictor(nn.Module):
@@ -15,6 +38,8 @@ class ResidualMLPPredictor(nn.Module):
         action_embed_dim: size of one action embedding.
         num_hist: number of history frames ``h`` the predictor reads.
         hidden_dim, depth: MLP width and number of hidden layers.
+        dropout: dropout probability after each hidden activation (train mode only; the parameters do not
+            depend on it, :meth:`set_dropout` changes it).
 
     Example:
         >>> pred = ResidualMLPPredictor(2, 4, num_hist=3, hidden_dim=32, depth=2)
@@ -23,15 +48,25 @@ class ResidualMLPPredictor(nn.Module):
     """
 
     def __init__(self, latent_dim: int, action_embed_dim: int, num_hist: int = 1,
-                 hidden_dim: int = 256, depth: int = 3) -> None:
+                 hidden_dim: int = 256, depth: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
         self.num_hist = num_hist
         self.net = mlp(num_hist * (latent_dim + action_embed_dim), latent_dim, hidden_dim, depth)
+        self.dropout = 0.0
+        self.set_dropout(dropout)
+
+    def set_dropout(self, p: float) -> None:
+        """Use dropout probability ``p`` from now on (see :func:`set_dropout`)."""
+        set_dropout(self, p)
 
     def forward(self, z_hist: torch.Tensor, e_hist: torch.Tensor) -> torch.Tensor:
         """``z_hist``: ``(..., h, D)``, ``e_hist``: ``(..., h, E)`` -> ``(..., D)``."""
-        features = torch.cat([z_hist.flatten(-2), e_hist.flatten(-2)], dim=-1)
-        return z_hist[..., -1, :] + self.net(features)
+        x = torch.cat([z_hist.flatten(-2), e_hist.flatten(-2)], dim=-1)
+        for layer in self.net:  # applied functionally, so the layer indices (parameter names) never change
+            x = layer(x)
+            if self.dropout and isinstance(layer, nn.GELU):
+                x = F.dropout(x, self.dropout, self.training)
+        return z_hist[..., -1, :] + x
 
 
 def frame_causal_mask(num_frames: int, tokens_per_frame: int) -> torch.Tensor:
@@ -65,6 +100,8 @@ class FrameCausalTransformerPredictor(nn.Module):
         num_hist: history frames ``h``.
         width, depth, heads: transformer width, layers and attention heads.
         proprio_embed_dim: size of the proprio embedding concatenated to each token.
+        dropout: the transformer's dropout probability (attention weights, attention and feed-forward outputs,
+            after the feed-forward activation; train mode only; :meth:`set_dropout` changes it).
 
     Example:
         >>> pred = FrameCausalTransformerPredictor(4, 3, proprio_dim=2, action_embed_dim=5, num_hist=3, width=16)
@@ -73,7 +110,8 @@ class FrameCausalTransformerPredictor(nn.Module):
     """
 
     def __init__(self, num_tokens: int, token_dim: int, proprio_dim: int, action_embed_dim: int, num_hist: int,
-                 width: int = 64, depth: int = 2, heads: int = 4, proprio_embed_dim: int = 8) -> None:
+                 width: int = 64, depth: int = 2, heads: int = 4, proprio_embed_dim: int = 8,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width={width} must be a multiple of heads={heads}")
@@ -84,13 +122,17 @@ class FrameCausalTransformerPredictor(nn.Module):
         self.input = nn.Linear(in_dim, width)
         self.position = nn.Parameter(torch.zeros(num_hist, num_tokens, width))
         nn.init.normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.token_head = nn.Linear(width, token_dim)
         self.proprio_head = nn.Linear(width, proprio_dim) if proprio_dim else None
         self.register_buffer("mask", frame_causal_mask(num_hist, num_tokens), persistent=False)
+
+    def set_dropout(self, p: float) -> None:
+        """Use dropout probability ``p`` in the transformer from now on (see :func:`set_dropout`)."""
+        set_dropout(self.transformer, p)
 
     def forward_frames(self, z_hist: torch.Tensor, e_hist: torch.Tensor) -> torch.Tensor:
         """Next-frame predictions at every history frame: ``(..., h, L)``, ``(..., h, E)`` -> ``(..., h, L)``."""

@@ -58,6 +58,8 @@ class WorldModelConfig(ConfigFields):
         latent_dim: latent size for the ``"mlp"`` encoder.
         action_embed_dim: size of the learned action embedding.
         hidden_dim, depth: predictor MLP width and hidden layers.
+        dropout: the predictor's dropout probability (train mode only; see
+            :meth:`LatentWorldModel.set_dropout`).
         proprio_dim: trailing latent entries that form the proprioceptive part,
             weighted by ``alpha`` in goal costs (0: the latent has one part).
         reward_head: add a learned :class:`~torchrl_gbp.models.reward.RewardHead`
@@ -82,6 +84,7 @@ class WorldModelConfig(ConfigFields):
     depth: int = 3
     proprio_dim: int = 0
     reward_head: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("obs_dim", "env_action_dim", "frameskip", "num_hist", "action_embed_dim", "hidden_dim"):
@@ -96,6 +99,8 @@ class WorldModelConfig(ConfigFields):
         if not 0 <= self.proprio_dim <= latent:
             raise ValueError(f"WorldModelConfig.proprio_dim must lie in [0, latent size {latent}] "
                              f"({self.encoder} encoder), got {self.proprio_dim}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"WorldModelConfig.dropout must lie in [0, 1), got {self.dropout!r}")
 
 
 class NormalizedEncoder(nn.Module):
@@ -239,6 +244,27 @@ class LatentWorldModel(WorldModel):
     def action_encoder(self) -> nn.Module:
         """The action embedding network."""
         return self.latent_dynamics.action_encoder
+
+    def set_dropout(self, p: float) -> None:
+        """Give the predictor dropout probability ``p`` from now on, and record it in ``config.dropout``.
+
+        Dropout has no parameters: a model trained without it can be finetuned
+        with it (the reference code finetunes with 0.1) and its checkpoint
+        still loads. It acts in train mode only. The predictor must have a
+        ``set_dropout(p)`` method (the package's predictors do).
+
+        Example:
+            >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+            >>> model.set_dropout(0.1)
+            >>> model.config.dropout, model.predictor.dropout
+            (0.1, 0.1)
+        """
+        if not hasattr(self.predictor, "set_dropout"):
+            raise TypeError(f"the predictor {type(self.predictor).__name__} has no set_dropout(p) method")
+        if not hasattr(self.config, "dropout"):
+            raise TypeError(f"{type(self.config).__name__} has no dropout field to record the probability in")
+        self.predictor.set_dropout(p)
+        self.config.dropout = float(p)
 
     @property
     def action_dim(self) -> int:
@@ -394,7 +420,7 @@ class StateWorldModel(LatentWorldModel):
         net = (IdentityEncoder(config.obs_dim) if config.encoder == "identity"
                else MLPEncoder(config.obs_dim, config.latent_dim))
         predictor = ResidualMLPPredictor(net.latent_dim, config.action_embed_dim, config.num_hist,
-                                         config.hidden_dim, config.depth)
+                                         config.hidden_dim, config.depth, config.dropout)
         super().__init__(config, NormalizedEncoder(config.obs_dim, net), net.latent_dim, predictor,
                          observation_keys=(observation_key,), goal_keys=(goal_key,))
         self.state_decoder = mlp(net.latent_dim, config.obs_dim, 128, 2) if config.encoder == "mlp" else None

@@ -13,8 +13,9 @@ from torchrl_gbp.data import window_latents
 
 
 @contextmanager
-def synthesis_mode(model: nn.Module) -> Iterator[None]:
-    """Run a block with ``model`` in eval mode and gradients enabled, then restore every submodule's mode.
+def synthesis_mode(model: nn.Module, train: bool = False) -> Iterator[None]:
+    """Run a block with ``model`` in eval mode (``train``: train mode, dropout on) and gradients enabled,
+    then restore every submodule's mode.
 
     Replay buffers may sample under ``torch.no_grad()``, in a prefetch thread,
     or while the model is in train mode; synthesis must behave the same in all.
@@ -28,7 +29,7 @@ def synthesis_mode(model: nn.Module) -> Iterator[None]:
         True
     """
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    model.train(train)
     try:
         with torch.enable_grad():
             yield

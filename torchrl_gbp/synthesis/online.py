@@ -17,6 +17,9 @@ from torchrl_gbp.tasks.env import replay_actions
 from .common import check_fraction, choose_rows, synthesis_mode, window_inputs
 
 EnvFactory = Callable[[int], EnvBase]
+# How synthetic windows reach training: "replace" rows of each batch (ours), or "append" whole synthetic batches
+# as extra optimiser steps (the reference code's).
+SCHEDULES = ("replace", "append")
 
 
 class OnlineSynthesis(Transform):
@@ -48,26 +51,48 @@ class OnlineSynthesis(Transform):
     ``num_envs -> env`` (built once per batch size). The package's tasks make
     such envs (``task.make_env``).
 
-    On every call, ``round(fraction * B)`` random rows of the batch are
-    replaced by windows drawn from that buffer (once it holds any); a bool
-    ``"synthetic"`` ``(B,)`` flag marks them. Entries of replaced rows that a
-    synthetic window lacks (for instance perturbations written by an earlier
-    transform) are zeroed. The batch keeps its shape, the result is a new
-    TensorDict, and the sampled input is never written. Put it before
-    :class:`AdversarialSynthesis` in a ``Compose`` so synthetic rows get
-    perturbed too.
+    Two schedules bring the synthetic windows into training:
 
-    Planning runs with gradients enabled and the model in eval mode (modes
-    restored after); only the action sequence is differentiated. The model is
-    held by reference, not as a submodule. Counters, the generator and the
-    synthetic buffer are in ``state_dict()``, so a resumed run continues exactly.
+    - ``"replace"`` (ours): on every call, ``round(fraction * B)`` random rows
+      of the batch are replaced by windows drawn from that buffer (once it
+      holds any); a bool ``"synthetic"`` ``(B,)`` flag marks them. Entries of
+      replaced rows that a synthetic window lacks (for instance perturbations
+      written by an earlier transform) are zeroed.
+    - ``"append"`` (the reference code's): no row is replaced (the flag is all
+      False). Calls are numbered ``c = 0, 1, ...`` within passes of
+      ``epoch_batches`` calls (``None``: one endless pass); call ``c`` belongs
+      to slot ``c // every``. The first call of a slot synthesises from its
+      batch and adds the ``B`` synthetic windows, as one set, to that slot's
+      sets, which are never dropped; :meth:`appended_batches` returns the
+      slot's sets (flag True), on each of which
+      :func:`~torchrl_gbp.train.train_world_model` takes one optimiser step
+      after the batch's own. So in pass ``e = 1, 2, ...`` every batch brings
+      ``1 + e`` optimiser steps: synthetic data are added, not substituted,
+      and their share grows over training. Memory (and checkpoints) grow by
+      ``B`` windows every ``every`` calls; ``fraction`` and ``capacity`` are
+      the replace schedule's and are not used.
+
+    The batch keeps its shape, the result is a new TensorDict, and the sampled
+    input is never written. Put it before :class:`AdversarialSynthesis` in a
+    ``Compose`` so synthetic windows get perturbed too.
+
+    Planning runs with gradients enabled and the model in eval mode
+    (``planning_mode="train"``: in train mode, dropout on, as the reference
+    code plans; modes restored after); only the action sequence is
+    differentiated. The model is held by reference, not as a submodule.
+    Counters, the generator and the synthetic windows are in ``state_dict()``,
+    so a resumed run continues exactly.
 
     Args:
         world_model: the model being trained.
         env: the simulator: a TorchRL env or a factory ``num_envs -> env``.
         every: synthesise on every ``every``-th call (the first included).
-        fraction: share of the batch rows replaced by synthetic windows.
-        capacity: synthetic windows kept.
+        fraction: share of the batch rows replaced by synthetic windows (``"replace"``).
+        capacity: synthetic windows kept (``"replace"``).
+        schedule: ``"replace"`` or ``"append"`` (:data:`SCHEDULES`; see above).
+        epoch_batches: ``"append"``: calls per pass over the data, after which the slots start over
+            (``None``: never; each slot then holds one set).
+        planning_mode: ``"eval"`` or ``"train"``: the model's mode while the planner runs.
         planner: a planner whose ``horizon`` is ``T - num_hist``; overrides the
             default gradient planner (and ``planner_steps``/``planner_lr``).
         planner_steps, planner_lr: the default planner's Adam steps and rate.
@@ -92,22 +117,35 @@ class OnlineSynthesis(Transform):
         >>> batch = buffer.sample()
         >>> batch.shape, int(batch["synthetic"].sum()), len(online.synthetic_buffer), online.synthesis_rounds
         (torch.Size([8]), 4, 8, 1)
+        >>> append = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), schedule="append", every=2,
+        ...                          planner_steps=5)
+        >>> buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=append)
+        >>> [(int(buffer.sample()["synthetic"].sum()), len(append.appended_batches())) for _ in range(3)]
+        [(0, 1), (0, 1), (0, 1)]
+        >>> append.synthesis_rounds  # calls 0 and 2 synthesised, each into its own slot
+        2
     """
 
     def __init__(self, world_model: StateWorldModel, env: EnvBase | EnvFactory, *, every: int = 10,
                  fraction: float = 0.5, capacity: int = 10_000, planner: Planner | None = None,
                  planner_steps: int = 100, planner_lr: float = 0.3, seed: int = 0,
-                 objective: GoalCost | ReturnObjective | None = None, start_key: NestedKey = "start_state",
-                 goal_key: NestedKey | None = "goal_state",
+                 objective: GoalCost | ReturnObjective | None = None, schedule: str = "replace",
+                 epoch_batches: int | None = None, planning_mode: str = "eval",
+                 start_key: NestedKey = "start_state", goal_key: NestedKey | None = "goal_state",
                  in_keys: Sequence[NestedKey] = ("latent", "state", "action"),
                  out_keys: Sequence[NestedKey] = ("synthetic",)) -> None:
         if len(in_keys) != 3 or len(out_keys) != 1:
             raise ValueError(f"in_keys must be (latent, state, action) and out_keys (flag,); got "
                              f"{list(in_keys)} and {list(out_keys)}")
         super().__init__(in_keys=list(in_keys), out_keys=list(out_keys))
-        for name, value in (("every", every), ("capacity", capacity)):
+        for name, value in (("every", every), ("capacity", capacity),
+                            ("epoch_batches", 1 if epoch_batches is None else epoch_batches)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if planning_mode not in ("eval", "train"):
+            raise ValueError(f"planning_mode must be 'eval' or 'train', got {planning_mode!r}")
         if planner is None and (planner_steps < 0 or not planner_lr > 0):
             raise ValueError(f"need planner_steps >= 0 and planner_lr > 0, got {planner_steps!r} and {planner_lr!r}")
         if not isinstance(env, EnvBase) and not callable(env):
@@ -120,6 +158,7 @@ class OnlineSynthesis(Transform):
         self.planner = planner
         self.planner_steps = planner_steps
         self.planner_lr = float(planner_lr)
+        self.schedule, self.epoch_batches, self.planning_mode = schedule, epoch_batches, planning_mode
         self.start_key, self.goal_key = start_key, goal_key
         self._generator = torch.Generator().manual_seed(seed)
         self._capacity = capacity
@@ -127,6 +166,8 @@ class OnlineSynthesis(Transform):
         self._frames: int | None = None
         self._calls = 0
         self._rounds = 0
+        self._slots: list[list[TensorDict]] = []  # "append": each slot's synthetic sets
+        self._due: int | None = None  # "append": the slot of the last call
         self._envs: dict[int, EnvBase] = {}
 
     def _synthetic_storage(self, device: torch.device) -> ReplayBuffer:
@@ -142,10 +183,20 @@ class OnlineSynthesis(Transform):
         """How many times windows were synthesised."""
         return self._rounds
 
+    def appended_batches(self) -> list[TensorDict]:
+        """``"append"``: the synthetic sets of the last call's slot, one batch each (``"replace"``: none).
+
+        :func:`~torchrl_gbp.train.train_world_model` takes one optimiser step on each after the batch's own.
+        """
+        if self._due is None:
+            return []
+        return [synthetic.clone(recurse=False) for synthetic in self._slots[self._due]]
+
     def get_extra_state(self) -> dict:
-        """Counters, the generator and the synthetic buffer, saved in ``state_dict()``."""
+        """Counters, the generator and the synthetic windows, saved in ``state_dict()``."""
         return {"calls": self._calls, "rounds": self._rounds, "frames": self._frames,
-                "generator": self._generator.get_state(), "synthetic": self._synthetic.state_dict()}
+                "generator": self._generator.get_state(), "synthetic": self._synthetic.state_dict(),
+                "due": self._due, "slots": [[(s.to_dict(), s.shape[0]) for s in slot] for slot in self._slots]}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore :meth:`get_extra_state` (the generator stays shared by the transform and its buffer)."""
@@ -153,6 +204,10 @@ class OnlineSynthesis(Transform):
         self._synthetic.load_state_dict(state["synthetic"])
         self._generator.set_state(state["generator"])
         self._synthetic.set_rng(self._generator)
+        # states saved before the append schedule existed hold no slots
+        self._due = state.get("due")
+        self._slots = [[TensorDict(entries, batch_size=[size]) for entries, size in slot]
+                       for slot in state.get("slots", [])]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Synthesise when due, then replace a ``fraction`` of the rows (see the class docstring)."""
@@ -165,6 +220,8 @@ class OnlineSynthesis(Transform):
         if self._frames not in (None, z.shape[1]):
             raise ValueError(f"this OnlineSynthesis holds windows of {self._frames} frames; got a batch of "
                              f"{z.shape[1]} frames (keep the window length fixed)")
+        if self.schedule == "append":
+            return self._append(tensordict, z)
         if self._calls % self.every == 0:
             if not len(self._synthetic) and self._synthetic.storage.device != z.device:
                 self._synthetic = self._synthetic_storage(z.device)  # synthetic windows stay on the data's device
@@ -174,6 +231,21 @@ class OnlineSynthesis(Transform):
         self._calls += 1
         return self._mix(tensordict)
 
+    def _append(self, tensordict: TensorDictBase, z: torch.Tensor) -> TensorDictBase:
+        """The append schedule's call: synthesise into the slot at its first call, mark the slot due."""
+        position = self._calls if self.epoch_batches is None else self._calls % self.epoch_batches
+        slot = position // self.every
+        if position % self.every == 0:
+            synthetic = self.synthesize(tensordict)
+            synthetic.set(self.out_keys[0], torch.ones(synthetic.shape[0], dtype=torch.bool, device=synthetic.device))
+            self._slots.extend([] for _ in range(slot + 1 - len(self._slots)))
+            self._slots[slot].append(synthetic)
+            self._frames = z.shape[1]
+            self._rounds += 1
+        self._due = slot
+        self._calls += 1
+        return tensordict.set(self.out_keys[0], torch.zeros(tensordict.shape[0], dtype=torch.bool, device=z.device))
+
     def synthesize(self, windows: TensorDictBase) -> TensorDict:
         """Synthetic windows ``(B,)`` for a batch of windows ``(B,)`` (see the class docstring)."""
         wm, h = self.world_model, self.world_model.num_hist
@@ -182,7 +254,7 @@ class OnlineSynthesis(Transform):
         state = windows.get(state_key)
         b, horizon = z.shape[0], z.shape[1] - h
         env = self._simulator_env(b)
-        with synthesis_mode(wm):
+        with synthesis_mode(wm, train=self.planning_mode == "train"):
             a_hist = wm.normalize_action(action[:, :h - 1])
             # the planner draws on the data's device; seed it from the transform's CPU generator
             plan_seed = int(torch.randint(2**62, (), generator=self._generator))
