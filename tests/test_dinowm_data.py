@@ -9,6 +9,10 @@ import pytest
 import torch
 
 from torchrl_gbp.bridges import (
+    DinoV2TokenTask,
+    DinoWMConfig,
+    DinoWMImageEncoder,
+    DinoWMWorldModel,
     convert_dinowm_dataset,
     dinowm_data,
     dinowm_split,
@@ -16,8 +20,10 @@ from torchrl_gbp.bridges import (
     normalization_statistics,
     open_dinowm_dataset,
     read_mp4,
+    write_dinov2_tokens,
 )
 from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.models import TeacherForcingLoss
 
 cv2 = pytest.importorskip("cv2")
 
@@ -190,3 +196,59 @@ class Exploit:
         import os
 
         return os.system, ("echo pwned",)
+
+
+# ------------------------------------------------------------------------------ DINOv2 tokens, once
+TINY_DINO = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "patch_size": 7, "image_size": 28}
+
+
+@pytest.fixture(scope="module")
+def dinov2():
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    encoder = DinoWMImageEncoder.from_config(TINY_DINO, image_size=32)  # 2 x 2 patches of 16
+    calls = []
+    encoder.model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(1), with_kwargs=True)
+    encoder.calls = calls
+    return encoder
+
+
+def test_tokens_are_computed_once_stored_beside_the_frames_and_read_by_training(tmp_path, dinov2):
+    write_wall(tmp_path / "wall_single", n=10)
+    out = convert_dinowm_dataset(tmp_path / "wall_single", tmp_path / "ours")
+    before = len(dinov2.calls)
+    path = write_dinov2_tokens(out, dinov2, batch_size=16)
+    assert path == out / "tokens_train" and len(dinov2.calls) - before == 1 + 4  # a probe, then 54 frames in 16s
+    train = load_dinowm_dataset(out)
+    assert train["tokens"].shape == (1, 54, 4, 16) and Path(train["tokens"].filename).parent == path
+    expected = dinov2(train["pixels"][0, :5].permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(train["tokens"][0, :5], expected, rtol=0, atol=1e-5)
+    calls = len(dinov2.calls)
+    write_dinov2_tokens(out, dinov2, batch_size=16)  # the same encoder and frames: kept
+    assert len(dinov2.calls) == calls
+    # training windows carry the tokens, not the frames, and the loss never runs the encoder
+    config = DinoWMConfig(env_action_dim=2, proprio_in_dim=2, frameskip=5, num_hist=1, num_patches=4, visual_dim=16,
+                          depth=1, heads=2, dim_head=4, mlp_dim=16)
+    model = DinoWMWorldModel(config)
+    model.set_normalization(**normalization_statistics(out))
+    batch = make_window_buffer(train, frames=2, frameskip=5, batch_size=4).sample()
+    assert batch["tokens"].shape == (4, 2, 4, 16) and "pixels" not in batch.keys()
+    loss = TeacherForcingLoss(model)(batch)["loss_prediction"]
+    assert torch.isfinite(loss) and len(dinov2.calls) == calls
+    other = DinoWMImageEncoder.from_config(TINY_DINO, image_size=32)  # other weights: the tokens are rewritten
+    write_dinov2_tokens(out, other, batch_size=64)
+    assert not torch.allclose(load_dinowm_dataset(out)["tokens"][0, :5], expected)
+
+
+def test_a_token_task_observes_dinov2_tokens_of_its_rendered_states(dinov2):
+    from torchrl_gbp.tasks import make_task
+
+    task = DinoV2TokenTask(make_task("dinowm_wall"), dinov2, image_size=32)
+    start, goal = task.sample_start_goal(2, torch.Generator().manual_seed(0))
+    observed = task.observe(start)
+    expected = dinov2(task.render(start).permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(observed["tokens"], expected, rtol=0, atol=1e-5)
+    rollout = task.make_env(num_envs=2, seed=0).rollout(3)
+    assert rollout["tokens"].shape == (2, 3, 4, 16) and rollout["next", "goal", "tokens"].shape == (2, 3, 4, 16)
+    torch.testing.assert_close(rollout["next", "proprio"], task.proprio_from_state(rollout["next", "state"]))

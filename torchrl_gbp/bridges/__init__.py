@@ -2,6 +2,7 @@
 DINO-WM world model, the one-off conversion to our checkpoints, DINO-WM's datasets as memory-mapped
 trajectories, and DINOv2 tokens computed as DINO-WM does."""
 from .dinov2 import DinoWMImageEncoder, hub_position_embedding
+from .dinov2_tokens import DinoV2TokenTask, encode_images, encoder_fingerprint, write_dinov2_tokens
 from .dinowm_checkpoint import (
     DinoWMRun,
     PickledObject,
@@ -29,7 +30,7 @@ from .dinowm_data import (
 )
 from .dinowm_model import Conv1dEmbedding, DinoWMConfig, DinoWMPredictor, DinoWMWorldModel
 
-__all__ = ["Conv1dEmbedding", "convert_dinowm_checkpoint", "convert_dinowm_dataset", "dataset_info", "dataset_kind",
+__all__ = ["Conv1dEmbedding", "DinoV2TokenTask", "encode_images", "encoder_fingerprint", "write_dinov2_tokens", "convert_dinowm_checkpoint", "convert_dinowm_dataset", "dataset_info", "dataset_kind",
            "DATASET_KINDS", "dinowm_config", "dinowm_split", "dinowm_statistics", "dinowm_world_model",
            "DinoWMConfig", "DinoWMEpisodes", "DinoWMImageEncoder", "DinoWMPredictor", "DinoWMRun",
            "DinoWMWorldModel", "hub_position_embedding", "load_dinowm_dataset", "normalization_statistics",
