@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import torch
+from torchrl.envs import Compose, DeviceCastTransform
 
 from ..checks import check_positive_int
 from ..data import load_dataset, make_window_buffer, save_dataset
@@ -262,13 +263,16 @@ def record_checkpoint_video(task_name: str, checkpoint: str | os.PathLike, path:
 def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: str, recipe: Recipe,
                    steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
                    action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
-                   logger=None, progress: bool = True, resume: bool = False) -> LatentWorldModel:
+                   logger=None, progress: bool = True, resume: bool = False,
+                   device: str | torch.device | None = None) -> LatentWorldModel:
     """Finetune ``model`` in place with a synthesis transform on the replay buffer.
 
     Only the predictor and the action encoder train (the observation encoder
     stays frozen), each with its own learning rate, as in the paper. A checkpoint
     (with the synthesis state) is written every :data:`CHECKPOINT_EVERY` steps;
-    ``resume`` continues from the one at ``checkpoint_path``.
+    ``resume`` continues from the one at ``checkpoint_path``. With ``device`` the model
+    moves there and each sampled batch of windows follows it before synthesis (the
+    dataset and the simulators stay on the CPU).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel
@@ -284,7 +288,11 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
         True
     """
     torch.manual_seed(seed)
+    if device is not None:
+        model.to(device)
     transform = make_synthesis(method, model, task, online=recipe.online, adversarial=recipe.adversarial, seed=seed)
+    if device is not None:
+        transform = Compose(DeviceCastTransform(device), transform)
     buffer = make_window_buffer(trajectories, frames=model.num_hist + recipe.window_frames - 1,
                                 frameskip=model.frameskip, batch_size=recipe.batch_size, transform=transform,
                                 generator=torch.Generator().manual_seed(seed))
