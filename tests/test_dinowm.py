@@ -546,3 +546,33 @@ class _Exploit:
         import os
 
         return os.system, ("echo pwned",)
+
+
+def test_a_run_converted_with_a_local_dinov2_carries_it_and_reads_pixels(reference_runs, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    # TINY's 4 patches of 24 at the run's img_size 32: DINO-WM's grid of 32 // 16 = 2 patches a side
+    backbone = transformers.Dinov2Model(transformers.Dinov2Config(**{**TINY_DINO, "hidden_size": 24}))
+    backbone.save_pretrained(tmp_path / "dinov2")
+    statistics = {"proprio_mean": torch.tensor([1.0, 2.0, 3.0]), "proprio_std": torch.tensor([2.0, 2.0, 4.0]),
+                  "action_mean": torch.tensor([0.5, -0.5]), "action_std": torch.tensor([0.1, 0.2])}
+    path = convert_dinowm_checkpoint(reference_runs["dino_wm"], tmp_path / "model.pt", dinov2=tmp_path / "dinov2",
+                                     normalization=statistics)
+    reference_encoder = DinoWMImageEncoder.from_pretrained(tmp_path / "dinov2", image_size=32)
+    for file in (tmp_path / "dinov2").iterdir():  # the checkpoint needs the folder no more
+        file.unlink()
+    model, _ = load_checkpoint(path)
+    assert model.config.encoder == "dinov2" and model.config.image_size == 32
+    assert model.config.dinov2["hidden_size"] == 24 and model.observation_keys == ("pixels", "proprio")
+    pixels = torch.randint(0, 256, (2, 40, 40, 3), dtype=torch.uint8)
+    proprio = torch.tensor([[1.0, 2.0, 3.0], [3.0, 4.0, 7.0]])
+    z = model.eval().encode(pixels, proprio)
+    expected = reference_encoder(pixels.permute(0, 3, 1, 2) / 255)
+    torch.testing.assert_close(z[:, :-4].reshape(2, 4, 24), expected, rtol=0, atol=1e-5)
+    embedded = model.proprio_encoder((proprio - statistics["proprio_mean"]) / statistics["proprio_std"])
+    torch.testing.assert_close(z[:, -4:], embedded)
+    torch.testing.assert_close(model.denormalize_action(torch.zeros(1, 4)), torch.tensor([[0.5, -0.5, 0.5, -0.5]]))
+    small = transformers.Dinov2Model(transformers.Dinov2Config(**TINY_DINO))  # 16-wide tokens: not the run's 24
+    small.save_pretrained(tmp_path / "small")
+    with pytest.raises(ValueError, match="gives 4 tokens of 16 at img_size 32, but .* reads 4 of 24"):
+        convert_dinowm_checkpoint(reference_runs["dino_wm"], tmp_path / "bad.pt", dinov2=tmp_path / "small")

@@ -23,12 +23,15 @@ TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
 # Pixel datasets keep the uint8 image ("pixels", TorchRL's (H, W, 3) layout) and the proprio vector instead of
 # "observation", as pixel envs and pixel world models key them.
 PIXEL_KEYS = ("pixels", "proprio")
+# A pixel dataset with precomputed visual tokens (a frozen encoder's, e.g. DINOv2's) is read through them instead.
+TOKEN_KEYS = ("tokens", "proprio")
 # Optional: the env reward of each step, kept in the windows (summed per model step) for reward heads.
 REWARD_KEY = ("next", "reward")
 
 
 def observation_keys(trajectories: TensorDictBase) -> tuple[str, ...]:
-    """``("observation",)`` for state datasets, :data:`PIXEL_KEYS` for pixel datasets (which have no "observation").
+    """``("observation",)`` for state datasets, :data:`PIXEL_KEYS` for pixel datasets (which have no "observation"),
+    :data:`TOKEN_KEYS` for pixel datasets that also hold precomputed ``"tokens"``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -38,14 +41,19 @@ def observation_keys(trajectories: TensorDictBase) -> tuple[str, ...]:
         ...                      "proprio": torch.zeros(2, 5, 2)}, batch_size=[2, 5])
         >>> observation_keys(pixels)
         ('pixels', 'proprio')
+        >>> pixels["tokens"] = torch.zeros(2, 5, 4, 8)
+        >>> observation_keys(pixels)
+        ('tokens', 'proprio')
     """
-    return ("observation",) if "observation" in trajectories.keys() else PIXEL_KEYS
+    keys = trajectories.keys()
+    return ("observation",) if "observation" in keys else TOKEN_KEYS if "tokens" in keys else PIXEL_KEYS
 
 
 def check_trajectories(trajectories: TensorDictBase) -> None:
     """Raise a ``ValueError`` naming what is wrong if ``trajectories`` is not ``(N, T)`` with the task keys.
 
-    The observation is either ``"observation"`` or, for pixel datasets, ``"pixels"`` and ``"proprio"``.
+    The observation is either ``"observation"`` or, for pixel datasets, ``"pixels"`` (or precomputed
+    ``"tokens"``) and ``"proprio"``.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -62,7 +70,7 @@ def check_trajectories(trajectories: TensorDictBase) -> None:
     missing = [k for k in expected if k not in trajectories.keys()]
     if missing:
         raise KeyError(f"trajectories lack keys {missing}; expected {list(TRAJECTORY_KEYS)} (or "
-                       f"{list(PIXEL_KEYS)} in place of 'observation' for pixel datasets)")
+                       f"{list(PIXEL_KEYS)} or {list(TOKEN_KEYS)} in place of 'observation' for pixel datasets)")
 
 
 def save_dataset(trajectories: TensorDictBase, path: str | os.PathLike) -> Path:
@@ -342,7 +350,8 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
     :class:`ModelStepWindows` (first of the buffer's transforms) turns into
     windows; ``transform`` (for example a synthesis transform) runs after it.
 
-    Pixel datasets (``"pixels"`` and ``"proprio"``, see :data:`PIXEL_KEYS`) are
+    Pixel datasets (``"pixels"`` and ``"proprio"``, see :data:`PIXEL_KEYS`, or
+    precomputed ``"tokens"``, :data:`TOKEN_KEYS`, whose pixels are then never read) are
     never copied: the buffer's ``TensorStorage`` is a flat view of the
     (memory-mapped) dataset and batches read only their rows.
 
@@ -362,7 +371,7 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
             f"trajectories of {trajectories.shape[1]} steps are shorter than one window "
             f"({frames} frames x frameskip {frameskip} = {windows.slice_len} steps)"
         )
-    pixels = observation_keys(trajectories) == PIXEL_KEYS
+    pixels = observation_keys(trajectories) != ("observation",)
     keys = (*observation_keys(trajectories), *TRAJECTORY_KEYS[1:],
             *((REWARD_KEY,) if REWARD_KEY in trajectories.keys(True) else ()))
     flat = trajectories.select(*keys).reshape(-1)

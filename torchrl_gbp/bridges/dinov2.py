@@ -110,6 +110,14 @@ class DinoWMImageEncoder(nn.Module):
         return cls(model, image_size=image_size)
 
     @property
+    def config(self) -> dict:
+        """The backbone's ``transformers.Dinov2Config`` fields that differ from its defaults, plain values only:
+        :meth:`from_config` rebuilds the same architecture from them."""
+        fields = self.model.config.to_diff_dict()
+        return {k: v for k, v in fields.items() if k not in ("transformers_version", "architectures", "model_type")
+                and not k.startswith("_")}
+
+    @property
     def num_tokens(self) -> int:
         """Tokens per image."""
         return self.grid * self.grid

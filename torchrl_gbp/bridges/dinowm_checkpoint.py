@@ -24,6 +24,7 @@ import pickle
 import types
 import zipfile
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ import torch
 
 from torchrl_gbp.models.checkpoint import save_checkpoint
 
+from .dinov2 import DinoWMImageEncoder
 from .dinowm_model import DinoWMConfig, DinoWMWorldModel
 
 # The only real objects a pickle may name: what tensors, their storages and plain containers are rebuilt from.
@@ -448,8 +450,18 @@ def dinowm_config(run: DinoWMRun, *, rollout: str = "full") -> DinoWMConfig:
         rollout=rollout)
 
 
-def _model_from_run(run: DinoWMRun, rollout: str) -> DinoWMWorldModel:
-    model = DinoWMWorldModel(dinowm_config(run, rollout=rollout))
+def _model_from_run(run: DinoWMRun, rollout: str, dinov2: str | os.PathLike | None = None,
+                    normalization: dict | None = None) -> DinoWMWorldModel:
+    config, encoder = dinowm_config(run, rollout=rollout), None
+    if dinov2 is not None:
+        image_size = int(run.config.get("img_size", 224))
+        encoder = DinoWMImageEncoder.from_pretrained(dinov2, image_size=image_size)
+        if (encoder.num_tokens, encoder.token_dim) != (config.num_patches, config.visual_dim):
+            raise ValueError(f"the DINOv2 in {str(dinov2)!r} gives {encoder.num_tokens} tokens of "
+                             f"{encoder.token_dim} at img_size {image_size}, but {str(run.checkpoint_path)!r} "
+                             f"reads {config.num_patches} of {config.visual_dim}")
+        config = replace(config, encoder="dinov2", dinov2=encoder.config, image_size=image_size)
+    model = DinoWMWorldModel(config, image_encoder=encoder)
     for name, module in (("predictor", model.predictor), ("action_encoder", model.action_encoder),
                          ("proprio_encoder", model.proprio_encoder)):
         try:
@@ -457,15 +469,21 @@ def _model_from_run(run: DinoWMRun, rollout: str) -> DinoWMWorldModel:
         except RuntimeError as error:
             raise ValueError(f"{str(run.checkpoint_path)!r}: the {name} weights do not fit DINO-WM's layout "
                              f"({error})") from error
+    if normalization is not None:
+        model.set_normalization(**normalization)
     return model
 
 
 def dinowm_world_model(run_dir: str | os.PathLike, *, checkpoint: str = "checkpoints/model_latest.pth",
-                       rollout: str = "full") -> DinoWMWorldModel:
+                       rollout: str = "full", dinov2: str | os.PathLike | None = None,
+                       normalization: dict | None = None) -> DinoWMWorldModel:
     """A :class:`DinoWMWorldModel` with a DINO-WM run's weights, loaded strictly; the conversion's first half.
 
-    Normalisation statistics are not in DINO-WM's checkpoints: set them with
-    :meth:`DinoWMWorldModel.set_normalization`.
+    With ``dinov2`` (a local folder of ``Dinov2Model.save_pretrained``, never a download) the model reads
+    images through that DINOv2 at the run's ``img_size`` (``encoder="dinov2"``) and carries it; otherwise it
+    reads precomputed tokens. Normalisation statistics are not in DINO-WM's checkpoints: pass
+    ``normalization`` (the keywords of :meth:`DinoWMWorldModel.set_normalization`, e.g.
+    :func:`~torchrl_gbp.bridges.normalization_statistics` of the converted dataset) or set them later.
 
     Example:
         >>> import tempfile
@@ -480,16 +498,19 @@ def dinowm_world_model(run_dir: str | os.PathLike, *, checkpoint: str = "checkpo
         >>> loaded.config.rollout, torch.equal(loaded.predictor.pos_embedding, model.predictor.pos_embedding)
         ('one_frame', True)
     """
-    return _model_from_run(DinoWMRun(run_dir, checkpoint), rollout)
+    return _model_from_run(DinoWMRun(run_dir, checkpoint), rollout, dinov2, normalization)
 
 
 def convert_dinowm_checkpoint(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
-                              checkpoint: str = "checkpoints/model_latest.pth", rollout: str = "full") -> Path:
+                              checkpoint: str = "checkpoints/model_latest.pth", rollout: str = "full",
+                              dinov2: str | os.PathLike | None = None, normalization: dict | None = None) -> Path:
     """Convert a DINO-WM run once to our ``weights_only`` checkpoint (config included); return its path.
 
     The run is read without running its code (:class:`DinoWMRun`); the
     written file loads with :func:`torchrl_gbp.models.load_checkpoint`, which
     every command uses. Its ``extra`` names the source file, epoch, env and encoder.
+    ``dinov2`` and ``normalization``: see :func:`dinowm_world_model`; with ``dinov2`` the checkpoint holds
+    the DINOv2 config and weights, so it loads (and reads pixels) with nothing else.
 
     Example:
         >>> import tempfile
@@ -510,5 +531,5 @@ def convert_dinowm_checkpoint(run_dir: str | os.PathLike, out_path: str | os.Pat
     extra = {"converted_from": str(run.checkpoint_path), "epoch": _plain(run.epoch),
              "env": _plain((run.config.get("env") or {}).get("name")),
              "encoder": _plain((run.config.get("encoder") or {}).get("name"))}
-    save_checkpoint(out_path, _model_from_run(run, rollout), extra=extra)
+    save_checkpoint(out_path, _model_from_run(run, rollout, dinov2, normalization), extra=extra)
     return Path(out_path)

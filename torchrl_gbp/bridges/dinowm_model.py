@@ -30,8 +30,10 @@ from torchrl_gbp.models.normalization import Normalizer
 from torchrl_gbp.models.predictors import set_dropout
 from torchrl_gbp.models.world_model import ConfigFields, LatentWorldModel
 
+from .dinov2 import DinoWMImageEncoder
+
 ROLLOUTS = ("full", "history", "one_frame")
-ENCODERS = ("tokens", "custom")
+ENCODERS = ("tokens", "custom", "dinov2")
 
 
 @dataclass
@@ -54,7 +56,12 @@ class DinoWMConfig(ConfigFields):
             given history frame; ``"one_frame"``: each step sees only the latest frame, patch 0's proprio
             re-tiled (the paper's gradient-planning configs).
         encoder: ``"tokens"``: observations are precomputed visual tokens ``(..., num_patches, visual_dim)``;
-            ``"custom"``: images through an image-encoder module given to the model (and again on loading).
+            ``"custom"``: images through an image-encoder module given to the model (and again on loading);
+            ``"dinov2"``: images through the model's own :class:`~torchrl_gbp.bridges.DinoWMImageEncoder`,
+            rebuilt from ``dinov2`` and ``image_size`` (its weights travel in the model's state dict, so a
+            checkpoint loads with nothing else).
+        dinov2: with ``encoder="dinov2"``, the ``transformers.Dinov2Config`` fields of that encoder.
+        image_size: with ``encoder="dinov2"``, the side images are resized to (DINO-WM's ``img_size``).
 
     Example:
         >>> config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4)
@@ -80,6 +87,8 @@ class DinoWMConfig(ConfigFields):
     emb_dropout: float = 0.0
     rollout: str = "full"
     encoder: str = "tokens"
+    dinov2: dict | None = None
+    image_size: int = 224
 
     def __post_init__(self) -> None:
         for name in ("env_action_dim", "proprio_in_dim", "frameskip", "num_hist", "num_patches", "visual_dim",
@@ -93,6 +102,10 @@ class DinoWMConfig(ConfigFields):
             raise ValueError(f"DinoWMConfig.rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"DinoWMConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if (self.encoder == "dinov2") != (self.dinov2 is not None):
+            raise ValueError("DinoWMConfig.dinov2 (the Dinov2Config fields) goes with encoder='dinov2' and only "
+                             f"with it; got encoder={self.encoder!r}, dinov2={self.dinov2!r}")
+        check_positive_int("DinoWMConfig.image_size", self.image_size)
 
     @property
     def proprio_dim(self) -> int:
@@ -360,7 +373,8 @@ class DinoWMWorldModel(LatentWorldModel):
     Args:
         config: the model's :class:`DinoWMConfig`.
         image_encoder: for ``config.encoder == "custom"``: the frozen module from
-            images ``(B, 3, H, W)`` in ``[0, 1]`` to tokens ``(B, num_patches, visual_dim)``.
+            images ``(B, 3, H, W)`` in ``[0, 1]`` to tokens ``(B, num_patches, visual_dim)``; for
+            ``"dinov2"`` optional (by default built from ``config.dinov2``, random until weights are loaded).
         observation_keys, goal_keys: the keys of the visual input and the proprio (default
             ``("tokens", "proprio")`` for token inputs, ``("pixels", "proprio")`` for images; the
             goal's under ``"goal"``).
@@ -377,10 +391,13 @@ class DinoWMWorldModel(LatentWorldModel):
     def __init__(self, config: DinoWMConfig, *, image_encoder: nn.Module | None = None,
                  observation_keys: Sequence[NestedKey] | None = None,
                  goal_keys: Sequence[NestedKey] | None = None) -> None:
-        if (config.encoder == "custom") != (image_encoder is not None):
+        if config.encoder == "dinov2" and image_encoder is None:
+            image_encoder = DinoWMImageEncoder.from_config(config.dinov2, image_size=config.image_size)
+        elif config.encoder != "dinov2" and (config.encoder == "custom") != (image_encoder is not None):
             raise ValueError(f"DinoWMConfig.encoder={config.encoder!r} "
                              + ("needs the image encoder module: pass image_encoder=..." if image_encoder is None
-                                else "reads precomputed tokens; give image_encoder only with encoder='custom'"))
+                                else "reads precomputed tokens; give image_encoder only with encoder='custom' "
+                                     "or 'dinov2'"))
         visual_key = "tokens" if config.encoder == "tokens" else "pixels"
         observation_keys = (visual_key, "proprio") if observation_keys is None else observation_keys
         goal_keys = (("goal", visual_key), ("goal", "proprio")) if goal_keys is None else goal_keys

@@ -173,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over instead of keeping the finished units of an interrupted run in --out")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster to run the units on (e.g. auto); default: a local instance")
+    p.add_argument("--dinowm-checkpoint", default=None, metavar="RUN",
+                   help="start from DINO-WM's released run folder (hydra.yaml, checkpoints/model_latest.pth) instead "
+                        "of training a base model; needs --dataset and --dinov2 (experiments.dinowm, task dinowm_*)")
+    p.add_argument("--dataset", default=None, help="with --dinowm-checkpoint: DINO-WM's dataset folder for the task")
+    p.add_argument("--dinov2", default=None,
+                   help="with --dinowm-checkpoint: a local DINOv2 folder (Dinov2Model.save_pretrained)")
+    p.add_argument("--device", default="cpu", help="with --dinowm-checkpoint: cpu (default) or cuda")
+    p.add_argument("--rollout", choices=("full", "history", "one_frame"), default="full",
+                   help="with --dinowm-checkpoint: the model's rollout (default: DINO-WM's, full)")
+    p.add_argument("--dataset-episodes", type=int, default=None,
+                   help="with --dinowm-checkpoint: read only the first episodes of the dataset (DINO-WM's n_rollout)")
 
     p = sub.add_parser("diagnose", help="error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)")
     _add_task(p)
@@ -194,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout", choices=("full", "history", "one_frame"), default="full",
                    help="the model's rollout: DINO-WM's (full, default), from the whole history, or one frame "
                         "per step (the paper's gradient-planning configs)")
+    p.add_argument("--dinov2", default=None,
+                   help="a local DINOv2 folder (Dinov2Model.save_pretrained): the model carries it and reads pixels")
     return parser
 
 
@@ -255,11 +268,23 @@ def main(argv: list[str] | None = None) -> int:
                               logger=args.logger, finetuning=args.finetuning, online_schedule=args.online_schedule)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
-            result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
-                               planners=tuple(args.planners), methods=tuple(args.methods),
-                               backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                               verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
-                               logger=args.logger, seeds=args.seeds)
+            if args.dinowm_checkpoint is not None:
+                if args.dataset is None or args.dinov2 is None:
+                    raise ValueError("--dinowm-checkpoint needs --dataset (DINO-WM's dataset folder) and --dinov2 "
+                                     "(a local DINOv2 folder)")
+                from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
+
+                result = reproduce_dinowm(args.task, args.dinowm_checkpoint, args.dataset, args.dinov2, args.out,
+                                          protocol=args.protocol, quick=args.quick, device=args.device,
+                                          methods=tuple(args.methods), seeds=args.seeds,
+                                          dataset_episodes=args.dataset_episodes, rollout=args.rollout,
+                                          fresh=args.fresh, logger=args.logger)
+            else:
+                result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
+                                   planners=tuple(args.planners), methods=tuple(args.methods),
+                                   backend=args.backend, workers=args.workers, ray_address=args.ray_address,
+                                   verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
+                                   logger=args.logger, seeds=args.seeds)
             print(result["table"])
             print(result["note"])
             print(result["claims"])
@@ -268,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "convert-dinowm":
             from ..bridges import convert_dinowm_checkpoint  # reading hydra.yaml needs the [dinowm] extra
 
-            path = convert_dinowm_checkpoint(args.run, args.out, checkpoint=args.checkpoint, rollout=args.rollout)
+            path = convert_dinowm_checkpoint(args.run, args.out, checkpoint=args.checkpoint, rollout=args.rollout,
+                                             dinov2=args.dinov2)
             print(f"checkpoint written to {path} (set its normalisation statistics before planning)")
         elif args.command == "diagnose":
             checkpoints = dict(args.checkpoints)

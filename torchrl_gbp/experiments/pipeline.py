@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import torch
+from torchrl.envs import Compose, DeviceCastTransform
 
 from ..checks import check_positive_int
 from ..data import load_dataset, make_window_buffer, save_dataset
@@ -271,13 +272,15 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
                    steps: int | None = None, seed: int = 0, predictor_lr: float | None = None,
                    action_encoder_lr: float | None = None, checkpoint_path: str | os.PathLike | None = None,
                    logger=None, progress: bool = True, resume: bool = False, finetuning: str = "ours",
-                   online_schedule: str = "replace") -> LatentWorldModel:
+                   online_schedule: str = "replace", device: str | torch.device | None = None) -> LatentWorldModel:
     """Finetune ``model`` in place with a synthesis transform on the replay buffer.
 
     Only the predictor and the action encoder train (the observation encoder
     stays frozen), each with its own learning rate, as in the paper. A checkpoint
     (with the synthesis state) is written every :data:`CHECKPOINT_EVERY` steps;
-    ``resume`` continues from the one at ``checkpoint_path``.
+    ``resume`` continues from the one at ``checkpoint_path``. With ``device`` the model
+    moves there and each sampled batch of windows follows it before synthesis (the
+    dataset and the simulators stay on the CPU).
 
     ``finetuning`` (:data:`FINETUNINGS`): ``"ours"``, Adam at the recipe's
     ``finetune_lr``, gradient norm clipped at 1, no dropout; ``"reference"``,
@@ -318,6 +321,8 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     if online_schedule not in SCHEDULES:
         raise ValueError(f"online_schedule must be one of {SCHEDULES}, got {online_schedule!r}")
     torch.manual_seed(seed)
+    if device is not None:
+        model.to(device)
     frames = model.num_hist + recipe.window_frames - 1
     online = dict(recipe.online)
     if online_schedule == "append":
@@ -332,6 +337,8 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
         lrs = {name: reference.pop(name) for name in ("predictor_lr", "action_encoder_lr")}
         options = reference
     transform = make_synthesis(method, model, task, online=online, adversarial=recipe.adversarial, seed=seed)
+    if device is not None:
+        transform = Compose(DeviceCastTransform(device), transform)
     buffer = make_window_buffer(trajectories, frames=frames, frameskip=model.frameskip, batch_size=recipe.batch_size,
                                 transform=transform, generator=torch.Generator().manual_seed(seed))
     lrs.update({name: rate for name, rate in (("predictor_lr", predictor_lr), ("action_encoder_lr", action_encoder_lr))

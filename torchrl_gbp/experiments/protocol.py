@@ -283,14 +283,16 @@ def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0,
         (1, 3)
     """
     model, episodes = planner.world_model, pairs.shape[0]
+    device = model.action_normalizer.mean.device  # the env stays on the CPU; the model plans where it lives
     with closing(task.make_env(num_envs=episodes)) as env:
         td = env.reset(pairs.clone(), set_state=True)
-        goal = {key: td[goal_key] for key, goal_key in zip(model.observation_keys, model.goal_keys)}
-        z_hist, a_hist, z_goal = planning_inputs(model, td, goal)
+        observation = {key: td[key].to(device) for key in model.observation_keys}
+        goal = {key: td[goal_key].to(device) for key, goal_key in zip(model.observation_keys, model.goal_keys)}
+        z_hist, a_hist, z_goal = planning_inputs(model, observation, goal)
         start = clock()
-        plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator().manual_seed(seed)).actions
+        plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed)).actions
         seconds = clock() - start
-        actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1)
+        actions = model.denormalize_action(plan).reshape(episodes, planner.horizon * model.frameskip, -1).cpu()
         metrics = episode_metrics(replay_actions(env, td, actions))
     metrics.update(plan_seconds=seconds, plan_seconds_per_env=seconds / episodes, planning_seconds_total=seconds,
                    planning_calls=1)
@@ -305,8 +307,9 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     Besides :func:`~torchrl_gbp.evaluate.episode_metrics`' figures it returns ``reported_success_rate``, the
     success under ``settings.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
     each executed block of ``n_taken_actions * frameskip`` env steps under MPC; ``"sticky"``: the test held at
-    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`). Planning seconds are read from
-    ``clock`` (wall seconds by default; ``time.process_time`` for CPU seconds).
+    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`). The envs run on the CPU and the
+    planner on the model's device; planning seconds are read from ``clock`` (wall seconds by default;
+    ``time.process_time`` for CPU seconds).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -330,7 +333,8 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
         reported = metrics["success_rate"] if settings.success_rule == "reference" else metrics["sticky_success_rate"]
     else:
         executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
-        policy = MPCPolicy(plan, task.action_spec, n_taken_actions=executed, seed=seed, clock=clock)
+        device = model.action_normalizer.mean.device  # the policy plans on the model's device
+        policy = MPCPolicy(plan, task.action_spec.to(device), n_taken_actions=executed, seed=seed, clock=clock)
         block = executed * model.frameskip if settings.success_rule == "reference" else 1
         metrics = evaluate(policy, task, episodes=pairs.shape[0], pairs=pairs, check_every=block)
         reported = metrics["sticky_success_rate"]

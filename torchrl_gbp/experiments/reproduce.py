@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..bridges import DinoV2TokenTask, DinoWMImageEncoder, load_dinowm_dataset
 from ..data import load_dataset
 from ..evaluate import evaluate
 from ..io import atomic_write_text
@@ -76,17 +77,30 @@ def run_unit(job: dict) -> list[dict]:
     if job["threads"] is not None:
         torch.set_num_threads(job["threads"])
         logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
+    dinowm = job.get("dinowm")  # a released DINO-WM model (experiments.dinowm): tokens, its recipe, a device
     recipe = recipe_for(job["task"], job["quick"], obs=job["obs"])
-    settings = paper_settings(job["task"], job["quick"], job["obs"]) if job["protocol"] == "paper" else None
-    task = make_task(job["task"], obs=job["obs"], **({} if settings is None else settings.task_options(job["task"])))
+    if dinowm is not None:
+        recipe = replace(recipe, **dinowm["recipe"])
+    # a DINO-WM run plans with the paper's sampling budget, not the budget of our small CPU pixel models
+    settings_obs = "state" if dinowm is not None else job["obs"]
+    settings = paper_settings(job["task"], job["quick"], settings_obs) if job["protocol"] == "paper" else None
+    task_obs = "state" if dinowm is not None else job["obs"]
+    task = make_task(job["task"], obs=task_obs, **({} if settings is None else settings.task_options(job["task"])))
+    device = None if dinowm is None else dinowm["device"]
+    if dinowm is not None:
+        encoder = DinoWMImageEncoder.from_pretrained(dinowm["dinov2"], image_size=dinowm["image_size"]).to(device)
+        task = DinoV2TokenTask(task, encoder, image_size=dinowm["image_size"])
     model, _ = load_checkpoint(job["base"])
+    if device is not None:
+        model.to(device)
     method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
     if method != "base":
         log = make_logger(job["logger"], job["log_dir"], f"finetune_{method}_seed{run_seed}")
+        data = load_dinowm_dataset(job["dataset"]) if dinowm is not None else load_dataset(job["dataset"])
         try:
-            finetune_model(model, task, load_dataset(job["dataset"]), method, recipe, seed=run_seed, logger=log,
+            finetune_model(model, task, data, method, recipe, seed=run_seed, logger=log,
                            checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True,
-                           **({} if settings is None else settings.finetune_options()))
+                           device=device, **({} if settings is None else settings.finetune_options()))
         finally:
             log.close()
         if progress and remote:
@@ -331,13 +345,52 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
              "protocol": protocol,
              "progress": progress, "threads": None, "verbose": verbose}
             for run_seed in recipe.seeds for method in ("base", *methods)]
+    runs, kept = run_jobs(jobs, backend, workers, ray_address, progress)
+    summary = summarize_runs(runs, root, task_name, protocol)
+    seconds = time.perf_counter() - start
+    side_by_side = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
+    where = "serially" if backend == "serial" else f"on Ray ({side_by_side} workers)"
+    note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
+            f"one dataset and base model (seed {seed}); {protocol} protocol; {seconds:.0f} s total, units run {where}")
+    atomic_write_text(summary["table_path"], f"{summary['table']}\n\n{note}\n\n{summary['claims']}\n")
+    return {"rows": summary["rows"], "runs": runs, "table": summary["table"], "note": note,
+            "claims": summary["claims"], "seconds": seconds, "kept": kept,
+            "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": summary["plot"],
+                      "table": summary["table_path"]}}
+
+
+def run_jobs(jobs: list[dict], backend: str = "serial", workers: int | None = None, ray_address: str | None = None,
+             progress: bool = True) -> tuple[list[dict], int]:
+    """The rows of every unit of ``jobs``: those a previous run finished (:func:`finished_runs`) kept, the others
+    run (:func:`run_units`); returns ``(rows in job order, number of units kept)``.
+
+    Example:
+        >>> run_jobs([])
+        ([], 0)
+    """
     kept = {i: finished for i, job in enumerate(jobs) if (finished := finished_runs(job)) is not None}
     if kept and progress:
         names = ", ".join(f"{jobs[i]['method']}/seed {jobs[i]['seed']}" for i in kept)
         print(f"kept {len(kept)} finished unit(s) of an earlier run: {names}", flush=True)
     todo = [job for i, job in enumerate(jobs) if i not in kept]
     done = iter(run_units(todo, backend, workers, ray_address) if todo else [])
-    runs = [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))]
+    return [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))], len(kept)
+
+
+def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str) -> dict:
+    """The table, claims and success-vs-seconds plot of a run's rows (``ours``: MPC per planner; ``paper``:
+    Table 1 beside the paper's numbers); the plot is written into ``root``. Returns ``rows``, ``table``,
+    ``claims``, ``plot`` and ``table_path`` (``results.md`` or ``results_paper.md`` in ``root``, not written).
+
+    Example:
+        >>> import tempfile
+        >>> runs = [{"model": "base", "mode": "mpc", "planner": p, "seed": 0, "success_rate": 0.5,
+        ...          "final_distance": 1.0, "plan_seconds": 0.1, "plan_seconds_per_env": 0.01}
+        ...         for p in ("gd", "cem")]
+        >>> summary = summarize_runs(runs, Path(tempfile.mkdtemp()), "wall", "ours")
+        >>> summary["table_path"].name, summary["plot"].is_file()
+        ('results.md', True)
+    """
     suffix = "" if protocol == "ours" else "_paper"
     if protocol == "paper":
         rows = summarize(runs, by=("model", "mode", "planner"), success=paper_success_key(runs))
@@ -351,15 +404,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         points = rows
     plot = plot_success_vs_seconds(points, root / f"success_vs_seconds{suffix}.png",
                                    f"{task_name}: success vs planning time ({protocol} protocol)")
-    seconds = time.perf_counter() - start
-    side_by_side = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
-    where = "serially" if backend == "serial" else f"on Ray ({side_by_side} workers)"
-    note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
-            f"one dataset and base model (seed {seed}); {protocol} protocol; {seconds:.0f} s total, units run {where}")
-    atomic_write_text(root / f"results{suffix}.md", f"{table}\n\n{note}\n\n{claims}\n")
-    return {"rows": rows, "runs": runs, "table": table, "note": note, "claims": claims, "seconds": seconds,
-            "kept": len(kept), "paths": {"dataset": dataset_path, "checkpoint": root / "base.pt", "plot": plot,
-                                         "table": root / f"results{suffix}.md"}}
+    return {"rows": rows, "table": table, "claims": claims, "plot": plot, "table_path": root / f"results{suffix}.md"}
 
 
 def _dataset_matches(path: Path, num_trajectories: int) -> bool:

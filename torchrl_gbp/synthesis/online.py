@@ -229,7 +229,7 @@ class OnlineSynthesis(Transform):
             self._frames = z.shape[1]
             self._rounds += 1
         self._calls += 1
-        return self._mix(tensordict)
+        return self._mix(tensordict, z.device)
 
     def _append(self, tensordict: TensorDictBase, z: torch.Tensor) -> TensorDictBase:
         """The append schedule's call: synthesise into the slot at its first call, mark the slot due."""
@@ -308,9 +308,11 @@ class OnlineSynthesis(Transform):
         return make_planner("gd", self.world_model, horizon, objective, action_spec=env.action_spec,
                             steps=self.planner_steps, lr=self.planner_lr)
 
-    def _mix(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """A copy of the batch with ``round(fraction * B)`` rows replaced by synthetic windows."""
-        device = tensordict.get(self.in_keys[0]).device
+    def _mix(self, tensordict: TensorDictBase, device: torch.device) -> TensorDictBase:
+        """A copy of the batch (on ``device``) with ``round(fraction * B)`` rows replaced by synthetic windows.
+
+        The batch holds no latent when the model's observation encoder trains (``window_latents``
+        leaves it to the loss), so the device comes from the caller."""
         out = tensordict.clone()
         flag = torch.zeros(out.shape[0], dtype=torch.bool, device=device)
         rows = choose_rows(out.shape[0], self.fraction, self._generator).to(device)
