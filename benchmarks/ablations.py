@@ -4,7 +4,7 @@ Run after ``torchrl-gbp reproduce --task T --protocol paper --out RUNS`` (it tra
 finetuned models this script starts from):
 
     python benchmarks/ablations.py --task pusht --runs RUNS [--obs pixels]
-        [--ablations steps,open_loop_steps,finetune,online,adversarial,horizon,model,recipe,reference,ours_steps]
+        [--ablations steps,open_loop_steps,finetune,finetuning,online,adversarial,horizon,model,recipe,reference,ours_steps]
         [--methods online,adversarial]
         [--seeds 5000,5001,5002] [--episodes 50] [--quick]
 
@@ -23,6 +23,11 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
   whole) at 10, 30, 100, 300 and 1000 optimiser steps on each model, and CEM open loop on base.
 - ``finetune``: online and adversarial finetuning from the base model at predictor lr 1e-5 (the paper's) and
   1e-4 (the recipes'), for the recipe's finetuning steps and 3x as many.
+- ``finetuning``: the finetuning choices where the reference code and ours differ, each finetuned from the base
+  model and planned by Adam MPC and Adam open loop: our optimiser (Adam at the recipe's rates, gradient norm
+  clipped at 1, no dropout) against the reference's (AdamW, predictor 1e-5, encoders 5e-4, weight decay 0.01,
+  dropout 0.1, no clipping), for online synthesis each under our ``replace`` schedule and the reference's
+  ``append`` one, and the reference's optimiser for 3x the recipe's steps (the amount).
 - ``online``: how online data enter: the recipe's settings; synthesis every 10 batches; a bounded cache of 512
   windows; 30 planner steps instead of 100.
 - ``horizon``: Adam MPC on the base model at planning horizons 3, 5 (the paper's) and 8 model steps, and CEM
@@ -94,7 +99,7 @@ from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import Task, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
-ABLATIONS = ("steps", "open_loop_steps", "finetune", "online", "adversarial", "horizon", "model", "recipe",
+ABLATIONS = ("steps", "open_loop_steps", "finetune", "finetuning", "online", "adversarial", "horizon", "model", "recipe",
              "reference", "ours_steps", "choices")
 STEP_BUDGETS = (10, 30, 100, 300)
 OPEN_LOOP_STEP_BUDGETS = (10, 30, 100, 300, 1000)
@@ -180,6 +185,15 @@ def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, dict]]:
     if name == "finetune":
         return [(f"{method}, predictor lr {lr:g}, {n} steps", method, {"predictor_lr": lr, "steps": n})
                 for method in ("online", "adversarial") for lr in (1e-5, 1e-4) for n in (steps, 3 * steps)]
+    if name == "finetuning":
+        variants = [("ours", {"finetuning": "ours"}), ("reference optimiser", {"finetuning": "reference"}),
+                    (f"reference optimiser, {3 * steps} steps", {"finetuning": "reference", "steps": 3 * steps})]
+        rows = []
+        for method in ("online", "adversarial"):
+            for schedule in (("replace", "append") if method == "online" else ("replace",)):
+                rows += [(f"{method}, {label}" + (f", {schedule} schedule" if method == "online" else ""), method,
+                          {**options, "online_schedule": schedule}) for label, options in variants]
+        return rows
     if name == "online":
         return [("recipe " + ", ".join(f"{k} {v}" for k, v in recipe.online.items()), "online", {}),
                 ("synthesis every 10 batches", "online", {"online": {"every": 10}}),
@@ -312,11 +326,13 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
             continue
         trajectories = load_dataset(folder / "dataset")
         for setting, method, overrides in ablation_settings(name, recipe):
-            if name == "finetune" and method not in methods:
+            if name in ("finetune", "finetuning") and method not in methods:
                 continue
             if quick:
                 overrides = {**overrides, "steps": min(overrides.get("steps", recipe.finetune_steps), 20)}
-            record(name, setting, method, finetuned(base, task, trajectories, recipe, method, seed, **overrides))
+            model = finetuned(base, task, trajectories, recipe, method, seed, **overrides)
+            for mode in ("mpc", "open loop") if name == "finetuning" else ("mpc",):
+                record(name, f"{setting}: Adam {'MPC' if mode == 'mpc' else mode}", method, model, mode=mode)
     return rows
 
 
@@ -325,7 +341,7 @@ def replaced_by_run(row: dict, ablations: list[str], seeds: list[int], methods: 
     saved ``row``: only rows that run writes again; every other row is kept."""
     if row["ablation"] not in ablations or row["seed"] not in seeds:
         return False
-    return row["ablation"] != "finetune" or row["model"] in methods
+    return row["ablation"] not in ("finetune", "finetuning") or row["model"] in methods
 
 
 def merged_note(saved: str | None, mine_before: str | None, mine: str, keeps_others: bool) -> str:
