@@ -196,7 +196,7 @@ def test_training_on_perturbed_batches_reaches_the_action_encoder(data, model):
 @pytest.mark.parametrize("kwargs, match", [
     ({"fraction": 1.5}, "fraction"), ({"fraction": -0.1}, "fraction"), ({"latent_factor": -1.0}, "latent_factor"),
     ({"action_factor": -0.1}, "action_factor"), ({"radius": "sometimes"}, "radius"),
-    ({"ascent_steps": 0}, "ascent_steps"), ({"step_size": 0.0}, "step_size"),
+    ({"ascent_steps": 0}, "ascent_steps"), ({"step_size": 0.0}, "step_size"), ({"attack_mode": "test"}, "attack_mode"),
 ])
 def test_adversarial_rejects_bad_arguments(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -432,7 +432,7 @@ def test_a_fixed_adversarial_radius_and_its_generator_resume_from_the_state_dict
 def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the_batch(model, batch):
     synthesis = AdversarialSynthesis(model, radius_statistic="per_window", fraction=0.5, generator=rng())
     out = synthesis(batch)
-    z = out["latent"]
+    z = out["latent"][:, :-1]  # the input frames (DINO-WM's tiled copies: tests/test_dinowm.py)
     e = model.embed_actions(model.normalize_action(batch["action"])).detach()
     expected = torch.stack([z.flatten(1).std(dim=1).mean(), e.flatten(1).std(dim=1).mean()])
     torch.testing.assert_close(synthesis.eps[[0, 2]], expected * torch.tensor([0.05, 0.02]))
@@ -441,6 +441,40 @@ def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the
     assert not torch.allclose(over_batch.eps[0], synthesis.eps[0])  # not the batch statistic
     with pytest.raises(ValueError, match="radius_statistic"):
         AdversarialSynthesis(model, radius_statistic="median")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_attack_in_train_mode_runs_the_predictor_with_dropout_then_restores_the_mode(data, batch, training):
+    model = build_world_model(small_config(dropout=0.5), data).train(training)
+    seen = []
+    model.predictor.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    in_train = AdversarialSynthesis(model, attack_mode="train", generator=rng())(batch)
+    assert seen and all(seen)  # train mode, dropout on, while the attack runs
+    assert all(m.training == training for m in model.modules())  # the modes restored after
+    seen.clear()
+    in_eval = AdversarialSynthesis(model, generator=rng())(batch)
+    assert seen and not any(seen)
+    assert all(m.training == training for m in model.modules())
+    # same rows and starts; the dropout masks change the gradients' signs
+    assert torch.equal(in_train["adversarial"], in_eval["adversarial"])
+    assert not torch.equal(in_train["latent_perturbation"], in_eval["latent_perturbation"])
+    eval_again = AdversarialSynthesis(model, generator=rng())(batch)
+    assert torch.equal(eval_again["latent_perturbation"], in_eval["latent_perturbation"])
+
+
+def test_the_attack_from_a_given_start_needs_measured_radii_and_matching_shapes(model, batch):
+    synthesis = AdversarialSynthesis(model, generator=rng())
+    z = model.encode(batch["observation"]).detach()
+    e = model.embed_actions(model.normalize_action(batch["action"])).detach()
+    start = (torch.zeros_like(z), torch.zeros_like(e))
+    with pytest.raises(ValueError, match="radii are not measured"):
+        synthesis.attack(z, e, start)
+    synthesis(batch)
+    with pytest.raises(ValueError, match=r"start must be the perturbations \(dz, de\)"):
+        synthesis.attack(z, e, (start[0][:, :-1], start[1]))
+    dz, de = synthesis.attack(z, e, start)
+    assert (dz[:, :-1].abs() == synthesis.eps[0]).all() and (de.abs() == synthesis.eps[2]).all()
+    assert not dz[:, -1].any()  # the last frame is only a target: no gradient moves it
 
 
 # ------------------------------------------------------------ the append schedule (the reference code's)

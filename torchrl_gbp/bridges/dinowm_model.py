@@ -67,6 +67,8 @@ class DinoWMConfig(ConfigFields):
         >>> config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4)
         >>> config.action_dim, config.depth, config.heads * config.dim_head, config.visual_dim
         (10, 6, 1024, 384)
+        >>> config.token_copies   # each proprio and action-embedding entry is on all 196 tokens
+        (196, 196)
     """
 
     env_action_dim: int
@@ -111,6 +113,12 @@ class DinoWMConfig(ConfigFields):
     def proprio_dim(self) -> int:
         """Trailing latent entries that form the proprio part (the proprio embedding)."""
         return self.proprio_embed_dim
+
+    @property
+    def token_copies(self) -> tuple[int, int]:
+        """How often the predictor's tokens repeat each proprio and each action-embedding entry (on every patch,
+        ``proprio_repeat`` and ``action_repeat`` times): the reference's per-window radii count every copy."""
+        return self.num_patches * self.proprio_repeat, self.num_patches * self.action_repeat
 
     @property
     def width(self) -> int:

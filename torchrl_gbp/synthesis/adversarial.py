@@ -21,14 +21,20 @@ from .common import (
 RADIUS_MODES = ("adaptive", "fixed")
 # How a slice's spread is measured: over the whole batch (ours), or per window then averaged (the reference code's).
 RADIUS_STATISTICS = ("batch", "per_window")
+# The model's mode while the attack runs: eval (ours) or train, dropout on (the reference code's).
+ATTACK_MODES = ("eval", "train")
 
 
-def _std(x: torch.Tensor, statistic: str = "batch") -> torch.Tensor:
-    """Std of a slice ``(B, T, n)``: over all entries, or over each window's entries then averaged over the
-    batch (``"per_window"``); zero for an empty slice."""
+def _std(x: torch.Tensor, statistic: str = "batch", copies: int = 1) -> torch.Tensor:
+    """Std of a slice ``(B, T, n)``: over all entries, or (``"per_window"``) over each window's entries, each
+    counted ``copies`` times, then averaged over the batch; zero for an empty slice."""
     if not x.numel():
         return x.new_zeros(())
-    return x.std() if statistic == "batch" else x.flatten(1).std(dim=1).mean()
+    if statistic == "batch":
+        return x.std()
+    x = x.flatten(1)
+    squares = (x - x.mean(dim=1, keepdim=True)).pow(2).sum(dim=1)
+    return (copies * squares / (copies * x.shape[1] - 1)).sqrt().mean()
 
 
 class AdversarialSynthesis(Transform):
@@ -46,8 +52,8 @@ class AdversarialSynthesis(Transform):
     entries; slices: main latent, the trailing ``config.proprio_dim`` proprio
     entries, action embedding): a uniform random start in ``[-eps, eps]``, then
     ``ascent_steps`` steps ``delta += step_size * eps * sign(grad)`` of the
-    teacher-forcing prediction loss, clamped to ``[-eps, eps]``. The other rows
-    get zero perturbations.
+    teacher-forcing prediction loss, clamped to ``[-eps, eps]`` (:meth:`attack`).
+    The other rows get zero perturbations.
 
     Returns a new TensorDict: the input entries (untouched, not copied) plus
     ``"latent_perturbation"`` ``(B, T, D)``, ``"action_embedding_perturbation"``
@@ -55,8 +61,9 @@ class AdversarialSynthesis(Transform):
 
     ``TeacherForcingLoss`` adds the perturbations to its inputs and keeps clean
     targets. The search runs with gradients enabled and the model in eval mode
-    (its modes restored after), differentiates only the perturbations, and
-    never writes ``.grad`` into the model.
+    (``attack_mode="train"``: train mode, dropout on, as the reference code
+    attacks; its modes restored after either way), differentiates only the
+    perturbations, and never writes ``.grad`` into the model.
 
     The model is held by reference, not as a submodule: replay buffers call
     ``eval()`` on their transforms and save their ``state_dict``, which must not
@@ -70,10 +77,15 @@ class AdversarialSynthesis(Transform):
         radius: ``"adaptive"`` measures the stds on every batch; ``"fixed"``
             measures them on the first batch and keeps them.
         radius_statistic: ``"batch"``: a slice's std over the batch, time and
-            entries; ``"per_window"``: the std over each window's time and
-            entries, averaged over the batch (the reference code's statistic).
+            entries; ``"per_window"`` (the reference code's): the std over each
+            window's input frames (all but the last; for the action embedding
+            all its steps) and entries, averaged over the batch; on DINO-WM
+            models each proprio and action-embedding entry counts once per
+            token it is concatenated onto (``config.token_copies``), as in
+            the reference's token layout.
         ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
         step_size: step length in units of ``eps``.
+        attack_mode: ``"eval"`` or ``"train"``: the model's mode during the attack.
         generator: random source for the rows and starts (on the data's device).
         in_keys: the latent and action keys read (the latent is written there when missing).
         out_keys: the latent perturbation, action-embedding perturbation and flag keys written.
@@ -100,8 +112,8 @@ class AdversarialSynthesis(Transform):
 
     def __init__(self, world_model: StateWorldModel, *, fraction: float = 1.0, latent_factor: float = 0.05,
                  proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
-                 radius_statistic: str = "batch",
-                 ascent_steps: int = 1, step_size: float = 1.25, generator: torch.Generator | None = None,
+                 radius_statistic: str = "batch", ascent_steps: int = 1, step_size: float = 1.25,
+                 attack_mode: str = "eval", generator: torch.Generator | None = None,
                  in_keys: Sequence[NestedKey] = ("latent", "action"),
                  out_keys: Sequence[NestedKey] = ("latent_perturbation", "action_embedding_perturbation",
                                                   "adversarial")) -> None:
@@ -121,6 +133,8 @@ class AdversarialSynthesis(Transform):
             raise ValueError(f"ascent_steps must be an int >= 1, got {ascent_steps!r}")
         if not step_size > 0:
             raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        if attack_mode not in ATTACK_MODES:
+            raise ValueError(f"attack_mode must be one of {ATTACK_MODES}, got {attack_mode!r}")
         object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule (see docstring)
         self.fraction = check_fraction(fraction)
         self.factors = (float(latent_factor), float(proprio_factor), float(action_factor))
@@ -128,6 +142,7 @@ class AdversarialSynthesis(Transform):
         self.radius_statistic = radius_statistic
         self.ascent_steps = ascent_steps
         self.step_size = float(step_size)
+        self.attack_mode = attack_mode
         self.generator = generator
         self.register_buffer("eps", torch.full((3,), float("nan")))
 
@@ -147,39 +162,75 @@ class AdversarialSynthesis(Transform):
         wm = self.world_model
         out = tensordict.clone(recurse=False)  # new entries go to the output, never into the sampled input
         z, action = window_inputs(wm, out, *self.in_keys)
-        with synthesis_mode(wm):
-            with torch.no_grad():
-                e = wm.embed_actions(wm.normalize_action(action))
-            radii = self._radii(z, e)
-            rows = choose_rows(z.shape[0], self.fraction, self.generator).to(z.device)
-            dz, de = torch.zeros_like(z), torch.zeros_like(e)
-            if rows.numel():
-                dz[rows], de[rows] = self._ascend(z[rows], e[rows], radii)
+        with synthesis_mode(wm, train=self.attack_mode == "train"), torch.no_grad():
+            e = wm.embed_actions(wm.normalize_action(action))
+        self._measure(z, e)
+        rows = choose_rows(z.shape[0], self.fraction, self.generator).to(z.device)
+        dz, de = torch.zeros_like(z), torch.zeros_like(e)
+        if rows.numel():
+            start = [(2 * torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device) - 1) * r
+                     for x, r in zip((z[rows], e[rows]), self._entry_radii(z, e))]
+            dz[rows], de[rows] = self.attack(z[rows], e[rows], start)
         flag = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
         flag[rows] = True
         for key, value in zip(self.out_keys, (dz, de, flag)):
             out.set(key, value)
         return out
 
-    def _radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def attack(self, z: torch.Tensor, e: torch.Tensor,
+               start: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradient-sign ascent from given perturbations, within the radii :attr:`eps` last measured.
+
+        Args:
+            z: latents ``(B, T, D)`` of windows.
+            e: their action embeddings ``(B, T - 1, E)``.
+            start: the perturbations ``(dz, de)`` of ``z`` and ``e`` to start from
+                (:meth:`forward` draws them uniformly within the radii).
+
+        Returns:
+            The detached ``(dz, de)`` after ``ascent_steps`` steps, each clamped to the radii.
+
+        Example:
+            >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+            >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
+            >>> synthesis = AdversarialSynthesis(model)
+            >>> synthesis.eps = torch.tensor([0.1, 0.0, 0.2])   # radii: latent, proprio, action embedding
+            >>> z, e = torch.randn(4, 3, 2), torch.randn(4, 2, model.config.action_embed_dim)
+            >>> dz, de = synthesis.attack(z, e, (torch.zeros_like(z), torch.zeros_like(e)))
+            >>> float(dz[:, :-1].abs().max()), float(de.abs().max())   # the input frames moved to the radii
+            (0.10000000149011612, 0.20000000298023224)
+        """
+        if len(start) != 2 or start[0].shape != z.shape or start[1].shape != e.shape:
+            raise ValueError(f"start must be the perturbations (dz, de) of z {tuple(z.shape)} and e "
+                             f"{tuple(e.shape)}; got shapes {[tuple(x.shape) for x in start]}")
+        if self.eps.isnan().any():
+            raise ValueError("the radii are not measured yet: run the transform on a batch or set eps")
+        radii = self._entry_radii(z, e)
+        deltas = [x.detach() for x in start]
+        targets = z[:, self.world_model.num_hist:]
+        with synthesis_mode(self.world_model, train=self.attack_mode == "train"):
+            for _ in range(self.ascent_steps):
+                deltas = [d.requires_grad_(True) for d in deltas]
+                loss = prediction_error(self.world_model, z + deltas[0], e + deltas[1], targets).mean()
+                grads = torch.autograd.grad(loss, deltas)
+                deltas = [torch.clamp(d.detach() + self.step_size * r * g.sign(), -r, r)
+                          for d, g, r in zip(deltas, grads, radii)]
+        return deltas[0], deltas[1]
+
+    def _measure(self, z: torch.Tensor, e: torch.Tensor) -> None:
+        """Set :attr:`eps` from the batch (adaptive radii, or fixed ones not measured yet)."""
+        if not (self.radius == "adaptive" or self.eps.isnan().any()):
+            return
+        d, p = z.shape[-1], self.world_model.config.proprio_dim
+        if self.radius_statistic == "per_window":
+            z = z[:, :-1]  # the input frames: the last frame of a window is only a target
+        proprio_copies, action_copies = getattr(self.world_model.config, "token_copies", (1, 1))
+        slices = ((z[..., :d - p], 1), (z[..., d - p:], proprio_copies), (e, action_copies))
+        stds = torch.stack([_std(x, self.radius_statistic, copies) for x, copies in slices])
+        self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
+
+    def _entry_radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-entry radii of the latent ``(D,)`` and of the action embedding ``(E,)``."""
         d, p = z.shape[-1], self.world_model.config.proprio_dim
-        if self.radius == "adaptive" or self.eps.isnan().any():
-            stds = torch.stack([_std(x, self.radius_statistic) for x in (z[..., :d - p], z[..., d - p:], e)])
-            self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
         eps = self.eps.to(z)
         return torch.cat([eps[0].expand(d - p), eps[1].expand(p)]), eps[2].expand(e.shape[-1])
-
-    def _ascend(self, z: torch.Tensor, e: torch.Tensor,
-                radii: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """FGSM with random start on the prediction loss; returns detached ``(dz, de)``."""
-        deltas = [(2 * torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device) - 1) * r
-                  for x, r in zip((z, e), radii)]
-        targets = z[:, self.world_model.num_hist:]
-        for _ in range(self.ascent_steps):
-            deltas = [d.requires_grad_(True) for d in deltas]
-            loss = prediction_error(self.world_model, z + deltas[0], e + deltas[1], targets).mean()
-            grads = torch.autograd.grad(loss, deltas)
-            deltas = [torch.clamp(d.detach() + self.step_size * r * g.sign(), -r, r)
-                      for d, g, r in zip(deltas, grads, radii)]
-        return deltas[0], deltas[1]
