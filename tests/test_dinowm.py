@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensordict import TensorDict
 from torch.nn import functional as F
 
 from torchrl_gbp.bridges import (
@@ -412,6 +413,59 @@ def test_settings_that_disagree_with_the_weights_are_named(reference_runs, tmp_p
     run.config = {**run.config, "concat_dim": 0}
     with pytest.raises(ValueError, match="concat_dim=0"):
         dinowm_config(run)
+
+
+# One step of the reference fork's Adversarial World Modeling (its train.py Trainer.fgsm_step, run by
+# tests/fixtures/make_dinowm_fgsm_fixture.py, whose docstring says how) on a tiny DINO-WM of 196 patch tokens of 8,
+# proprio embedded to 4 and tiled twice, action embedding 4, one history frame. Conventions:
+# - radii: theirs are each window's std over its history tokens, averaged over the batch, every tiled copy of a
+#   proprio or action entry counted: radius_statistic="per_window" (on a window's input frames, config.token_copies).
+# - where perturbations go: theirs on the history tokens, each patch's visual, proprio and action-embedding slots
+#   apart (per token, so a patch's proprio and action copies move apart from the other patches'); ours on the flat
+#   latent (visual tokens, one proprio embedding) and the action embedding, never on raw actions. The visual slices
+#   coincide, so the step is compared with proprio and action factors 0; their radii with their default factors.
+# - the loss ascended: the prediction of the next frame against the clean one, theirs over every patch's visual and
+#   proprio slots, ours over the visual tokens and patch 0's proprio; the fixture's predictor predicts the proprio
+#   slot as a constant 0, so both ascend the same visual gradient, and our loss_prediction is their visual loss
+#   plus that constant. With more history frames their loss also scores the predictions from shorter prefixes.
+# - mode: their trainer attacks in train mode (dropout on): attack_mode="train" (dropout 0 here, to be deterministic).
+# - the random start is theirs (our draw comes from our generator), given to AdversarialSynthesis.attack.
+FGSM_FIXTURE = Path(__file__).parent / "fixtures" / "dinowm_fgsm.pt"
+
+
+def test_one_fgsm_step_matches_the_reference_fork():
+    reference = torch.load(FGSM_FIXTURE, weights_only=True)
+    config = DinoWMConfig(env_action_dim=2, proprio_in_dim=3, frameskip=2, num_hist=1, num_patches=196, visual_dim=8,
+                          proprio_embed_dim=4, proprio_repeat=2, action_embed_dim=4, depth=2, heads=2, dim_head=8,
+                          mlp_dim=32, dropout=0.0)
+    model = DinoWMWorldModel(config).eval()
+    for name in ("predictor", "action_encoder", "proprio_encoder"):
+        getattr(model, name).load_state_dict(reference["state_dict"][name])
+    batch = TensorDict({"tokens": reference["tokens"], "proprio": reference["proprio"],
+                        "action": reference["actions"][:, :1]}, [3])
+    options = {"radius_statistic": "per_window", "attack_mode": "train", "generator": torch.Generator().manual_seed(0)}
+    with_their_factors = AdversarialSynthesis(model, **options)
+    with_their_factors(batch)
+    torch.testing.assert_close(with_their_factors.eps, reference["radii"], rtol=0, atol=1e-5)
+
+    synthesis = AdversarialSynthesis(model, proprio_factor=0.0, action_factor=0.0, **options)
+    out = synthesis(batch)
+    with torch.no_grad():
+        z = model.encode(batch["tokens"], batch["proprio"])
+        e = model.embed_actions(model.normalize_action(batch["action"]))
+    start = torch.zeros_like(z)
+    start[:, 0, :-4] = reference["start"][:, 0].flatten(-2)  # their visual draw on the history frame
+    dz, de = synthesis.attack(z, e, (start, torch.zeros_like(e)))
+    torch.testing.assert_close(dz[:, 0, :-4], reference["perturbation"][:, 0].flatten(-2), rtol=0, atol=1e-5)
+    assert not dz[:, 0, -4:].any() and not dz[:, 1].any() and not de.any()
+    assert not torch.allclose(dz, start)  # the sign step moved it
+    # trained against the clean next frame: their visual loss, plus the constant proprio term of ours
+    proprio_term = z[:, 1, -4:].pow(2).sum(-1).mean()
+    for perturbation, key in ((start, "visual_loss_start"), (dz, "visual_loss_step")):
+        out.set("latent_perturbation", perturbation)
+        loss = TeacherForcingLoss(model)(out)["loss_prediction"]
+        expected = (reference[key] * 196 * 8 + proprio_term) / model.latent_dim
+        torch.testing.assert_close(loss, expected, rtol=0, atol=1e-5)
 
 
 # ------------------------------------------------------------------ the package's verbs run on it
