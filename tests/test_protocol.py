@@ -10,6 +10,7 @@ from tensordict import TensorDict
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import episode_metrics, evaluate
+from torchrl_gbp.experiments import pipeline
 from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, model_config
 from torchrl_gbp.experiments.protocol import (
@@ -34,6 +35,7 @@ from torchrl_gbp.experiments.reporting import (
 from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
 from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, make_planner
+from torchrl_gbp.synthesis import make_synthesis
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -381,6 +383,23 @@ def test_reference_finetuning_uses_adamw_its_rates_dropout_and_appended_steps(tm
     assert steps == 3 + 3 and extra["finetuning"] == "reference" and extra["online_schedule"] == "append"
     kind, rates, decay, dropout, steps, extra = results["ours"]
     assert (kind, rates, decay, dropout, steps) == ("adam", {"predictor": 1e-4, "action_encoder": 5e-4}, 0.0, 0.0, 3)
+
+
+def test_reference_finetuning_attacks_in_train_mode(monkeypatch) -> None:
+    data = TASK.generate_dataset(20, seed=0)
+    recipe = replace(recipe_for("wall"), batch_size=8, model={"num_hist": 1, "hidden_dim": 32, "depth": 1})
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make_synthesis(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "make_synthesis", recording)
+    for finetuning in ("ours", "reference"):
+        finetune_model(build_world_model(model_config(TASK, recipe), data), TASK, data, "adversarial", recipe,
+                       steps=1, progress=False, finetuning=finetuning)
+    assert [transform.attack_mode for transform in made] == ["eval", "train"]
+    assert recipe.adversarial.get("attack_mode") is None  # the recipe itself is left as it was
 
 
 def test_choices_a_run_did_not_record_were_ours() -> None:

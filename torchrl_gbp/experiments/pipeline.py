@@ -27,8 +27,9 @@ CHECKPOINT_EVERY = 250
 # or "reference" (the reference code's: REFERENCE_FINETUNING).
 FINETUNINGS = ("ours", "reference")
 # The reference code's finetuning: AdamW (weight decay 0.01, torch's AdamW default) with the predictor at 1e-5 and
-# one rate, 5e-4, for the action and proprio encoders; dropout 0.1 in the predictor while finetuning and while
-# online synthesis plans; no gradient clipping. (Its decoder, Adam at 3e-4, has no counterpart here.)
+# one rate, 5e-4, for the action and proprio encoders; dropout 0.1 in the predictor while finetuning, while
+# online synthesis plans and while adversarial synthesis attacks; no gradient clipping. (Its decoder, Adam at 3e-4,
+# has no counterpart here.)
 REFERENCE_FINETUNING = {"optimizer": "adamw", "weight_decay": 0.01, "predictor_lr": 1e-5, "action_encoder_lr": 5e-4,
                         "proprio_encoder_lr": 5e-4, "grad_clip": None, "dropout": 0.1}
 
@@ -286,8 +287,9 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     ``finetune_lr``, gradient norm clipped at 1, no dropout; ``"reference"``,
     the reference code's optimiser, rates and dropout
     (:data:`REFERENCE_FINETUNING`; the proprio encoder, where the model has
-    one, trains with the action encoder; online synthesis plans in train
-    mode). ``predictor_lr`` and ``action_encoder_lr`` override either.
+    one, trains with the action encoder; online synthesis plans and
+    adversarial synthesis attacks in train mode). ``predictor_lr`` and
+    ``action_encoder_lr`` override either.
     ``online_schedule`` (:data:`~torchrl_gbp.synthesis.SCHEDULES`) for the
     online methods: ``"replace"`` (ours, the recipe's ``fraction`` of each
     batch) or ``"append"`` (the reference's: one optimiser step on each cached
@@ -328,15 +330,16 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     if online_schedule == "append":
         online.update(schedule="append",
                       epoch_batches=pass_batches(trajectories, frames, model.frameskip, recipe.batch_size))
+    adversarial = dict(recipe.adversarial)
     options: dict = {}
     lrs = dict(recipe.finetune_lr)
     if finetuning == "reference":
         reference = dict(REFERENCE_FINETUNING)
         model.set_dropout(reference.pop("dropout"))
-        online["planning_mode"] = "train"
+        online["planning_mode"] = adversarial["attack_mode"] = "train"
         lrs = {name: reference.pop(name) for name in ("predictor_lr", "action_encoder_lr")}
         options = reference
-    transform = make_synthesis(method, model, task, online=online, adversarial=recipe.adversarial, seed=seed)
+    transform = make_synthesis(method, model, task, online=online, adversarial=adversarial, seed=seed)
     if device is not None:
         transform = Compose(DeviceCastTransform(device), transform)
     buffer = make_window_buffer(trajectories, frames=frames, frameskip=model.frameskip, batch_size=recipe.batch_size,
