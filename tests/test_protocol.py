@@ -385,7 +385,7 @@ def test_reference_finetuning_uses_adamw_its_rates_dropout_and_appended_steps(tm
     assert (kind, rates, decay, dropout, steps) == ("adam", {"predictor": 1e-4, "action_encoder": 5e-4}, 0.0, 0.0, 3)
 
 
-def test_reference_finetuning_attacks_in_train_mode(monkeypatch) -> None:
+def test_reference_finetuning_attacks_in_train_mode_with_the_reference_radius(monkeypatch) -> None:
     data = TASK.generate_dataset(20, seed=0)
     recipe = replace(recipe_for("wall"), batch_size=8, model={"num_hist": 1, "hidden_dim": 32, "depth": 1})
     made = []
@@ -399,6 +399,7 @@ def test_reference_finetuning_attacks_in_train_mode(monkeypatch) -> None:
         finetune_model(build_world_model(model_config(TASK, recipe), data), TASK, data, "adversarial", recipe,
                        steps=1, progress=False, finetuning=finetuning)
     assert [transform.attack_mode for transform in made] == ["eval", "train"]
+    assert [transform.radius_statistic for transform in made] == ["batch", "per_window"]
     assert recipe.adversarial.get("attack_mode") is None  # the recipe itself is left as it was
 
 

@@ -288,7 +288,8 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
     the reference code's optimiser, rates and dropout
     (:data:`REFERENCE_FINETUNING`; the proprio encoder, where the model has
     one, trains with the action encoder; online synthesis plans and
-    adversarial synthesis attacks in train mode). ``predictor_lr`` and
+    adversarial synthesis attacks in train mode, the attack's radii from the
+    reference's per-window statistic). ``predictor_lr`` and
     ``action_encoder_lr`` override either.
     ``online_schedule`` (:data:`~torchrl_gbp.synthesis.SCHEDULES`) for the
     online methods: ``"replace"`` (ours, the recipe's ``fraction`` of each
@@ -337,6 +338,7 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
         reference = dict(REFERENCE_FINETUNING)
         model.set_dropout(reference.pop("dropout"))
         online["planning_mode"] = adversarial["attack_mode"] = "train"
+        adversarial["radius_statistic"] = "per_window"
         lrs = {name: reference.pop(name) for name in ("predictor_lr", "action_encoder_lr")}
         options = reference
     transform = make_synthesis(method, model, task, online=online, adversarial=adversarial, seed=seed)
