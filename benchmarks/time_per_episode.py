@@ -49,6 +49,7 @@ REPORT = RESULTS / "time_per_episode.md"
 FIGURE = RESULTS / "time_per_episode.png"
 REPORTED_SEEDS = tuple(REPORTED_PAIR_SEED_BASE + k for k in range(3))
 BUDGET = 0.1  # the claim: at most a tenth of CEM's planning seconds per episode
+TIE = 1e-6  # success rates are float32 means: equal rates may differ in the last bits
 
 
 def _mean(values: list[float]) -> float:
@@ -79,7 +80,7 @@ def choose(raw: dict, task: str) -> dict | None:
                   if key[1] == "adam" and cell["seconds_per_episode"] <= BUDGET * cem["seconds_per_episode"]]
     if not affordable:
         return None
-    reaching = [(key, cell) for key, cell in affordable if cell["success"] >= cem["success"]]
+    reaching = [(key, cell) for key, cell in affordable if cell["success"] >= cem["success"] - TIE]
     if reaching:
         (model, _, steps), _ = min(reaching, key=lambda kc: (kc[0][2], -kc[1]["success"]))
     else:
@@ -115,7 +116,7 @@ def task_section(raw: dict, task: str) -> str:
         pick = reported.get((chosen["model"], "adam", chosen["steps"]))
         if pick is not None:
             ratio = pick["seconds_per_episode"] / cem["seconds_per_episode"]
-            holds = pick["success"] >= cem["success"] and ratio <= BUDGET
+            holds = pick["success"] >= cem["success"] - TIE and ratio <= BUDGET
             verdict = (f"chosen on tuning seeds: Adam MPC at {chosen['steps']} steps on the {chosen['model']} model"
                        f"{'' if chosen['reaches'] else ' (no setting under 10% reached CEM on the tuning seeds)'}; "
                        f"on the reported seeds {100 * pick['success']:.1f}% vs CEM-on-base {100 * cem['success']:.1f}%"
