@@ -407,7 +407,7 @@ def test_choices_a_run_did_not_record_were_ours() -> None:
     earlier = {"objective_frames": "with_start", "success_rule": "reference", "result_rule": "final",
                "bounds": "none"}
     note = protocol_choices_note([{"protocol_choices": earlier}])
-    assert "finetuning" not in note and "online_schedule" not in note  # earlier notes read as they did
+    assert "finetuning=ours" in note and "online_schedule=replace" in note  # unrecorded: finetuned our way
     ours_recorded = {**earlier, "online_schedule": "replace", "finetuning": "ours"}
     both = protocol_choices_note([{"protocol_choices": earlier}, {"protocol_choices": ours_recorded}])
     assert "finetuning=ours" in both and "online_schedule=replace" in both

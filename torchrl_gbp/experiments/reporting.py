@@ -369,15 +369,14 @@ def protocol_choices_note(runs: list[dict]) -> str:
 
     Runs that recorded no choices made :data:`EARLIER_CHOICES`; a choice
     added later that a run lacks (:data:`UNRECORDED_CHOICES`, how the models
-    were finetuned) was ours: it counts as ours when runs are compared, and the
-    sentence names it only where some run recorded it, so the notes of earlier
-    runs read as they did.
+    were finetuned) was ours, and is named as ours.
 
     Example:
         >>> earlier = {"objective_frames": "with_start", "success_rule": "reference", "result_rule": "final",
         ...            "bounds": "none"}
-        >>> protocol_choices_note([{"protocol_choices": earlier}])
-        'Protocol choices: bounds=none, objective_frames=with_start, result_rule=final, success_rule=reference.'
+        >>> protocol_choices_note([{"protocol_choices": earlier}])  # doctest: +NORMALIZE_WHITESPACE
+        'Protocol choices: bounds=none, finetuning=ours, objective_frames=with_start, online_schedule=replace,
+        result_rule=final, success_rule=reference.'
         >>> protocol_choices_note([{"protocol_choices": {**earlier, "online_schedule": "append",
         ...                                              "finetuning": "reference"}}])  # doctest: +NORMALIZE_WHITESPACE
         'Protocol choices: bounds=none, finetuning=reference, objective_frames=with_start, online_schedule=append,
@@ -387,8 +386,7 @@ def protocol_choices_note(runs: list[dict]) -> str:
     choices = {tuple(sorted({**UNRECORDED_CHOICES, **(made or EARLIER_CHOICES)}.items())) for made in recorded}
     if len(choices) != 1:
         raise ValueError(f"the runs mix protocol choices {sorted(choices)}; tabulate them apart")
-    named = set().union(*(made for made in recorded if made)) or set(EARLIER_CHOICES)
-    text = ", ".join(f"{name}={value}" for name, value in choices.pop() if name in named)
+    text = ", ".join(f"{name}={value}" for name, value in choices.pop())
     earlier = all("protocol_choices" not in r for r in runs)
     return f"Protocol choices: {text}" + (" (runs made before the choices were recorded)." if earlier else ".")
 
