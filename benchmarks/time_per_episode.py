@@ -125,6 +125,30 @@ def task_section(raw: dict, task: str) -> str:
     return f"### {task}\n\n{table}\n\n{verdict}\n"
 
 
+def readme_block(raw: dict) -> str:
+    """README's summary: per task, CEM MPC on base, the chosen Adam setting and the paper's 100-step Adam on the
+    same model, with their success on the reported seeds and seconds per episode as a fraction of CEM's."""
+    rows = []
+    for task in dict.fromkeys(row["task"] for row in raw["rows"]):
+        reported, chosen = cells(raw, task, REPORTED_SEEDS), choose(raw, task)
+        cem = reported.get(("base", "cem", None))
+        if chosen is None or cem is None:
+            continue
+        pick = reported.get((chosen["model"], "adam", chosen["steps"]))
+        paper = reported.get((chosen["model"], "adam", 100))
+        if pick is None or paper is None:
+            continue
+
+        def cell(c: dict) -> str:
+            ratio = c["seconds_per_episode"] / cem["seconds_per_episode"]
+            return f"{100 * c['success']:.1f} +- {100 * c['success_std']:.1f} ({ratio:.3f})"
+
+        rows.append([task, f"{100 * cem['success']:.1f} +- {100 * cem['success_std']:.1f}",
+                     f"{chosen['steps']} steps, {chosen['model']} model", cell(pick), cell(paper)])
+    return markdown_table(["task", "CEM MPC on base, success %", "Adam MPC chosen on tuning seeds",
+                           "its success % (x CEM's s / episode)", "Adam MPC, 100 steps (x CEM's s / episode)"], rows)
+
+
 def report_text(raw: dict) -> str:
     """The markdown report of the saved rows."""
     tasks = list(dict.fromkeys(row["task"] for row in raw["rows"]))
