@@ -223,10 +223,12 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
     pairs = protocol_pairs(task, settings, episodes, seed)
     base, _ = load_checkpoint(folder / "base.pt")
     def run_models():
-        """``(name, model)``: the base model, then each finetuned model of the run (seed 0) it has."""
+        """``(name, model)``: the base model, then each finetuned model of the run (seed 0) it has: finetuned as
+        the paper protocol finetunes, else (a run made before the finetuning choices) our way."""
         yield "base", base
         for method in ("online", "adversarial", "both"):
-            path = finetuned_checkpoint(folder, method, 0, settings)  # finetuned as the paper protocol finetunes
+            path = finetuned_checkpoint(folder, method, 0, settings)
+            path = path if path.exists() else finetuned_checkpoint(folder, method, 0)
             if path.exists():
                 yield method, load_checkpoint(path)[0]
 
