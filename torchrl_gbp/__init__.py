@@ -5,4 +5,4 @@ synthesis as replay-buffer transforms (:mod:`torchrl_gbp.synthesis`) and goal-re
 (:mod:`torchrl_gbp.tasks`); the paper's reproduction layer lives apart in :mod:`torchrl_gbp.experiments`.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
