@@ -39,6 +39,7 @@ import torch
 from torchrl_gbp.experiments.protocol import evaluate_paper_cell, paper_settings, protocol_pairs
 from torchrl_gbp.experiments.recipes import REPORTED_PAIR_SEED_BASE, TUNING_PAIR_SEEDS
 from torchrl_gbp.experiments.reporting import markdown_table
+from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import make_task
@@ -200,8 +201,11 @@ def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: 
     settings = paper_settings(task_name, quick)
     raw.setdefault("cem_budget", {})[task_name] = (
         "{samples} samples x {elites} elites x {iterations} iterations".format(**settings.sampling))
-    loaded = {name: load_checkpoint(path)[0] for name in models
-              if (path := folder / ("base.pt" if name == "base" else f"{name}_seed0.pt")).exists()}
+    paths = {name: folder / "base.pt" if name == "base" else finetuned_checkpoint(folder, name, 0, settings)
+             for name in models}
+    # a run made before the finetuning choices finetuned our way
+    paths = {name: path if path.exists() else finetuned_checkpoint(folder, name, 0) for name, path in paths.items()}
+    loaded = {name: load_checkpoint(path)[0] for name, path in paths.items() if path.exists()}
     if "base" not in loaded:
         raise FileNotFoundError(f"{folder / 'base.pt'} is missing: give --run {task_name}=<a reproduce run's folder>")
     done = {(r["task"], r["seed"], r["model"], r["planner"], r["steps"]) for r in raw["rows"]}
