@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from ..models import load_checkpoint
 from .pipeline import REFERENCE_FINETUNING
 from .protocol import PROTOCOLS
 from .recipes import recipe_for
-from .reproduce import run_jobs, summarize_runs
+from .reproduce import claim_run_folder, run_jobs, summarize_runs
 
 # The task replicas and the DINO-WM dataset each is evaluated with.
 DINOWM_DATASETS = {"dinowm_wall": "wall_single", "dinowm_pusht": "pusht_noise", "dinowm_pointmaze": "point_maze"}
@@ -92,15 +91,7 @@ def reproduce_dinowm(task_name: str, run_dir: str | os.PathLike, dataset: str | 
                    "dataset": str(Path(dataset).resolve()), "dinov2": str(dinov2.resolve()), "rollout": rollout,
                    "dataset_episodes": dataset_episodes,
                    "overrides": json.loads(json.dumps(overrides))}
-    if fresh:
-        shutil.rmtree(root / "units", ignore_errors=True)
-        for checkpoint in root.glob("*.pt"):
-            checkpoint.unlink()
-    run_file = root / "run.json"
-    if run_file.exists() and json.loads(run_file.read_text()) != fingerprint:
-        raise ValueError(f"{str(root)!r} holds a run of another configuration ({run_file}); pass fresh=True "
-                         f"(--fresh) to start over there, or choose another output folder")
-    atomic_write_text(run_file, json.dumps(fingerprint))
+    claim_run_folder(root, fingerprint, fresh, ("units",))  # the converted dataset and its tokens are kept
 
     data_dir = root / "dataset"
     open_dinowm_dataset(dataset, data_dir, episodes=dataset_episodes)

@@ -314,16 +314,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
     fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": recipe.fingerprint(),
                    **({} if obs == "state" else {"obs": obs})}
-    if fresh:
-        for name in ("dataset", "units"):
-            shutil.rmtree(root / name, ignore_errors=True)
-        for checkpoint in root.glob("*.pt"):
-            checkpoint.unlink()
-    run_file = root / "run.json"
-    if run_file.exists() and json.loads(run_file.read_text()) != fingerprint:
-        raise ValueError(f"{str(root)!r} holds a run of another configuration ({run_file}); pass fresh=True "
-                         f"(--fresh) to start over there, or choose another output folder")
-    atomic_write_text(run_file, json.dumps(fingerprint))
+    claim_run_folder(root, fingerprint, fresh, ("dataset", "units"))
     torch.manual_seed(seed)
     dataset_path = root / "dataset"
     if not _dataset_matches(dataset_path, recipe.num_trajectories):
@@ -405,6 +396,31 @@ def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str) 
     plot = plot_success_vs_seconds(points, root / f"success_vs_seconds{suffix}.png",
                                    f"{task_name}: success vs planning time ({protocol} protocol)")
     return {"rows": rows, "table": table, "claims": claims, "plot": plot, "table_path": root / f"results{suffix}.md"}
+
+
+def claim_run_folder(root: Path, fingerprint: dict, fresh: bool, cleared: tuple[str, ...]) -> None:
+    """Make ``root`` the folder of the run ``fingerprint`` names: with ``fresh``, first remove its ``cleared``
+    subfolders and its checkpoints; a folder holding another configuration's ``run.json`` is refused.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> claim_run_folder(root, {"task": "wall"}, fresh=False, cleared=("units",))
+        >>> claim_run_folder(root, {"task": "pusht"}, fresh=False, cleared=("units",))
+        Traceback (most recent call last):
+            ...
+        ValueError: ... holds a run of another configuration ...
+    """
+    if fresh:
+        for name in cleared:
+            shutil.rmtree(root / name, ignore_errors=True)
+        for checkpoint in root.glob("*.pt"):
+            checkpoint.unlink()
+    run_file = root / "run.json"
+    if run_file.exists() and json.loads(run_file.read_text()) != fingerprint:
+        raise ValueError(f"{str(root)!r} holds a run of another configuration ({run_file}); pass fresh=True "
+                         f"(--fresh) to start over there, or choose another output folder")
+    atomic_write_text(run_file, json.dumps(fingerprint))
 
 
 def _dataset_matches(path: Path, num_trajectories: int) -> bool:
