@@ -29,6 +29,7 @@ from torchrl_gbp.tasks.base import Task
 from torchrl_gbp.tasks.dinowm_pointmaze.renderer import render_dinowm_pointmaze
 from torchrl_gbp.tasks.dinowm_pointmaze.simulator import DinoWMPointMazeSimulator
 from torchrl_gbp.tasks.env import GoalEnv
+from torchrl_gbp.tasks.pointmaze.task import PointMazeTask
 
 #: Pair positions are drawn uniform in ``[PAIR_LOW, PAIR_HIGH]^2`` until they fall in the free space; velocities
 #: uniform in ``+-PAIR_SPEED`` (DINO-WM's ``STATE_RANGES`` for both velocity components).
@@ -145,16 +146,9 @@ class DinoWMPointMazeTask(Task):
         """
         return render_dinowm_pointmaze(states, size)
 
-    def proprio_from_state(self, states: torch.Tensor) -> torch.Tensor:
-        """``qpos`` and ``qvel`` ``(..., 4)`` float32 (DINO-WM's PointMaze proprio)."""
-        check_last_dim("states", states, self.state_dim)
-        return states.float().clone()
-
-    def distance(self, state: torch.Tensor, goal_state: torch.Tensor) -> torch.Tensor:
-        """Euclidean distance ``(...,)`` between positions (the first two entries; DINO-WM's success measure)."""
-        check_last_dim("state", state, self.state_dim)
-        check_last_dim("goal_state", goal_state, self.state_dim)
-        return torch.linalg.vector_norm(state[..., :2] - goal_state[..., :2], dim=-1)
+    # Our PointMaze's state layout (qpos, qvel): the same proprio and position distance (DINO-WM's success measure).
+    proprio_from_state = PointMazeTask.proprio_from_state
+    distance = PointMazeTask.distance
 
     def generate_dataset(
         self, num_trajectories: int, trajectory_steps: int | None = None, seed: int = 0
