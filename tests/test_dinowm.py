@@ -29,7 +29,7 @@ from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.models import PatchAutoencoder, TeacherForcingLoss, load_checkpoint
 from torchrl_gbp.models.checkpoint import read_checkpoint
 from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
-from torchrl_gbp.synthesis import AdversarialSynthesis
+from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis
 from torchrl_gbp.tasks import PixelTask, WallTask
 
 # Numbers made once by running the reference code (robust-world-model-planning @ 07726ac: models/vit.py
@@ -448,7 +448,7 @@ def test_one_fgsm_step_matches_the_reference_fork():
     with_their_factors(batch)
     torch.testing.assert_close(with_their_factors.eps, reference["radii"], rtol=0, atol=1e-5)
 
-    synthesis = AdversarialSynthesis(model, proprio_factor=0.0, action_factor=0.0, **options)
+    synthesis = AdversarialSynthesis(model, **options, options=AdversarialOptions(proprio_factor=0.0, action_factor=0.0))
     out = synthesis(batch)
     with torch.no_grad():
         z = model.encode(batch["tokens"], batch["proprio"])

@@ -172,12 +172,12 @@ def test_action_normalisation_round_trip_and_bounds() -> None:
     torch.testing.assert_close(z.std(0), torch.ones(2), atol=1e-4, rtol=0)
     torch.testing.assert_close(model.decode(z), obs, atol=1e-5, rtol=1e-5)
     # env bounds (env_action_dim,) -> normalised model bounds (env_action_dim * frameskip,)
-    low, high = model.normalized_action_bounds(torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
+    low, high = model.action_interface.model_bounds(torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
     assert low.shape == high.shape == (6,)
     torch.testing.assert_close(model.denormalize_action(low), torch.tensor([-1.0, -2.0] * 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(model.denormalize_action(high), torch.tensor([1.0, 2.0] * 3), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="env_action_dim=2"):
-        model.normalized_action_bounds(torch.zeros(3), torch.ones(3))
+        model.action_interface.model_bounds(torch.zeros(3), torch.ones(3))
 
 
 # ------------------------------------------------------------- checkpoints

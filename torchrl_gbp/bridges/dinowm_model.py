@@ -427,6 +427,11 @@ class DinoWMWorldModel(LatentWorldModel):
         """The proprio embedding (DINO-WM's ``proprio_encoder``)."""
         return self.state_encoder.proprio_encoder
 
+    @property
+    def token_copies(self) -> tuple[int, int]:
+        """Tokens each proprio and action-embedding entry is concatenated onto (``config.token_copies``)."""
+        return self.config.token_copies
+
     def use_rollout(self, rollout: str) -> DinoWMWorldModel:
         """Select the rollout (``"full"``, ``"history"`` or ``"one_frame"``, see :class:`DinoWMConfig`); returns
         the model."""

@@ -4,6 +4,15 @@ from .checkpoint import (
     load_weights_into,
     save_checkpoint,
 )
+from .contract import (
+    ActionEmbeddingModel,
+    ActionInterface,
+    DecodingModel,
+    PlanningWorldModel,
+    PredictorModel,
+    RewardModel,
+    RolloutModel,
+)
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder
 from .image_encoders import BlurPoolEncoder, DINOv2Encoder, PatchAutoencoder, fit_patch_autoencoder
 from .loss import TeacherForcingLoss
@@ -20,4 +29,6 @@ __all__ = [
     "PixelWorldModel",
     "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of",
     "load_checkpoint", "load_weights_into", "save_checkpoint",
+    "ActionEmbeddingModel", "ActionInterface", "DecodingModel", "PlanningWorldModel", "PredictorModel", "RewardModel",
+    "RolloutModel",
 ]

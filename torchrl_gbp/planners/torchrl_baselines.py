@@ -24,6 +24,7 @@ from torchrl.modules import CEMPlanner, MPPIPlanner, ValueOperator
 from torchrl.modules.planners.common import MPCPlannerBase
 from torchrl.objectives.value import TDLambdaEstimator
 
+from ..models.contract import proprio_dim
 from ..objectives import GoalCost
 from .factory import model_action_bounds
 
@@ -80,7 +81,7 @@ def make_planning_env(world_model, env: EnvBase, objective: GoalCost | None = No
         batch_size=torch.Size([]),
         device=env.device,
     )
-    objective = objective if objective is not None else GoalCost(proprio_dim=world_model.config.proprio_dim)
+    objective = objective if objective is not None else GoalCost(proprio_dim=proprio_dim(world_model))
     if getattr(objective, "include_start", False):
         raise ValueError("TorchRL's planners reward the predicted steps only; GoalCost(include_start=True) scores "
                          "the start frame too, so it has no per-step reward form here")
