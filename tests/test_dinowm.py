@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -443,12 +444,13 @@ def test_one_fgsm_step_matches_the_reference_fork():
         getattr(model, name).load_state_dict(reference["state_dict"][name])
     batch = TensorDict({"tokens": reference["tokens"], "proprio": reference["proprio"],
                         "action": reference["actions"][:, :1]}, [3])
-    options = {"radius_statistic": "per_window", "attack_mode": "train", "generator": torch.Generator().manual_seed(0)}
-    with_their_factors = AdversarialSynthesis(model, **options)
+    theirs = AdversarialOptions(radius_statistic="per_window", attack_mode="train")
+    with_their_factors = AdversarialSynthesis(model, options=theirs, generator=torch.Generator().manual_seed(0))
     with_their_factors(batch)
     torch.testing.assert_close(with_their_factors.eps, reference["radii"], rtol=0, atol=1e-5)
 
-    synthesis = AdversarialSynthesis(model, **options, options=AdversarialOptions(proprio_factor=0.0, action_factor=0.0))
+    synthesis = AdversarialSynthesis(model, options=replace(theirs, proprio_factor=0.0, action_factor=0.0),
+                                     generator=torch.Generator().manual_seed(0))
     out = synthesis(batch)
     with torch.no_grad():
         z = model.encode(batch["tokens"], batch["proprio"])

@@ -1,4 +1,5 @@
 """World models: encoders, predictors, the world model, its loss and checkpoints."""
+from .adapters import TransitionWorldModel, from_torchrl_world_model
 from .checkpoint import (
     load_checkpoint,
     load_weights_into,
@@ -30,5 +31,5 @@ __all__ = [
     "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of",
     "load_checkpoint", "load_weights_into", "save_checkpoint",
     "ActionEmbeddingModel", "ActionInterface", "DecodingModel", "PlanningWorldModel", "PredictorModel", "RewardModel",
-    "RolloutModel",
+    "RolloutModel", "TransitionWorldModel", "from_torchrl_world_model",
 ]
