@@ -2,6 +2,9 @@
 seams, and TorchRL's and stable-worldmodel's planners and models, all through the public API."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -253,3 +256,16 @@ def test_the_action_interface_maps_frameskip_blocks_and_bounds():
     env_actions = torch.rand(7, 5, 2) * 2 - 1
     torch.testing.assert_close(interface.to_env(interface.to_model(env_actions)), env_actions)
     assert ((interface.to_model(env_actions) >= low) & (interface.to_model(env_actions) <= high)).all()
+
+
+# ------------------------------------------------------------ the guide's stories
+def test_the_bring_your_own_world_model_guide_runs_top_to_bottom(capsys):
+    pytest.importorskip("torchrl.envs.libs.dm_control")
+    pytest.importorskip("gymnasium")
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "world_models.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+    assert len(blocks) >= 6
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "world_models.md", "exec"), namespace)  # noqa: S102
+    assert "torch.float64" in capsys.readouterr().out

@@ -52,6 +52,14 @@ class RolloutModel(Protocol):
     the predicted latents after each of ``H`` model actions, from the last
     ``h = num_hist`` latents and the ``h - 1`` actions between them;
     differentiable in ``actions``, over plain tensors with any leading dims.
+
+    Example:
+        >>> class Integrator:                  # enough for GradientPlanner.plan
+        ...     action_dim = 2
+        ...     def rollout(self, z_hist, a_hist, actions):
+        ...         return z_hist[..., -1:, :] + actions.cumsum(-2)
+        >>> isinstance(Integrator(), RolloutModel)
+        True
     """
 
     action_dim: int
@@ -68,6 +76,13 @@ class PlanningWorldModel(RolloutModel, Protocol):
     model's in_keys, any leading dims, the dtype of the env's specs) and
     returns latents ``(..., latent_dim)``; ``goal_keys`` name the goal's
     entries, one per observation key (empty for goal-free objectives).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, TransitionWorldModel, WorldModelConfig
+        >>> isinstance(StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2)), PlanningWorldModel)
+        True
+        >>> isinstance(TransitionWorldModel(lambda z, a: z + a, latent_dim=2, action_dim=2), PlanningWorldModel)
+        True
     """
 
     observation_keys: Sequence[NestedKey]
@@ -86,6 +101,12 @@ class PredictorModel(Protocol):
     ``predict(z_hist (..., h, D), inputs (..., h, E)) -> (..., D)``, where the
     inputs are the action embeddings when the model is an
     :class:`ActionEmbeddingModel`, the normalised model actions otherwise.
+
+    Example:
+        >>> from torchrl_gbp.models import TransitionWorldModel
+        >>> model = TransitionWorldModel(lambda z, a: z + a, latent_dim=2, action_dim=2)
+        >>> model.predict(torch.zeros(4, 1, 2), torch.ones(4, 1, 2)).shape   # what TeacherForcingLoss trains
+        torch.Size([4, 2])
     """
 
     num_hist: int
@@ -96,7 +117,14 @@ class PredictorModel(Protocol):
 
 @runtime_checkable
 class ActionEmbeddingModel(Protocol):
-    """A learned action embedding (what ``predict`` reads and the adversarial attack perturbs)."""
+    """A learned action embedding (what ``predict`` reads and the adversarial attack perturbs).
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, action_embed_dim=16))
+        >>> model.embed_actions(torch.zeros(3, 2)).shape
+        torch.Size([3, 16])
+    """
 
     def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
         """Normalised model actions ``(..., A)`` -> embeddings ``(..., E)``."""
@@ -107,6 +135,12 @@ class RewardModel(Protocol):
     """Reward prediction: ``predict_reward(z_next (..., D), action (..., A)) -> (...)``.
 
     A model whose ``predict_reward`` is ``None`` has no reward head.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, reward_head=True))
+        >>> has_capability(model, RewardModel), model.predict_reward(torch.zeros(3, 2), torch.zeros(3, 2)).shape
+        (True, torch.Size([3]))
     """
 
     def predict_reward(self, z_next: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -115,7 +149,14 @@ class RewardModel(Protocol):
 
 @runtime_checkable
 class DecodingModel(Protocol):
-    """A decoder for diagnostics: ``decode(z (..., D))`` -> the observation it stands for."""
+    """A decoder for diagnostics: ``decode(z (..., D))`` -> the observation it stands for.
+
+    Example:
+        >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
+        >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
+        >>> model.decode(model.encode(torch.ones(3, 2))).shape     # the identity encoder decodes exactly
+        torch.Size([3, 2])
+    """
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` -> observation."""
