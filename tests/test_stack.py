@@ -24,13 +24,11 @@ def test_pixel_checkpoints_saved_by_main_load_strictly_and_compute_the_same(case
     torch.save(saved["payload"], tmp_path / "model.pt")
     model, _ = load_checkpoint(tmp_path / "model.pt")  # strict: every old key has its place
     model.eval()
-    with torch.no_grad():
-        z = model.encode(saved["pixels"], saved["proprio"])
-        torch.testing.assert_close(z, saved["z"], atol=ATOL, rtol=0)
-        torch.testing.assert_close(model.predictor.forward_frames(saved["z"], saved["e"]), saved["frames"],
-                                   atol=ATOL, rtol=0)
-        torch.testing.assert_close(model.rollout(saved["z"], saved["a_hist"], saved["actions"]), saved["rollout"],
-                                   atol=ATOL, rtol=0)
+    torch.testing.assert_close(model.encode(saved["pixels"], saved["proprio"]), saved["z"], atol=ATOL, rtol=0)
+    frames = model.predictor.forward_frames(saved["z"], saved["e"])
+    torch.testing.assert_close(frames.detach(), saved["frames"], atol=ATOL, rtol=0)
+    rollout = model.rollout(saved["z"], saved["a_hist"], saved["actions"])
+    torch.testing.assert_close(rollout.detach(), saved["rollout"], atol=ATOL, rtol=0)
 
 
 def test_dinov2_encoder_of_main_computes_the_same_tokens():
@@ -59,3 +57,13 @@ def test_dinowm_image_encoder_of_main_loads_strictly_and_computes_the_same_token
     encoder.load_state_dict(saved["state_dict"])
     with torch.no_grad():
         torch.testing.assert_close(encoder(saved["images"]), saved["tokens"], atol=ATOL, rtol=0)
+
+
+def test_the_pixel_and_dinowm_predictors_share_one_frame_causal_transformer():
+    from torchrl_gbp.models import FrameCausalTransformerPredictor
+    from torchrl_gbp.models.predictors import FrameCausalTransformer
+
+    pixel = FrameCausalTransformerPredictor(4, 3, proprio_dim=2, action_embed_dim=5, num_hist=3, width=16)
+    dinowm = DinoWMPredictor(num_patches=4, num_hist=3, visual_dim=8, proprio_embed_dim=2, action_embed_dim=2,
+                             depth=1, heads=2, dim_head=4, mlp_dim=16)
+    assert type(pixel.transformer) is type(dinowm.transformer) is FrameCausalTransformer
