@@ -16,6 +16,8 @@ from torchrl_gbp.models import DINOv2Encoder, load_checkpoint
 
 FIXTURE = torch.load(Path(__file__).parent / "fixtures" / "stack_main.pt", weights_only=True)
 ATOL = 1e-6
+TINY_DINO = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "patch_size": 7, "image_size": 14}
 
 
 @pytest.mark.parametrize("case", ["blur", "dinov2"])
@@ -67,3 +69,16 @@ def test_the_pixel_and_dinowm_predictors_share_one_frame_causal_transformer():
     dinowm = DinoWMPredictor(num_patches=4, num_hist=3, visual_dim=8, proprio_embed_dim=2, action_embed_dim=2,
                              depth=1, heads=2, dim_head=4, mlp_dim=16)
     assert type(pixel.transformer) is type(dinowm.transformer) is FrameCausalTransformer
+
+
+@pytest.mark.parametrize("build", [lambda: DINOv2Encoder.from_config(TINY_DINO, input_size=28, pooled_grid=2),
+                                   lambda: DinoWMImageEncoder.from_config(TINY_DINO, image_size=48)])
+def test_each_configuration_of_the_one_dinov2_wrapper_rebuilds_from_its_config_dict(build):
+    encoder = build()
+    again = type(encoder).from_config(**encoder.config_dict())
+    again.load_state_dict(encoder.state_dict())
+    images = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(again(images), encoder(images))
+    with pytest.raises(ValueError, match="square"):
+        encoder(torch.rand(2, 3, 40, 32))
