@@ -436,6 +436,7 @@ def test_torchrl_planners_drive_the_model_toward_the_goal(kind: str) -> None:
 # ------------------------------------------------------------------ dropout
 def test_dropout_is_off_by_default_acts_in_train_mode_only_and_changes_no_parameter(tmp_path) -> None:
     from torchrl_gbp.models import PixelWorldModel, PixelWorldModelConfig
+    from torchrl_gbp.models.predictors import FrameCausalAttention
 
     model = make_model(depth=2).train()
     z, e = torch.randn(16, 1, 2), torch.randn(16, 1, 8)
@@ -457,7 +458,7 @@ def test_dropout_is_off_by_default_acts_in_train_mode_only_and_changes_no_parame
     pixel = PixelWorldModel(config)
     pixel.set_dropout(0.1)
     rates = [m.p for m in pixel.predictor.modules() if isinstance(m, torch.nn.Dropout)]
-    rates += [m.dropout for m in pixel.predictor.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    rates += [m.dropout for m in pixel.predictor.modules() if isinstance(m, FrameCausalAttention)]
     assert len(rates) == 4 * config.depth and set(rates) == {0.1}
     with pytest.raises(ValueError, match="dropout"):
         model.set_dropout(1.0)

@@ -19,14 +19,15 @@ from .image_encoders import BlurPoolEncoder, DINOv2Encoder, PatchAutoencoder, fi
 from .loss import TeacherForcingLoss
 from .normalization import Normalizer
 from .pixel_world_model import PixelWorldModel, PixelWorldModelConfig, observation_of
-from .predictors import FrameCausalTransformerPredictor, ResidualMLPPredictor
+from .predictors import FrameCausalTransformer, FrameCausalTransformerPredictor, ResidualMLPPredictor
 from .reward import RewardHead
 from .world_model import LatentWorldModel, StateWorldModel, WorldModelConfig
 
 __all__ = [
     "ActionEncoder", "IdentityEncoder", "MLPEncoder", "Normalizer", "ResidualMLPPredictor", "RewardHead",
     "StateWorldModel", "TeacherForcingLoss", "WorldModelConfig",
-    "BlurPoolEncoder", "DINOv2Encoder", "FrameCausalTransformerPredictor", "LatentWorldModel", "PatchAutoencoder",
+    "BlurPoolEncoder", "DINOv2Encoder", "FrameCausalTransformer", "FrameCausalTransformerPredictor", "LatentWorldModel",
+    "PatchAutoencoder",
     "PixelWorldModel",
     "PixelWorldModelConfig", "fit_patch_autoencoder", "observation_of",
     "load_checkpoint", "load_weights_into", "save_checkpoint",
