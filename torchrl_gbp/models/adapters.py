@@ -64,13 +64,14 @@ class TransitionWorldModel(nn.Module):
         proprio_dim: trailing latent entries that are proprioception (``alpha`` in goal costs).
 
     Example:
-        >>> from torchrl_gbp.planners import GradientPlanner
+        >>> from torchrl_gbp.planners import GoalCost, GradientPlanner
         >>> class PointMass(nn.Module):          # known physics: position += action
         ...     def forward(self, z, a):
         ...         return z + 0.1 * a
         >>> model = TransitionWorldModel(PointMass(), latent_dim=2, action_dim=2)
-        >>> planner = GradientPlanner(model, horizon=5, steps=50, lr=0.5)
-        >>> plan = planner.plan(torch.zeros(1, 1, 2), torch.zeros(1, 0, 2), torch.tensor([[0.3, -0.2]]))
+        >>> planner = GradientPlanner(model, objective=GoalCost("last"), horizon=5, steps=100, lr=0.1)
+        >>> plan = planner.plan(torch.zeros(1, 1, 2), torch.zeros(1, 0, 2), torch.tensor([[0.3, -0.2]]),
+        ...                     generator=torch.Generator().manual_seed(0))
         >>> model.rollout(torch.zeros(1, 1, 2), torch.zeros(1, 0, 2), plan.actions)[0, -1].round(decimals=1)
         tensor([ 0.3000, -0.2000])
     """
