@@ -90,8 +90,7 @@ def write_dinov2_tokens(folder: str | os.PathLike, encoder: nn.Module, split: st
         >>> load_dinowm_dataset(folder)["tokens"].shape   # 3 steps, 3 "tokens" of 4
         torch.Size([1, 3, 3, 4])
     """
-    data = load_dinowm_dataset(folder, split)
-    pixels = data["pixels"]
+    pixels = load_dinowm_dataset(folder, split, tokens=False)["pixels"]
     path = Path(folder) / f"tokens_{split}"
     description = {"encoder": encoder_fingerprint(encoder), "frames": list(pixels.shape), "dtype": str(dtype)}
     if path.is_dir():

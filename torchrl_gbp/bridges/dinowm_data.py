@@ -428,9 +428,10 @@ def normalization_statistics(folder: str | os.PathLike) -> dict[str, torch.Tenso
     return {name: torch.tensor(statistics[name], dtype=torch.float32) for name in STATISTICS}
 
 
-def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train") -> TensorDictBase:
+def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train", *, tokens: bool = True) -> TensorDictBase:
     """The memory-mapped trajectories ``(1, S)`` of ``split`` (``"train"`` or ``"val"``) of a converted folder,
-    with its DINOv2 ``"tokens"`` when :func:`~torchrl_gbp.bridges.write_dinov2_tokens` wrote them.
+    with its DINOv2 ``"tokens"`` when :func:`~torchrl_gbp.bridges.write_dinov2_tokens` wrote them (and ``tokens``);
+    a damaged token folder raises (:func:`load_tokens`).
 
     Example:
         >>> load_dinowm_dataset("missing", "test")
@@ -442,10 +443,10 @@ def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train") -> Tens
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     dataset_info(folder)
     data = load_dataset(Path(folder) / split)
-    tokens = Path(folder) / f"tokens_{split}"
-    if tokens.is_dir():
+    token_folder = Path(folder) / f"tokens_{split}"
+    if tokens and token_folder.is_dir():
         data = data.clone(False)
-        data.set("tokens", load_tokens(tokens, tuple(data["pixels"].shape)))
+        data.set("tokens", load_tokens(token_folder, tuple(data["pixels"].shape)))
     return data
 
 
