@@ -283,7 +283,8 @@ def pickle_globals(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
     """Every ``(module, name)`` one pickle in ``stream`` names, read from its opcodes without unpickling it.
 
     A ``STACK_GLOBAL`` whose operands are not plain strings pushed just before it yields
-    ``("<computed>", "<computed>")`` (refused by :func:`classify_global`).
+    ``("<computed>", "<computed>")``, and a global from copyreg's extension registry ``("<extension>", code)``
+    (both refused by :func:`classify_global`).
 
     Example:
         >>> list(pickle_globals(io.BytesIO(pickle.dumps(OrderedDict(), protocol=4))))
@@ -300,6 +301,8 @@ def pickle_globals(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
             operands = pushed[-2:]
             yield tuple(operands) if len(operands) == 2 and all(isinstance(v, str) for v in operands) else (
                 "<computed>", "<computed>")
+        elif kind in ("EXT1", "EXT2", "EXT4"):  # a global by its number in copyreg's extension registry
+            yield "<extension>", str(arg)
         if kind in _STACK_NEUTRAL:
             if kind != "PROTO" and kind != "FRAME":
                 memo[len(memo) if kind == "MEMOIZE" else arg] = pushed[-1] if pushed else None
@@ -382,7 +385,7 @@ def read_pickle(path: str | os.PathLike) -> Any:
         _vet(file, repr(str(path)))
         file.seek(0)
         try:
-            return type("Unpickler", (RestrictedUnpickler,), {"source": repr(str(path))})(file).load()
+            return restricted_pickle_module(repr(str(path))).load(file)
         except UnsafeCheckpointError:
             raise
         except Exception as error:  # truncated, garbled, a record used as something it is not...

@@ -23,30 +23,6 @@ EnvFactory = Callable[[int], EnvBase]
 SCHEDULES = ("replace", "append")
 
 
-def close_envs(envs: dict[int, EnvBase]) -> None:
-    """Close and forget every env of ``envs``; all are closed even when one raises, and then the first error is
-    raised with the others as notes.
-
-    Example:
-        >>> from torchrl_gbp.tasks import WallTask
-        >>> envs = {2: WallTask().make_env(num_envs=2)}
-        >>> close_envs(envs)
-        >>> envs
-        {}
-    """
-    errors = []
-    while envs:
-        _, env = envs.popitem()
-        try:
-            env.close()
-        except Exception as error:
-            errors.append(error)
-    for other in errors[1:]:
-        errors[0].add_note(f"closing another env raised too: {other!r}")
-    if errors:
-        raise errors[0]
-
-
 class OnlineSynthesis(Transform):
     """Replay-buffer transform: mix in windows where the simulator corrects the planner's rollouts.
 
@@ -359,3 +335,27 @@ class OnlineSynthesis(Transform):
             flag[rows] = True
         out.set(self.out_keys[0], flag)
         return out
+
+
+def close_envs(envs: dict[int, EnvBase]) -> None:
+    """Close and forget every env of ``envs``; all are closed even when one raises, and then the first error is
+    raised with the others as notes.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> envs = {2: WallTask().make_env(num_envs=2)}
+        >>> close_envs(envs)
+        >>> envs
+        {}
+    """
+    errors = []
+    while envs:
+        _, env = envs.popitem()
+        try:
+            env.close()
+        except Exception as error:
+            errors.append(error)
+    for other in errors[1:]:
+        errors[0].add_note(f"closing another env raised too: {other!r}")
+    if errors:
+        raise errors[0]
