@@ -77,7 +77,7 @@ def _online_synthesis(envs: list, close_error: Exception | None = None):
 
     torch.manual_seed(0)
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-    return task, OnlineSynthesis(model, factory, planner_steps=1, every=1)
+    return task, OnlineSynthesis(model, factory, every=1)
 
 
 def _closes(env) -> int:
