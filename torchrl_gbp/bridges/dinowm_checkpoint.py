@@ -71,13 +71,20 @@ def _numpy_scalar(dtype: Any, data: bytes) -> Any:
     return numpy.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles spell bytes (``latin1`` only: no other codec is looked up)."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"only latin1 bytes are read through _codecs.encode, got {encoding!r}")
+    return text.encode("latin1")
+
+
 # The exact (module, name) pairs a pickle may name that are real objects: how tensors, their storages, parameters,
 # dtypes, devices, plain containers and numpy scalars are rebuilt. Nothing else a pickle names is ever called.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
     **{("builtins", t.__name__): t for t in (set, frozenset, dict, list, tuple, complex, bytearray, slice)},
-    ("_codecs", "encode"): __import__("_codecs").encode,  # how protocol-2 pickles spell bytes
+    ("_codecs", "encode"): _latin1_bytes,  # how protocol-2 pickles spell bytes
     ("torch", "Size"): torch.Size, ("torch", "device"): torch.device, ("torch", "Tensor"): torch.Tensor,
     ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
     **{("torch._utils", f.__name__): f for f in (
