@@ -748,6 +748,9 @@ FILE_CASES = [
          (ValueError, r"actions of .* NaN or inf at episode 3, step 0")),
     Case("dinowm data: NaN only past an episode's recorded steps is never read", lambda: load_dinowm_dataset(
         _converted(_point_maze(_pad_beyond_lengths))), check=lambda data: bool(torch.isfinite(data["state"]).all())),
+    Case("dinowm data: a negative episode length", lambda: convert_dinowm_dataset(
+        _point_maze(lambda f: torch.save(torch.tensor([6] * 9 + [-1]), f / "seq_lengths.pth")),
+        Path(tempfile.mkdtemp())), (ValueError, r"seq_lengths\.pth' must hold 10 episode lengths \(non-negative")),
     Case("dinowm data: seq_lengths.pkl truncated", lambda: read_pickle(_seq_lengths(pickle.dumps([5, 6, 7])[:-4])),
          (ValueError, r"seq_lengths\.pkl.*truncated or damaged")),
     Case("dataset: NaN in a saved dataset", lambda: load_dataset(_dataset_folder(

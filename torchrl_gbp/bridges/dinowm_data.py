@@ -108,7 +108,8 @@ def _load_lengths(path: Path, n: int) -> torch.Tensor:
         raise ValueError(f"{str(path)!r} must hold a list of integer episode lengths, got "
                          f"{sorted({type(v).__name__ for v in value})}")
     lengths = torch.as_tensor([int(v) for v in value] if isinstance(value, (list, tuple)) else value)
-    if lengths.shape != (n,) or lengths.is_floating_point() or bool((lengths < 0).any()):
+    fractional = lengths.is_floating_point() and not bool((lengths == lengths.round()).all())
+    if lengths.shape != (n,) or fractional or lengths.dtype == torch.bool or bool((lengths < 0).any()):
         raise ValueError(f"{str(path)!r} must hold {n} episode lengths (non-negative integers), got "
                          f"{lengths.dtype} of shape {tuple(lengths.shape)}")
     return lengths.long()
