@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -21,8 +22,10 @@ from torchrl_gbp.bridges import (
     DinoWMWorldModel,
     PickledObject,
     UnsafeCheckpointError,
+    classify_global,
     convert_dinowm_checkpoint,
     dinowm_config,
+    read_pickle,
     read_pickled_checkpoint,
 )
 from torchrl_gbp.data import make_window_buffer
@@ -280,6 +283,50 @@ def test_a_pickle_that_calls_code_is_refused_naming_the_file_and_the_global(tmp_
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("module, name, outcome", [
+    ("collections", "OrderedDict", "allowed"), ("torch._utils", "_rebuild_tensor_v2", "allowed"),
+    ("torch", "float16", "allowed"), ("torch", "FloatStorage", "allowed"), ("__builtin__", "set", "allowed"),
+    ("numpy.core.multiarray", "scalar", "allowed"),
+    ("models.vit", "ViTPredictor", "record"), ("torch.nn.modules.linear", "Linear", "record"),
+    ("torch.optim.adamw", "AdamW", "record"), ("accelerate.optimizer", "AcceleratedOptimizer", "record"),
+    ("numpy", "load", "package 'numpy'"), ("numpy.core.multiarray", "_reconstruct", "package 'numpy'"),
+    ("torch.nn.modules.module", "torch.load", "not a plain identifier"), ("models", "vit.ViTPredictor", "dotted"),
+    ("torch", "load", "package 'torch'"), ("torch.serialization", "load", "package 'torch'"),
+    ("torch.jit", "ScriptModule", "package 'torch'"), ("subprocess", "Popen", "package 'subprocess'"),
+    ("builtins", "getattr", "package 'builtins'"), ("models.vit", "build_predictor", "not a class name"),
+    ("torch.nn.functional", "relu", "not a class name"), ("<computed>", "<computed>", "not a plain identifier"),
+])
+def test_the_allow_list_decides_every_global_by_module_and_name(module, name, outcome):
+    if outcome in ("allowed", "record"):
+        assert classify_global(module, name)[0] == outcome
+    else:
+        with pytest.raises(UnsafeCheckpointError, match=rf"model\.pth: refusing the global .*{outcome}"):
+            classify_global(module, name, "model.pth")
+
+
+def test_a_refused_global_deep_in_a_file_stops_it_before_any_record_is_built(tmp_path, monkeypatch):
+    from torchrl_gbp.bridges import dinowm_checkpoint
+
+    built = []
+    monkeypatch.setattr(dinowm_checkpoint, "record_class", lambda *key: built.append(key))
+    layer = torch.nn.Linear(2, 2)
+    layer.extra = [CallsOnLoad(os.system, "echo pwned")]  # after the module's class in the pickle
+    torch.save({"predictor": layer}, tmp_path / "model.pth")
+    with pytest.raises(UnsafeCheckpointError, match="os.system"):
+        read_pickled_checkpoint(tmp_path / "model.pth")
+    assert built == []
+
+
+def test_seq_lengths_of_numpy_integers_are_read(tmp_path):
+    numpy = pytest.importorskip("numpy")
+    for protocol in (2, 4):
+        (tmp_path / "seq_lengths.pkl").write_bytes(pickle.dumps([numpy.int64(7), 5, numpy.int32(3)], protocol))
+        assert read_pickle(tmp_path / "seq_lengths.pkl") == [7, 5, 3]
+    (tmp_path / "seq_lengths.pkl").write_bytes(pickle.dumps([numpy.array([1.5])], 4))
+    with pytest.raises(UnsafeCheckpointError, match=r"numpy\.core\.multiarray\._reconstruct|numpy\._core"):
+        read_pickle(tmp_path / "seq_lengths.pkl")
+
+
 def test_a_run_without_the_models_or_config_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="hydra.yaml"):
         DinoWMRun(tmp_path)
@@ -289,7 +336,7 @@ def test_a_run_without_the_models_or_config_says_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the pickled modules \['action_encoder', 'proprio_encoder'\]"):
         DinoWMRun(tmp_path)
     (tmp_path / "checkpoints" / "model_latest.pth").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="is not a torch.save zip archive"):
+    with pytest.raises(ValueError, match="is not a readable pickle"):
         DinoWMRun(tmp_path)
 
 

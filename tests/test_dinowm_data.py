@@ -187,7 +187,7 @@ def test_bad_files_are_named(tmp_path):
     write_pusht(tmp_path / "pusht", {"train": [5], "val": [5]})
     with open(tmp_path / "pusht" / "train" / "seq_lengths.pkl", "wb") as file:
         pickle.dump([Exploit()], file)
-    with pytest.raises(pickle.UnpicklingError, match="only a list of integers"):
+    with pytest.raises(pickle.UnpicklingError, match=r"seq_lengths.pkl': refusing the global os\.system"):
         convert_dinowm_dataset(tmp_path / "pusht", tmp_path / "ours")
 
 

@@ -7,7 +7,18 @@ table (``python -m pytest tests/test_fuzz.py -q``).
 """
 from __future__ import annotations
 
+import collections
+import functools
+import json
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +28,21 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import Unbounded
 
+from torchrl_gbp.bridges import (
+    DinoWMConfig,
+    DinoWMRun,
+    DinoWMWorldModel,
+    UnsafeCheckpointError,
+    convert_dinowm_dataset,
+    dinowm_config,
+    dinowm_data,
+    encode_images,
+    load_dinowm_dataset,
+    open_dinowm_dataset,
+    read_pickle,
+    read_pickled_checkpoint,
+    write_dinov2_tokens,
+)
 from torchrl_gbp.data import ModelStepWindows, SliceLayout, load_dataset, make_window_buffer, save_dataset
 from torchrl_gbp.evaluate import episode_metrics, evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
@@ -122,7 +148,7 @@ def _truncate(path: Path) -> None:
 
 
 NAN, INF = float("nan"), float("inf")
-CASES = [
+INPUT_CASES = [
     # ------------------------------------------------------------ the task env
     Case("env: reset with set_state and no pair", lambda: TASK.make_env(num_envs=2).reset(
         TensorDict(batch_size=[2]), set_state=True), (KeyError, "start_state")),
@@ -279,16 +305,514 @@ CASES = [
 ]
 
 
+# ------------------------------------------------------------ files: hostile pickles
+# Each hostile file carries a payload that, read by a plain unpickler, writes its marker file (the TorchScript one
+# prints); test_each_hostile_payload_runs_under_a_plain_loader proves that in a throwaway interpreter.
+class CallsOnLoad:
+    """Pickles as a call of ``target(*args)``: what a malicious checkpoint does."""
+
+    def __init__(self, target, *args):
+        self.target, self.args = target, args
+
+    def __reduce__(self):
+        return self.target, self.args
+
+
+class Raw(bytes):
+    """Opcodes spliced as they are into a hand-written pickle."""
+
+
+def _arg(value) -> bytes:
+    if isinstance(value, Raw):
+        return value
+    if value is None:
+        return b"N"
+    if value is True:
+        return b"\x88"
+    if isinstance(value, bytes):
+        return b"B" + len(value).to_bytes(4, "little") + value
+    data = str(value).encode()
+    return b"\x8c" + bytes([len(data)]) + data
+
+
+def _global(module: str, name: str) -> Raw:
+    return Raw(b"c" + module.encode() + b"\n" + name.encode() + b"\n")
+
+
+def _call(function: Raw, *args) -> Raw:
+    return Raw(function + b"(" + b"".join(_arg(a) for a in args) + b"tR")
+
+
+def _pickle(payload: Raw, protocol: int = 4) -> bytes:
+    """A pickle of ``{"predictor": payload}``."""
+    return bytes([0x80, protocol]) + b"}" + _arg("predictor") + payload + b"s."
+
+
+def _touch(marker: Path) -> str:
+    return f"touch {marker}"
+
+
+class Hostile(NamedTuple):
+    """A hostile file: ``build(path, marker, folder)`` writes it; ``refused`` names the global the error must name."""
+
+    name: str
+    container: str  # "zip" / "legacy" (torch.save formats), "pickle" (seq_lengths.pkl), "torchscript"
+    build: Callable[[Path, Path, Path], None]
+    refused: str
+
+
+def _torch_save(obj, *, legacy: bool = False, protocol: int = 2) -> Callable[[Path, Path, Path], None]:
+    def build(path: Path, marker: Path, folder: Path) -> None:
+        torch.save(obj(marker) if callable(obj) else obj, path, _use_new_zipfile_serialization=not legacy,
+                   pickle_protocol=protocol)
+    return build
+
+
+def _zip_with(data_pkl: Callable[[Path, Path], bytes]) -> Callable[[Path, Path, Path], None]:
+    """A ``torch.save`` zip archive whose ``data.pkl`` is hand-written."""
+    def build(path: Path, marker: Path, folder: Path) -> None:
+        base = folder / f"{path.stem}.base"
+        torch.save({"epoch": 1}, base)
+        with zipfile.ZipFile(base) as source, zipfile.ZipFile(path, "w") as target:
+            for info in source.infolist():
+                is_data = info.filename.endswith("/data.pkl")
+                target.writestr(info.filename, data_pkl(marker, folder) if is_data else source.read(info.filename))
+    return build
+
+
+def _plain(data: Callable[[Path, Path], bytes]) -> Callable[[Path, Path, Path], None]:
+    return lambda path, marker, folder: path.write_bytes(data(marker, folder))
+
+
+def _inner_pickle(marker: Path, folder: Path) -> str:
+    """A second, plain pickle that runs ``touch marker`` when loaded; its path."""
+    inner = folder / f"inner_{marker.name}.pkl"
+    inner.write_bytes(pickle.dumps(CallsOnLoad(os.system, _touch(marker))))
+    return str(inner)
+
+
+def _inner_legacy_torch_file(marker: Path, folder: Path) -> str:
+    inner = folder / f"inner_{marker.name}.pt"
+    torch.save(CallsOnLoad(os.system, _touch(marker)), inner, _use_new_zipfile_serialization=False)
+    return str(inner)
+
+
+def _memo_stack_global(expression: str) -> bytes:
+    """``builtins.eval(expression)`` with the global's strings fetched back from the memo (protocol 4)."""
+    strings = _arg("builtins") + b"\x94" + _arg("eval") + b"\x94" + b"00"  # push, memoize, pop both
+    return b"\x80\x04" + strings + b"h\x00h\x01\x93" + _arg(expression) + b"\x85R."
+
+
+def _torchscript(path: Path, marker: Path, folder: Path) -> None:
+    class Scripted(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.x = 1
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[int, bool]:
+            return self.x, self.training
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[int, bool]) -> None:
+            self.x, self.training = state[0], state[1]
+            print("TorchScript code ran while loading")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    torch.jit.save(torch.jit.script(Scripted()), path)
+
+
+def _nested_in_module(marker: Path) -> dict:
+    layer = torch.nn.Linear(2, 2)
+    layer.hook = {"deep": [CallsOnLoad(os.system, _touch(marker))]}  # inside a module's state, two levels down
+    return {"epoch": 1, "predictor": layer}
+
+
+HOSTILE = [
+    Hostile("reduce os.system (zip)", "zip",
+            _torch_save(lambda m: {"predictor": CallsOnLoad(os.system, _touch(m))}), r"os\.system"),
+    Hostile("reduce os.system (legacy torch.save format)", "legacy",
+            _torch_save(lambda m: {"predictor": CallsOnLoad(os.system, _touch(m))}, legacy=True), r"os\.system"),
+    Hostile("reduce builtins.exec (zip, protocol 4)", "zip",
+            _torch_save(lambda m: {"predictor": CallsOnLoad(exec, f"open({str(m)!r}, 'w').close()")}, protocol=4),
+            r"builtins\.exec"),
+    Hostile("subprocess.Popen, a class name in a refused package (zip)", "zip",
+            _torch_save(lambda m: {"predictor": CallsOnLoad(subprocess.Popen, ("touch", str(m)))}),
+            r"subprocess\.Popen"),
+    Hostile("functools.partial(os.system) called on load (zip)", "zip",
+            _torch_save(lambda m: {"predictor": CallsOnLoad(functools.partial(os.system, _touch(m)))}),
+            r"functools\.partial"),
+    Hostile("payload two levels down in a module's state (zip)", "zip", _torch_save(_nested_in_module),
+            r"os\.system"),
+    Hostile("numpy.load of a second pickle (zip)", "zip",
+            _zip_with(lambda m, f: _pickle(_call(_global("numpy", "load"), _inner_pickle(m, f), None, True))),
+            r"numpy\.load"),
+    Hostile("dotted name torch.load under torch.nn (zip)", "zip",
+            _zip_with(lambda m, f: _pickle(_call(_global("torch.nn.modules.module", "torch.load"),
+                                                 _inner_legacy_torch_file(m, f), None,
+                                                 _global("torch.nn.modules.module", "torch.serialization.pickle")))),
+            r"torch\.nn\.modules\.module\.torch\.load"),
+    Hostile("os.system through a tensor rebuild (zip)", "zip",
+            _zip_with(lambda m, f: _pickle(_call(_global("torch._tensor", "_rebuild_from_type_v2"),
+                                                 _global("os", "system"), _global("torch", "Tensor"),
+                                                 Raw(_arg(_touch(m)) + b"\x85"), Raw(b"}")))),
+            r"os\.system"),
+    Hostile("posix.system, CPython's spelling (seq_lengths.pkl, protocol 0)", "pickle",
+            _plain(lambda m, f: pickle.dumps(CallsOnLoad(os.system, _touch(m)), protocol=0)), r"os\.system"),
+    Hostile("__builtin__.eval, Python 2's spelling (seq_lengths.pkl, protocol 2)", "pickle",
+            _plain(lambda m, f: _pickle(_call(_global("__builtin__", "eval"), f"open({str(m)!r}, 'w').close()"),
+                                        protocol=2)), r"builtins\.eval"),
+    Hostile("builtins.eval named through the memo (seq_lengths.pkl)", "pickle",
+            _plain(lambda m, f: _memo_stack_global(f"open({str(m)!r}, 'w').close()")), r"builtins\.eval"),
+    Hostile("pickle.loads of nested bytes (seq_lengths.pkl)", "pickle",
+            _plain(lambda m, f: _pickle(_call(_global("pickle", "loads"),
+                                              pickle.dumps(CallsOnLoad(os.system, _touch(m)))))),
+            r"pickle\.loads"),
+    Hostile("numpy.load of a second pickle (seq_lengths.pkl)", "pickle",
+            _plain(lambda m, f: _pickle(_call(_global("numpy", "load"), _inner_pickle(m, f), None, True))),
+            r"numpy\.load"),
+    Hostile("TorchScript archive whose __setstate__ runs", "torchscript", _torchscript, "TorchScript archive"),
+]
+HOSTILE_SUFFIX = {"zip": ".pth", "legacy": ".pth", "pickle": ".pkl", "torchscript": ".pth"}
+
+
+@functools.cache
+def hostile_files() -> dict[str, tuple[Path, Path]]:
+    """Every hostile file, written once: name -> (file, the marker its payload writes)."""
+    folder = Path(tempfile.mkdtemp(prefix="hostile"))
+    files = {}
+    for index, hostile in enumerate(HOSTILE):
+        path, marker = folder / f"hostile_{index:02d}{HOSTILE_SUFFIX[hostile.container]}", folder / f"ran_{index:02d}"
+        hostile.build(path, marker, folder)
+        files[hostile.name] = path, marker
+    return files
+
+
+def _read_hostile(name: str) -> None:
+    """Read a hostile file as the package does (checkpoints and dataset tensors, or side pickles)."""
+    path, marker = hostile_files()[name]
+    try:
+        read_pickle(path) if path.suffix == ".pkl" else read_pickled_checkpoint(path)
+    finally:
+        assert not marker.exists(), f"{name}: the payload ran"
+
+
+HOSTILE_CASES = [Case(f"hostile: {h.name}", functools.partial(_read_hostile, h.name),
+                      (UnsafeCheckpointError, rf"hostile_\d\d\.\w+'.*{h.refused}")) for h in HOSTILE]
+
+# Loads each file as a plain unpickler would (torch.load without weights_only, pickle.load, torch.jit.load).
+PLAIN_LOADER = r'''
+import json, pickle, sys, time, warnings
+from pathlib import Path
+import torch
+warnings.simplefilter("ignore")
+for path, container in json.loads(sys.argv[1]):
+    try:
+        if container == "pickle":
+            with open(path, "rb") as file:
+                pickle.load(file)
+        elif container == "torchscript":
+            torch.jit.load(path)
+        else:
+            torch.load(path, weights_only=False)
+    except Exception:
+        pass  # the payload ran before the object it built failed (e.g. a rebuild given an int)
+'''
+
+
+def test_each_hostile_payload_runs_under_a_plain_loader() -> None:
+    """The control: the payloads the reader refuses really run when a plain unpickler loads the same files."""
+    files = hostile_files()
+    containers = {h.name: h.container for h in HOSTILE}
+    args = [(str(path), containers[name]) for name, (path, _) in files.items()]
+    result = subprocess.run([sys.executable, "-c", PLAIN_LOADER, json.dumps(args)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    try:
+        deadline = time.monotonic() + 10  # subprocess.Popen's touch runs beside the loader
+        pending = [name for name, (_, marker) in files.items() if containers[name] != "torchscript"]
+        while pending and time.monotonic() < deadline:
+            pending = [name for name in pending if not files[name][1].exists()]
+            time.sleep(0.05)
+        assert pending == [], f"payloads that did not run under a plain loader: {pending}\n{result.stderr[-2000:]}"
+        assert "TorchScript code ran while loading" in result.stdout, result.stderr[-2000:]
+    finally:
+        for _, marker in files.values():  # the refusal cases check the markers stay absent
+            marker.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------ files: DINO-WM runs, datasets and token caches
+def _dinowm_run(hydra: str, **config) -> Path:
+    """A DINO-WM run folder of our weight-compatible model, pickled whole as their train.py saves it."""
+    torch.manual_seed(0)
+    model = DinoWMWorldModel(DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8, depth=1,
+                                          heads=2, dim_head=4, mlp_dim=16, **config))
+    run = Path(tempfile.mkdtemp())
+    (run / "checkpoints").mkdir()
+    (run / "hydra.yaml").write_text(hydra)
+    torch.save({"predictor": model.predictor, "action_encoder": model.action_encoder,
+                "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
+    return run
+
+
+class Settings:
+    """A plain class: pickled with arguments, not a module (a record of the wrong kind)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def __reduce__(self):
+        return Settings, (self.depth,)
+
+
+def _run_of_wrong_records() -> Path:
+    run = _dinowm_run("num_hist: 3\nframeskip: 5\n")
+    entries = {name: Settings(2) for name in ("predictor", "action_encoder", "proprio_encoder")}
+    torch.save(entries, run / "checkpoints" / "model_latest.pth")
+    return run
+
+
+def _point_maze(damage: Callable[[Path], None] = lambda folder: None, n: int = 10, steps: int = 6) -> Path:
+    """A small DINO-WM point_maze folder (``states``, ``actions``, ``seq_lengths``, uint8 frames), then ``damage``."""
+    folder = Path(tempfile.mkdtemp()) / "point_maze"
+    (folder / "obses").mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    torch.save(torch.randn(n, steps, 4, generator=generator), folder / "states.pth")
+    torch.save(torch.randn(n, steps, 2, generator=generator), folder / "actions.pth")
+    torch.save(torch.full((n,), steps), folder / "seq_lengths.pth")
+    for i in range(n):
+        frames = torch.randint(0, 256, (steps, 8, 8, 3), dtype=torch.uint8, generator=generator)
+        torch.save(frames, folder / "obses" / f"episode_{i:03d}.pth")
+    damage(folder)
+    return folder
+
+
+def _edit_tensor(name: str, edit: Callable[[torch.Tensor], None]) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        tensor = torch.load(folder / name, weights_only=True)
+        edit(tensor)
+        torch.save(tensor, folder / name)
+    return damage
+
+
+def _set(index: tuple, value: float) -> Callable[[torch.Tensor], None]:
+    return lambda tensor: tensor.__setitem__(index, value)
+
+
+def _pad_beyond_lengths(folder: Path) -> None:
+    """Episode 0 records 4 of its 6 steps; its padding is NaN (never read)."""
+    torch.save(torch.tensor([4] + [6] * 9), folder / "seq_lengths.pth")
+    _edit_tensor("states.pth", _set((0, slice(4, None)), NAN))(folder)
+
+
+def _converted(source: Path | None = None) -> Path:
+    out = Path(tempfile.mkdtemp()) / "converted"
+    convert_dinowm_dataset(source or _point_maze(), out)
+    return out
+
+
+def _encoder(seed: int) -> torch.nn.Module:
+    """A stand-in image encoder: uint8 frames (B, 3, 8, 8) -> 3 "tokens" of 4; ``seed`` picks its weights."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(2), torch.nn.Linear(64, 4))
+
+
+def _with_tokens(damage: Callable[[Path], None] = lambda tokens: None) -> Path:
+    out = _converted()
+    damage(write_dinov2_tokens(out, _encoder(0)))
+    return out
+
+
+def _retokenised(damage: Callable[[Path], None], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens after ``damage`` to a cache of encoder 0 and a new write with encoder ``seed``; and those it must hold."""
+    return _retokenised_in(_with_tokens(damage), seed)
+
+
+def _retokenised_in(out: Path, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    write_dinov2_tokens(out, _encoder(seed))
+    data = load_dinowm_dataset(out)
+    return data["tokens"], encode_images(_encoder(seed), data["pixels"])
+
+
+def _seq_lengths(data: bytes) -> Path:
+    path = Path(tempfile.mkdtemp()) / "seq_lengths.pkl"
+    path.write_bytes(data)
+    return path
+
+
+def _states_of_nan(tensor: torch.Tensor) -> None:
+    tensor[..., 0] = NAN
+
+
+# ------------------------------------------------------------ files: kill -9 while writing
+# A forked child runs a conversion or a token write and stops (saying so) half way through its memory-mapped
+# writes; the test then kills it with SIGKILL.
+def _stop_here(flag: Path) -> None:
+    flag.write_text("writing")
+    time.sleep(600)
+
+
+def _convert_stopping_at_episode_3(source: Path, out: Path, flag: Path) -> None:
+    load = dinowm_data._load_tensor
+
+    def slow_load(path: Path) -> torch.Tensor:  # episode 3's frames, read while a split's memory map is written
+        if path.name == "episode_003.pth":
+            _stop_here(flag)
+        return load(path)
+
+    dinowm_data._load_tensor = slow_load  # in the child only
+    open_dinowm_dataset(source, out)
+
+
+class StoppingEncoder(torch.nn.Module):
+    """Encodes with ``inner``; stops at its third call (the probe and one batch are done)."""
+
+    def __init__(self, inner: torch.nn.Module, flag: Path) -> None:
+        super().__init__()
+        self.inner, self.flag, self.calls = inner, flag, 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            _stop_here(self.flag)
+        return self.inner(images)
+
+
+def _write_tokens_stopping(out: Path, seed: int, flag: Path) -> None:
+    write_dinov2_tokens(out, StoppingEncoder(_encoder(seed), flag), batch_size=4)
+
+
+def _kill_while_writing(target: Callable[..., None], *args) -> None:
+    """Run ``target(*args, flag)`` in a forked child, wait until it is half way, SIGKILL it."""
+    flag = Path(tempfile.mkdtemp()) / "flag"
+    child = multiprocessing.get_context("fork").Process(target=target, args=(*args, flag))
+    child.start()
+    deadline = time.monotonic() + 60
+    while not flag.exists() and child.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flag.exists(), f"the writer never got half way (exit code {child.exitcode})"
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+
+
+def _conversion_killed() -> dict:
+    """A conversion killed half way over an older complete one: the half-written folder is never read, and the next
+    open converts again."""
+    source = _point_maze()
+    out = Path(tempfile.mkdtemp()) / "converted"
+    open_dinowm_dataset(source, out, episodes=4)  # an older, complete conversion (4 episodes)
+    _kill_while_writing(_convert_stopping_at_episode_3, source, out)
+    try:
+        load_dinowm_dataset(out)
+        after_kill = "read"
+    except FileNotFoundError:  # the completion marker went before the first write
+        after_kill = "refused"
+    reopened = open_dinowm_dataset(source, out)
+    expected = load_dinowm_dataset(_converted(source))
+    return {"after kill": after_kill, "same as a fresh conversion": bool((reopened == expected).all())}
+
+
+def _token_write_killed() -> dict:
+    """Tokens of encoder 1 killed half way over complete tokens of encoder 0: the old ones stay whole, and the next
+    write (encoder 1) replaces them."""
+    out = _with_tokens()
+    before = load_dinowm_dataset(out)["tokens"].clone()
+    _kill_while_writing(_write_tokens_stopping, out, 1)
+    untouched = bool((load_dinowm_dataset(out)["tokens"] == before).all())
+    tokens, expected = _retokenised_in(out, seed=1)
+    return {"old tokens whole": untouched, "rewritten": bool(torch.allclose(tokens, expected))}
+
+
+def _truncate_memmap(folder: Path) -> None:
+    _truncate(next(folder.rglob("*.memmap")))
+
+
+FILE_CASES = [
+    Case("dinowm run: hydra dropout disagrees with the pickled Dropout layers",
+         lambda: dinowm_config(DinoWMRun(_dinowm_run("num_hist: 3\nframeskip: 5\npredictor:\n  dropout: 0.2\n",
+                                                     dropout=0.1))),
+         (ValueError, r"predictor\.dropout=0\.2 but the pickled predictor's Dropout layers have p=0\.1")),
+    Case("dinowm run: dropout missing from hydra.yaml is read from the pickled layers",
+         lambda: dinowm_config(DinoWMRun(_dinowm_run("num_hist: 3\nframeskip: 5\n", dropout=0.1, emb_dropout=0.05))),
+         check=lambda config: (config.dropout, config.emb_dropout) == (0.1, 0.05)),
+    Case("dinowm run: needed entries are records of the wrong kind", lambda: DinoWMRun(_run_of_wrong_records()),
+         (ValueError, r"'predictor': 'test_fuzz\.Settings'.*records of the wrong kind.*no _parameters")),
+    Case("dinowm data: states.pth truncated", lambda: convert_dinowm_dataset(
+        _point_maze(lambda f: _truncate(f / "states.pth")), Path(tempfile.mkdtemp())),
+         (ValueError, r"states\.pth.*(truncated|damaged)")),
+    Case("dinowm data: a frame file holds a dict", lambda: convert_dinowm_dataset(
+        _point_maze(lambda f: torch.save({"frames": 1}, f / "obses" / "episode_002.pth")), Path(tempfile.mkdtemp())),
+         (ValueError, r"episode_002\.pth' must hold a tensor, got dict")),
+    Case("dinowm data: NaN in states", lambda: convert_dinowm_dataset(
+        _point_maze(_edit_tensor("states.pth", _set((1, 2, 0), NAN))), Path(tempfile.mkdtemp())),
+         (ValueError, r"states of .* NaN or inf at episode 1, step 2")),
+    Case("dinowm data: inf in actions", lambda: convert_dinowm_dataset(
+        _point_maze(_edit_tensor("actions.pth", _set((3, 0, 1), INF))), Path(tempfile.mkdtemp())),
+         (ValueError, r"actions of .* NaN or inf at episode 3, step 0")),
+    Case("dinowm data: NaN only past an episode's recorded steps is never read", lambda: load_dinowm_dataset(
+        _converted(_point_maze(_pad_beyond_lengths))), check=lambda data: bool(torch.isfinite(data["state"]).all())),
+    Case("dinowm data: a negative episode length", lambda: convert_dinowm_dataset(
+        _point_maze(lambda f: torch.save(torch.tensor([6] * 9 + [-1]), f / "seq_lengths.pth")),
+        Path(tempfile.mkdtemp())), (ValueError, r"seq_lengths\.pth' must hold 10 episode lengths \(non-negative")),
+    Case("dinowm data: seq_lengths.pkl truncated", lambda: read_pickle(_seq_lengths(pickle.dumps([5, 6, 7])[:-4])),
+         (ValueError, r"seq_lengths\.pkl.*truncated or damaged")),
+    Case("dataset: NaN in a saved dataset", lambda: load_dataset(_dataset_folder(
+        lambda f: _edit_memmap(f, "state", NAN))), (ValueError, r"NaN or inf in 'state'")),
+    Case("tokens: memory map truncated", lambda: load_dinowm_dataset(_with_tokens(_truncate_memmap)),
+         (ValueError, r"token folder .*tokens_train.*truncated")),
+    Case("tokens: tokens.json damaged", lambda: load_dinowm_dataset(_with_tokens(
+        lambda t: (t / "tokens.json").write_text("{"))), (ValueError, r"tokens_train.* damaged or incomplete")),
+    Case("tokens: written for other frames", lambda: load_dinowm_dataset(_with_tokens(
+        lambda t: (t / "tokens.json").write_text('{"frames": [1, 2, 8, 8, 3]}'))),
+         (ValueError, r"tokens_train.* written for frames \[1, 2, 8, 8, 3\].*stale")),
+    Case("tokens: a truncated cache is rewritten", lambda: _retokenised(_truncate_memmap, seed=0),
+         check=lambda pair: bool(torch.allclose(*pair))),
+    Case("tokens: a cache of other encoder weights is rewritten", lambda: _retokenised(lambda t: None, seed=1),
+         check=lambda pair: bool(torch.allclose(*pair))),
+    Case("tokens: converting again drops the old frames' tokens", lambda: (lambda out: (
+        convert_dinowm_dataset(_point_maze(), out), load_dinowm_dataset(out))[1])(_with_tokens()),
+         check=lambda data: "tokens" not in data.keys()),
+    Case("kill -9: dataset conversion", _conversion_killed,
+         check=lambda result: result == {"after kill": "refused", "same as a fresh conversion": True}),
+    Case("kill -9: token writing", _token_write_killed,
+         check=lambda result: result == {"old tokens whole": True, "rewritten": True}),
+]
+
+
+def _edit_memmap(folder: Path, key: str, value: float) -> None:
+    data = TensorDict.load_memmap(folder)
+    data[key][0, 1, 0] = value
+
+
+CASES = [*INPUT_CASES, *HOSTILE_CASES, *FILE_CASES]
+# case name -> "clear error" / "handled" once its test passed; "silent" while it runs (and if it fails)
+OUTCOMES: dict[str, str] = {}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_malformed_input(case: Case) -> None:
+    OUTCOMES[case.name] = "silent"
     if case.raises is not None:
         error, message = case.raises
         with pytest.raises(error, match=message):
             case.feed()
     else:
         assert case.check(case.feed()), case.name
+    OUTCOMES[case.name] = "clear error" if case.raises is not None else "handled"
 
 
 def test_every_case_says_what_it_expects() -> None:
     assert all((case.raises is None) != (case.check is None) for case in CASES)
     assert len({case.name for case in CASES}) == len(CASES)
+
+
+def test_the_fuzz_set_prints_its_size_and_outcome(capsys) -> None:
+    """Runs after the cases: how many there are, and how the ones run here ended (a failed case counts as silent)."""
+    counts = collections.Counter(OUTCOMES.values())
+    with capsys.disabled():
+        print(f"\nfuzz set: {len(CASES)} cases ({len(INPUT_CASES)} inputs, {len(HOSTILE_CASES)} hostile files, "
+              f"{len(FILE_CASES)} damaged or interrupted files); of the {len(OUTCOMES)} run: {counts['clear error']} "
+              f"clear errors, {counts['handled']} handled, {counts['silent']} silent")
+    assert counts["silent"] == 0, sorted(name for name, outcome in OUTCOMES.items() if outcome == "silent")

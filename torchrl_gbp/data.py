@@ -129,25 +129,45 @@ def load_dataset(path: str | os.PathLike) -> TensorDictBase:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"dataset folder {str(path)!r} does not exist; create it with `torchrl-gbp collect`")
-    # sizes before loading: tensordict maps a short file by extending it with zeros
-    sizes = {str(file.resolve()): file.stat().st_size for file in path.rglob("*.memmap")}
-    try:
-        trajectories = TensorDict.load_memmap(path)
-    except Exception as error:  # tensordict raises JSON, OS and runtime errors for damaged folders
-        raise ValueError(f"dataset folder {str(path)!r} cannot be read: damaged or not a saved dataset "
-                         f"({type(error).__name__}: {error})") from error
+    trajectories = load_memmap(path, "dataset folder")
     try:
         check_trajectories(trajectories)
     except (KeyError, ValueError) as error:
         raise ValueError(f"dataset folder {str(path)!r} is not a complete dataset: {error}") from error
     for key, tensor in trajectories.items(include_nested=True, leaves_only=True):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"dataset folder {str(path)!r} holds NaN or inf in {key!r} (at "
+                             f"{tuple(int(i) for i in (~torch.isfinite(tensor)).nonzero()[0])}); a model trained on "
+                             f"it would learn NaN")
+    return trajectories
+
+
+def load_memmap(path: str | os.PathLike, what: str = "folder") -> TensorDictBase:
+    """``TensorDict.load_memmap(path)``, with a damaged folder or a truncated tensor file (which tensordict would
+    map extended with zeros) a ``ValueError`` naming ``what``, the folder and the entry.
+
+    Example:
+        >>> import tempfile
+        >>> folder = TensorDict({"x": torch.ones(3)}, [3]).memmap(Path(tempfile.mkdtemp()) / "x").saved_path
+        >>> load_memmap(folder)["x"].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    path = Path(path)
+    # sizes before loading: tensordict maps a short file by extending it with zeros
+    sizes = {str(file.resolve()): file.stat().st_size for file in path.rglob("*.memmap")}
+    try:
+        loaded = TensorDict.load_memmap(path)
+    except Exception as error:  # tensordict raises JSON, OS and runtime errors for damaged folders
+        raise ValueError(f"{what} {str(path)!r} cannot be read: damaged or not a saved dataset "
+                         f"({type(error).__name__}: {error})") from error
+    for key, tensor in loaded.items(include_nested=True, leaves_only=True):
         filename = getattr(tensor, "filename", None)
         expected = tensor.numel() * tensor.element_size()
         size = sizes.get(str(Path(filename).resolve())) if filename is not None else None
         if size is not None and size < expected:
-            raise ValueError(f"dataset folder {str(path)!r} is damaged: the file of {key!r} held {size} bytes, "
+            raise ValueError(f"{what} {str(path)!r} is damaged: the file of {key!r} held {size} bytes, "
                              f"{expected} expected (truncated)")
-    return trajectories
+    return loaded
 
 
 def model_actions(trajectories: TensorDictBase, frameskip: int) -> torch.Tensor:
@@ -341,10 +361,26 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     return latent
 
 
+class WindowReplayBuffer(TensorDictReplayBuffer):
+    """The buffer :func:`make_window_buffer` returns: a ``TensorDictReplayBuffer`` whose ``close()`` closes its
+    transforms (the envs a synthesis transform built).
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> buffer = make_window_buffer(WallTask().generate_dataset(4, seed=0), frames=3, frameskip=5, batch_size=2)
+        >>> buffer.close()
+    """
+
+    def close(self) -> None:
+        """Close the buffer's transforms (``Compose.close`` closes each)."""
+        if self._transform is not None:
+            self._transform.close()
+
+
 def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int, batch_size: int,
                        transform: Transform | None = None,
-                       generator: torch.Generator | None = None) -> TensorDictReplayBuffer:
-    """A ``TensorDictReplayBuffer`` that samples ``batch_size`` model-step windows of ``frames`` frames.
+                       generator: torch.Generator | None = None) -> WindowReplayBuffer:
+    """A :class:`WindowReplayBuffer` that samples ``batch_size`` model-step windows of ``frames`` frames.
 
     Trajectories ``(N, T)`` are flattened into a ``LazyTensorStorage``; a
     :class:`WindowSliceSampler` draws slices inside single episodes, which
@@ -378,7 +414,7 @@ def make_window_buffer(trajectories: TensorDictBase, frames: int, frameskip: int
     flat = trajectories.select(*keys).reshape(-1)
     storage = TensorStorage(flat) if pixels else LazyTensorStorage(flat.shape[0])  # pixels: a view, no copy
     transforms = [windows, *([] if transform is None else [transform])]
-    buffer = TensorDictReplayBuffer(
+    buffer = WindowReplayBuffer(
         storage=storage,
         sampler=windows.sampler(traj_key="episode", cache_values=True),
         batch_size=batch_size * windows.slice_len,

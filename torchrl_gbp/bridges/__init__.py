@@ -7,10 +7,13 @@ from .dinowm_checkpoint import (
     DinoWMRun,
     PickledObject,
     UnsafeCheckpointError,
+    classify_global,
     convert_dinowm_checkpoint,
     dinowm_config,
     dinowm_world_model,
+    pickled_dropout,
     read_hydra_config,
+    read_pickle,
     read_pickled_checkpoint,
 )
 from .dinowm_data import (
@@ -22,6 +25,7 @@ from .dinowm_data import (
     dinowm_split,
     dinowm_statistics,
     load_dinowm_dataset,
+    load_tokens,
     normalization_statistics,
     open_dinowm_dataset,
     read_dinowm_episodes,
@@ -31,7 +35,7 @@ from .dinowm_data import (
 from .dinowm_model import Conv1dEmbedding, DinoWMConfig, DinoWMPredictor, DinoWMWorldModel
 from .stable_worldmodel import MODEL_COST, AsCostable, Costable, CostableWorldModel, ModelCost
 
-__all__ = ["Conv1dEmbedding", "DinoV2TokenTask", "encode_images", "encoder_fingerprint", "write_dinov2_tokens", "convert_dinowm_checkpoint", "convert_dinowm_dataset", "dataset_info", "dataset_kind",
+__all__ = ["classify_global", "load_tokens", "pickled_dropout", "read_pickle", "Conv1dEmbedding", "DinoV2TokenTask", "encode_images", "encoder_fingerprint", "write_dinov2_tokens", "convert_dinowm_checkpoint", "convert_dinowm_dataset", "dataset_info", "dataset_kind",
            "DATASET_KINDS", "dinowm_config", "dinowm_split", "dinowm_statistics", "dinowm_world_model",
            "DinoWMConfig", "DinoWMEpisodes", "DinoWMImageEncoder", "DinoWMPredictor", "DinoWMRun",
            "DinoWMWorldModel", "hub_position_embedding", "load_dinowm_dataset", "normalization_statistics",

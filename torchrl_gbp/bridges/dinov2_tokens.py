@@ -26,10 +26,7 @@ from torchrl_gbp.data import write_dataset
 from torchrl_gbp.models.image_encoders import images_to_unit
 from torchrl_gbp.tasks import PixelTask, Task
 
-from .dinowm_data import load_dinowm_dataset
-
-# beside each split's frames: tokens_<split>/ (a memory-mapped TensorDict) and this description of the encoder
-TOKENS_INFO = "tokens.json"
+from .dinowm_data import TOKENS_INFO, load_dinowm_dataset, load_tokens
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -73,7 +70,8 @@ def write_dinov2_tokens(folder: str | os.PathLike, encoder: nn.Module, split: st
     """Encode every frame of ``split`` of a converted DINO-WM dataset ``folder`` once and store the tokens
     memory-mapped in ``folder/tokens_<split>`` (atomically); returns that path.
 
-    Tokens already written by the same encoder (same weights, same frames) are kept as they are. The
+    Tokens already written by the same encoder (same weights, same frames) are kept as they are; tokens of
+    other weights, or a damaged or truncated folder, are rewritten (never read). The
     encoder runs on its own device, ``batch_size`` frames at a time; ``dtype`` is the stored dtype
     (float32, as DINO-WM's predictor reads them; float16 halves the disk).
 
@@ -92,13 +90,16 @@ def write_dinov2_tokens(folder: str | os.PathLike, encoder: nn.Module, split: st
         >>> load_dinowm_dataset(folder)["tokens"].shape   # 3 steps, 3 "tokens" of 4
         torch.Size([1, 3, 3, 4])
     """
-    data = load_dinowm_dataset(folder, split)
-    pixels = data["pixels"]
+    pixels = load_dinowm_dataset(folder, split, tokens=False)["pixels"]
     path = Path(folder) / f"tokens_{split}"
     description = {"encoder": encoder_fingerprint(encoder), "frames": list(pixels.shape), "dtype": str(dtype)}
-    info = path / TOKENS_INFO
-    if info.is_file() and json.loads(info.read_text()) == description:
-        return path
+    if path.is_dir():
+        try:
+            load_tokens(path, tuple(pixels.shape))  # complete, for these frames
+            if json.loads((path / TOKENS_INFO).read_text()) == description:
+                return path
+        except ValueError:  # damaged, truncated or stale: rewritten below
+            pass
     probe = encode_images(encoder, pixels[0, :1])
 
     def write(target: Path) -> None:

@@ -6,27 +6,43 @@ as ``torch.save`` of a dict of whole modules (``predictor``, ``decoder``,
 with ``hydra.yaml`` beside the run. Unpickling such a file with plain
 ``torch.load`` imports their code and runs whatever the pickle asks for.
 
-:func:`read_pickled_checkpoint` never does: only tensor rebuilds, storages,
-dtypes, devices, ``collections`` containers and a few plain ``builtins`` are
-real; every other class (theirs, ``torch.nn``'s, ``torch.optim``'s, third-party
-ones) becomes a :class:`PickledObject`, an inert record of its constructor
-arguments and state from which state dicts and hyper-parameters are read. Globals
-that execute code (``os.system``, ``builtins.eval``, ``subprocess``, ``torch.load``...)
-are refused with an :class:`UnsafeCheckpointError` naming the file and the global.
-Nothing a pickle names is imported, and nothing outside the list above is ever called.
+Every pickle this package opens (these checkpoints, DINO-WM's dataset tensors and
+``seq_lengths.pkl``) is read by one **allow-list** reader, which decides each global a
+pickle names by :func:`classify_global`:
+
+- the exact ``(module, name)`` pairs of :data:`ALLOWED_GLOBALS` (tensor, storage and
+  parameter rebuilds, dtypes, devices, ``collections`` containers, a few plain
+  ``builtins``, numpy integer and float scalars) are the real objects;
+- a class name (a plain identifier in CapWords, no dots) in a module outside
+  :data:`UNRECORDED_PACKAGES` (packages known to hold callables that load, execute,
+  import or open) becomes a :class:`PickledObject`, an inert record of its
+  constructor arguments and state, from which state dicts and hyper-parameters are read;
+  within ``torch`` only ``torch.nn`` and ``torch.optim`` classes are recorded;
+- everything else is refused with an :class:`UnsafeCheckpointError` naming the file and
+  the global.
+
+Every global of a file is checked before anything is unpickled (a static pass over the
+pickle's opcodes), and again as it is resolved. Nothing a pickle names is imported, and
+nothing outside the allowed pairs is ever called.
 """
 from __future__ import annotations
 
 import _compat_pickle
 import collections
+import io
 import os
 import pickle
+import pickletools
+import re
+import tarfile
 import types
+import warnings
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import torch
 
@@ -35,39 +51,74 @@ from torchrl_gbp.models.checkpoint import save_checkpoint
 from .dinov2 import DinoWMImageEncoder
 from .dinowm_model import DinoWMConfig, DinoWMWorldModel
 
-# The only real objects a pickle may name: what tensors, their storages and plain containers are rebuilt from.
-ALLOWED_GLOBALS: dict[str, Any] = {
-    "collections.OrderedDict": collections.OrderedDict,
-    "collections.defaultdict": collections.defaultdict,
-    "builtins.set": set, "builtins.frozenset": frozenset, "builtins.dict": dict, "builtins.list": list,
-    "builtins.tuple": tuple, "builtins.complex": complex, "builtins.bytearray": bytearray, "builtins.slice": slice,
-    "_codecs.encode": __import__("_codecs").encode,  # how protocol-2 pickles spell bytes
-    "torch.Size": torch.Size, "torch.device": torch.device, "torch.Tensor": torch.Tensor,
-    "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
-    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
-    "torch._utils._rebuild_parameter_with_state": torch._utils._rebuild_parameter_with_state,
-    "torch._tensor._rebuild_from_type_v2": torch._tensor._rebuild_from_type_v2,
+
+def _numpy_dtype(*args: Any) -> Any:
+    """``numpy.dtype`` for the plain numeric dtypes numpy scalars pickle with; object dtypes are refused."""
+    import numpy
+
+    dtype = numpy.dtype(*args)
+    if dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"only numeric numpy dtypes are read, got {dtype}")
+    return dtype
+
+
+def _numpy_scalar(dtype: Any, data: bytes) -> Any:
+    """A numpy bool, integer or float scalar from its dtype and raw bytes (what ``numpy.int64(3)`` pickles as)."""
+    import numpy
+
+    if not isinstance(dtype, numpy.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes):
+        raise pickle.UnpicklingError(f"only numeric numpy scalars are read, got a {type(dtype).__name__} scalar")
+    return numpy.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles spell bytes (``latin1`` only: no other codec is looked up)."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"only latin1 bytes are read through _codecs.encode, got {encoding!r}")
+    return text.encode("latin1")
+
+
+# The exact (module, name) pairs a pickle may name that are real objects: how tensors, their storages, parameters,
+# dtypes, devices, plain containers and numpy scalars are rebuilt. Nothing else a pickle names is ever called.
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    **{("builtins", t.__name__): t for t in (set, frozenset, dict, list, tuple, complex, bytearray, slice)},
+    ("_codecs", "encode"): _latin1_bytes,  # how protocol-2 pickles spell bytes
+    ("torch", "Size"): torch.Size, ("torch", "device"): torch.device, ("torch", "Tensor"): torch.Tensor,
+    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+    **{("torch._utils", f.__name__): f for f in (
+        torch._utils._rebuild_tensor, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter,
+        torch._utils._rebuild_parameter_with_state)},
+    ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
+    **{("torch", name): getattr(torch, name) for name in dir(torch)
+       if isinstance(getattr(torch, name), torch.dtype) or (name.endswith("Storage") and name != "Storage")},
+    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar, ("numpy._core.multiarray", "scalar"): _numpy_scalar,
 }
 
-# Modules whose globals run code or reach the system; a checkpoint of modules never names them.
-REFUSED_MODULES = frozenset({
-    "builtins", "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess", "shutil", "importlib", "runpy",
-    "code", "codeop", "pickle", "_pickle", "marshal", "copyreg", "ctypes", "socket", "pty", "multiprocessing",
-    "webbrowser", "io", "_io", "operator", "functools", "types", "inspect", "pydoc", "timeit", "platform", "signal",
-    "threading", "_thread", "asyncio", "tempfile", "glob", "zipimport", "pkgutil", "site", "sysconfig", "urllib",
-    "http", "ftplib", "smtplib", "xmlrpc", "pdb", "trace", "gc", "cProfile", "profile", "torch",
+# Top-level packages known to hold callables that load, execute, import or open (numpy.load, os.system,
+# subprocess.Popen, importlib.import_module, pickle.loads, torch.load...): their names never become records.
+UNRECORDED_PACKAGES = frozenset({
+    "builtins", "__builtin__", "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess", "shutil",
+    "importlib", "runpy", "code", "codeop", "pickle", "_pickle", "pickletools", "marshal", "copyreg", "copy",
+    "ctypes", "_ctypes", "socket", "pty", "multiprocessing", "concurrent", "webbrowser", "io", "_io", "codecs",
+    "_codecs", "operator", "functools", "itertools", "types", "inspect", "pydoc", "timeit", "platform", "signal",
+    "threading", "_thread", "asyncio", "tempfile", "glob", "zipimport", "zipfile", "tarfile", "gzip", "bz2",
+    "lzma", "shelve", "dbm", "sqlite3", "pkgutil", "site", "sysconfig", "urllib", "http", "ftplib", "smtplib",
+    "xmlrpc", "pdb", "bdb", "trace", "gc", "cProfile", "profile", "logging", "unittest", "doctest", "ensurepip",
+    "venv", "distutils", "setuptools", "pip", "numpy", "pandas", "scipy", "joblib", "dill", "cloudpickle", "yaml",
+    "h5py", "safetensors", "torchvision", "jax", "tensorflow", "keras", "IPython", "sympy", "torch",
 })
 
-# Within torch, classes of these packages become records (modules, optimisers); other torch globals are refused.
+# Within torch, classes of these packages become records (modules, optimisers); every other torch name is refused.
 TORCH_RECORDED = ("torch.nn.", "torch.optim.")
-
-# How CPython spells some os functions in pickles, for errors a reader recognises.
-MODULE_ALIASES = {"posix": "os", "nt": "os", "posixpath": "os.path", "ntpath": "os.path", "__builtin__": "builtins"}
+# How classes are named: CapWords, maybe behind underscores. Functions (load, system, eval) are not.
+CLASS_NAME = re.compile(r"_*[A-Z][A-Za-z0-9_]*")
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint names a global that could run code; nothing from it was executed.
+    """A pickle names a global this package's reader refuses; nothing from the file was built or executed.
 
     Example:
         >>> import os, pickle, tempfile
@@ -79,7 +130,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
         >>> try:
         ...     read_pickled_checkpoint(path)
         ... except UnsafeCheckpointError as error:
-        ...     "system" in str(error)
+        ...     "os.system" in str(error)
         True
     """
 
@@ -192,15 +243,105 @@ def record_class(module: str, name: str) -> type[PickledObject]:
     return type(name, (PickledObject,), {"qualified_name": f"{module}.{name}", "__module__": __name__})
 
 
-def _torch_dtype(module: str, name: str) -> torch.dtype | None:
-    value = getattr(torch, name, None) if module == "torch" else None
-    return value if isinstance(value, torch.dtype) else None
+def _normalise(module: str, name: str) -> tuple[str, str]:
+    """Python 2 spellings (``__builtin__.set``, protocol <= 2 pickles) and CPython's OS modules as Python 3 names."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return {"posix": "os", "nt": "os", "posixpath": "os.path", "ntpath": "os.path"}.get(module, module), name
+
+
+def classify_global(module: str, name: str, source: str = "<pickle>") -> tuple[str, Any]:
+    """How the reader resolves the global ``module.name``: ``("allowed", object)``, ``("record", None)`` or an
+    :class:`UnsafeCheckpointError` naming ``source`` and the global, saying why.
+
+    Example:
+        >>> classify_global("collections", "OrderedDict")[0], classify_global("models.vit", "ViTPredictor")[0]
+        ('allowed', 'record')
+        >>> classify_global("numpy", "load", "model.pth")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        torchrl_gbp.bridges.dinowm_checkpoint.UnsafeCheckpointError: model.pth: refusing the global numpy.load: ...
+    """
+    module, name = _normalise(str(module), str(name))
+    if (module, name) in ALLOWED_GLOBALS:
+        return "allowed", ALLOWED_GLOBALS[(module, name)]
+    shown = f"{module}.{name}"
+    if not name.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
+        why = "its name is not a plain identifier (a dotted name reaches into other modules)"
+    elif module.split(".")[0] in UNRECORDED_PACKAGES and not module.startswith(TORCH_RECORDED):
+        why = (f"its package {module.split('.')[0]!r} holds callables that load, execute, import or open, and a "
+               f"file of tensors, modules and plain data never needs it")
+    elif not CLASS_NAME.fullmatch(name):
+        why = "it is not a class name (CapWords), so it may be a function that loads or runs code"
+    else:
+        return "record", None
+    raise UnsafeCheckpointError(
+        f"{source}: refusing the global {shown}: {why}. Only the allowed tensor, storage and container rebuilds "
+        f"are real and only class names become inert records; nothing from the file was executed.")
+
+
+# Opcodes that leave the unpickler's stack as it is (for following STACK_GLOBAL's operands).
+_STACK_NEUTRAL = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
+
+
+def pickle_globals(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
+    """Every ``(module, name)`` one pickle in ``stream`` names, read from its opcodes without unpickling it.
+
+    A ``STACK_GLOBAL`` whose operands are not plain strings pushed just before it yields
+    ``("<computed>", "<computed>")``, and a global from copyreg's extension registry ``("<extension>", code)``
+    (both refused by :func:`classify_global`).
+
+    Example:
+        >>> list(pickle_globals(io.BytesIO(pickle.dumps(OrderedDict(), protocol=4))))
+        [('collections', 'OrderedDict')]
+    """
+    memo: dict[int, Any] = {}
+    pushed: list[Any] = []  # the values the last opcodes pushed: a string, or None for anything else
+    for opcode, arg, _ in pickletools.genops(stream):
+        kind = opcode.name
+        if kind in ("GLOBAL", "INST"):
+            module, _, name = arg.partition(" ")
+            yield module, name
+        elif kind == "STACK_GLOBAL":
+            operands = pushed[-2:]
+            yield tuple(operands) if len(operands) == 2 and all(isinstance(v, str) for v in operands) else (
+                "<computed>", "<computed>")
+        elif kind in ("EXT1", "EXT2", "EXT4"):  # a global by its number in copyreg's extension registry
+            yield "<extension>", str(arg)
+        if kind in _STACK_NEUTRAL:
+            if kind != "PROTO" and kind != "FRAME":
+                memo[len(memo) if kind == "MEMOIZE" else arg] = pushed[-1] if pushed else None
+        elif kind in _STRINGS:
+            pushed.append(arg)
+        elif kind in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(arg))
+        else:
+            pushed.append(None)
+
+
+def _vet(stream: IO[bytes], source: str, count: int = 1) -> None:
+    """Check every global of the next ``count`` pickles of ``stream`` (refused: :class:`UnsafeCheckpointError`)."""
+    for _ in range(count):
+        try:
+            for module, name in pickle_globals(stream):
+                classify_global(module, name, source)
+        except UnsafeCheckpointError:
+            raise
+        except Exception as error:  # pickletools raises ValueError for truncated or garbled opcodes
+            raise ValueError(f"{source} is not a readable pickle (truncated or damaged: {error})") from error
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves globals to allowed objects, inert records or a refusal.
+    """``pickle.Unpickler`` resolving globals by :func:`classify_global`: allowed objects, inert records, or a refusal.
 
     ``source`` names the file in errors.
+
+    Example:
+        >>> data = pickle.dumps({"a": {1, 2}}, protocol=2)
+        >>> RestrictedUnpickler(io.BytesIO(data)).load()
+        {'a': {1, 2}}
     """
 
     source: ClassVar[str] = "<pickle>"
@@ -210,29 +351,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._records: dict[tuple[str, str], type[PickledObject]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        """The object a pickle's global names (see the module docstring for the rules)."""
-        # protocol <= 2 pickles spell Python 3 names the Python 2 way ("__builtin__.set")
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        qualified = f"{module}.{name}"
-        if qualified in ALLOWED_GLOBALS:
-            return ALLOWED_GLOBALS[qualified]
-        dtype = _torch_dtype(module, name)
-        if dtype is not None:
-            return dtype
-        top = module.split(".")[0]
-        if top in REFUSED_MODULES and not module.startswith(TORCH_RECORDED):
-            shown = f"{MODULE_ALIASES.get(module, module)}.{name}"
-            alias = f" ({shown})" if shown != qualified else ""
-            raise UnsafeCheckpointError(
-                f"{self.source}: refusing the global {qualified}{alias}: it could run code, and a checkpoint of "
-                f"modules and tensors never needs it (only tensors, storages, collections and plain builtins are "
-                f"rebuilt; other classes become inert records). Nothing from the file was executed.")
-        key = (module, name)
+        """The object a pickle's global names (see :func:`classify_global`)."""
+        kind, value = classify_global(module, name, self.source)
+        if kind == "allowed":
+            return value
+        key = _normalise(module, name)
         if key not in self._records:
-            self._records[key] = record_class(module, name)
+            self._records[key] = record_class(*key)
         return self._records[key]
 
 
@@ -240,18 +365,70 @@ def restricted_pickle_module(source: str) -> types.SimpleNamespace:
     """A stand-in for the ``pickle`` module, for ``torch.load(pickle_module=...)``, whose unpickler is restricted.
 
     ``source`` names the file in errors.
+
+    Example:
+        >>> restricted_pickle_module("model.pth").Unpickler.source
+        'model.pth'
     """
     unpickler = type("Unpickler", (RestrictedUnpickler,), {"source": source})
     return types.SimpleNamespace(__name__=f"{__name__}.restricted", Unpickler=unpickler,
                                  load=lambda file, **kwargs: unpickler(file, **kwargs).load())
 
 
-def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
-    """Unpickle a ``torch.save`` file without importing or running its code (tensors on the CPU).
+def read_pickle(path: str | os.PathLike) -> Any:
+    """Unpickle a plain pickle file (``seq_lengths.pkl`` and other dataset side files) with the allow-list reader.
 
-    Classes become :class:`PickledObject` records; globals that could run code
-    raise :class:`UnsafeCheckpointError` naming the file and the global, and so
-    do TorchScript archives. Only ``torch.save``'s zip format is read.
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "seq_lengths.pkl"
+        >>> _ = path.write_bytes(pickle.dumps([3, 5]))
+        >>> read_pickle(path)
+        [3, 5]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pickle {str(path)!r} does not exist")
+    with path.open("rb") as file:
+        _vet(file, repr(str(path)))
+        file.seek(0)
+        try:
+            return restricted_pickle_module(repr(str(path))).load(file)
+        except UnsafeCheckpointError:
+            raise
+        except Exception as error:  # truncated, garbled, a record used as something it is not...
+            raise ValueError(f"{str(path)!r} cannot be read as a pickle ({type(error).__name__}: {error})") from error
+
+
+# torch.save's legacy (non-zip) format: magic number, protocol, system info, the object, the storage keys.
+LEGACY_PICKLES = 5
+
+
+def _vet_torch_file(path: Path) -> None:
+    """Refuse TorchScript and legacy tar archives, and any ``torch.save`` file naming a refused global."""
+    source = repr(str(path))
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if any(name == "constants.pkl" or name.endswith("/constants.pkl") or "/code/" in name for name in names):
+                raise UnsafeCheckpointError(f"{source} is a TorchScript archive, not a torch.save checkpoint; "
+                                            f"loading it would run its code, so it is refused")
+            for name in names:
+                if name.endswith(".pkl"):
+                    with archive.open(name) as member:
+                        _vet(io.BytesIO(member.read()), f"{source} ({name})")
+        return
+    if tarfile.is_tarfile(path):
+        raise ValueError(f"{source} is a legacy tar torch file (torch < 0.4); it is not read")
+    with path.open("rb") as file:
+        _vet(file, source, LEGACY_PICKLES)
+
+
+def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
+    """Unpickle a ``torch.save`` file (zip or legacy format) with the allow-list reader (tensors on the CPU).
+
+    Classes become :class:`PickledObject` records; a file naming a refused global raises
+    :class:`UnsafeCheckpointError` naming the file and the global before anything is unpickled,
+    and so do TorchScript archives.
 
     Example:
         >>> import tempfile
@@ -264,26 +441,20 @@ def read_pickled_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    # torch.load hands TorchScript archives to torch.jit.load and reads legacy formats with more machinery:
-    # only the zip format of torch.save (what DINO-WM's torch writes) goes on
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{str(path)!r} is not a torch.save zip archive (truncated, another format, or a legacy "
-                         f"torch file); only zip checkpoints are read")
-    with zipfile.ZipFile(path) as archive:
-        if any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist()):
-            raise UnsafeCheckpointError(f"{str(path)!r} is a TorchScript archive, not a torch.save checkpoint; "
-                                        f"loading it would run its code, so it is refused")
+    _vet_torch_file(path)
     if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
         raise RuntimeError(f"cannot read {str(path)!r} while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: torch.load then "
                            "refuses the restricted unpickler this reader uses; unset it for the conversion")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=restricted_pickle_module(str(path)))
+        with warnings.catch_warnings():  # the legacy format looks for the source of every class: records have none
+            warnings.filterwarnings("ignore", message="Couldn't retrieve source code for container")
+            return torch.load(path, map_location="cpu", weights_only=False,
+                              pickle_module=restricted_pickle_module(repr(str(path))))
     except UnsafeCheckpointError:
         raise
     except Exception as error:  # truncated zip, not a torch file, a record used as something it is not...
-        raise ValueError(f"{str(path)!r} cannot be read as a torch checkpoint of pickled modules "
-                         f"({type(error).__name__}: {error})") from error
+        raise ValueError(f"{str(path)!r} cannot be read as a torch.save file (truncated, damaged or another "
+                         f"format: {type(error).__name__}: {error})") from error
 
 
 def read_hydra_config(path: str | os.PathLike) -> dict:
@@ -355,6 +526,13 @@ class DinoWMRun:
         if missing:
             raise ValueError(f"{str(self.checkpoint_path)!r} lacks the pickled modules {missing} (it has "
                              f"{sorted(map(str, entries))}); a DINO-WM world model needs {list(DINOWM_MODULES)}")
+        wrong = {name: entries[name].qualified_name for name in DINOWM_MODULES
+                 if "_parameters" not in entries[name].attributes}
+        if wrong:
+            raise ValueError(f"{str(self.checkpoint_path)!r}: the entries {wrong} are records of the wrong kind: their "
+                             f"pickled state has no _parameters, so they are not torch modules saved whole (a class "
+                             f"called with arguments, or an object of another kind); a DINO-WM world model needs the "
+                             f"pickled modules {list(DINOWM_MODULES)}")
         self.entries = entries
 
     @property
@@ -375,9 +553,50 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else None
 
 
+def _dropout_rates(module: PickledObject) -> set[float]:
+    """The ``p`` of every pickled ``Dropout`` at or below ``module``."""
+    rates = set()
+    if module.qualified_name.endswith(".Dropout") and "p" in module.hyperparameters():
+        rates.add(float(module.hyperparameters()["p"]))
+    for child in (module.attributes.get("_modules") or {}).values():
+        if isinstance(child, PickledObject):
+            rates |= _dropout_rates(child)
+    return rates
+
+
+def pickled_dropout(predictor: PickledObject, source: str = "the predictor") -> dict[str, float]:
+    """``{"dropout": p, "emb_dropout": p}`` of a pickled DINO-WM predictor, from its ``Dropout`` layers (the
+    transformer's and the embedding's ``dropout``); a rate a predictor does not carry is left out, and
+    transformer layers that disagree raise naming the rates.
+
+    Example:
+        >>> Dropout = record_class("torch.nn.modules.dropout", "Dropout")
+        >>> def layer(p):
+        ...     record = Dropout.__new__(Dropout)
+        ...     record.__setstate__({"_parameters": {}, "_modules": {}, "p": p})
+        ...     return record
+        >>> Predictor = record_class("models.vit", "ViTPredictor")
+        >>> predictor, transformer = Predictor.__new__(Predictor), Predictor.__new__(Predictor)
+        >>> transformer.__setstate__({"_parameters": {}, "_modules": {"a": layer(0.1), "b": layer(0.1)}})
+        >>> predictor.__setstate__({"_parameters": {}, "_modules": {"dropout": layer(0.0), "transformer": transformer}})
+        >>> pickled_dropout(predictor)
+        {'dropout': 0.1, 'emb_dropout': 0.0}
+    """
+    modules = predictor.attributes.get("_modules") or {}
+    rates = {}
+    for key, child in (("dropout", modules.get("transformer")), ("emb_dropout", modules.get("dropout"))):
+        found = _dropout_rates(child) if isinstance(child, PickledObject) else set()
+        if len(found) > 1:
+            raise ValueError(f"{source}: the pickled predictor's {key} layers disagree: p in {sorted(found)}")
+        if found:
+            rates[key] = found.pop()
+    return rates
+
+
 def dinowm_config(run: DinoWMRun, *, rollout: str = "full") -> DinoWMConfig:
-    """The :class:`DinoWMConfig` of a run: sizes from its weights, ``num_hist``, ``frameskip``, repeats and
-    dropout from ``hydra.yaml``; a setting that disagrees with the weights raises naming both.
+    """The :class:`DinoWMConfig` of a run: sizes from its weights, ``num_hist``, ``frameskip`` and repeats from
+    ``hydra.yaml``, dropout from ``hydra.yaml`` or else the pickled ``Dropout`` layers (:func:`pickled_dropout`);
+    a setting that disagrees with the weights or the pickled modules raises naming both.
 
     Example:
         >>> import tempfile
@@ -440,14 +659,21 @@ def dinowm_config(run: DinoWMRun, *, rollout: str = "full") -> DinoWMConfig:
     check("heads", heads, "heads", section)
     mlp_dim = predictor["transformer.layers.0.1.net.1.weight"].shape[0]
     check("mlp_dim", mlp_dim, "mlp_dim", section)
+    rates = pickled_dropout(entries["predictor"], repr(str(source)))
+    for key, pickled in rates.items():
+        configured = section.get(key)
+        if configured is not None and float(configured) != pickled:
+            raise ValueError(f"{str(source)!r}: hydra.yaml says predictor.{key}={configured!r} but the pickled "
+                             f"predictor's Dropout layers have p={pickled}")
+    dropout, emb_dropout = (float(rates.get(key, 0.0) if section.get(key) is None else section[key])
+                            for key in ("dropout", "emb_dropout"))
     return DinoWMConfig(
         env_action_dim=action_in_dim // frameskip, proprio_in_dim=proprio_in_dim, frameskip=frameskip,
         num_hist=num_hist, num_patches=tokens // num_hist, visual_dim=visual_dim,
         proprio_embed_dim=proprio_embed_dim, action_embed_dim=action_embed_dim, proprio_repeat=proprio_repeat,
         action_repeat=action_repeat, depth=depth, heads=heads,
         dim_head=predictor["transformer.layers.0.0.to_qkv.weight"].shape[0] // (3 * heads), mlp_dim=mlp_dim,
-        dropout=float(section.get("dropout", 0.0)), emb_dropout=float(section.get("emb_dropout", 0.0)),
-        rollout=rollout)
+        dropout=dropout, emb_dropout=emb_dropout, rollout=rollout)
 
 
 def _model_from_run(run: DinoWMRun, rollout: str, dinov2: str | os.PathLike | None = None,

@@ -30,8 +30,9 @@ transitions (its last action has no next state).
 from __future__ import annotations
 
 import json
+import numbers
 import os
-import pickle
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,10 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchrl_gbp.checks import check_positive_int
-from torchrl_gbp.data import load_dataset, write_dataset
+from torchrl_gbp.data import load_dataset, load_memmap, write_dataset
 from torchrl_gbp.io import atomic_write_text
+
+from .dinowm_checkpoint import read_pickle, read_pickled_checkpoint
 
 DATASET_KINDS = ("pusht_noise", "point_maze", "wall_single")
 # The split of DINO-WM's split_traj_datasets under the datasets' configs (split_ratio 0.9, random_seed 42).
@@ -56,6 +59,8 @@ PUSHT_ACTION_SCALE = 100.0
 PUSHT_STATE_DIM = 10
 # The file whose presence marks a complete conversion (written last).
 INFO_FILE = "dinowm_dataset.json"
+# Beside each split's frames: tokens_<split>/ (a memory-mapped TensorDict) and this description of the encoder.
+TOKENS_INFO = "tokens.json"
 STATISTICS = ("proprio_mean", "proprio_std", "action_mean", "action_std")
 
 
@@ -86,43 +91,38 @@ class DinoWMEpisodes:
 
 
 def _load_tensor(path: Path) -> torch.Tensor:
-    """A tensor saved with ``torch.save``, read with ``weights_only=True`` (no code runs)."""
+    """A tensor saved with ``torch.save``, read by the package's allow-list reader (no code runs)."""
     if not path.is_file():
         raise FileNotFoundError(f"DINO-WM dataset file {str(path)!r} does not exist")
-    value = torch.load(path, map_location="cpu", weights_only=True)
+    value = read_pickled_checkpoint(path)
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{str(path)!r} must hold a tensor, got {type(value).__name__}")
     return value
 
 
-class _LengthsUnpickler(pickle.Unpickler):
-    """Reads a pickled list of ints; numpy integer scalars are the only classes allowed (nothing else is built)."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in (("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                              ("numpy._core.multiarray", "scalar")):
-            import numpy
-            try:
-                from numpy._core.multiarray import scalar
-            except ImportError:  # numpy < 2
-                from numpy.core.multiarray import scalar
-
-            return numpy.dtype if name == "dtype" else scalar
-        raise pickle.UnpicklingError(f"seq_lengths.pkl names {module}.{name}; only a list of integers is read")
-
-
 def _load_lengths(path: Path, n: int) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"DINO-WM dataset file {str(path)!r} does not exist")
-    if path.suffix == ".pkl":
-        with path.open("rb") as file:
-            value = _LengthsUnpickler(file).load()
-    else:
-        value = torch.load(path, map_location="cpu", weights_only=True)
-    lengths = torch.as_tensor([int(v) for v in value] if isinstance(value, (list, tuple)) else value).long()
-    if lengths.shape != (n,):
-        raise ValueError(f"{str(path)!r} must hold {n} episode lengths, got shape {tuple(lengths.shape)}")
-    return lengths
+    value = read_pickle(path) if path.suffix == ".pkl" else _load_tensor(path)
+    if isinstance(value, (list, tuple)) and not all(isinstance(v, numbers.Integral) for v in value):
+        raise ValueError(f"{str(path)!r} must hold a list of integer episode lengths, got "
+                         f"{sorted({type(v).__name__ for v in value})}")
+    lengths = torch.as_tensor([int(v) for v in value] if isinstance(value, (list, tuple)) else value)
+    fractional = lengths.is_floating_point() and not bool((lengths == lengths.round()).all())
+    if lengths.shape != (n,) or fractional or lengths.dtype == torch.bool or bool((lengths < 0).any()):
+        raise ValueError(f"{str(path)!r} must hold {n} episode lengths (non-negative integers), got "
+                         f"{lengths.dtype} of shape {tuple(lengths.shape)}")
+    return lengths.long()
+
+
+def _check_finite(name: str, tensor: torch.Tensor, lengths: torch.Tensor) -> None:
+    """NaN or inf within an episode's recorded steps raises naming the file, the episode and the step."""
+    recorded = torch.arange(tensor.shape[1]) < lengths[:, None]
+    bad = (~torch.isfinite(tensor.float()).reshape(*tensor.shape[:2], -1).all(-1)) & recorded
+    if bool(bad.any()):
+        episode, step = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"DINO-WM {name} holds NaN or inf at episode {episode}, step {step} "
+                         f"({int(bad.sum())} steps in all); fix or drop those episodes before converting")
 
 
 def _check_shape(name: str, tensor: torch.Tensor, n: int, t: int | None = None, last: int | None = None) -> None:
@@ -258,6 +258,8 @@ def read_dinowm_episodes(folder: str | os.PathLike, kind: str, episodes: int | N
     if episodes is not None:
         n = min(check_positive_int("episodes", episodes), state.shape[0])
         state, actions, proprio, lengths = state[:n], actions[:n], proprio[:n], lengths[:n]
+    for name, tensor in (("states", state), ("actions", actions), ("proprio", proprio)):
+        _check_finite(f"{name} of {str(folder)!r}", tensor, lengths)
     return DinoWMEpisodes(state=state.float(), action=actions.float(), proprio=proprio, lengths=lengths,
                           frames=frames)
 
@@ -376,19 +378,23 @@ def convert_dinowm_dataset(source: str | os.PathLike, out: str | os.PathLike, *,
     kind = dataset_kind(source) if kind is None else kind
     if kind not in DATASET_KINDS:
         raise ValueError(f"kind must be one of {DATASET_KINDS}, got {kind!r}")
-    info = {"kind": kind, "source": str(source.resolve()), "episodes": episodes, "splits": {}}
     if kind == "pusht_noise":  # DINO-WM's own train and val folders
-        for split in ("train", "val"):
-            read = read_dinowm_episodes(source / split, kind, episodes)
-            write_episodes(out / split, read, list(range(read.state.shape[0])))
-            info["splits"][split] = list(range(read.state.shape[0]))
-        info["statistics"] = dinowm_statistics(kind, read)
+        reads = {split: read_dinowm_episodes(source / split, kind, episodes) for split in ("train", "val")}
+        splits = {split: list(range(read.state.shape[0])) for split, read in reads.items()}
+        statistics = dinowm_statistics(kind, reads["val"])
     else:
         read = read_dinowm_episodes(source, kind, episodes)
-        split = dinowm_split(read.state.shape[0])
-        for name, which in split.items():
-            write_episodes(out / name, read, which)
-        info.update(splits=split, statistics=dinowm_statistics(kind, read))
+        splits = dinowm_split(read.state.shape[0])
+        reads, statistics = dict.fromkeys(splits, read), dinowm_statistics(kind, read)
+    # from here the old conversion is stale: an interrupted one is never taken for complete, and tokens of the
+    # frames being replaced go with them
+    (out / INFO_FILE).unlink(missing_ok=True)
+    for stale in out.glob("tokens_*"):
+        shutil.rmtree(stale)
+    for name, which in splits.items():
+        write_episodes(out / name, reads[name], which)
+    info = {"kind": kind, "source": str(source.resolve()), "episodes": episodes, "splits": splits,
+            "statistics": statistics}
     atomic_write_text(out / INFO_FILE, json.dumps(info))
     return out
 
@@ -423,9 +429,10 @@ def normalization_statistics(folder: str | os.PathLike) -> dict[str, torch.Tenso
     return {name: torch.tensor(statistics[name], dtype=torch.float32) for name in STATISTICS}
 
 
-def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train") -> TensorDictBase:
+def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train", *, tokens: bool = True) -> TensorDictBase:
     """The memory-mapped trajectories ``(1, S)`` of ``split`` (``"train"`` or ``"val"``) of a converted folder,
-    with its DINOv2 ``"tokens"`` when :func:`~torchrl_gbp.bridges.write_dinov2_tokens` wrote them.
+    with its DINOv2 ``"tokens"`` when :func:`~torchrl_gbp.bridges.write_dinov2_tokens` wrote them (and ``tokens``);
+    a damaged token folder raises (:func:`load_tokens`).
 
     Example:
         >>> load_dinowm_dataset("missing", "test")
@@ -437,11 +444,38 @@ def load_dinowm_dataset(folder: str | os.PathLike, split: str = "train") -> Tens
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     dataset_info(folder)
     data = load_dataset(Path(folder) / split)
-    tokens = Path(folder) / f"tokens_{split}"
-    if tokens.is_dir():
+    token_folder = Path(folder) / f"tokens_{split}"
+    if tokens and token_folder.is_dir():
         data = data.clone(False)
-        data.set("tokens", TensorDict.load_memmap(tokens)["tokens"])
+        data.set("tokens", load_tokens(token_folder, tuple(data["pixels"].shape)))
     return data
+
+
+def load_tokens(path: str | os.PathLike, frames: tuple[int, ...]) -> torch.Tensor:
+    """The memory-mapped ``"tokens"`` of a token folder written for frames of shape ``frames``; a damaged, truncated
+    or stale folder raises a ``ValueError`` naming it and what is wrong.
+
+    Example:
+        >>> load_tokens("missing", (1, 3, 8, 8, 3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: token folder 'missing' is damaged or incomplete (no tokens.json); ...
+    """
+    path = Path(path)
+    fix = "delete it and rerun write_dinov2_tokens"
+    try:
+        description = json.loads((path / TOKENS_INFO).read_text())
+    except (OSError, ValueError) as error:
+        why = f"no {TOKENS_INFO}" if isinstance(error, FileNotFoundError) else f"{TOKENS_INFO} unreadable: {error}"
+        raise ValueError(f"token folder {str(path)!r} is damaged or incomplete ({why}); {fix}") from error
+    if not isinstance(description, dict) or description.get("frames") != list(frames):
+        written = description.get("frames") if isinstance(description, dict) else None
+        raise ValueError(f"token folder {str(path)!r} was written for frames {written}, but the split has "
+                         f"{list(frames)} (stale); {fix}")
+    tokens = load_memmap(path, "token folder").get("tokens")
+    if tokens is None or tuple(tokens.shape[:2]) != tuple(frames[:2]):
+        raise ValueError(f"token folder {str(path)!r} holds no tokens for {frames[:2]} frames; {fix}")
+    return tokens
 
 
 def open_dinowm_dataset(source: str | os.PathLike, out: str | os.PathLike, split: str = "train", *,

@@ -8,6 +8,7 @@ import torch
 from torchrl.envs import Compose, DeviceCastTransform
 
 from ..checks import check_positive_int
+from ..closing import closing
 from ..data import load_dataset, make_window_buffer, save_dataset
 from ..distributed import distributed_rank, distributed_training
 from ..evaluate import evaluate, evaluation_pairs
@@ -348,12 +349,13 @@ def finetune_model(model: LatentWorldModel, task: Task, trajectories, method: st
                                 transform=transform, generator=torch.Generator().manual_seed(seed))
     lrs.update({name: rate for name, rate in (("predictor_lr", predictor_lr), ("action_encoder_lr", action_encoder_lr))
                 if rate is not None})
-    train_world_model(model, buffer, recipe.finetune_steps if steps is None else steps, lr=0.0, encoder_lr=0.0,
-                      **lrs, **options, logger=logger, checkpoint_path=checkpoint_path,
-                      checkpoint_every=CHECKPOINT_EVERY if checkpoint_path else 0,
-                      checkpoint_extra={"task": task.name, "method": method, "seed": seed, "finetuning": finetuning,
-                                        "online_schedule": online_schedule},
-                      progress=progress, description=f"finetune {method}", resume=resume)
+    with closing(buffer):  # the envs online synthesis built, closed without hiding a training error
+        train_world_model(model, buffer, recipe.finetune_steps if steps is None else steps, lr=0.0, encoder_lr=0.0,
+                          **lrs, **options, logger=logger, checkpoint_path=checkpoint_path,
+                          checkpoint_every=CHECKPOINT_EVERY if checkpoint_path else 0,
+                          checkpoint_extra={"task": task.name, "method": method, "seed": seed,
+                                            "finetuning": finetuning, "online_schedule": online_schedule},
+                          progress=progress, description=f"finetune {method}", resume=resume)
     return model
 
 

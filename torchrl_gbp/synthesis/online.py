@@ -1,6 +1,7 @@
 """Online World Modeling: simulator-corrected planner rollouts, as a replay-buffer transform."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -212,6 +213,16 @@ class OnlineSynthesis(Transform):
         self._slots: list[list[TensorDict]] = []  # "append": each slot's synthetic sets
         self._due: int | None = None  # "append": the slot of the last call
         self._envs: dict[int, EnvBase] = {}
+        # the envs a factory builds are this transform's: closed by close(), or when it is garbage-collected
+        weakref.finalize(self, close_envs, self._envs).atexit = False
+
+    def close(self) -> None:
+        """Close the envs built from the factory (an env given ready-made is the caller's to close).
+
+        The window buffer's ``close()`` calls it (:func:`~torchrl_gbp.data.make_window_buffer`); the envs are
+        built again if the transform is used after.
+        """
+        close_envs(self._envs)
 
     def _synthetic_storage(self, device: torch.device) -> ReplayBuffer:
         return ReplayBuffer(storage=LazyTensorStorage(self._capacity, device=device), generator=self._generator)
@@ -368,3 +379,27 @@ class OnlineSynthesis(Transform):
             flag[rows] = True
         out.set(self.out_keys[0], flag)
         return out
+
+
+def close_envs(envs: dict[int, EnvBase]) -> None:
+    """Close and forget every env of ``envs``; all are closed even when one raises, and then the first error is
+    raised with the others as notes.
+
+    Example:
+        >>> from torchrl_gbp.tasks import WallTask
+        >>> envs = {2: WallTask().make_env(num_envs=2)}
+        >>> close_envs(envs)
+        >>> envs
+        {}
+    """
+    errors = []
+    while envs:
+        _, env = envs.popitem()
+        try:
+            env.close()
+        except Exception as error:
+            errors.append(error)
+    for other in errors[1:]:
+        errors[0].add_note(f"closing another env raised too: {other!r}")
+    if errors:
+        raise errors[0]
