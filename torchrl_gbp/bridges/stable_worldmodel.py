@@ -96,7 +96,8 @@ class CostableWorldModel(nn.Module):
         ...         return (reached - info_dict["goal"]).pow(2).sum(-1)
         >>> model = CostableWorldModel(Distance(), info_shapes={"position": (2,), "goal": (2,)}, action_dim=2)
         >>> z = model.encode(torch.zeros(3, 2), torch.ones(3, 2))
-        >>> planner = GradientPlanner(model, objective=MODEL_COST, horizon=2, steps=100, lr=0.1, noise_std=0.0)
+        >>> planner = GradientPlanner(model, objective=MODEL_COST, horizon=2, steps=100, lr=0.1, noise_std=0.0,
+        ...                           init="zeros")
         >>> plan = planner.plan(z.unsqueeze(1), z.new_zeros(3, 0, 2), None)
         >>> plan.actions.sum(1)[0].round(decimals=2), float(plan.cost.max()) < 1e-4
         (tensor([1., 1.]), True)
