@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from torchrl_gbp.bridges import DinoWMImageEncoder, DinoWMPredictor
-from torchrl_gbp.models import DINOv2Encoder, load_checkpoint
+from torchrl_gbp.models import DINOv2Encoder, FrameCausalTransformerPredictor, load_checkpoint
 
 FIXTURE = torch.load(Path(__file__).parent / "fixtures" / "stack_main.pt", weights_only=True)
 ATOL = 1e-6
@@ -82,3 +82,18 @@ def test_each_configuration_of_the_one_dinov2_wrapper_rebuilds_from_its_config_d
         assert torch.equal(again(images), encoder(images))
     with pytest.raises(ValueError, match="square"):
         encoder(torch.rand(2, 3, 40, 32))
+
+
+def test_a_pixel_predictor_built_from_a_seed_starts_from_the_weights_main_drew():
+    """The shared transformer is initialised as the torch encoder it replaced, drawing the RNG in the same order, so
+    a pixel model trained from the same seed is trained from the same weights (fixture: make_pixel_init_fixture.py)."""
+    reference = torch.load(Path(__file__).parent / "fixtures" / "pixel_init_main.pt", weights_only=True)
+    torch.manual_seed(0)
+    predictor = FrameCausalTransformerPredictor(4, 8, 2, 6, 2, width=16, depth=2, heads=2, proprio_embed_dim=4)
+    after = torch.nn.Linear(3, 3)
+    fresh = FrameCausalTransformerPredictor(4, 8, 2, 6, 2, width=16, depth=2, heads=2, proprio_embed_dim=4)
+    fresh.load_state_dict(reference["predictor"])  # main's names, renamed on load
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(predictor.state_dict()[name], value), name
+    for name, value in reference["after"].items():
+        assert torch.equal(after.state_dict()[name], value), name

@@ -251,9 +251,17 @@ class FrameCausalTransformerPredictor(nn.Module):
         self.input = nn.Linear(in_dim, width)
         self.position = nn.Parameter(torch.zeros(num_hist, num_tokens, width))
         nn.init.normal_(self.position, std=0.02)
-        self.transformer = FrameCausalTransformer(dim=width, depth=depth, heads=heads, dim_head=width // heads,
-                                                  mlp_dim=4 * width, num_frames=num_hist,
-                                                  tokens_per_frame=num_tokens, dropout=dropout, qkv_bias=True)
+        # Initialised as the torch encoder it replaced was (every layer a copy of one torch layer, drawn from the
+        # global RNG in the same order), so a model built from the same seed starts from the same weights.
+        torch_layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=dropout, activation="gelu",
+                                                 batch_first=True, norm_first=True)
+        with torch.random.fork_rng(devices=[]):
+            self.transformer = FrameCausalTransformer(dim=width, depth=depth, heads=heads, dim_head=width // heads,
+                                                      mlp_dim=4 * width, num_frames=num_hist,
+                                                      tokens_per_frame=num_tokens, dropout=dropout, qkv_bias=True)
+        layer_weights = torch_layer.state_dict()
+        self.load_state_dict({f"transformer.layers.{i}.{name}": value for i in range(depth)
+                              for name, value in layer_weights.items()}, strict=False)
         self.token_head = nn.Linear(width, token_dim)
         self.proprio_head = nn.Linear(width, proprio_dim) if proprio_dim else None
 
