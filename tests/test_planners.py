@@ -426,7 +426,10 @@ def test_plateau_stops_a_converged_search_early(kind: str) -> None:
     z, a_hist, goal = start_and_goals(8, reach=0.5)
     steps = 2000 if kind == "gd" else 300  # GD-CEM's gradient stage starts from a converged CEM stage
     converged = make_planner(kind, steps=steps, iterations=200).plan(z, a_hist, goal, generator=gen())
-    planner = make_planner(kind, steps=steps, iterations=200, budget=SearchBudget(patience=5, tolerance=1e-3))
+    # Each env stops on its own plateau: Adam's overshoots stall one env's best cost for several steps,
+    # which a batch total averaged away, so the gradient planners get more patience.
+    patience = 15 if kind == "gd" else 5
+    planner = make_planner(kind, steps=steps, iterations=200, budget=SearchBudget(patience=patience, tolerance=1e-3))
     result = planner.plan(z, a_hist, goal, generator=gen())
     assert result.stop_reason == "plateau" and converged.stop_reason == "iterations"
     assert result.iterations < {"gd": 1000, "cem": 100, "mppi": 100, "icem": 150, "gd_cem": 1000}[kind]

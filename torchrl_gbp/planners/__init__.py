@@ -10,6 +10,7 @@ from .factory import (
 )
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
+from .memory import MemoryOptions
 from .policy import MPCPolicy, PolicyStatePrimer
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 
@@ -17,5 +18,5 @@ __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
     "env_action_bounds", "make_planner", "model_action_bounds", "planning_inputs",
     "PlanResult", "Planner", "PolicyStatePrimer", "RESULT_RULES", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
-    "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
+    "GradientCEMPlanner", "ImprovedCEMPlanner", "MemoryOptions", "coloured_noise",
 ]

@@ -20,6 +20,9 @@ class GradientPlanner(Planner):
     (restart 0 starts from ``init`` when given); the lowest-cost plan seen at
     any iteration is returned, also when ``budget`` stops the search early
     (``result="final"``: the restart whose last iterate is cheapest, that iterate).
+    The loop never reads a tensor on the host unless ``budget`` has a ``patience``
+    (then one boolean per step); under it each env's plan freezes once its own cost
+    plateaus.
 
     Args:
         world_model: the world model (see :class:`Planner`).
@@ -97,21 +100,22 @@ class GradientPlanner(Planner):
         optimizer = self.optimizer([actions], lr=self.lr, **self.optimizer_kwargs)
         best_actions = actions.detach().clone()
         best_cost = torch.full(best_actions.shape[:2], float("inf"), dtype=z_hist.dtype, device=z_hist.device)
-        with torch.enable_grad():
-            for step in range(self.steps):
-                cost = self.score(z_hist, a_hist, z_goal, actions)
-                (grad,) = torch.autograd.grad(cost.sum(), actions)
-                if self.callback is not None:
-                    self.callback(step, actions.detach(), cost.detach(), grad)
-                self._keep_best(actions, cost, best_actions, best_cost)
-                actions.grad = grad
-                optimizer.step()
-                with torch.no_grad():
-                    if self.noise_std > 0:
-                        actions.add_(gaussian(actions.shape, actions, generator), alpha=self.noise_std)
-                    actions.copy_(self.project(actions))
-                if clock.should_stop(best_cost):
-                    break
+        for step in range(self.steps):
+            cost, grad = self.value_and_grad(z_hist, a_hist, z_goal, actions)
+            if self.callback is not None:
+                self.callback(step, actions.detach(), cost, grad)
+            self._keep_best(actions, cost, best_actions, best_cost)
+            before = None if clock.active is None else actions.detach().clone()
+            actions.grad = grad
+            optimizer.step()
+            with torch.no_grad():
+                if self.noise_std > 0:
+                    actions.add_(gaussian(actions.shape, actions, generator), alpha=self.noise_std)
+                actions.copy_(self.project(actions))
+                if before is not None:  # envs whose cost has plateaued keep their plan
+                    actions.copy_(clock.freeze(actions, before))
+            if clock.should_stop(best_cost.min(dim=1).values):
+                break
         with torch.no_grad():
             final_cost = self.score(z_hist, a_hist, z_goal, actions)
             if self.result == "final":
