@@ -75,7 +75,7 @@ def state_model(device: torch.device = META) -> StateWorldModel:
 def dinowm_model(rollout: str = "one_frame", device: torch.device = META) -> DinoWMWorldModel:
     config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8, depth=1, heads=2,
                           dim_head=4, mlp_dim=16, rollout=rollout)
-    return DinoWMWorldModel(config).to(device)
+    return DinoWMWorldModel(config).eval().to(device)
 
 
 def problem(model, batch: int = 3, device: torch.device = META):
@@ -304,3 +304,93 @@ def test_encoding_runs_on_meta(make_model) -> None:
     with NoHostTensors():
         z = model.encode(*(batch[key] for key in model.observation_keys))
     assert z.device == META and z.shape[-1] == model.latent_dim
+
+
+# ---------------------------------------------------------------- chunked planning
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunk_rows", [1, 5, 7])
+def test_chunked_planning_gives_the_plans_of_unchunked_planning(kind: str, chunk_rows: int) -> None:
+    """Chunks of whole envs (5, 7 rows) or of one env's candidates (1 row): the same plans and costs."""
+    model = dinowm_model("one_frame", device=torch.device("cpu"))
+    z = torch.randn(3, 1, model.latent_dim, generator=torch.Generator().manual_seed(0))
+    inputs = (z, z.new_zeros(3, 0, model.action_dim), torch.randn(3, model.latent_dim))
+    restarts = {"num_restarts": 2} if kind == "gd" else {}
+    plans = [bounded_planner(kind, model, memory=memory, **restarts).plan(
+        *inputs, generator=torch.Generator().manual_seed(1)) for memory in (None, MemoryOptions(chunk_rows))]
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plans[1].cost, plans[0].cost, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_options_pick_the_chunk_from_a_budget() -> None:
+    assert MemoryOptions.for_budget(10e9, per_row_bytes=1e9, fixed_bytes=2.5e9).chunk_rows == 7
+    with pytest.raises(ValueError, match="budget_bytes"):
+        MemoryOptions.for_budget(1e9, per_row_bytes=1e9, fixed_bytes=0.5e9)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        MemoryOptions(chunk_rows=0)
+
+
+def test_activation_checkpointing_gives_the_same_gradient() -> None:
+    model = dinowm_model("one_frame", device=torch.device("cpu"))
+    z = torch.randn(2, 1, model.latent_dim, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for enabled in (False, True):
+        actions = torch.zeros(2, 4, model.action_dim, requires_grad=True)
+        model.use_activation_checkpointing(enabled).rollout(z, z.new_zeros(2, 0, model.action_dim),
+                                                            actions).pow(2).sum().backward()
+        grads.append(actions.grad)
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+# ---------------------------------------------------------------- the prepared GPU check
+def test_gpu_check_runs_at_tiny_size_on_the_cpu(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setattr("sys.argv", ["gpu_check.py", "--device", "cpu", "--tiny", "--variants", "fp32,bf16",
+                                     "--repeats", "1", "--out", str(tmp_path)])
+    gpu_check.main()
+    raw = json.loads((tmp_path / "raw_gpu_check_cpu_tiny.json").read_text())
+    assert {(r["workload"], r["variant"]) for r in raw["timings"]} == {
+        (w, v) for w in ("gd_mpc_step", "cem_iteration") for v in ("fp32", "bf16")}
+    assert raw["flops"]["gd_mpc_step"] > 0 and (tmp_path / "gpu_check_cpu_tiny.md").is_file()
+
+
+# ---------------------------------------------------------------- on a real GPU (gpu_check.py runs these)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("kind", KINDS)
+def test_planning_on_cuda_never_synchronises_without_a_budget(kind: str) -> None:
+    model = dinowm_model("one_frame", device=torch.device("cuda"))
+    planner = bounded_planner(kind, model)
+    inputs = problem(model, device=torch.device("cuda"))
+    planner.plan(*inputs)  # the bounds' one copy to the device
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        result = planner.plan(*inputs, init=None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.actions.is_cuda
+
+
+@pytest.mark.cuda
+@CUDA
+def test_compiled_reduce_overhead_bf16_and_tf32_on_cuda() -> None:
+    model = dinowm_model("one_frame", device=torch.device("cuda"))
+    inputs = problem(model, device=torch.device("cuda"))
+    eager = bounded_planner("gd", model, init="zeros", noise_std=0.0).plan(*inputs)
+    compiled = bounded_planner("gd", model, init="zeros", noise_std=0.0, compile="reduce-overhead").plan(*inputs)
+    torch.testing.assert_close(compiled.actions, eager.actions, rtol=1e-3, atol=1e-3)
+    bf16 = bounded_planner("cem", model, autocast_dtype=torch.bfloat16).plan(*inputs)
+    assert bf16.cost.dtype == torch.float32
+    before = torch.backends.cuda.matmul.allow_tf32
+    bounded_planner("gd", model).plan(*inputs)
+    assert torch.backends.cuda.matmul.allow_tf32 == before  # TF32 only inside plan
