@@ -9,9 +9,10 @@ times one planning call on B (start, goal) pairs of the task:
 
 - ``gd eager`` / ``gd compiled``: the recipe's GD budget from a cold start;
 - ``gd mpc``: one MPC step as the policy runs it: warm start from the shifted
-  previous plan, compiled, stopped on a cost plateau (``SearchBudget(patience)``),
+  previous plan, compiled, each env stopped on its own cost plateau (``SearchBudget(patience, tolerance)``),
   measured as the median batched planning call of ``evaluate`` over B episodes
-  (the first, cold call of each episode included in the median's input);
+  (the first, cold call of each episode included in the median's input); at B=1, ``--mpc-episodes`` of the
+  same episodes one at a time (the median of their median calls);
 - ``cem`` / ``mppi``: ours at the recipe's budget (samples x iterations, elites);
 - ``cem bf16 compiled``: our CEM scoring candidates compiled and under bfloat16 autocast (``--bf16``;
   by default on CUDA only);
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.evaluate import evaluate, evaluation_pairs
 from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.experiments.reporting import markdown_table
@@ -76,7 +77,8 @@ def planning_problem(task_name: str, model, batch: int, device: torch.device, se
 
 
 def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
-    """(first call seconds, median seconds of ``repeats`` further calls) of ``call()``."""
+    """(first call seconds, median seconds of ``repeats`` further calls, or the first's when none) of
+    ``call()``."""
     def timed() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -87,7 +89,7 @@ def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
         return time.perf_counter() - start
 
     first = timed()
-    return first, statistics.median(timed() for _ in range(repeats))
+    return first, (statistics.median(timed() for _ in range(repeats)) if repeats else first)
 
 
 def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch.Tensor, **extra) -> Planner:
@@ -98,14 +100,25 @@ def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch
     return make_planner(name, model, recipe.horizon, objective, action_low=low, action_high=high, **kwargs)
 
 
-def mpc_step_seconds(model, task_name: str, batch: int, patience: int, compile: bool) -> tuple[float, float]:
-    """(median batched planning seconds, success rate) of warm-started, plateau-stopped GD MPC over B episodes."""
+def mpc_step_seconds(model, task_name: str, batch: int, patience: int, tolerance: float, episodes: int,
+                     compile: bool) -> tuple[float, float]:
+    """(median batched planning seconds, success rate) of warm-started, plateau-stopped GD MPC.
+
+    At B > 1 the ``B`` episodes run as one batch; at B=1 the first ``episodes`` of the same seeded pairs run one
+    at a time and the figure is the median over them of each episode's median call (one episode alone would
+    time one start and goal, not the episodes a batch holds).
+    """
     task, recipe = make_task(task_name), recipe_for(task_name)
-    policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget={"patience": patience, "tolerance": 1e-3},
+    policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget={"patience": patience, "tolerance": tolerance},
                                     compile=compile)
     evaluate(policy, task, episodes=batch, seed=10_000, max_steps=task.frameskip)  # compile for this B
-    metrics = evaluate(policy, task, episodes=batch, seed=0)
-    return metrics["plan_seconds"], metrics["success_rate"]
+    if batch > 1:
+        metrics = evaluate(policy, task, episodes=batch, seed=0)
+        return metrics["plan_seconds"], metrics["success_rate"]
+    pairs = evaluation_pairs(task, episodes, seed=0)
+    runs = [evaluate(policy, task, episodes=1, pairs=pairs[i:i + 1]) for i in range(episodes)]
+    return (statistics.median(run["plan_seconds"] for run in runs),
+            statistics.mean(run["success_rate"] for run in runs))
 
 
 def profile_one_plan(planner: Planner, problem, rows: int = 12) -> str:
@@ -120,12 +133,12 @@ def profile_one_plan(planner: Planner, problem, rows: int = 12) -> str:
 
 def iteration_rows(task_name: str, model, low: torch.Tensor, high: torch.Tensor, problem, steps: int,
                    repeats: int, device: torch.device) -> list[dict]:
-    """ms per GD optimiser step against the bare rollout + cost + gradient loop, eager and compiled."""
+    """ms per GD optimiser step against the bare rollout + cost + gradient loop, eager and compiled; the two
+    are timed alternately (median of ``repeats`` each), so a busy machine slows both alike."""
     batch, rows = problem[0].shape[0], []
     for compiled in (False, True):
         planner = our_planner("gd", model, task_name, low, high, steps=steps, compile=compiled)
         generator = torch.Generator(device=device).manual_seed(0)
-        _, plan_seconds = time_calls(lambda: planner.plan(*problem, generator=generator), repeats, device)
         start = planner.cold_start(batch, problem[0], generator).unsqueeze(1)
 
         def bare() -> None:
@@ -134,13 +147,16 @@ def iteration_rows(task_name: str, model, low: torch.Tensor, high: torch.Tensor,
                 cost, grad = planner.value_and_grad(*problem, actions)
                 actions = actions - 0.01 * grad
 
-        _, bare_seconds = time_calls(bare, repeats, device)
+        plan_times, bare_times = [], []
+        for _ in range(repeats + 1):
+            plan_times.append(time_calls(lambda: planner.plan(*problem, generator=generator), 0, device)[0])
+            bare_times.append(time_calls(bare, 0, device)[0])
         label = "compiled" if compiled else "eager"
         rows.append({"task": task_name, "planner": f"gd iteration {label}", "B": batch,
-                     "ms": 1000 * plan_seconds / (steps + 1), "first_ms": None,
+                     "ms": 1000 * statistics.median(plan_times[1:]) / (steps + 1), "first_ms": None,
                      "note": f"{steps} steps + final scoring, per step"})
         rows.append({"task": task_name, "planner": f"bare rollout+grad {label}", "B": batch,
-                     "ms": 1000 * bare_seconds / steps, "first_ms": None, "note": "per step"})
+                     "ms": 1000 * statistics.median(bare_times[1:]) / steps, "first_ms": None, "note": "per step"})
     return rows
 
 
@@ -189,10 +205,12 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
             rows.append({"task": task_name, "planner": name, "B": batch, "ms": 1000 * median,
                          "first_ms": 1000 * first, "note": f"{result.iterations} iterations"})
         if device.type == "cpu" and "mpc" in args.rows:
-            seconds, success = mpc_step_seconds(model, task_name, batch, args.patience, compile=True)
+            seconds, success = mpc_step_seconds(model, task_name, batch, args.patience, args.tolerance,
+                                                args.mpc_episodes, compile=True)
+            alone = f", {args.mpc_episodes} episodes one at a time" if batch == 1 else ""
             rows.append({"task": task_name, "planner": "gd mpc", "B": batch, "ms": 1000 * seconds, "first_ms": None,
-                         "note": f"warm start, patience {args.patience} per env, compiled; "
-                                 f"success {100 * success:.0f}%"})
+                         "note": f"warm start, patience {args.patience} per env, tolerance {args.tolerance:g}, "
+                                 f"compiled{alone}; success {100 * success:.0f}%"})
         if "iteration" in args.rows:
             rows += iteration_rows(task_name, model, low, high, problem, args.iteration_steps, repeats, device)
         for kind in ("cem", "mppi") if "torchrl" in args.rows else ():
@@ -310,6 +328,10 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/benchmark", help="folder with <task>/base.pt")
     parser.add_argument("--repeats", type=int, default=9, help="timed calls per point (a third for B > 16)")
     parser.add_argument("--patience", type=int, default=5, help="plateau patience of the GD MPC step")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="plateau tolerance of the GD MPC step (relative to each env's first cost)")
+    parser.add_argument("--mpc-episodes", type=int, default=32,
+                        help="episodes the B=1 GD MPC step runs one at a time")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="B=1,4 and 3 repeats; prints, writes nothing")

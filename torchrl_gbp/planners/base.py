@@ -138,10 +138,20 @@ class Planner(abc.ABC):
         """
         if self.action_low is None:
             return actions
+        return actions.clamp(*self._bounds_like(actions))
+
+    def project_(self, actions: torch.Tensor) -> torch.Tensor:
+        """:meth:`project` in place, outside autograd (one kernel in a search loop); returns ``actions``."""
+        if self.action_low is not None:
+            with torch.no_grad():
+                actions.clamp_(*self._bounds_like(actions))
+        return actions
+
+    def _bounds_like(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (actions.device, actions.dtype)
         if key not in self._bounds:
             self._bounds[key] = (self.action_low.to(actions), self.action_high.to(actions))
-        return actions.clamp(*self._bounds[key])
+        return self._bounds[key]
 
     def cold_start(self, batch: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The search's starting plan ``(B, H, A)`` when there is no warm start (zeros, projected)."""

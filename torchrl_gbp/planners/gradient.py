@@ -111,7 +111,7 @@ class GradientPlanner(Planner):
             with torch.no_grad():
                 if self.noise_std > 0:
                     actions.add_(gaussian(actions.shape, actions, generator), alpha=self.noise_std)
-                actions.copy_(self.project(actions))
+                self.project_(actions)
                 if before is not None:  # envs whose cost has plateaued keep their plan
                     actions.copy_(clock.freeze(actions, before))
             if clock.should_stop(best_cost.min(dim=1).values):
