@@ -101,24 +101,34 @@ def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch
 
 
 def mpc_step_seconds(model, task_name: str, batch: int, patience: int, tolerance: float, episodes: int,
-                     compile: bool) -> tuple[float, float]:
-    """(median batched planning seconds, success rate) of warm-started, plateau-stopped GD MPC.
+                     compile: bool) -> tuple[float, float, float]:
+    """(median batched planning seconds, success rate, median search iterations per call) of warm-started,
+    plateau-stopped GD MPC.
 
     At B > 1 the ``B`` episodes run as one batch; at B=1 the first ``episodes`` of the same seeded pairs run one
     at a time and the figure is the median over them of each episode's median call (one episode alone would
-    time one start and goal, not the episodes a batch holds).
+    time one start and goal, not the episodes a batch holds). The iterations are counted over every call.
     """
     task, recipe = make_task(task_name), recipe_for(task_name)
     policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget={"patience": patience, "tolerance": tolerance},
                                     compile=compile)
     evaluate(policy, task, episodes=batch, seed=10_000, max_steps=task.frameskip)  # compile for this B
+    iterations = []
+    plan = policy.planner.plan
+
+    def counted_plan(*args, **kwargs):
+        result = plan(*args, **kwargs)
+        iterations.append(result.iterations)
+        return result
+
+    policy.planner.plan = counted_plan
     if batch > 1:
         metrics = evaluate(policy, task, episodes=batch, seed=0)
-        return metrics["plan_seconds"], metrics["success_rate"]
+        return metrics["plan_seconds"], metrics["success_rate"], statistics.median(iterations)
     pairs = evaluation_pairs(task, episodes, seed=0)
     runs = [evaluate(policy, task, episodes=1, pairs=pairs[i:i + 1]) for i in range(episodes)]
     return (statistics.median(run["plan_seconds"] for run in runs),
-            statistics.mean(run["success_rate"] for run in runs))
+            statistics.mean(run["success_rate"] for run in runs), statistics.median(iterations))
 
 
 def profile_one_plan(planner: Planner, problem, rows: int = 12) -> str:
@@ -205,12 +215,14 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
             rows.append({"task": task_name, "planner": name, "B": batch, "ms": 1000 * median,
                          "first_ms": 1000 * first, "note": f"{result.iterations} iterations"})
         if device.type == "cpu" and "mpc" in args.rows:
-            seconds, success = mpc_step_seconds(model, task_name, batch, args.patience, args.tolerance,
-                                                args.mpc_episodes, compile=True)
+            seconds, success, iterations = mpc_step_seconds(model, task_name, batch, args.patience, args.tolerance,
+                                                            args.mpc_episodes, compile=True)
             alone = f", {args.mpc_episodes} episodes one at a time" if batch == 1 else ""
             rows.append({"task": task_name, "planner": "gd mpc", "B": batch, "ms": 1000 * seconds, "first_ms": None,
+                         "iterations": iterations,
                          "note": f"warm start, patience {args.patience} per env, tolerance {args.tolerance:g}, "
-                                 f"compiled{alone}; success {100 * success:.0f}%"})
+                                 f"compiled{alone}; success {100 * success:.0f}%; median {iterations:g} iterations "
+                                 "per call"})
         if "iteration" in args.rows:
             rows += iteration_rows(task_name, model, low, high, problem, args.iteration_steps, repeats, device)
         for kind in ("cem", "mppi") if "torchrl" in args.rows else ():
@@ -268,6 +280,14 @@ def targets(rows: list[dict]) -> str:
                 ratio = get[name, b_max] / get[name, b_min]
                 lines.append(f"- {task_name}: {name} B={b_max} / B={b_min} = {ratio:.2f}x, target <= 3x: "
                              f"{'met' if ratio <= 3 else 'not met'}")
+        mpc = {r["B"]: r for r in rows if r["task"] == task_name and r["planner"] == "gd mpc" and "iterations" in r}
+        per_iteration = {b: get.get(("gd iteration compiled", b)) for b in (b_min, b_max)}
+        if b_min in mpc and b_max in mpc and b_max > b_min:
+            split = (f" x per-iteration time {per_iteration[b_max] / per_iteration[b_min]:.2f}x (compiled GD "
+                     "iteration rows)") if None not in per_iteration.values() else ""
+            lines.append(f"- {task_name}: of that, median iterations per call {mpc[b_max]['iterations']:g} / "
+                         f"{mpc[b_min]['iterations']:g} = {mpc[b_max]['iterations'] / mpc[b_min]['iterations']:.2f}x"
+                         f"{split}")
         for label in ("eager", "compiled"):
             for b in (b for b in batches if (f"gd iteration {label}", b) in get):
                 ratio = get[f"gd iteration {label}", b] / get[f"bare rollout+grad {label}", b]

@@ -89,7 +89,8 @@ class BudgetClock:
             self.stalled = torch.zeros(batch, dtype=torch.long, device=device)
 
     def should_stop(self, best_cost: torch.Tensor) -> bool:
-        """Record one finished iteration whose best costs so far are ``best_cost`` ``(B,)``; say whether to stop.
+        """Record one finished iteration whose best costs so far are ``best_cost`` ``(B, ...)`` (an env's cost:
+        the least over its trailing dimensions, for example restarts); say whether to stop.
 
         ``best_cost`` is only read when the budget has a ``patience`` (then on the device, but for the one
         boolean that says whether any env is still searching).
@@ -97,7 +98,7 @@ class BudgetClock:
         self.iterations += 1
         budget = self.budget
         if self.active is not None:
-            cost = best_cost.detach().to(self.best.dtype)
+            cost = best_cost.detach().reshape(best_cost.shape[0], -1).amin(1).to(self.best.dtype)
             if self.iterations == 1:
                 self.scale = cost.abs()
             progress = (cost < self.best - budget.tolerance * self.scale) | torch.isinf(self.best)
