@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
-import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from checkouts import labelled_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAW = RESULTS / "raw_pixel_rollout_memory.json"
@@ -119,7 +116,7 @@ def measure(args) -> dict:
     }
 
 
-def render(raw: dict) -> str:
+def report_text(raw: dict) -> str:
     """The table of every saved label, with the ratio of each to the first."""
     header = ["label", "bytes / env step (uint8 image 12,288)", "evaluation rollout", "peak RSS",
               "GD MPC replan step", "step time / first label's"]
@@ -147,30 +144,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--gd-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--library", help="a checkout whose torchrl_gbp to measure (default: the installed one)")
-    parser.add_argument("--render", action="store_true", help="rewrite the table from the saved figures")
-    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # the child: print JSON
-    args = parser.parse_args()
-    if args.measure_only:
-        print(json.dumps(measure(args)))
-        return
-    from torchrl_gbp.io import atomic_write_text
-
-    raw = json.loads(RAW.read_text()) if RAW.exists() else {}
-    if not args.render:
-        child = [sys.executable, __file__, "--measure-only", "--label", args.label, "--envs", str(args.envs),
-                 "--steps", str(args.steps), "--gd-steps", str(args.gd_steps), "--repeats", str(args.repeats)]
-        env = dict(os.environ)
-        if args.library:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(args.library).resolve()),
-                                                              env.get("PYTHONPATH")]))
-        out = subprocess.run(child, env=env, check=True, capture_output=True, text=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
-        result["library"] = args.library or "installed"
-        raw[args.label] = result
-        atomic_write_text(RAW, json.dumps(raw, indent=1) + "\n")
-    atomic_write_text(TABLE, render(raw))
-    print(TABLE.read_text())
+    labelled_main(parser, __file__, measure, report_text, RAW, TABLE)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ REPORTS = (
     ("raw_planning_speed*.json", "planning_speed", lambda path, raw: RESULTS / raw["out"]),
     ("raw_soak.json", "soak", lambda path, raw: RESULTS / "soak.md"),
     ("raw_time_per_episode.json", "time_per_episode", lambda path, raw: RESULTS / "time_per_episode.md"),
+    ("raw_pixel_rollout_memory.json", "pixel_rollout_memory", lambda path, raw: RESULTS / "pixel_rollout_memory.md"),
+    ("raw_mpc_step.json", "mpc_step", lambda path, raw: RESULTS / "mpc_step.md"),
 )
 
 
@@ -171,7 +173,10 @@ def expected() -> dict[Path, str]:
 
 
 def _benchmark_module(name: str):
-    """Another script of this folder, imported by path (it is not a package)."""
+    """Another script of this folder, imported by path (it is not a package; its own imports of this folder's
+    helpers, such as ``checkouts``, resolve as when it runs as a script)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.append(str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

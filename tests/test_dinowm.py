@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.models import PatchAutoencoder, TeacherForcingLoss, load_checkpoint
 from torchrl_gbp.models.checkpoint import read_checkpoint
 from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
-from torchrl_gbp.synthesis import AdversarialSynthesis
+from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis
 from torchrl_gbp.tasks import PixelTask, WallTask
 
 # Numbers made once by running the reference code (robust-world-model-planning @ 07726ac: models/vit.py
@@ -443,12 +444,13 @@ def test_one_fgsm_step_matches_the_reference_fork():
         getattr(model, name).load_state_dict(reference["state_dict"][name])
     batch = TensorDict({"tokens": reference["tokens"], "proprio": reference["proprio"],
                         "action": reference["actions"][:, :1]}, [3])
-    options = {"radius_statistic": "per_window", "attack_mode": "train", "generator": torch.Generator().manual_seed(0)}
-    with_their_factors = AdversarialSynthesis(model, **options)
+    theirs = AdversarialOptions(radius_statistic="per_window", attack_mode="train")
+    with_their_factors = AdversarialSynthesis(model, options=theirs, generator=torch.Generator().manual_seed(0))
     with_their_factors(batch)
     torch.testing.assert_close(with_their_factors.eps, reference["radii"], rtol=0, atol=1e-5)
 
-    synthesis = AdversarialSynthesis(model, proprio_factor=0.0, action_factor=0.0, **options)
+    synthesis = AdversarialSynthesis(model, options=replace(theirs, proprio_factor=0.0, action_factor=0.0),
+                                     generator=torch.Generator().manual_seed(0))
     out = synthesis(batch)
     with torch.no_grad():
         z = model.encode(batch["tokens"], batch["proprio"])

@@ -28,7 +28,7 @@ from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
-from torchrl_gbp.synthesis import OnlineSynthesis
+from torchrl_gbp.synthesis import OnlineOptions, OnlineSynthesis
 from torchrl_gbp.tasks import PixelTask, make_task
 from torchrl_gbp.tasks.dinowm_wall import DinoWMWallTask
 from torchrl_gbp.tasks.env import execute_actions
@@ -170,7 +170,7 @@ def test_a_gradient_mpc_policy_evaluates_on_the_replica(task) -> None:
 
 def test_online_synthesis_executes_plans_in_the_replica(task) -> None:
     model = StateWorldModel(WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=2, frameskip=task.frameskip))
-    synthesis = OnlineSynthesis(model, task.make_env, every=1, fraction=0.5, capacity=16, planner_steps=3, seed=0)
+    synthesis = OnlineSynthesis(model, task.make_env, every=1, fraction=0.5, seed=0, options=OnlineOptions(capacity=16, planner_steps=3))
     buffer = make_window_buffer(task.generate_dataset(8, seed=0), frames=4, frameskip=task.frameskip, batch_size=4,
                                 transform=synthesis, generator=torch.Generator().manual_seed(0))
     batch = buffer.sample()

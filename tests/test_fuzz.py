@@ -30,7 +30,12 @@ from torchrl_gbp.planners import (
     SearchBudget,
     make_planner,
 )
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis, make_synthesis
+from torchrl_gbp.synthesis import (
+    AdversarialOptions,
+    AdversarialSynthesis,
+    OnlineSynthesis,
+    make_synthesis,
+)
 from torchrl_gbp.tasks import WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -243,9 +248,9 @@ CASES = [
     # ------------------------------------------------------------ synthesis
     Case("adversarial: fraction above 1", lambda: AdversarialSynthesis(_model(), fraction=1.5),
          (ValueError, "fraction")),
-    Case("adversarial: negative radius factor", lambda: AdversarialSynthesis(_model(), latent_factor=-0.1),
+    Case("adversarial: negative radius factor", lambda: AdversarialSynthesis(_model(), options=AdversarialOptions(latent_factor=-0.1)),
          (ValueError, "latent_factor")),
-    Case("adversarial: unknown radius mode", lambda: AdversarialSynthesis(_model(), radius="growing"),
+    Case("adversarial: unknown radius mode", lambda: AdversarialSynthesis(_model(), options=AdversarialOptions(radius="growing")),
          (ValueError, "radius")),
     Case("adversarial: batch without actions", lambda: AdversarialSynthesis(_model())(_windows(action=None)),
          (KeyError, "action")),

@@ -76,7 +76,7 @@ def test_reward_env_model_trains_and_synthesis_runs(pendulum):
     model = build_world_model(WorldModelConfig(obs_dim=4, env_action_dim=1, hidden_dim=32, depth=1,
                                                reward_head=True), data)
     online = make_synthesis("online", model, pendulum, online={"every": 1, "fraction": 0.5, "planner_steps": 2})
-    assert isinstance(online, OnlineSynthesis) and isinstance(online.objective, ReturnObjective)
+    assert isinstance(online, OnlineSynthesis) and isinstance(online.options.objective, ReturnObjective)
     adversarial = AdversarialSynthesis(model, fraction=0.5)
     buffer = make_window_buffer(data, frames=3, frameskip=1, batch_size=8, transform=online)
     batch = adversarial(buffer.sample())

@@ -172,12 +172,12 @@ def test_action_normalisation_round_trip_and_bounds() -> None:
     torch.testing.assert_close(z.std(0), torch.ones(2), atol=1e-4, rtol=0)
     torch.testing.assert_close(model.decode(z), obs, atol=1e-5, rtol=1e-5)
     # env bounds (env_action_dim,) -> normalised model bounds (env_action_dim * frameskip,)
-    low, high = model.normalized_action_bounds(torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
+    low, high = model.action_interface.model_bounds(torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
     assert low.shape == high.shape == (6,)
     torch.testing.assert_close(model.denormalize_action(low), torch.tensor([-1.0, -2.0] * 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(model.denormalize_action(high), torch.tensor([1.0, 2.0] * 3), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="env_action_dim=2"):
-        model.normalized_action_bounds(torch.zeros(3), torch.ones(3))
+        model.action_interface.model_bounds(torch.zeros(3), torch.ones(3))
 
 
 # ------------------------------------------------------------- checkpoints
@@ -436,6 +436,7 @@ def test_torchrl_planners_drive_the_model_toward_the_goal(kind: str) -> None:
 # ------------------------------------------------------------------ dropout
 def test_dropout_is_off_by_default_acts_in_train_mode_only_and_changes_no_parameter(tmp_path) -> None:
     from torchrl_gbp.models import PixelWorldModel, PixelWorldModelConfig
+    from torchrl_gbp.models.predictors import FrameCausalAttention
 
     model = make_model(depth=2).train()
     z, e = torch.randn(16, 1, 2), torch.randn(16, 1, 8)
@@ -457,7 +458,7 @@ def test_dropout_is_off_by_default_acts_in_train_mode_only_and_changes_no_parame
     pixel = PixelWorldModel(config)
     pixel.set_dropout(0.1)
     rates = [m.p for m in pixel.predictor.modules() if isinstance(m, torch.nn.Dropout)]
-    rates += [m.dropout for m in pixel.predictor.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    rates += [m.dropout for m in pixel.predictor.modules() if isinstance(m, FrameCausalAttention)]
     assert len(rates) == 4 * config.depth and set(rates) == {0.1}
     with pytest.raises(ValueError, match="dropout"):
         model.set_dropout(1.0)

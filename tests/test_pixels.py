@@ -26,7 +26,7 @@ from torchrl_gbp.models import (
     save_checkpoint,
 )
 from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
+from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis, OnlineOptions, OnlineSynthesis
 from torchrl_gbp.tasks import PixelTask, WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
@@ -169,7 +169,7 @@ def test_blur_encoder_keeps_its_mean_image_through_a_checkpoint_and_decodes(maze
     loaded, _ = load_checkpoint(tmp_path / "blur.pt")
     obs = task.observe(task.sample_start_goal(3, torch.Generator().manual_seed(0))[0]).values()
     assert isinstance(loaded.image_encoder, BlurPoolEncoder) and torch.equal(loaded.encode(*obs), model.encode(*obs))
-    images = model.decode_images(model.encode(*obs))
+    images = model.decode(model.encode(*obs))
     assert images.shape == (3, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
 
 
@@ -299,8 +299,9 @@ def test_gradient_planning_lowers_the_goal_cost_over_tokens(model, task):
 
 
 def test_adversarial_radii_are_per_slice_on_pixel_latents(model, data):
-    synthesis = AdversarialSynthesis(model, latent_factor=0.05, proprio_factor=0.02, action_factor=0.02,
-                                     generator=torch.Generator().manual_seed(0))
+    synthesis = AdversarialSynthesis(model,
+                                     generator=torch.Generator().manual_seed(0),
+                                     options=AdversarialOptions(latent_factor=0.05, proprio_factor=0.02, action_factor=0.02))
     buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=8, transform=synthesis,
                                 generator=torch.Generator().manual_seed(0))
     batch = buffer.sample()
@@ -316,7 +317,7 @@ def test_adversarial_radii_are_per_slice_on_pixel_latents(model, data):
 
 
 def test_online_synthesis_executes_pixel_plans_in_the_simulator(model, task, data):
-    synthesis = OnlineSynthesis(model, task.make_env, every=1, fraction=0.5, capacity=16, planner_steps=3, seed=0)
+    synthesis = OnlineSynthesis(model, task.make_env, every=1, fraction=0.5, seed=0, options=OnlineOptions(capacity=16, planner_steps=3))
     buffer = make_window_buffer(data, frames=4, frameskip=5, batch_size=4, transform=synthesis,
                                 generator=torch.Generator().manual_seed(0))
     batch = buffer.sample()

@@ -363,7 +363,7 @@ def test_planners_run_on_the_world_model_with_history(kind: str, num_hist: int) 
     torch.manual_seed(0)
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, num_hist=num_hist,
                                              hidden_dim=16, depth=1))
-    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
+    low, high = model.action_interface.model_bounds(-torch.ones(2), torch.ones(2))
     planner = make_planner(kind, model, horizon=3, steps=3, samples=16, elites=4, iterations=2,
                            action_low=low, action_high=high)
     z = model.encode(torch.randn(2, num_hist, 2, generator=gen()))
@@ -460,7 +460,7 @@ def test_search_budget_validation(kwargs: dict, message: str) -> None:
 def test_compiled_and_eager_planners_give_the_same_plan(kind: str) -> None:
     torch.manual_seed(0)
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=2, hidden_dim=16, depth=1))
-    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
+    low, high = model.action_interface.model_bounds(-torch.ones(2), torch.ones(2))
     z, a_hist, goal = model.encode(torch.randn(3, 1, 2, generator=gen())), torch.zeros(3, 0, 4), torch.ones(3, 2)
     plans = []
     for compile in (False, True):
@@ -492,7 +492,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(monkeypatch) -> N
 def test_bfloat16_autocast_scores_in_low_precision_and_returns_float32_costs(kind: str) -> None:
     torch.manual_seed(0)
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=2, hidden_dim=32, depth=2))
-    low, high = model.normalized_action_bounds(-torch.ones(2), torch.ones(2))
+    low, high = model.action_interface.model_bounds(-torch.ones(2), torch.ones(2))
     z, a_hist, goal = model.encode(torch.randn(3, 1, 2, generator=gen())), torch.zeros(3, 0, 4), torch.ones(3, 2)
     options = dict(horizon=3, steps=30, samples=64, elites=8, iterations=5, action_low=low, action_high=high)
     full = make_planner(kind, model, **options)

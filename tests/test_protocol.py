@@ -398,8 +398,8 @@ def test_reference_finetuning_attacks_in_train_mode_with_the_reference_radius(mo
     for finetuning in ("ours", "reference"):
         finetune_model(build_world_model(model_config(TASK, recipe), data), TASK, data, "adversarial", recipe,
                        steps=1, progress=False, finetuning=finetuning)
-    assert [transform.attack_mode for transform in made] == ["eval", "train"]
-    assert [transform.radius_statistic for transform in made] == ["batch", "per_window"]
+    assert [transform.options.attack_mode for transform in made] == ["eval", "train"]
+    assert [transform.options.radius_statistic for transform in made] == ["batch", "per_window"]
     assert recipe.adversarial.get("attack_mode") is None  # the recipe itself is left as it was
 
 

@@ -59,15 +59,22 @@ def test_a_nan_observation_raises_naming_the_key_and_envs() -> None:
 
 def test_hold_repeats_the_last_action_where_the_input_is_not_finite() -> None:
     policy = _policy(on_nonfinite="hold")
+    frameskip = policy.action_interface.frameskip
     env = TransformedEnv(WallTask().make_env(num_envs=3, seed=0), policy.make_tensordict_primer())
     td = policy(env.reset())
-    first = td["action"].clone()
-    td = step_mdp(env.step(td))  # the policy's state is carried on the state side
-    state_before = td["planner", "plan"].clone()
+    for _ in range(frameskip - 1):  # observations between model-step boundaries are not read
+        td = step_mdp(env.step(td))  # the policy's state is carried on the state side
+        td["observation"][2] = float("nan")
+        td = policy(td)
+        assert torch.isfinite(td["action"]).all()
+    last = td["action"].clone()
+    td = step_mdp(env.step(td))  # a model step completes: the observation is read
+    state_before = td["planner", "latent_history"].clone()
     td["observation"][1] = float("nan")
     td = policy(td)
-    assert torch.equal(td["action"][1], first[1])                    # held
-    assert torch.equal(td["planner", "plan"][1], state_before[1])    # its planner state untouched
+    assert torch.equal(td["action"][1], last[1])                                    # held
+    assert torch.equal(td["planner", "latent_history"][1], state_before[1])         # its state untouched
+    assert not torch.equal(td["planner", "latent_history"][0], state_before[0])     # the others observed
     assert torch.isfinite(td["action"]).all()
 
 

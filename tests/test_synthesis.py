@@ -14,7 +14,7 @@ from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.models import StateWorldModel, TeacherForcingLoss, WorldModelConfig
 from torchrl_gbp.models.loss import prediction_error
 from torchrl_gbp.planners import GradientPlanner
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis
+from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis, OnlineOptions, OnlineSynthesis
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import appended_batches, build_world_model, train_world_model
 
@@ -77,7 +77,7 @@ def rng(seed: int = 0) -> torch.Generator:
 @pytest.mark.parametrize("proprio_dim", [0, 1])
 def test_radii_are_factor_times_slice_std_and_bound_the_perturbations(data, batch, proprio_dim):
     model = build_world_model(small_config(proprio_dim=proprio_dim), data)
-    adv = AdversarialSynthesis(model, latent_factor=0.05, proprio_factor=0.02, action_factor=0.03, generator=rng())
+    adv = AdversarialSynthesis(model, generator=rng(), options=AdversarialOptions(latent_factor=0.05, proprio_factor=0.02, action_factor=0.03))
     out = adv(batch)
     z = model.encode(batch["observation"]).detach()
     e = model.embed_actions(model.normalize_action(batch["action"])).detach()
@@ -147,7 +147,7 @@ def test_sampling_under_no_grad_leaves_no_gradients_and_restores_the_mode(data, 
 
 
 def test_stored_data_is_unchanged_by_sampling(data, model):
-    buffer = windows(data, transform=AdversarialSynthesis(model, ascent_steps=2, generator=rng()))
+    buffer = windows(data, transform=AdversarialSynthesis(model, generator=rng(), options=AdversarialOptions(ascent_steps=2)))
     before = stored(buffer)
     for _ in range(5):
         buffer.sample()
@@ -167,7 +167,7 @@ def test_fraction_perturbs_exactly_that_share_of_rows(model, batch):
 
 def test_fixed_radius_is_measured_once_and_kept(data, model):
     buffer = windows(data, seed=2)
-    fixed, adaptive = AdversarialSynthesis(model, radius="fixed"), AdversarialSynthesis(model)
+    fixed, adaptive = AdversarialSynthesis(model, options=AdversarialOptions(radius="fixed")), AdversarialSynthesis(model)
     assert fixed.eps.isnan().all()
     first, second = buffer.sample(), buffer.sample()
     fixed(first)
@@ -180,7 +180,7 @@ def test_fixed_radius_is_measured_once_and_kept(data, model):
     assert not torch.equal(adaptive.eps, eps_adaptive)
     assert (out["latent_perturbation"].abs() <= eps_fixed[0] + 1e-6).all()
     # kept across checkpoints of the transform
-    restored = AdversarialSynthesis(model, radius="fixed")
+    restored = AdversarialSynthesis(model, options=AdversarialOptions(radius="fixed"))
     restored.load_state_dict(fixed.state_dict())
     assert torch.equal(restored.eps, eps_fixed)
 
@@ -200,7 +200,10 @@ def test_training_on_perturbed_batches_reaches_the_action_encoder(data, model):
 ])
 def test_adversarial_rejects_bad_arguments(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        AdversarialSynthesis(model, **kwargs)
+        if "fraction" in kwargs:
+            AdversarialSynthesis(model, **kwargs)
+        else:
+            AdversarialSynthesis(model, options=AdversarialOptions(**kwargs))
 
 
 def test_adversarial_names_missing_keys_and_bad_shapes(model, batch):
@@ -228,7 +231,7 @@ def replay(task: WallTask, window: TensorDict, num_hist: int) -> torch.Tensor:
 def test_synthetic_windows_are_what_the_simulator_does(data, num_hist):
     task = WallTask()
     model = build_world_model(small_config(num_hist=num_hist), data)
-    online = OnlineSynthesis(model, wall_envs, every=1, fraction=1.0, planner_steps=5)
+    online = OnlineSynthesis(model, wall_envs, every=1, fraction=1.0, options=OnlineOptions(planner_steps=5))
     batch = windows(data, frames=num_hist + 3, batch_size=8).sample()
     online(batch)
     synthetic = online.synthetic_buffer.storage.get(slice(0, 8))  # this batch's windows, in order
@@ -248,7 +251,7 @@ def test_synthetic_windows_are_what_the_simulator_does(data, num_hist):
 
 
 def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
-    online = OnlineSynthesis(model, wall_envs, every=3, fraction=0.5, capacity=20, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=3, fraction=0.5, options=OnlineOptions(capacity=20, planner_steps=2))
     buffer = windows(data, transform=online)
     rounds = []
     for _ in range(7):
@@ -256,7 +259,7 @@ def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
         rounds.append(online.synthesis_rounds)
     assert rounds == [1, 1, 1, 2, 2, 2, 3]
     assert len(online.synthetic_buffer) == 20  # 3 rounds of 8 windows, capacity 20
-    every_call = OnlineSynthesis(model, wall_envs, every=1, capacity=20, planner_steps=2)
+    every_call = OnlineSynthesis(model, wall_envs, every=1, options=OnlineOptions(capacity=20, planner_steps=2))
     buffer = windows(data, transform=every_call)
     for _ in range(6):
         buffer.sample()
@@ -264,7 +267,7 @@ def test_synthesis_happens_every_n_calls_and_the_buffer_is_capped(data, model):
 
 
 def test_oldest_synthetic_windows_leave_first(data, model):
-    online = OnlineSynthesis(model, wall_envs, every=1, fraction=0.0, capacity=12, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=1, fraction=0.0, options=OnlineOptions(capacity=12, planner_steps=2))
     batches = [windows(data, seed=s).sample() for s in range(3)]
     for b in batches:
         online(b)
@@ -275,7 +278,7 @@ def test_oldest_synthetic_windows_leave_first(data, model):
 
 
 def test_batch_keeps_its_shape_and_a_fraction_of_rows_is_synthetic(model, batch):
-    online = OnlineSynthesis(model, wall_envs, every=10, fraction=0.25, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=10, fraction=0.25, options=OnlineOptions(planner_steps=2))
     before = batch.clone()
     out = online(batch)
     assert_same_tensors(batch, before)  # the input is not written
@@ -292,13 +295,13 @@ def test_batch_keeps_its_shape_and_a_fraction_of_rows_is_synthetic(model, batch)
 
 def test_replaced_rows_zero_entries_that_synthetic_windows_lack(model, batch):
     extra = batch.clone(False).set("latent_perturbation", torch.ones(64, 3, 2))
-    out = OnlineSynthesis(model, wall_envs, fraction=0.5, planner_steps=2)(extra)
+    out = OnlineSynthesis(model, wall_envs, fraction=0.5, options=OnlineOptions(planner_steps=2))(extra)
     flag = out["synthetic"]
     assert (out["latent_perturbation"][flag] == 0).all() and (out["latent_perturbation"][~flag] == 1).all()
 
 
 def test_user_dataset_is_unchanged_after_many_samples(data, model):
-    online = OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, planner_steps=2)
+    online = OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, options=OnlineOptions(planner_steps=2))
     buffer = windows(data, transform=online)
     before = stored(buffer)
     for _ in range(10):
@@ -308,7 +311,7 @@ def test_user_dataset_is_unchanged_after_many_samples(data, model):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_online_under_no_grad_leaves_no_gradients_and_restores_the_mode(data, model, training):
-    online = OnlineSynthesis(model, wall_envs, every=1, planner_steps=3)
+    online = OnlineSynthesis(model, wall_envs, every=1, options=OnlineOptions(planner_steps=3))
     model.train(training)
     buffer = windows(data, transform=online)
     with torch.no_grad():
@@ -319,7 +322,7 @@ def test_online_under_no_grad_leaves_no_gradients_and_restores_the_mode(data, mo
 
 
 def test_online_then_adversarial_composes_on_the_buffer(data, model):
-    transform = Compose(OnlineSynthesis(model, wall_envs, planner_steps=2),
+    transform = Compose(OnlineSynthesis(model, wall_envs, options=OnlineOptions(planner_steps=2)),
                         AdversarialSynthesis(model, generator=rng()))
     out = windows(data, batch_size=16, transform=transform).sample()
     assert out.shape == (16,) and int(out["synthetic"].sum()) == 8 and bool(out["adversarial"].all())
@@ -336,11 +339,13 @@ def test_user_planner_overrides_the_default_and_must_match_the_window(data, mode
 
 
 def test_online_rejects_bad_arguments_and_batches(model, batch):
-    for kwargs, match in [({"every": 0}, "every"), ({"fraction": 2.0}, "fraction"), ({"capacity": 0}, "capacity"),
-                          ({"planner_lr": 0.0}, "planner_lr")]:
+    for kwargs, match in [({"every": 0}, "every"), ({"fraction": 2.0}, "fraction"),
+                          ({"options": {"capacity": 0}}, "capacity"), ({"options": {"planner_lr": 0.0}}, "planner_lr")]:
         with pytest.raises(ValueError, match=match):
+            if "options" in kwargs:
+                kwargs = {"options": OnlineOptions(**kwargs["options"])}
             OnlineSynthesis(model, wall_envs, **kwargs)
-    online = OnlineSynthesis(model, wall_envs, planner_steps=1)
+    online = OnlineSynthesis(model, wall_envs, options=OnlineOptions(planner_steps=1))
     with pytest.raises(KeyError, match="state"):
         online(batch.exclude("state"))
     online(batch)
@@ -385,7 +390,7 @@ class PointEnv(EnvBase):
 
 def test_online_synthesis_runs_on_a_plain_torchrl_env_built_without_a_task(model, batch):
     check_env_specs(PointEnv(3))
-    online = OnlineSynthesis(model, PointEnv, goal_key=None, every=1, fraction=0.5, planner_steps=2)
+    online = OnlineSynthesis(model, PointEnv, every=1, fraction=0.5, options=OnlineOptions(planner_steps=2), reset_keys=("start_state", None))
     out = online(batch)
     rows = out["synthetic"]
     assert int(rows.sum()) == 32 and (out["episode"][rows] == -1).all()
@@ -396,13 +401,13 @@ def test_online_synthesis_runs_on_a_plain_torchrl_env_built_without_a_task(model
     torch.testing.assert_close(out["observation"][rows], state)
     torch.testing.assert_close(out["latent"][rows], model.encode(state))
     with pytest.raises(ValueError, match="batch size"):  # an env of another batch size, not a factory
-        OnlineSynthesis(model, PointEnv(3), goal_key=None)(batch)
+        OnlineSynthesis(model, PointEnv(3), reset_keys=("start_state", None))(batch)
 
 
 # ------------------------------------------------------------ resume through state_dict
 def test_online_synthesis_resumes_exactly_from_its_state_dict(model, data, tmp_path):
     def fresh() -> OnlineSynthesis:
-        return OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, capacity=40, planner_steps=2, seed=3)
+        return OnlineSynthesis(model, wall_envs, every=2, fraction=0.5, seed=3, options=OnlineOptions(capacity=40, planner_steps=2))
 
     batches = [windows(data, seed=s).sample() for s in range(4)]
     running = fresh()
@@ -417,7 +422,7 @@ def test_online_synthesis_resumes_exactly_from_its_state_dict(model, data, tmp_p
 
 def test_a_fixed_adversarial_radius_and_its_generator_resume_from_the_state_dict(model, batch, tmp_path):
     def fresh() -> AdversarialSynthesis:
-        return AdversarialSynthesis(model, radius="fixed", fraction=0.5, generator=torch.Generator().manual_seed(1))
+        return AdversarialSynthesis(model, fraction=0.5, generator=torch.Generator().manual_seed(1), options=AdversarialOptions(radius="fixed"))
 
     running = fresh()
     running(batch)
@@ -430,7 +435,7 @@ def test_a_fixed_adversarial_radius_and_its_generator_resume_from_the_state_dict
 
 
 def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the_batch(model, batch):
-    synthesis = AdversarialSynthesis(model, radius_statistic="per_window", fraction=0.5, generator=rng())
+    synthesis = AdversarialSynthesis(model, fraction=0.5, generator=rng(), options=AdversarialOptions(radius_statistic="per_window"))
     out = synthesis(batch)
     z = out["latent"][:, :-1]  # the input frames (DINO-WM's tiled copies: tests/test_dinowm.py)
     e = model.embed_actions(model.normalize_action(batch["action"])).detach()
@@ -440,7 +445,7 @@ def test_the_reference_radius_statistic_is_each_windows_spread_averaged_over_the
     over_batch(batch)
     assert not torch.allclose(over_batch.eps[0], synthesis.eps[0])  # not the batch statistic
     with pytest.raises(ValueError, match="radius_statistic"):
-        AdversarialSynthesis(model, radius_statistic="median")
+        AdversarialSynthesis(model, options=AdversarialOptions(radius_statistic="median"))
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -448,7 +453,7 @@ def test_the_attack_in_train_mode_runs_the_predictor_with_dropout_then_restores_
     model = build_world_model(small_config(dropout=0.5), data).train(training)
     seen = []
     model.predictor.register_forward_pre_hook(lambda module, args: seen.append(module.training))
-    in_train = AdversarialSynthesis(model, attack_mode="train", generator=rng())(batch)
+    in_train = AdversarialSynthesis(model, generator=rng(), options=AdversarialOptions(attack_mode="train"))(batch)
     assert seen and all(seen)  # train mode, dropout on, while the attack runs
     assert all(m.training == training for m in model.modules())  # the modes restored after
     seen.clear()
@@ -488,7 +493,7 @@ def test_optimiser_steps_and_batches_under_each_online_schedule(model, data, tmp
                                                                 rounds):
     # every=2 within passes of 3 batches: slots {0, 1} -> 0, {2} -> 1. Append: pass 1 brings one cached set per
     # batch (1 + 1 steps), pass 2 two (1 + 2): 6 batches, 6 + 3 + 6 = 15 steps. Replace: one step per batch.
-    online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule=schedule, epoch_batches=3)
+    online = OnlineSynthesis(model, wall_envs, every=2, options=OnlineOptions(planner_steps=1, schedule=schedule, epoch_batches=3))
     sets = []
     sampled = []
     buffer = windows(data, transform=online)
@@ -512,7 +517,7 @@ def test_optimiser_steps_and_batches_under_each_online_schedule(model, data, tmp
 
 
 def test_appended_sets_are_the_slots_synthetic_windows_passed_through_the_later_transforms(model, data):
-    online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule="append")
+    online = OnlineSynthesis(model, wall_envs, every=2, options=OnlineOptions(planner_steps=1, schedule="append"))
     adversarial = AdversarialSynthesis(model, generator=rng())
     buffer = windows(data, transform=Compose(online, adversarial))
     first = buffer.sample()
@@ -530,7 +535,7 @@ def test_appended_sets_are_the_slots_synthetic_windows_passed_through_the_later_
 def test_append_finetuning_resumes_exactly(trained, data, tmp_path):
     def run(steps: int, path, resume: bool = False) -> StateWorldModel:
         model = copy.deepcopy(trained)
-        online = OnlineSynthesis(model, wall_envs, every=2, planner_steps=1, schedule="append", epoch_batches=3)
+        online = OnlineSynthesis(model, wall_envs, every=2, options=OnlineOptions(planner_steps=1, schedule="append", epoch_batches=3))
         torch.manual_seed(0)
         train_world_model(model, windows(data, transform=online), steps=steps, progress=False, checkpoint_path=path,
                           resume=resume, optimizer="adamw", weight_decay=0.01, grad_clip=None)
@@ -551,12 +556,12 @@ def test_online_planning_in_train_mode_runs_the_predictor_with_dropout(data, bat
     model = build_world_model(small_config(dropout=0.5), data).eval()
     seen = []
     model.predictor.register_forward_pre_hook(lambda module, args: seen.append(module.training))
-    OnlineSynthesis(model, wall_envs, planner_steps=1, planning_mode="train")(batch)
+    OnlineSynthesis(model, wall_envs, options=OnlineOptions(planner_steps=1, planning_mode="train"))(batch)
     assert seen and all(seen) and not model.training  # train mode while planning, the mode restored after
     seen.clear()
-    OnlineSynthesis(model, wall_envs, planner_steps=1)(batch)
+    OnlineSynthesis(model, wall_envs, options=OnlineOptions(planner_steps=1))(batch)
     assert seen and not any(seen)
     with pytest.raises(ValueError, match="schedule"):
-        OnlineSynthesis(model, wall_envs, schedule="insert")
+        OnlineSynthesis(model, wall_envs, options=OnlineOptions(schedule="insert"))
     with pytest.raises(ValueError, match="planning_mode"):
-        OnlineSynthesis(model, wall_envs, planning_mode="test")
+        OnlineSynthesis(model, wall_envs, options=OnlineOptions(planning_mode="test"))

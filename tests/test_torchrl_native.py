@@ -141,7 +141,7 @@ from torchrl.envs import Compose  # noqa: E402
 
 from torchrl_gbp.data import ModelStepWindows  # noqa: E402
 from torchrl_gbp.models import TeacherForcingLoss  # noqa: E402
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis  # noqa: E402
+from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineOptions, OnlineSynthesis  # noqa: E402
 from torchrl_gbp.train import build_world_model, train_world_model  # noqa: E402
 
 
@@ -166,7 +166,7 @@ def _user_buffer(data, tmp_path, *transforms, batch: int = 8):
 def test_a_users_buffer_feeds_windows_to_both_transforms_and_the_loss_with_no_slice_len(tmp_path) -> None:
     data, model = _data_and_model()
     task = WallTask()
-    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, fraction=0.5, planner_steps=3)
+    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, fraction=0.5, options=OnlineOptions(planner_steps=3))
     adversarial = AdversarialSynthesis(model, generator=torch.Generator().manual_seed(0))
     buffer = _user_buffer(data, tmp_path, online, adversarial)
     batch = buffer.sample()
@@ -190,7 +190,7 @@ def test_a_users_buffer_feeds_windows_to_both_transforms_and_the_loss_with_no_sl
 def test_a_batch_is_encoded_once_for_the_transforms_and_the_loss(tmp_path) -> None:
     data, model = _data_and_model()
     task = WallTask()
-    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, planner_steps=1)
+    online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2, options=OnlineOptions(planner_steps=1))
     buffer = _user_buffer(data, tmp_path, online, AdversarialSynthesis(model))
     calls = []
     model.state_encoder.register_forward_hook(lambda module, args, out: calls.append(out.shape[:2]))

@@ -18,6 +18,7 @@ from torchrl.data import (
 from torchrl.envs import Compose, Transform
 
 from .io import atomic_path
+from .models.contract import encode_entries
 
 TRAJECTORY_KEYS = ("observation", "state", "action", "episode")
 # Pixel datasets keep the uint8 image ("pixels", TorchRL's (H, W, 3) layout) and the proprio vector instead of
@@ -315,9 +316,9 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     """The latents ``(B, T, D)`` of a batch of windows, encoded once per batch.
 
     Returns ``windows[key]`` when an earlier step wrote it; otherwise encodes
-    the model's observation entries without gradients and, when the model's
-    observation encoder has no trainable parameter (a frozen image encoder,
-    normalisation statistics), writes them there, so the synthesis
+    the model's observation entries without gradients and, unless the model's
+    encoder trains (its ``encoder_trains`` attribute; a frozen image encoder or
+    normalisation statistics do not), writes them there, so the synthesis
     transforms and the loss that read the same batch share one encoding. An
     encoder that trains (DINO-WM's proprio embedding, a learned state
     encoder) is not cached: the loss encodes again, with gradients.
@@ -334,8 +335,8 @@ def window_latents(world_model, windows: TensorDictBase, key: NestedKey = "laten
     latent = windows.get(key, None)
     if latent is None:
         with torch.no_grad():
-            latent = world_model.encode_from(windows)
-        if not any(p.requires_grad for p in world_model.state_encoder.parameters()):
+            latent = encode_entries(world_model, windows)
+        if not getattr(world_model, "encoder_trains", False):
             windows.set(key, latent)
     return latent
 

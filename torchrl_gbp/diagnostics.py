@@ -31,6 +31,7 @@ from tensordict import TensorDict, TensorDictBase
 from .checks import check_positive_int
 from .io import pyplot, save_figure
 from .models import StateWorldModel
+from .models.contract import DecodingModel, action_interface, encode_entries, model_device, proprio_dim, require
 from .planners import (
     GoalCost,
     GradientPlanner,
@@ -68,10 +69,6 @@ def make_bounded_gradient_planner(world_model: StateWorldModel, task: Task, hori
     """
     return make_planner("gd", world_model, horizon, objective, action_spec=task.action_spec, steps=steps,
                         lr=lr, **kwargs)
-
-
-def _device(world_model: StateWorldModel) -> torch.device:
-    return world_model.action_normalizer.mean.device
 
 
 def sample_pairs(task: Task, num_pairs: int, seed: int = 0,
@@ -134,18 +131,20 @@ def plot_predicted_frames(world_model, task: Task, path: str | os.PathLike, num_
         ('frames.png', True)
     """
     check_positive_int("num_pairs", num_pairs)
-    device = _device(world_model)
+    device = model_device(world_model)
     start, goal = (x.to(device) for x in sample_pairs(task, num_pairs, seed))
-    objective = objective or GoalCost(proprio_dim=world_model.config.proprio_dim)
+    require(world_model, DecodingModel, "plot_predicted_frames")
+    objective = objective or GoalCost(proprio_dim=proprio_dim(world_model))
     planner = make_bounded_gradient_planner(world_model, task, horizon, steps, lr, objective)
     z_hist, a_hist, z_goal = planning_inputs(world_model, task.observe(start), task.observe(goal))
     generator = torch.Generator(device=device).manual_seed(seed)
     actions = planner.plan(z_hist, a_hist, z_goal, generator=generator).actions
     with torch.no_grad():
-        predicted = world_model.decode_images(world_model.rollout(z_hist, a_hist, actions))  # (B, H, S, S, 3)
-    env_actions = world_model.denormalize_action(actions).reshape(num_pairs, horizon, world_model.frameskip, -1)
+        predicted = world_model.decode(world_model.rollout(z_hist, a_hist, actions))  # (B, H, S, S, 3)
+    interface = action_interface(world_model)
+    env_actions = interface.to_env(actions)  # (B, H, frameskip, a)
     _, real_states, _ = execute_actions(task.make_env(num_envs=num_pairs, device=device), start,
-                                     env_actions.flatten(1, 2), world_model.frameskip, goal)
+                                     env_actions.flatten(1, 2), interface.frameskip, goal)
     real = task.render(real_states)  # (B, H, S, S, 3): after each model step
     goal_image = task.render(goal)
     plt = pyplot()
@@ -204,19 +203,17 @@ def planned_state_error(world_model: StateWorldModel, task: Task, planner: Plann
         (3, ['error_per_step', 'final_distance'])
     """
     _check_planner(world_model, planner)
-    device = _device(world_model)
+    device = model_device(world_model)
     start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
     z_hist, a_hist, z_goal = planning_inputs(world_model, task.observe(start), task.observe(goal))
     plan = planner.plan(z_hist, a_hist, z_goal, generator=torch.Generator(device).manual_seed(seed))
-    env_action_dim = world_model.config.env_action_dim
-    low, high = (b.to(device) for b in env_action_bounds(task.action_spec, env_action_dim))
-    env_actions = world_model.denormalize_action(plan.actions).unflatten(-1, (world_model.frameskip, env_action_dim))
-    env_actions = env_actions.clamp(low, high)
+    interface = action_interface(world_model)
+    low, high = (b.to(device) for b in env_action_bounds(task.action_spec, interface.env_action_dim))
+    env_actions = interface.to_env(plan.actions).clamp(low, high)
     true_obs, final_state = execute_open_loop(task, start, env_actions, goal)
     with torch.no_grad():
-        executed = world_model.normalize_action(env_actions.flatten(-2))
-        predicted = world_model.rollout(z_hist, a_hist, executed)
-        error = (predicted - world_model.encode_from(true_obs)).pow(2).flatten(2).mean(-1).mean(0)  # (H,)
+        predicted = world_model.rollout(z_hist, a_hist, interface.to_model(env_actions))
+        error = (predicted - encode_entries(world_model, true_obs)).pow(2).flatten(2).mean(-1).mean(0)  # (H,)
     return {
         "error_per_step": error.tolist(),
         "mean_error": float(error.mean()),
@@ -477,10 +474,10 @@ def goal_cost_agreement(world_model: StateWorldModel, task: Task, objective: Goa
         ['cost', 'latent', 'proprio']
     """
     check_positive_int("num_pairs", num_pairs)
-    device = _device(world_model)
+    device = model_device(world_model)
     start, goal = (s.to(device) for s in sample_pairs(task, num_pairs, seed, pair_mode))
     with torch.no_grad():
-        z, z_goal = (world_model.encode_from(TensorDict(task.observe(states), batch_size=states.shape[:1]))
+        z, z_goal = (encode_entries(world_model, TensorDict(task.observe(states), batch_size=states.shape[:1]))
                      for states in (start, goal))
     true = task.distance(start, goal).double().cpu()
     p = objective.proprio_dim

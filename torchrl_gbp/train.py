@@ -79,10 +79,14 @@ def build_pixel_world_model(config: PixelWorldModelConfig, trajectories: TensorD
     return model
 
 
-def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | None = None,
+def parameter_groups(model: torch.nn.Module, lr: float, predictor_lr: float | None = None,
                      action_encoder_lr: float | None = None, encoder_lr: float | None = None,
                      proprio_encoder_lr: float | None = None) -> list[dict]:
     """Optimiser groups with per-part learning rates (``None``: use ``lr``; ``0``: frozen).
+
+    The parts are the model's ``parameter_parts()`` (``"predictor"``, ``"action_encoder"``,
+    ``"encoder"``, ``"proprio_encoder"``, ``"reward"`` for the package's models); a model
+    without that method is one part, ``"model"``, trained at ``lr``.
 
     The paper finetunes the predictor at 1e-5 and the action encoder at 5e-4
     with the observation encoder frozen; the reference code trains the proprio
@@ -99,17 +103,14 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
         [('predictor', 1e-05), ('action_encoder', 0.0005)]
         >>> optimizer = torch.optim.AdamW(groups)
     """
-    proprio = getattr(model, "proprio_encoder", None) if proprio_encoder_lr is not None else None
-    parts = {
-        "predictor": (model.predictor, predictor_lr),
-        "action_encoder": (model.action_encoder, action_encoder_lr),
-        "encoder": (torch.nn.ModuleList([model.state_encoder] + ([model.state_decoder] if model.state_decoder else [])),
-                    encoder_lr),
-    }
-    if proprio is not None:
-        parts["proprio_encoder"] = (proprio, proprio_encoder_lr)
-    if getattr(model, "reward_predictor", None) is not None:  # trained at ``lr``, frozen when finetuning (lr=0)
-        parts["reward"] = (model.reward_predictor, None)
+    parts = dict(model.parameter_parts()) if callable(getattr(model, "parameter_parts", None)) else {"model": model}
+    rates = {"predictor": predictor_lr, "action_encoder": action_encoder_lr, "encoder": encoder_lr,
+             "proprio_encoder": proprio_encoder_lr}
+    if proprio_encoder_lr is None:
+        parts.pop("proprio_encoder", None)
+    proprio = parts.get("proprio_encoder")
+    # the reward head trains at ``lr`` and is frozen when finetuning (lr=0); parts a model names otherwise at ``lr``
+    parts = {name: (module, rates.get(name)) for name, module in parts.items()}
     taken = {id(p) for p in proprio.parameters()} if proprio is not None else set()
     groups = []
     for name, (module, part_lr) in parts.items():
@@ -125,7 +126,7 @@ def parameter_groups(model: StateWorldModel, lr: float, predictor_lr: float | No
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
-def train_world_model(model: StateWorldModel, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
+def train_world_model(model: torch.nn.Module, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
                       predictor_lr: float | None = None, action_encoder_lr: float | None = None,
                       encoder_lr: float | None = None, proprio_encoder_lr: float | None = None,
                       optimizer: str = "adam", weight_decay: float = 0.0, grad_clip: float | None = 1.0,

@@ -12,27 +12,17 @@ model then uses it as is.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from torchrl_gbp.models.image_encoders import freeze
+from torchrl_gbp.models.image_encoders import DINOv2Encoder
 
 # torch.hub's DINOv2 adds this to the target grid before computing the interpolation's scale factor
 HUB_INTERPOLATE_OFFSET = 0.1
 # DINO-WM's grid: image_size // 16 patches a side (the scale of its VQ-VAE decoder)
 DECODER_SCALE = 16
-
-
-def _transformers():
-    try:
-        import transformers
-    except ImportError as error:
-        raise ImportError("DinoWMImageEncoder needs Hugging Face transformers: "
-                          "pip install 'torchrl_gbp[dinov2]'") from error
-    return transformers
 
 
 def hub_position_embedding(position_embedding: torch.Tensor, grid: int,
@@ -59,8 +49,8 @@ def hub_position_embedding(position_embedding: torch.Tensor, grid: int,
     return torch.cat([position_embedding[:, :1], patches], dim=1)
 
 
-class DinoWMImageEncoder(nn.Module):
-    """Frozen DINOv2 over transformers' ``Dinov2Model`` with DINO-WM's preprocessing: images ``(B, 3, H, W)`` in
+class DinoWMImageEncoder(DINOv2Encoder):
+    """:class:`~torchrl_gbp.models.DINOv2Encoder` configured as DINO-WM encodes: images ``(B, 3, H, W)`` in
     ``[0, 1]`` -> ``(image_size // 16) ** 2`` patch tokens (196 of 384 for ViT-S/14 at 224).
 
     Images are resized to ``image_size`` (bilinear, antialiased, as torchvision's
@@ -81,64 +71,16 @@ class DinoWMImageEncoder(nn.Module):
         (3, torch.Size([2, 9, 16]))
     """
 
+    normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    antialias = True
+
     def __init__(self, model: nn.Module, *, image_size: int = 224) -> None:
-        super().__init__()
-        self.image_size, self.grid = image_size, image_size // DECODER_SCALE
-        if self.grid < 1:
+        grid = image_size // DECODER_SCALE
+        if grid < 1:
             raise ValueError(f"image_size={image_size} is below DINO-WM's {DECODER_SCALE}-pixel patch scale")
-        self.patch_size = int(model.config.patch_size)
-        self.token_dim = int(model.config.hidden_size)
         embeddings = model.embeddings
         with torch.no_grad():
-            resampled = hub_position_embedding(embeddings.position_embeddings.data, self.grid)
+            resampled = hub_position_embedding(embeddings.position_embeddings.data, grid)
         embeddings.position_embeddings = nn.Parameter(resampled, requires_grad=False)
-        self.model = freeze(model)
-
-    @classmethod
-    def from_config(cls, config: dict, *, image_size: int = 224) -> DinoWMImageEncoder:
-        """A randomly initialised DINOv2 of the given ``transformers.Dinov2Config`` fields (tests, shapes)."""
-        transformers = _transformers()
-        return cls(transformers.Dinov2Model(transformers.Dinov2Config(**config)), image_size=image_size)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, image_size: int = 224) -> DinoWMImageEncoder:
-        """Load weights from a local folder written by ``Dinov2Model.save_pretrained`` (never downloads)."""
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"DINOv2 weights folder {str(path)!r} does not exist (give a local folder "
-                                    f"written by Dinov2Model.save_pretrained; nothing is downloaded)")
-        model = _transformers().Dinov2Model.from_pretrained(path, local_files_only=True)
-        return cls(model, image_size=image_size)
-
-    @property
-    def config(self) -> dict:
-        """The backbone's ``transformers.Dinov2Config`` fields that differ from its defaults, plain values only:
-        :meth:`from_config` rebuilds the same architecture from them."""
-        fields = self.model.config.to_diff_dict()
-        return {k: v for k, v in fields.items() if k not in ("transformers_version", "architectures", "model_type")
-                and not k.startswith("_")}
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens per image."""
-        return self.grid * self.grid
-
-    def train(self, mode: bool = True) -> DinoWMImageEncoder:
-        """The backbone stays in eval mode: it is frozen."""
-        super().train(mode)
-        self.model.eval()
-        return self
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 3, H, W)`` in ``[0, 1]`` -> the model's input ``(B, 3, grid * patch, grid * patch)``."""
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
-            raise ValueError(f"DinoWMImageEncoder takes square images (B, 3, S, S) in [0, 1], got "
-                             f"{tuple(images.shape)}")
-        x = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                          antialias=True)
-        side = self.grid * self.patch_size
-        return F.interpolate((x - 0.5) / 0.5, size=(side, side), mode="bilinear", align_corners=False,
-                             antialias=True)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 3, H, W)`` in ``[0, 1]`` -> patch tokens ``(B, grid * grid, hidden_size)``."""
-        return self.model(pixel_values=self.preprocess(images)).last_hidden_state[:, 1:]
+        super().__init__(model, input_size=grid * int(model.config.patch_size))
+        self.image_size, self.options = image_size, {"image_size": image_size}

@@ -28,7 +28,7 @@ from torchrl_gbp.checks import check_positive_int
 from torchrl_gbp.models.checkpoint import register_model_kind
 from torchrl_gbp.models.image_encoders import freeze, images_to_unit
 from torchrl_gbp.models.normalization import Normalizer
-from torchrl_gbp.models.predictors import set_dropout
+from torchrl_gbp.models.predictors import FrameCausalTransformer, set_dropout
 from torchrl_gbp.models.world_model import ConfigFields, LatentWorldModel
 
 from .dinov2 import DinoWMImageEncoder
@@ -152,59 +152,6 @@ class Conv1dEmbedding(nn.Module):
         return F.linear(x, self.patch_embed.weight.squeeze(-1), self.patch_embed.bias)
 
 
-class FrameCausalAttention(nn.Module):
-    """Pre-norm multi-head self-attention under a boolean mask (DINO-WM's names: ``norm``, ``to_qkv``, ``to_out.0``)."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
-        super().__init__()
-        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
-        inner = heads * dim_head
-        self.norm = nn.LayerNorm(dim)
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
-        # DINO-WM skips the output projection when one head already has the model width
-        self.to_out = (nn.Identity() if heads == 1 and dim_head == dim
-                       else nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout)))
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, n, dim)``; ``allowed`` ``(n, n)``: True where a query token may attend to a key token."""
-        b, n, _ = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.dim_head ** -0.5,
-                                             dropout_p=self.dropout if self.training else 0.0)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
-
-
-class FeedForward(nn.Module):
-    """Pre-norm MLP (``net``: 0 LayerNorm, 1 Linear to ``hidden``, GELU, dropout, 4 Linear back, dropout)."""
-
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., dim)`` -> ``(..., dim)``."""
-        return self.net(x)
-
-
-class FrameCausalTransformer(nn.Module):
-    """``layers`` of (attention, feed-forward) residual pairs, then ``norm``."""
-
-    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(
-            nn.ModuleList([FrameCausalAttention(dim, heads, dim_head, dropout), FeedForward(dim, mlp_dim, dropout)])
-            for _ in range(depth))
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``(B, n, dim)`` -> ``(B, n, dim)`` under the attention mask ``allowed`` ``(n, n)``."""
-        for attention, feed_forward in self.layers:
-            x = attention(x, allowed) + x
-            x = feed_forward(x) + x
-        return self.norm(x)
-
-
 class DinoWMPredictor(nn.Module):
     """DINO-WM's ViT predictor, parameter for parameter, with the flat-latent interface of our predictors.
 
@@ -212,7 +159,9 @@ class DinoWMPredictor(nn.Module):
     ``(1, num_hist * num_patches, width)``; per layer ``i``
     ``transformer.layers.i.0.norm``, ``.0.to_qkv`` (``3 * heads * dim_head`` x
     ``width``, no bias), ``.0.to_out.0``, ``.1.net.0`` (LayerNorm), ``.1.net.1``
-    (``mlp_dim``), ``.1.net.4``; ``transformer.norm``. The frame-causal mask is
+    (``mlp_dim``), ``.1.net.4``; ``transformer.norm``: the package's
+    :class:`~torchrl_gbp.models.predictors.FrameCausalTransformer`, which our
+    pixel predictor uses too. The frame-causal mask is
     rebuilt here, not saved; a state dict that carries it (the
     robust-world-model-planning fork registers it as ``transformer.layers.i.0.bias``)
     loads too, after the mask is checked.
@@ -242,9 +191,10 @@ class DinoWMPredictor(nn.Module):
         self.width = self.observation_width + action_embed_dim * action_repeat
         self.pos_embedding = nn.Parameter(torch.randn(1, num_hist * num_patches, self.width))
         self.dropout = nn.Dropout(emb_dropout)
-        self.transformer = FrameCausalTransformer(self.width, depth, heads, dim_head, mlp_dim, dropout)
-        frame = torch.arange(num_hist).repeat_interleave(num_patches)
-        self.register_buffer("frame_mask", frame[:, None] >= frame[None, :], persistent=False)
+        # DINO-WM skips the attention's output projection when one head already has the token width
+        self.transformer = FrameCausalTransformer(dim=self.width, depth=depth, heads=heads, dim_head=dim_head,
+                                                  mlp_dim=mlp_dim, num_frames=num_hist, tokens_per_frame=num_patches,
+                                                  dropout=dropout, project_out=not (heads == 1 and dim_head == self.width))
 
     @property
     def latent_dim(self) -> int:
@@ -263,9 +213,9 @@ class DinoWMPredictor(nn.Module):
             mask = state_dict.pop(key, None)
             if mask is None:
                 continue
-            n = self.frame_mask.shape[0]
-            if mask.shape != (1, 1, n, n) or not torch.equal(mask[0, 0].to(self.frame_mask.device) != 0,
-                                                             self.frame_mask):
+            expected = self.transformer.frame_mask
+            n = expected.shape[0]
+            if mask.shape != (1, 1, n, n) or not torch.equal(mask[0, 0].to(expected.device) != 0, expected):
                 error_msgs.append(f"{key}: expected the frame-causal mask of {self.num_hist} frames x "
                                   f"{self.num_patches} patches, shape (1, 1, {n}, {n}), got {tuple(mask.shape)} "
                                   f"with other entries")
@@ -281,8 +231,7 @@ class DinoWMPredictor(nn.Module):
         if x.ndim != 3 or x.shape[2] != self.width or n % self.num_patches or not 0 < n <= self.pos_embedding.shape[1]:
             raise ValueError(f"the predictor expects tokens (B, f * {self.num_patches}, {self.width}) of 1 to "
                              f"{self.num_hist} frames, got {tuple(x.shape)}")
-        x = self.dropout(x + self.pos_embedding[:, :n])
-        return self.transformer(x, self.frame_mask[:n, :n])
+        return self.transformer(self.dropout(x + self.pos_embedding[:, :n]))
 
     def observation_tokens(self, z: torch.Tensor) -> torch.Tensor:
         """Flat latents ``(..., latent_dim)`` -> tokens without the action slot
@@ -428,6 +377,11 @@ class DinoWMWorldModel(LatentWorldModel):
     def proprio_encoder(self) -> Conv1dEmbedding:
         """The proprio embedding (DINO-WM's ``proprio_encoder``)."""
         return self.state_encoder.proprio_encoder
+
+    @property
+    def token_copies(self) -> tuple[int, int]:
+        """Tokens each proprio and action-embedding entry is concatenated onto (``config.token_copies``)."""
+        return self.config.token_copies
 
     def use_rollout(self, rollout: str) -> DinoWMWorldModel:
         """Select the rollout (``"full"``, ``"history"`` or ``"one_frame"``, see :class:`DinoWMConfig`); returns

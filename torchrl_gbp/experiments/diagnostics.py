@@ -11,7 +11,6 @@ from ..checks import check_positive_int
 from ..diagnostics import (
     SPIKE_FACTOR,
     Landscape,
-    _device,
     cost_landscape,
     goal_cost_agreement,
     gradient_norm_statistics,
@@ -24,6 +23,7 @@ from ..diagnostics import (
 )
 from ..io import atomic_write_text
 from ..models import StateWorldModel, load_checkpoint, observation_of
+from ..models.contract import model_device
 from ..planners import GoalCost, GradientPlanner, planning_inputs
 from .pipeline import task_for_model
 from .recipes import recipe_for
@@ -107,7 +107,7 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
         planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr, objective)
         numbers = planned_state_error(model, task, planner, num_pairs, seed, pair_mode)
-        device = _device(model)
+        device = model_device(model)
         problems = planning_inputs(model, task.observe(start.to(device)), task.observe(goal.to(device)))
         few = tuple(p[:landscape_pairs] for p in problems)
         numbers["roughness"], landscapes[name] = _mean_roughness(model, planner, few, seed, span, resolution)

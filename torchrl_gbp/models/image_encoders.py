@@ -12,11 +12,15 @@ Any module with that contract plugs into :class:`~torchrl_gbp.models.PixelWorldM
   displacement (a patch autoencoder's tokens only tell which patch holds it).
 * :class:`DINOv2Encoder`, an adapter over Hugging Face ``transformers``'
   ``Dinov2Model`` (optional extra ``dinov2``) that loads weights from a local
-  folder; never downloads.
+  folder; never downloads. The one DINOv2 wrapper of the package:
+  :class:`~torchrl_gbp.bridges.DinoWMImageEncoder` is it configured with
+  DINO-WM's preprocessing.
 """
 from __future__ import annotations
 
 import os
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -245,14 +249,30 @@ class BlurPoolEncoder(PatchGridEncoder):
         return x.clamp(0, 1)
 
 
-class DINOv2Encoder(nn.Module):
-    """Frozen DINOv2 patch tokens through Hugging Face ``transformers`` (optional extra ``dinov2``).
+def _transformers() -> ModuleType:
+    """Hugging Face ``transformers``, or an ImportError naming the extra that brings it."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError("DINOv2Encoder needs Hugging Face transformers: pip install 'torchrl_gbp[dinov2]'") from error
+    return transformers
 
-    Images are resized to ``input_size`` (a multiple of the patch size),
-    normalised with ImageNet statistics and encoded; the class token is
-    dropped. ``pooled_grid`` average-pools the patch grid to
-    ``pooled_grid x pooled_grid`` tokens (fewer tokens keep planning cheap on
-    a CPU; ``None`` keeps all).
+
+class DINOv2Encoder(nn.Module):
+    """Frozen DINOv2 patch tokens through Hugging Face ``transformers``' ``Dinov2Model`` (optional extra ``dinov2``).
+
+    Square images ``(B, 3, S, S)`` in ``[0, 1]`` are resized (bilinear) to
+    ``input_size`` (a multiple of the patch size), normalised with
+    :attr:`normalization` (ImageNet's mean and std) and encoded; the tokens are
+    the final layer-normed patch tokens (the class token is dropped).
+    ``pooled_grid`` average-pools the patch grid to ``pooled_grid x pooled_grid``
+    tokens (fewer tokens keep planning cheap on a CPU; ``None`` keeps all).
+
+    The preprocessing is configured by subclasses: :attr:`normalization`,
+    :attr:`antialias` and ``image_size`` (the side images are resized to before
+    normalising, then resized again to ``input_size``; by default
+    ``input_size``, one resize).
+    :class:`~torchrl_gbp.bridges.DinoWMImageEncoder` is DINO-WM's configuration.
 
     Build it from local weights with :meth:`from_pretrained` (a folder written by
     ``save_pretrained``; nothing is downloaded) or from a config dict with
@@ -266,48 +286,56 @@ class DINOv2Encoder(nn.Module):
         torch.Size([2, 16, 16])
     """
 
-    def __init__(self, model: nn.Module, input_size: int = 224, pooled_grid: int | None = None) -> None:
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
+    """The per-channel mean and std images are normalised with, after the first resize."""
+    antialias: bool = False
+    """Whether the resizes antialias (as torchvision's ``Resize`` does on tensors)."""
+
+    def __init__(self, model: nn.Module, *, input_size: int = 224, pooled_grid: int | None = None) -> None:
         super().__init__()
-        patch = int(model.config.patch_size)
-        if input_size % patch:
-            raise ValueError(f"input_size={input_size} must be a multiple of the DINOv2 patch size {patch}")
-        grid = input_size // patch
+        self.patch_size = int(model.config.patch_size)
+        if input_size % self.patch_size:
+            raise ValueError(f"input_size={input_size} must be a multiple of the DINOv2 patch size {self.patch_size}")
+        grid = input_size // self.patch_size
         if pooled_grid is not None and (pooled_grid < 1 or grid % pooled_grid):
             raise ValueError(f"pooled_grid={pooled_grid} must divide the patch grid {grid} (input {input_size})")
         self.model = freeze(model)
-        self.input_size, self.grid, self.pooled_grid = input_size, grid, pooled_grid
+        self.input_size, self.image_size, self.grid, self.pooled_grid = input_size, input_size, grid, pooled_grid
         self.token_dim = int(model.config.hidden_size)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    @staticmethod
-    def _transformers():
-        try:
-            import transformers
-        except ImportError as error:
-            raise ImportError("DINOv2Encoder needs Hugging Face transformers: pip install 'torchrl_gbp[dinov2]'") from error
-        return transformers
+        # the constructor's keywords besides the model (config_dict)
+        self.options: dict = {"input_size": input_size, "pooled_grid": pooled_grid}
+        mean, std = self.normalization
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, config: dict, input_size: int = 224, pooled_grid: int | None = None) -> DINOv2Encoder:
-        """A randomly initialised DINOv2 of the given ``transformers.Dinov2Config`` fields (tests, shapes)."""
-        transformers = cls._transformers()
-        return cls(transformers.Dinov2Model(transformers.Dinov2Config(**config)), input_size, pooled_grid)
+    def from_config(cls, config: dict, **options: Any) -> DINOv2Encoder:
+        """A randomly initialised DINOv2 of the given ``transformers.Dinov2Config`` fields (tests, shapes);
+        ``options``: the constructor's keywords."""
+        transformers = _transformers()
+        return cls(transformers.Dinov2Model(transformers.Dinov2Config(**config)), **options)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, input_size: int = 224,
-                        pooled_grid: int | None = None) -> DINOv2Encoder:
-        """Load weights from a local folder (``config.json`` + weights); a missing folder raises naming it."""
+    def from_pretrained(cls, path: str | os.PathLike, **options: Any) -> DINOv2Encoder:
+        """Load weights from a local folder written by ``Dinov2Model.save_pretrained`` (never downloads); a missing
+        folder raises naming it. ``options``: the constructor's keywords."""
         if not os.path.isdir(path):
             raise FileNotFoundError(f"DINOv2 weights folder {str(path)!r} does not exist (give a local folder "
                                     f"written by Dinov2Model.save_pretrained; nothing is downloaded)")
-        model = cls._transformers().Dinov2Model.from_pretrained(path, local_files_only=True)
-        return cls(model, input_size, pooled_grid)
+        return cls(_transformers().Dinov2Model.from_pretrained(path, local_files_only=True), **options)
+
+    @property
+    def config(self) -> dict:
+        """The backbone's ``transformers.Dinov2Config`` fields that differ from its defaults, plain values only:
+        :meth:`from_config` rebuilds the same architecture from them."""
+        fields = self.model.config.to_diff_dict()
+        return {k: v for k, v in fields.items() if k not in ("transformers_version", "architectures", "model_type")
+                and not k.startswith("_")}
 
     def config_dict(self) -> dict:
-        """What :meth:`from_config` needs to rebuild this encoder's architecture (weights travel separately)."""
-        return {"config": self.model.config.to_diff_dict(), "input_size": self.input_size,
-                "pooled_grid": self.pooled_grid}
+        """What :meth:`from_config` needs to rebuild this encoder's architecture (weights travel separately):
+        ``{"config": config, **constructor keywords}``."""
+        return {"config": self.config, **self.options}
 
     @property
     def num_tokens(self) -> int:
@@ -321,10 +349,21 @@ class DINOv2Encoder(nn.Module):
         self.model.eval()
         return self
 
+    def _resize(self, images: torch.Tensor, side: int) -> torch.Tensor:
+        return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False,
+                             antialias=self.antialias)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, S, S)`` in ``[0, 1]`` -> the backbone's input ``(B, 3, input_size, input_size)``."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"{type(self).__name__} takes square images (B, 3, S, S) in [0, 1], got "
+                             f"{tuple(images.shape)}")
+        x = (self._resize(images, self.image_size) - self.mean) / self.std
+        return x if self.image_size == self.input_size else self._resize(x, self.input_size)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 3, H, W)`` in ``[0, 1]`` -> patch tokens ``(B, N, hidden_size)``."""
-        x = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        tokens = self.model(pixel_values=(x - self.mean) / self.std).last_hidden_state[:, 1:]
+        """Images ``(B, 3, S, S)`` in ``[0, 1]`` -> patch tokens ``(B, num_tokens, hidden_size)``."""
+        tokens = self.model(pixel_values=self.preprocess(images)).last_hidden_state[:, 1:]
         if self.pooled_grid is None:
             return tokens
         grid = tokens.transpose(1, 2).reshape(tokens.shape[0], self.token_dim, self.grid, self.grid)

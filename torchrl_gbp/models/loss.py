@@ -8,7 +8,16 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
-from .world_model import StateWorldModel
+from .contract import (
+    PlanningWorldModel,
+    PredictorModel,
+    RewardModel,
+    action_interface,
+    encode_entries,
+    has_capability,
+    predictor_inputs,
+    require,
+)
 
 
 def history_windows(x: torch.Tensor, num_hist: int) -> torch.Tensor:
@@ -21,7 +30,8 @@ def prediction_error(world_model, z_in: torch.Tensor, e_in: torch.Tensor, target
     """Per-step teacher-forcing error ``(B, T - h)``: predict each frame ``t >= h`` from the ``h`` inputs before it.
 
     ``z_in`` ``(B, T, D)`` and ``e_in`` ``(B, T - 1, E)`` are the encoded inputs
-    (possibly perturbed), ``targets`` ``(B, T - h, D)`` the clean frames; gradients
+    (possibly perturbed; ``e_in`` what the model's ``predict`` reads for the
+    actions, :func:`~torchrl_gbp.models.contract.predictor_inputs`), ``targets`` ``(B, T - h, D)`` the clean frames; gradients
     reach the inputs, which is what adversarial synthesis ascends on.
     """
     h = world_model.num_hist
@@ -31,6 +41,11 @@ def prediction_error(world_model, z_in: torch.Tensor, e_in: torch.Tensor, target
 
 class TeacherForcingLoss(LossModule):
     """Predict every frame of a window from the ``num_hist`` true frames before it.
+
+    Trains any world model with a predictor: a
+    :class:`~torchrl_gbp.models.PlanningWorldModel` that is also a
+    :class:`~torchrl_gbp.models.PredictorModel` (its actions embedded first
+    when it is an :class:`~torchrl_gbp.models.ActionEmbeddingModel`).
 
     Reads a batch of model-step windows (as
     :class:`~torchrl_gbp.data.ModelStepWindows` makes them from any TorchRL
@@ -48,12 +63,12 @@ class TeacherForcingLoss(LossModule):
     targets stay the clean encoded frames.
 
     Returns ``loss_prediction`` (and ``loss_reconstruction`` for models with a
-    decoder) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
-    For models with a reward head (``WorldModelConfig(reward_head=True)``) it
+    ``reconstruction_loss``) plus the detached per-step error ``prediction_error`` ``(T - h,)``.
+    For models that predict rewards (a :class:`~torchrl_gbp.models.RewardModel`,
+    for instance ``WorldModelConfig(reward_head=True)``) it
     also reads ``("next", "reward")`` ``(B, T - 1, 1)`` (the summed env rewards
     of each model step) and returns ``loss_reward``, the squared error of
-    :meth:`~torchrl_gbp.models.StateWorldModel.predict_reward` on the encoded
-    next frames and the normalised actions.
+    ``predict_reward`` on the encoded next frames and the normalised actions.
 
     Keys are set the TorchRL way, ``loss.set_keys(action="model_action")``.
 
@@ -79,28 +94,28 @@ class TeacherForcingLoss(LossModule):
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
 
-    def __init__(self, world_model: StateWorldModel) -> None:
+    def __init__(self, world_model: PlanningWorldModel) -> None:
+        require(world_model, PlanningWorldModel, "TeacherForcingLoss")
+        require(world_model, PredictorModel, "TeacherForcingLoss")
         super().__init__()
         self.world_model = world_model
+        self.action_interface = action_interface(world_model)
+        self._predicts_reward = has_capability(world_model, RewardModel)
 
     @property
     def in_keys(self) -> list[NestedKey]:
         """The keys the loss reads (they follow ``set_keys``)."""
         keys = self.tensor_keys
-        rewards = [keys.reward] if self._reward_head is not None else []
+        rewards = [keys.reward] if self._predicts_reward else []
         return [*self.world_model.observation_keys, keys.latent, keys.action, keys.latent_perturbation,
                 keys.action_embedding_perturbation, *rewards]
 
     @property
     def out_keys(self) -> list[str]:
         """The entries the loss writes."""
-        extra = ["loss_reconstruction"] if self.world_model.state_decoder is not None else []
-        extra += ["loss_reward"] if self._reward_head is not None else []
+        extra = ["loss_reconstruction"] if getattr(self.world_model, "reconstruction_loss", None) else []
+        extra += ["loss_reward"] if self._predicts_reward else []
         return ["loss_prediction", *extra, "prediction_error"]
-
-    @property
-    def _reward_head(self):
-        return getattr(self.world_model, "reward_predictor", None)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -116,7 +131,7 @@ class TeacherForcingLoss(LossModule):
         action = tensordict.get(act_key)
         z = tensordict.get(self.tensor_keys.latent, None)
         if z is None:
-            z = wm.encode_from(tensordict)
+            z = encode_entries(wm, tensordict)
         dz = tensordict.get(self.tensor_keys.latent_perturbation, None)
         de = tensordict.get(self.tensor_keys.action_embedding_perturbation, None)
         if z.ndim != 3 or z.shape[1] <= h or action.shape[:2] != (z.shape[0], z.shape[1] - 1):
@@ -126,14 +141,15 @@ class TeacherForcingLoss(LossModule):
                 f"and actions {tuple(action.shape)} (sample windows with torchrl_gbp.data.ModelStepWindows)"
             )
         out = {}
-        if self._reward_head is not None:
-            out["loss_reward"] = self._reward_loss(tensordict, z, wm.normalize_action(action))
-        if wm.state_decoder is not None:
-            obs = tensordict.get(wm.observation_keys[0])
-            out["loss_reconstruction"] = (wm.state_decoder(z) - wm.obs_normalizer.normalize(obs)).pow(2).mean()
+        action = self.action_interface.to_model(action.to(z.dtype))
+        if self._predicts_reward:
+            out["loss_reward"] = self._reward_loss(tensordict, z, action)
+        reconstruction = getattr(wm, "reconstruction_loss", None)
+        if reconstruction is not None:
+            out["loss_reconstruction"] = reconstruction(tensordict, z)
         targets = z[:, h:].detach()
         z_in = z
-        e_in = wm.embed_actions(wm.normalize_action(action))
+        e_in = predictor_inputs(wm, action)
         if dz is not None:
             z_in = z_in + dz.detach()
         if de is not None:

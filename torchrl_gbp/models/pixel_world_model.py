@@ -212,7 +212,7 @@ class PixelWorldModel(LatentWorldModel):
         encoder.proprio_normalizer.fit(proprio)
         self.action_normalizer.fit(model_actions)
 
-    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(..., L)`` -> images ``(..., S, S, 3)`` in ``[0, 1]`` through the encoder's decoder.
 
         For looking at predictions only; planning never decodes. Needs an

@@ -70,15 +70,139 @@ class ResidualMLPPredictor(nn.Module):
 
 
 def frame_causal_mask(num_frames: int, tokens_per_frame: int) -> torch.Tensor:
-    """Boolean attention mask ``(F * N, F * N)``: True where a token may NOT attend (a later frame).
+    """Boolean attention mask ``(F * N, F * N)``: True where a token may attend (a token of its own or an earlier
+    frame), as ``F.scaled_dot_product_attention`` reads it.
 
     Example:
         >>> frame_causal_mask(2, 1)
-        tensor([[False,  True],
-                [False, False]])
+        tensor([[ True, False],
+                [ True,  True]])
     """
     frame = torch.arange(num_frames).repeat_interleave(tokens_per_frame)
-    return frame.unsqueeze(1) < frame.unsqueeze(0)
+    return frame.unsqueeze(1) >= frame.unsqueeze(0)
+
+
+class FrameCausalAttention(nn.Module):
+    """Pre-norm multi-head self-attention under a boolean mask (DINO-WM's names: ``norm``, ``to_qkv``, ``to_out.0``).
+
+    Example:
+        >>> attention = FrameCausalAttention(dim=8, heads=2, dim_head=4)
+        >>> attention(torch.zeros(5, 3, 8), frame_causal_mask(3, 1)).shape
+        torch.Size([5, 3, 8])
+    """
+
+    def __init__(self, *, dim: int, heads: int, dim_head: int, dropout: float = 0.0, qkv_bias: bool = False,
+                 project_out: bool = True) -> None:
+        super().__init__()
+        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
+        inner = heads * dim_head
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout)) if project_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, n, dim)``; ``allowed`` ``(n, n)``: True where a query token may attend to a key token."""
+        b, n, _ = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.dim_head ** -0.5,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class FeedForward(nn.Module):
+    """Pre-norm MLP (``net``: 0 LayerNorm, 1 Linear to ``hidden``, GELU, dropout, 4 Linear back, dropout).
+
+    Example:
+        >>> FeedForward(dim=8, hidden=16)(torch.zeros(5, 3, 8)).shape
+        torch.Size([5, 3, 8])
+    """
+
+    def __init__(self, *, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., dim)`` -> ``(..., dim)``."""
+        return self.net(x)
+
+
+class FrameCausalTransformer(nn.Module):
+    """Pre-norm transformer over up to ``num_frames`` frames of ``tokens_per_frame`` tokens, frame-causal: a token
+    attends to the tokens of its own and earlier frames only.
+
+    ``layers`` of (attention, feed-forward) residual pairs, then ``norm``. The
+    parameter names are DINO-WM's ViT predictor's (``layers.i.0.norm``,
+    ``layers.i.0.to_qkv``, ``layers.i.0.to_out.0``, ``layers.i.1.net.{0,1,4}``,
+    ``norm``), so its state dicts load strictly into
+    :class:`~torchrl_gbp.bridges.DinoWMPredictor`; with ``qkv_bias=True`` it
+    computes what a ``norm_first`` ``nn.TransformerEncoder`` (GELU, feed-forward
+    ``mlp_dim``) and a final ``LayerNorm`` compute, as
+    :class:`FrameCausalTransformerPredictor` uses it.
+
+    Args:
+        dim: token width.
+        depth: number of (attention, feed-forward) layers.
+        heads, dim_head: attention heads and their width.
+        mlp_dim: feed-forward hidden width.
+        num_frames, tokens_per_frame: the longest input, ``num_frames * tokens_per_frame`` tokens.
+        dropout: on attention weights, attention and feed-forward outputs and after the feed-forward activation
+            (train mode only; :func:`set_dropout` changes it).
+        qkv_bias: a bias on the query, key and value projection (DINO-WM has none).
+        project_out: an output projection after attention (DINO-WM skips it when one head is as wide as a token).
+
+    Example:
+        >>> net = FrameCausalTransformer(dim=8, depth=1, heads=2, dim_head=4, mlp_dim=16, num_frames=3,
+        ...                              tokens_per_frame=2)
+        >>> net(torch.zeros(5, 2 * 2, 8)).shape   # tokens of the first 2 frames
+        torch.Size([5, 4, 8])
+    """
+
+    def __init__(self, *, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, num_frames: int,
+                 tokens_per_frame: int, dropout: float = 0.0, qkv_bias: bool = False, project_out: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleList([FrameCausalAttention(dim=dim, heads=heads, dim_head=dim_head, dropout=dropout,
+                                                qkv_bias=qkv_bias, project_out=project_out),
+                           FeedForward(dim=dim, hidden=mlp_dim, dropout=dropout)])
+            for _ in range(depth))
+        self.register_buffer("frame_mask", frame_causal_mask(num_frames, tokens_per_frame), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens of the first frames ``(B, n, dim)``, ``n <= num_frames * tokens_per_frame`` -> same shape."""
+        n = x.shape[1]
+        allowed = self.frame_mask[:n, :n]
+        for attention, feed_forward in self.layers:
+            x = attention(x, allowed) + x
+            x = feed_forward(x) + x
+        return self.norm(x)
+
+
+# nn.TransformerEncoder's parameter names in FrameCausalTransformerPredictor checkpoints saved before it used
+# FrameCausalTransformer (layer i: "transformer.layers.i.<old>" -> "transformer.layers.i.<new>"; the final
+# LayerNorm "norm" -> "transformer.norm"); the numbers are the same
+TORCH_ENCODER_NAMES = {"self_attn.in_proj_weight": "0.to_qkv.weight", "self_attn.in_proj_bias": "0.to_qkv.bias",
+                       "self_attn.out_proj.": "0.to_out.0.", "norm1.": "0.norm.", "norm2.": "1.net.0.",
+                       "linear1.": "1.net.1.", "linear2.": "1.net.4."}
+
+
+def renamed_torch_encoder_key(name: str) -> str | None:
+    """The :class:`FrameCausalTransformerPredictor` parameter a pre-:class:`FrameCausalTransformer` name stood for
+    (``None``: not an old name).
+
+    Example:
+        >>> renamed_torch_encoder_key("transformer.layers.1.linear2.bias"), renamed_torch_encoder_key("norm.weight")
+        ('transformer.layers.1.1.net.4.bias', 'transformer.norm.weight')
+    """
+    if name.startswith("norm."):
+        return f"transformer.{name}"
+    parts = name.split(".", 3)
+    if len(parts) == 4 and parts[:2] == ["transformer", "layers"]:
+        for old, new in TORCH_ENCODER_NAMES.items():
+            if parts[3].startswith(old):
+                return f"transformer.layers.{parts[2]}.{new}{parts[3][len(old):]}"
+    return None
 
 
 class FrameCausalTransformerPredictor(nn.Module):
@@ -88,10 +212,15 @@ class FrameCausalTransformerPredictor(nn.Module):
     by ``proprio_dim`` proprio entries. Every token's input is its visual token
     with the frame's proprio embedding and action embedding concatenated onto
     it, plus a learned (frame, token) position embedding. Attention is
-    frame-causal: a token sees the tokens of its own and earlier frames only.
+    frame-causal (:class:`FrameCausalTransformer`, ``qkv_bias=True``, feed-forward
+    ``4 * width``): a token sees the tokens of its own and earlier frames only.
     The output at frame ``t`` predicts frame ``t + 1``: visual tokens as a
     residual on frame ``t``'s, proprio as a residual from the mean over the
     frame's tokens.
+
+    Checkpoints saved when the transformer was ``nn.TransformerEncoder`` (its
+    parameter names, the final LayerNorm as ``norm``) load: their keys are
+    renamed (:func:`renamed_torch_encoder_key`), the numbers are the same.
 
     Args:
         num_tokens, token_dim: tokens per frame and their size.
@@ -122,13 +251,20 @@ class FrameCausalTransformerPredictor(nn.Module):
         self.input = nn.Linear(in_dim, width)
         self.position = nn.Parameter(torch.zeros(num_hist, num_tokens, width))
         nn.init.normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(width)
+        self.transformer = FrameCausalTransformer(dim=width, depth=depth, heads=heads, dim_head=width // heads,
+                                                  mlp_dim=4 * width, num_frames=num_hist,
+                                                  tokens_per_frame=num_tokens, dropout=dropout, qkv_bias=True)
         self.token_head = nn.Linear(width, token_dim)
         self.proprio_head = nn.Linear(width, proprio_dim) if proprio_dim else None
-        self.register_buffer("mask", frame_causal_mask(num_hist, num_tokens), persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = renamed_torch_encoder_key(key[len(prefix):])
+            if new is not None:
+                state_dict[prefix + new] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def set_dropout(self, p: float) -> None:
         """Use dropout probability ``p`` in the transformer from now on (see :func:`set_dropout`)."""
@@ -149,7 +285,7 @@ class FrameCausalTransformerPredictor(nn.Module):
             parts.append(self.proprio_embedding(z[..., self.visual_dim:]).unsqueeze(2).expand(b, h, n, -1))
         parts.append(e.unsqueeze(2).expand(b, h, n, e.shape[-1]))
         x = self.input(torch.cat(parts, dim=-1)) + self.position
-        x = self.norm(self.transformer(x.reshape(b, h * n, -1), mask=self.mask)).reshape(b, h, n, -1)
+        x = self.transformer(x.reshape(b, h * n, -1)).reshape(b, h, n, -1)
         out = [(tokens + self.token_head(x)).flatten(-2)]
         if self.proprio_head is not None:
             out.append(z[..., self.visual_dim:] + self.proprio_head(x.mean(2)))

@@ -12,6 +12,7 @@ from torch import nn
 from torchrl.modules import WorldModel
 
 from ..objectives import GoalCost
+from .contract import ActionInterface
 from .encoders import ActionEncoder, IdentityEncoder, MLPEncoder, mlp
 from .normalization import Normalizer
 from .predictors import ResidualMLPPredictor
@@ -220,9 +221,55 @@ class LatentWorldModel(WorldModel):
         self.latent_dim = latent_dim
         self.observation_keys = observation_keys
         self.goal_keys = goal_keys
-        self.action_normalizer = Normalizer(config.action_dim)
+        # registered under its first name, so earlier checkpoints load
+        self.action_normalizer = ActionInterface(env_action_dim=config.env_action_dim, frameskip=config.frameskip)
         # a decoder trained with the encoder (the loss adds a reconstruction term); None: the encoder is fixed
         self.state_decoder: nn.Module | None = None
+        self.reward_predictor: nn.Module | None = None
+
+    # ------------------------------------------------------ the contract's optional members
+    @property
+    def action_interface(self) -> ActionInterface:
+        """Frameskip grouping, action statistics and bounds (:class:`~torchrl_gbp.models.ActionInterface`)."""
+        return self.action_normalizer
+
+    @property
+    def proprio_dim(self) -> int:
+        """Trailing latent entries that are proprioception (weighted by ``alpha`` in goal costs)."""
+        return self.config.proprio_dim
+
+    @property
+    def encoder_trains(self) -> bool:
+        """Whether the observation encoder has trainable parameters (then the loss encodes with gradients)."""
+        return any(p.requires_grad for p in self.state_encoder.parameters())
+
+    @property
+    def predict_reward(self) -> nn.Module | None:
+        """The reward head ``(z_next (..., D), action (..., A)) -> (...)``; ``None`` without one.
+
+        Build a :class:`StateWorldModel` with ``WorldModelConfig(reward_head=True)`` to get one.
+        """
+        return self.reward_predictor
+
+    @property
+    def reconstruction_loss(self):
+        """``(windows, latent) -> loss`` of the decoder trained with the encoder; ``None`` when the encoder is fixed."""
+        return None if self.state_decoder is None else self._reconstruction_loss
+
+    def _reconstruction_loss(self, windows: TensorDictBase, latent: torch.Tensor) -> torch.Tensor:
+        target = self.state_encoder.normalizer.normalize(windows.get(self.observation_keys[0]).to(latent))
+        return (self.state_decoder(latent) - target).pow(2).mean()
+
+    def parameter_parts(self) -> dict[str, nn.Module]:
+        """Named parts for per-part learning rates (:func:`~torchrl_gbp.train.parameter_groups`)."""
+        encoder = nn.ModuleList([self.state_encoder] + ([self.state_decoder] if self.state_decoder else []))
+        parts = {"predictor": self.predictor, "action_encoder": self.action_encoder, "encoder": encoder}
+        proprio = getattr(self, "proprio_encoder", None)
+        if proprio is not None:
+            parts["proprio_encoder"] = proprio
+        if self.reward_predictor is not None:
+            parts["reward"] = self.reward_predictor
+        return parts
 
     # ----------------------------------------------------------------- parts
     @property
@@ -290,19 +337,6 @@ class LatentWorldModel(WorldModel):
         """Normalised model action -> env units, ``(..., action_dim)``."""
         return self.action_normalizer.denormalize(action)
 
-    def normalized_action_bounds(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Map env action bounds ``(env_action_dim,)`` to bounds ``(action_dim,)`` of the normalised model action."""
-        low = torch.as_tensor(low, dtype=torch.float32).reshape(-1)
-        high = torch.as_tensor(high, dtype=torch.float32).reshape(-1)
-        if low.numel() != self.config.env_action_dim or high.numel() != self.config.env_action_dim:
-            raise ValueError(
-                f"action bounds must have env_action_dim={self.config.env_action_dim} entries, "
-                f"got {low.numel()} and {high.numel()}"
-            )
-        ref = self.action_normalizer.mean
-        return (self.normalize_action(low.repeat(self.frameskip).to(ref)),
-                self.normalize_action(high.repeat(self.frameskip).to(ref)))
-
     # ------------------------------------------------------ plain-tensor verbs
     def encode(self, *obs: torch.Tensor | TensorDictBase) -> torch.Tensor | TensorDictBase:
         """Observation entries (one tensor per key of ``observation_keys``, any leading dims ``...``) ->
@@ -348,16 +382,6 @@ class LatentWorldModel(WorldModel):
         if isinstance(z_hist, TensorDictBase):
             return super().step(z_hist)
         return self.predict(z_hist, self.embed_actions(a_hist))
-
-    def predict_reward(self, z_next: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Predicted reward ``(...,)`` of normalised model actions ``(..., A)`` reaching latents ``(..., D)``.
-
-        Needs ``WorldModelConfig(reward_head=True)``.
-        """
-        if self.reward_predictor is None:
-            raise ValueError("this world model has no reward head; build it with WorldModelConfig(reward_head=True) "
-                             "and train it on data with ('next', 'reward')")
-        return self.reward_predictor(z_next, action)
 
     def rollout(self, z_hist: torch.Tensor, a_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Autoregressive latent rollout, differentiable in ``actions``.

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..models.contract import PlanningWorldModel, RolloutModel, cast_float, model_dtype, proprio_dim, require
 from ..objectives import GoalCost
 from .budget import BudgetClock, SearchBudget
 from .memory import MemoryOptions
@@ -58,10 +59,10 @@ class Planner(abc.ABC):
     :meth:`search`.
 
     Args:
-        world_model: any object with ``rollout(z_hist, a_hist, actions)`` and
-            ``action_dim`` (see :class:`~torchrl_gbp.models.StateWorldModel`).
+        world_model: any :class:`~torchrl_gbp.models.RolloutModel` (``action_dim`` and
+            ``rollout(z_hist, a_hist, actions)``; see the guide "Bring your own world model").
         objective: the goal cost (default ``GoalCost("all", base=0.5, alpha=1)`` with the
-            world model's ``config.proprio_dim`` when it has one).
+            world model's ``proprio_dim`` when it has one).
         horizon: planned model steps ``H``.
         action_low, action_high: bounds ``(A,)`` of the normalised model action;
             every candidate is projected into them. ``None``: unbounded.
@@ -115,10 +116,10 @@ class Planner(abc.ABC):
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if result not in RESULT_RULES:
             raise ValueError(f"result must be one of {RESULT_RULES}, got {result!r}")
+        require(world_model, RolloutModel, type(self).__name__)
         self.result = result
         self.world_model = world_model
-        proprio_dim = getattr(getattr(world_model, "config", None), "proprio_dim", 0)
-        self.objective = objective if objective is not None else GoalCost(proprio_dim=proprio_dim)
+        self.objective = objective if objective is not None else GoalCost(proprio_dim=proprio_dim(world_model))
         self.horizon = horizon
         self.action_dim = world_model.action_dim
         self.action_low = None if action_low is None else torch.as_tensor(action_low).detach()
@@ -327,16 +328,17 @@ def planning_inputs(world_model, start: Mapping, goal: Mapping) -> tuple[torch.T
         >>> [t.shape for t in planning_inputs(model, start, goal)]
         [torch.Size([4, 3, 2]), torch.Size([4, 2, 2]), torch.Size([4, 2])]
     """
-    keys = world_model.observation_keys
+    require(world_model, PlanningWorldModel, "planning_inputs")
+    keys, dtype = world_model.observation_keys, model_dtype(world_model)
     for name, entries in (("start", start), ("goal", goal)):
         missing = [key for key in keys if key not in entries.keys()]
         if missing:
             raise KeyError(f"planning_inputs' {name} lacks the model's observation entries {missing} (it reads "
                            f"{list(keys)})")
-    z = world_model.encode(*(start[key] for key in keys))
+    z = world_model.encode(*(cast_float(start[key], dtype) for key in keys))
     z_hist = z.unsqueeze(1).expand(z.shape[0], world_model.num_hist, *z.shape[1:])
     return z_hist, z.new_zeros(z.shape[0], world_model.num_hist - 1, world_model.action_dim), \
-        world_model.encode(*(goal[key] for key in keys))
+        world_model.encode(*(cast_float(goal[key], dtype) for key in keys))
 
 
 def gaussian(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

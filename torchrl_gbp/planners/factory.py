@@ -5,6 +5,7 @@ import torch
 from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Composite, TensorSpec
 
+from ..models.contract import action_interface
 from ..objectives import GoalCost
 from .base import Planner
 from .budget import SearchBudget
@@ -34,19 +35,22 @@ def env_action_bounds(action_spec: TensorSpec, env_action_dim: int,
         if action_key not in keys:
             raise KeyError(f"the action spec has no {action_key!r}; it has {keys}")
         spec = spec[action_key]
-    if not isinstance(spec, Bounded):
-        raise TypeError(f"planning needs a Bounded action spec, got {type(spec).__name__}")
+    if not isinstance(spec, Bounded) or not spec.dtype.is_floating_point:
+        raise TypeError(f"gradient planning needs continuous actions: a float Bounded action spec for {action_key!r}, "
+                        f"got {type(spec).__name__} of dtype {spec.dtype} ({spec})")
     if spec.shape[-1] != env_action_dim:
         raise ValueError(f"the action spec has last dimension {spec.shape[-1]}; the world model expects "
                          f"env_action_dim={env_action_dim}")
-    low = spec.space.low.reshape(-1, env_action_dim)[0].float().clone()
-    high = spec.space.high.reshape(-1, env_action_dim)[0].float().clone()
+    low = spec.space.low.reshape(-1, env_action_dim)[0].clone()
+    high = spec.space.high.reshape(-1, env_action_dim)[0].clone()
     return low, high
 
 
 def model_action_bounds(world_model, action_spec: TensorSpec,
                         action_key: NestedKey = "action") -> tuple[torch.Tensor, torch.Tensor]:
     """Bounds ``(action_dim,)`` of the world model's normalised action that keep env actions inside ``action_spec``.
+
+    Through the model's :class:`~torchrl_gbp.models.ActionInterface` (the identity when it has none).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -57,8 +61,9 @@ def model_action_bounds(world_model, action_spec: TensorSpec,
         >>> low.shape, round(low[0].item(), 2), round(high[0].item(), 2)  # (bound - mean 0.5) / std 0.71
         (torch.Size([10]), -2.12, 0.71)
     """
-    low, high = env_action_bounds(action_spec, world_model.config.env_action_dim, action_key)
-    return world_model.normalized_action_bounds(low, high)
+    interface = action_interface(world_model)
+    low, high = env_action_bounds(action_spec, interface.env_action_dim, action_key)
+    return interface.model_bounds(low, high)
 
 
 def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost | None = None,

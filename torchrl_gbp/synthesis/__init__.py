@@ -1,6 +1,7 @@
 """Data synthesis: replay-buffer transforms that turn offline windows into the paper's training data."""
-from .adversarial import AdversarialSynthesis
+from .adversarial import AdversarialOptions, AdversarialSynthesis
 from .factory import METHODS, make_synthesis
-from .online import SCHEDULES, OnlineSynthesis
+from .online import SCHEDULES, OnlineOptions, OnlineSynthesis
 
-__all__ = ["METHODS", "SCHEDULES", "AdversarialSynthesis", "OnlineSynthesis", "make_synthesis"]
+__all__ = ["METHODS", "SCHEDULES", "AdversarialOptions", "AdversarialSynthesis", "OnlineOptions", "OnlineSynthesis",
+           "make_synthesis"]

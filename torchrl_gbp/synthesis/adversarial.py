@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.envs import Transform
 
-from torchrl_gbp.models import StateWorldModel
+from torchrl_gbp.models.contract import (
+    PlanningWorldModel,
+    PredictorModel,
+    action_interface,
+    predictor_inputs,
+    proprio_dim,
+    require,
+)
 from torchrl_gbp.models.loss import prediction_error
 
 from .common import (
@@ -23,6 +31,59 @@ RADIUS_MODES = ("adaptive", "fixed")
 RADIUS_STATISTICS = ("batch", "per_window")
 # The model's mode while the attack runs: eval (ours) or train, dropout on (the reference code's).
 ATTACK_MODES = ("eval", "train")
+
+
+@dataclass(frozen=True)
+class AdversarialOptions:
+    """How :class:`AdversarialSynthesis` searches its perturbations (defaults: the paper's).
+
+    Args:
+        latent_factor, proprio_factor, action_factor: radius factors (>= 0) of
+            the main latent, proprio and action slices (``eps = factor * std(slice)``).
+        radius: ``"adaptive"`` measures the stds on every batch; ``"fixed"``
+            measures them on the first batch and keeps them.
+        radius_statistic: ``"batch"``: a slice's std over the batch, time and
+            entries; ``"per_window"`` (the reference code's): the std over each
+            window's input frames (all but the last; for the action slice
+            all its steps) and entries, averaged over the batch; on models with
+            a ``token_copies`` attribute (DINO-WM's: ``(proprio, action)``) each
+            proprio and action-embedding entry counts once per token it is
+            concatenated onto, as in the reference's token layout.
+        ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
+        step_size: step length in units of ``eps``.
+        attack_mode: ``"eval"`` or ``"train"`` (the reference code's: dropout on): the model's mode
+            during the attack.
+
+    Example:
+        >>> AdversarialOptions(ascent_steps=3).radius
+        'adaptive'
+        >>> AdversarialOptions(radius="sometimes")
+        Traceback (most recent call last):
+        ...
+        ValueError: AdversarialOptions.radius must be one of ('adaptive', 'fixed'), got 'sometimes'
+    """
+
+    latent_factor: float = 0.05
+    proprio_factor: float = 0.02
+    action_factor: float = 0.02
+    radius: str = "adaptive"
+    radius_statistic: str = "batch"
+    ascent_steps: int = 1
+    step_size: float = 1.25
+    attack_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        for name in ("latent_factor", "proprio_factor", "action_factor"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"AdversarialOptions.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, allowed in (("radius", RADIUS_MODES), ("radius_statistic", RADIUS_STATISTICS),
+                              ("attack_mode", ATTACK_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"AdversarialOptions.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if isinstance(self.ascent_steps, bool) or not isinstance(self.ascent_steps, int) or self.ascent_steps < 1:
+            raise ValueError(f"AdversarialOptions.ascent_steps must be an int >= 1, got {self.ascent_steps!r}")
+        if not self.step_size > 0:
+            raise ValueError(f"AdversarialOptions.step_size must be > 0, got {self.step_size!r}")
 
 
 def _std(x: torch.Tensor, statistic: str = "batch", copies: int = 1) -> torch.Tensor:
@@ -45,15 +106,18 @@ class AdversarialSynthesis(Transform):
     units, as :class:`~torchrl_gbp.data.ModelStepWindows` makes them) it takes
     the latents ``z`` (``"latent"``, encoded once per batch and written there
     for the loss and the other transforms, :func:`~torchrl_gbp.data.window_latents`)
-    and the action embeddings ``e`` as
-    :class:`~torchrl_gbp.models.TeacherForcingLoss` does and, for a random
-    ``round(fraction * B)`` rows, searches perturbations within per-slice radii
-    ``eps = factor * std(slice)`` (std over batch, time and the slice's
-    entries; slices: main latent, the trailing ``config.proprio_dim`` proprio
-    entries, action embedding): a uniform random start in ``[-eps, eps]``, then
-    ``ascent_steps`` steps ``delta += step_size * eps * sign(grad)`` of the
+    and what the predictor reads for the actions ``e`` (the action embeddings
+    of an :class:`~torchrl_gbp.models.ActionEmbeddingModel`, the normalised
+    model actions otherwise) as :class:`~torchrl_gbp.models.TeacherForcingLoss`
+    does and, for a random ``round(fraction * B)`` rows, searches perturbations
+    within per-slice radii ``eps = factor * std(slice)`` (std over batch, time
+    and the slice's entries; slices: main latent, the trailing ``proprio_dim``
+    proprio entries, action input): a uniform random start in ``[-eps, eps]``,
+    then ``ascent_steps`` steps ``delta += step_size * eps * sign(grad)`` of the
     teacher-forcing prediction loss, clamped to ``[-eps, eps]`` (:meth:`attack`).
-    The other rows get zero perturbations.
+    The other rows get zero perturbations. The world model is any
+    :class:`~torchrl_gbp.models.PlanningWorldModel` with a predictor
+    (:class:`~torchrl_gbp.models.PredictorModel`).
 
     Returns a new TensorDict: the input entries (untouched, not copied) plus
     ``"latent_perturbation"`` ``(B, T, D)``, ``"action_embedding_perturbation"``
@@ -61,8 +125,8 @@ class AdversarialSynthesis(Transform):
 
     ``TeacherForcingLoss`` adds the perturbations to its inputs and keeps clean
     targets. The search runs with gradients enabled and the model in eval mode
-    (``attack_mode="train"``: train mode, dropout on, as the reference code
-    attacks; its modes restored after either way), differentiates only the
+    (``AdversarialOptions(attack_mode="train")``: train mode, dropout on, as the
+    reference code attacks; its modes restored after either way), differentiates only the
     perturbations, and never writes ``.grad`` into the model.
 
     The model is held by reference, not as a submodule: replay buffers call
@@ -72,20 +136,7 @@ class AdversarialSynthesis(Transform):
     Args:
         world_model: the model being trained.
         fraction: share of the batch rows that get perturbed, in ``[0, 1]``.
-        latent_factor, proprio_factor, action_factor: radius factors (>= 0) of
-            the main latent, proprio and action-embedding slices.
-        radius: ``"adaptive"`` measures the stds on every batch; ``"fixed"``
-            measures them on the first batch and keeps them.
-        radius_statistic: ``"batch"``: a slice's std over the batch, time and
-            entries; ``"per_window"`` (the reference code's): the std over each
-            window's input frames (all but the last; for the action embedding
-            all its steps) and entries, averaged over the batch; on DINO-WM
-            models each proprio and action-embedding entry counts once per
-            token it is concatenated onto (``config.token_copies``), as in
-            the reference's token layout.
-        ascent_steps: gradient-sign steps (>= 1); 1 is FGSM with random start.
-        step_size: step length in units of ``eps``.
-        attack_mode: ``"eval"`` or ``"train"``: the model's mode during the attack.
+        options: the search's radii, steps and mode (:class:`AdversarialOptions`).
         generator: random source for the rows and starts (on the data's device).
         in_keys: the latent and action keys read (the latent is written there when missing).
         out_keys: the latent perturbation, action-embedding perturbation and flag keys written.
@@ -110,39 +161,24 @@ class AdversarialSynthesis(Transform):
         (torch.Size([8, 3, 2]), 4)
     """
 
-    def __init__(self, world_model: StateWorldModel, *, fraction: float = 1.0, latent_factor: float = 0.05,
-                 proprio_factor: float = 0.02, action_factor: float = 0.02, radius: str = "adaptive",
-                 radius_statistic: str = "batch", ascent_steps: int = 1, step_size: float = 1.25,
-                 attack_mode: str = "eval", generator: torch.Generator | None = None,
+    def __init__(self, world_model: PlanningWorldModel, *, fraction: float = 1.0,
+                 options: AdversarialOptions = AdversarialOptions(), generator: torch.Generator | None = None,
                  in_keys: Sequence[NestedKey] = ("latent", "action"),
                  out_keys: Sequence[NestedKey] = ("latent_perturbation", "action_embedding_perturbation",
                                                   "adversarial")) -> None:
         if len(in_keys) != 2 or len(out_keys) != 3:
             raise ValueError(f"in_keys must be (latent, action) and out_keys (latent perturbation, action "
                              f"embedding perturbation, flag); got {list(in_keys)} and {list(out_keys)}")
+        require(world_model, PlanningWorldModel, "AdversarialSynthesis")
+        require(world_model, PredictorModel, "AdversarialSynthesis")
+        if not isinstance(options, AdversarialOptions):
+            raise TypeError(f"options must be an AdversarialOptions, got {type(options).__name__}")
         super().__init__(in_keys=list(in_keys), out_keys=list(out_keys))
-        for name, factor in (("latent_factor", latent_factor), ("proprio_factor", proprio_factor),
-                             ("action_factor", action_factor)):
-            if not factor >= 0:
-                raise ValueError(f"{name} must be >= 0, got {factor!r}")
-        if radius not in RADIUS_MODES:
-            raise ValueError(f"radius must be one of {RADIUS_MODES}, got {radius!r}")
-        if radius_statistic not in RADIUS_STATISTICS:
-            raise ValueError(f"radius_statistic must be one of {RADIUS_STATISTICS}, got {radius_statistic!r}")
-        if isinstance(ascent_steps, bool) or not isinstance(ascent_steps, int) or ascent_steps < 1:
-            raise ValueError(f"ascent_steps must be an int >= 1, got {ascent_steps!r}")
-        if not step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size!r}")
-        if attack_mode not in ATTACK_MODES:
-            raise ValueError(f"attack_mode must be one of {ATTACK_MODES}, got {attack_mode!r}")
         object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule (see docstring)
+        object.__setattr__(self, "action_interface", action_interface(world_model))
         self.fraction = check_fraction(fraction)
-        self.factors = (float(latent_factor), float(proprio_factor), float(action_factor))
-        self.radius = radius
-        self.radius_statistic = radius_statistic
-        self.ascent_steps = ascent_steps
-        self.step_size = float(step_size)
-        self.attack_mode = attack_mode
+        self.options = options
+        self.factors = (float(options.latent_factor), float(options.proprio_factor), float(options.action_factor))
         self.generator = generator
         self.register_buffer("eps", torch.full((3,), float("nan")))
 
@@ -162,8 +198,8 @@ class AdversarialSynthesis(Transform):
         wm = self.world_model
         out = tensordict.clone(recurse=False)  # new entries go to the output, never into the sampled input
         z, action = window_inputs(wm, out, *self.in_keys)
-        with synthesis_mode(wm, train=self.attack_mode == "train"), torch.no_grad():
-            e = wm.embed_actions(wm.normalize_action(action))
+        with synthesis_mode(wm, train=self.options.attack_mode == "train"), torch.no_grad():
+            e = predictor_inputs(wm, self.action_interface.to_model(action.to(z.dtype)))
         self._measure(z, e)
         rows = choose_rows(z.shape[0], self.fraction, self.generator).to(z.device)
         dz, de = torch.zeros_like(z), torch.zeros_like(e)
@@ -183,7 +219,7 @@ class AdversarialSynthesis(Transform):
 
         Args:
             z: latents ``(B, T, D)`` of windows.
-            e: their action embeddings ``(B, T - 1, E)``.
+            e: what the predictor reads for their actions ``(B, T - 1, E)``.
             start: the perturbations ``(dz, de)`` of ``z`` and ``e`` to start from
                 (:meth:`forward` draws them uniformly within the radii).
 
@@ -195,7 +231,7 @@ class AdversarialSynthesis(Transform):
             >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2))
             >>> synthesis = AdversarialSynthesis(model)
             >>> synthesis.eps = torch.tensor([0.1, 0.0, 0.2])   # radii: latent, proprio, action embedding
-            >>> z, e = torch.randn(4, 3, 2), torch.randn(4, 2, model.config.action_embed_dim)
+            >>> z, e = torch.randn(4, 3, 2), torch.randn(4, 2, model.config.action_embed_dim)  # embeddings
             >>> dz, de = synthesis.attack(z, e, (torch.zeros_like(z), torch.zeros_like(e)))
             >>> float(dz[:, :-1].abs().max()), float(de.abs().max())   # the input frames moved to the radii
             (0.10000000149011612, 0.20000000298023224)
@@ -208,29 +244,30 @@ class AdversarialSynthesis(Transform):
         radii = self._entry_radii(z, e)
         deltas = [x.detach() for x in start]
         targets = z[:, self.world_model.num_hist:]
-        with synthesis_mode(self.world_model, train=self.attack_mode == "train"):
-            for _ in range(self.ascent_steps):
+        with synthesis_mode(self.world_model, train=self.options.attack_mode == "train"):
+            for _ in range(self.options.ascent_steps):
                 deltas = [d.requires_grad_(True) for d in deltas]
                 loss = prediction_error(self.world_model, z + deltas[0], e + deltas[1], targets).mean()
                 grads = torch.autograd.grad(loss, deltas)
-                deltas = [torch.clamp(d.detach() + self.step_size * r * g.sign(), -r, r)
+                deltas = [torch.clamp(d.detach() + self.options.step_size * r * g.sign(), -r, r)
                           for d, g, r in zip(deltas, grads, radii)]
         return deltas[0], deltas[1]
 
     def _measure(self, z: torch.Tensor, e: torch.Tensor) -> None:
         """Set :attr:`eps` from the batch (adaptive radii, or fixed ones not measured yet)."""
-        if not (self.radius == "adaptive" or self.eps.isnan().any()):
+        statistic = self.options.radius_statistic
+        if not (self.options.radius == "adaptive" or self.eps.isnan().any()):
             return
-        d, p = z.shape[-1], self.world_model.config.proprio_dim
-        if self.radius_statistic == "per_window":
+        d, p = z.shape[-1], proprio_dim(self.world_model)
+        if statistic == "per_window":
             z = z[:, :-1]  # the input frames: the last frame of a window is only a target
-        proprio_copies, action_copies = getattr(self.world_model.config, "token_copies", (1, 1))
+        proprio_copies, action_copies = getattr(self.world_model, "token_copies", (1, 1))
         slices = ((z[..., :d - p], 1), (z[..., d - p:], proprio_copies), (e, action_copies))
-        stds = torch.stack([_std(x, self.radius_statistic, copies) for x, copies in slices])
+        stds = torch.stack([_std(x, statistic, copies) for x, copies in slices])
         self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
 
     def _entry_radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-entry radii of the latent ``(D,)`` and of the action embedding ``(E,)``."""
-        d, p = z.shape[-1], self.world_model.config.proprio_dim
+        d, p = z.shape[-1], proprio_dim(self.world_model)
         eps = self.eps.to(z)
         return torch.cat([eps[0].expand(d - p), eps[1].expand(p)]), eps[2].expand(e.shape[-1])

@@ -13,9 +13,9 @@ from torchrl_gbp.data import window_latents
 
 
 @contextmanager
-def synthesis_mode(model: nn.Module, train: bool = False) -> Iterator[None]:
+def synthesis_mode(model: object, train: bool = False) -> Iterator[None]:
     """Run a block with ``model`` in eval mode (``train``: train mode, dropout on) and gradients enabled,
-    then restore every submodule's mode.
+    then restore every submodule's mode (a model that is not an ``nn.Module`` has no mode to set).
 
     Replay buffers may sample under ``torch.no_grad()``, in a prefetch thread,
     or while the model is in train mode; synthesis must behave the same in all.
@@ -28,8 +28,10 @@ def synthesis_mode(model: nn.Module, train: bool = False) -> Iterator[None]:
         >>> model.training
         True
     """
-    modes = [(module, module.training) for module in model.modules()]
-    model.train(train)
+    modules = model.modules() if isinstance(model, nn.Module) else ()
+    modes = [(module, module.training) for module in modules]
+    if isinstance(model, nn.Module):
+        model.train(train)
     try:
         with torch.enable_grad():
             yield

@@ -1,6 +1,7 @@
 """The synthesis transform of a finetuning method, by name."""
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from functools import partial
 
 import torch
@@ -9,8 +10,8 @@ from torchrl.envs import Compose, EnvBase, Transform
 from torchrl_gbp.objectives import ReturnObjective
 from torchrl_gbp.tasks import Task
 
-from .adversarial import AdversarialSynthesis
-from .online import OnlineSynthesis
+from .adversarial import AdversarialOptions, AdversarialSynthesis
+from .online import OnlineOptions, OnlineSynthesis
 
 METHODS = ("online", "adversarial", "both")
 
@@ -20,7 +21,9 @@ def make_synthesis(method: str, world_model, task: Task, *, online: dict | None 
     """The replay-buffer transform of ``method``: ``"online"``, ``"adversarial"`` or ``"both"`` (online, then adversarial).
 
     ``online`` and ``adversarial`` are keyword arguments of
-    :class:`OnlineSynthesis` and :class:`AdversarialSynthesis`; ``seed`` seeds
+    :class:`OnlineSynthesis` and :class:`AdversarialSynthesis`, where the fields of
+    their option objects (:class:`OnlineOptions`, :class:`AdversarialOptions`) may
+    be given flat; ``seed`` seeds
     both. Online synthesis simulates in ``task``'s envs (``task.make_env``,
     seeded with ``seed``) and, for tasks without a goal (``task.has_goal``
     False), plans the predicted return (:class:`~torchrl_gbp.planners.ReturnObjective`).
@@ -40,14 +43,23 @@ def make_synthesis(method: str, world_model, task: Task, *, online: dict | None 
         check_settable = getattr(task, "check_settable_state", None)
         if check_settable is not None:
             check_settable("online synthesis")
-        options = dict(online or {})
-        if not getattr(task, "has_goal", True):
-            options.setdefault("objective", ReturnObjective(world_model))
-        parts.append(OnlineSynthesis(world_model, partial(_task_env, task, seed), seed=seed, **options))
+        arguments = _with_options(OnlineOptions, online)
+        if not getattr(task, "has_goal", True) and arguments["options"].objective is None:
+            arguments["options"] = replace(arguments["options"], objective=ReturnObjective(world_model))
+        parts.append(OnlineSynthesis(world_model, partial(_task_env, task, seed), seed=seed, **arguments))
     if method in ("adversarial", "both"):
         parts.append(AdversarialSynthesis(world_model, generator=torch.Generator().manual_seed(seed),
-                                          **(adversarial or {})))
+                                          **_with_options(AdversarialOptions, adversarial)))
     return parts[0] if len(parts) == 1 else Compose(*parts)
+
+
+def _with_options(options_type: type, arguments: dict | None) -> dict:
+    """Constructor arguments with the fields of ``options_type`` given flat gathered into ``options``."""
+    arguments = dict(arguments or {})
+    names = {field.name for field in fields(options_type)}
+    flat = {name: arguments.pop(name) for name in list(arguments) if name in names}
+    arguments["options"] = replace(arguments.get("options") or options_type(), **flat)
+    return arguments
 
 
 def _task_env(task: Task, seed: int, num_envs: int) -> EnvBase:

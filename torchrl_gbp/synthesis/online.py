@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -9,7 +10,13 @@ from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase, Transform
 
-from torchrl_gbp.models import StateWorldModel
+from torchrl_gbp.models.contract import (
+    PlanningWorldModel,
+    action_interface,
+    encode_entries,
+    proprio_dim,
+    require,
+)
 from torchrl_gbp.objectives import GoalCost, ReturnObjective
 from torchrl_gbp.planners import Planner, make_planner
 from torchrl_gbp.tasks.env import replay_actions
@@ -20,6 +27,53 @@ EnvFactory = Callable[[int], EnvBase]
 # How synthetic windows reach training: "replace" rows of each batch (ours), or "append" whole synthetic batches
 # as extra optimiser steps (the reference code's).
 SCHEDULES = ("replace", "append")
+
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    """How :class:`OnlineSynthesis` plans and brings its windows into training (defaults: ours).
+
+    Args:
+        capacity: synthetic windows kept (``"replace"``).
+        schedule: ``"replace"`` or ``"append"`` (:data:`SCHEDULES`; see :class:`OnlineSynthesis`).
+        epoch_batches: ``"append"``: calls per pass over the data, after which the slots start over
+            (``None``: never; each slot then holds one set).
+        planning_mode: ``"eval"`` or ``"train"`` (the reference code's: dropout on): the model's mode
+            while the planner runs.
+        planner_steps, planner_lr: the default gradient planner's Adam steps and rate.
+        objective: the default planner's objective; ``None``: ``GoalCost(mode="last")`` to the
+            window's last frame. A goal-free objective
+            (:class:`~torchrl_gbp.planners.ReturnObjective`) plans the predicted return instead.
+
+    Example:
+        >>> OnlineOptions(schedule="append", epoch_batches=50).planner_steps
+        100
+        >>> OnlineOptions(planning_mode="test")
+        Traceback (most recent call last):
+        ...
+        ValueError: OnlineOptions.planning_mode must be 'eval' or 'train', got 'test'
+    """
+
+    capacity: int = 10_000
+    schedule: str = "replace"
+    epoch_batches: int | None = None
+    planning_mode: str = "eval"
+    planner_steps: int = 100
+    planner_lr: float = 0.3
+    objective: GoalCost | ReturnObjective | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("capacity", self.capacity),
+                            ("epoch_batches", 1 if self.epoch_batches is None else self.epoch_batches)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"OnlineOptions.{name} must be an int >= 1, got {value!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"OnlineOptions.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.planning_mode not in ("eval", "train"):
+            raise ValueError(f"OnlineOptions.planning_mode must be 'eval' or 'train', got {self.planning_mode!r}")
+        if self.planner_steps < 0 or not self.planner_lr > 0:
+            raise ValueError(f"OnlineOptions needs planner_steps >= 0 and planner_lr > 0, got "
+                             f"{self.planner_steps!r} and {self.planner_lr!r}")
 
 
 class OnlineSynthesis(Transform):
@@ -43,9 +97,12 @@ class OnlineSynthesis(Transform):
     is -1. Synthetic windows go to a bounded buffer (``capacity`` windows,
     oldest out) on the data's device.
 
+    The world model is any :class:`~torchrl_gbp.models.PlanningWorldModel`;
+    planned model actions become env actions through its
+    :class:`~torchrl_gbp.models.ActionInterface` (the identity when it has none).
     The simulator is any TorchRL env whose state can be chosen at reset:
     ``env.reset(TensorDict({start_key: states, goal_key: goal_states}), set_state=True)``
-    (``goal_key=None`` sends the start states only), with the model's
+    (``reset_keys = (start_key, goal_key)``; ``goal_key=None`` sends the start states only), with the model's
     observation entries and ``state_key`` in its observations. Give an env of
     batch size ``(B,)`` for batches of ``B`` windows, or a factory
     ``num_envs -> env`` (built once per batch size). The package's tasks make
@@ -77,7 +134,7 @@ class OnlineSynthesis(Transform):
     ``Compose`` so synthetic windows get perturbed too.
 
     Planning runs with gradients enabled and the model in eval mode
-    (``planning_mode="train"``: in train mode, dropout on, as the reference
+    (``OnlineOptions(planning_mode="train")``: in train mode, dropout on, as the reference
     code plans; modes restored after); only the action sequence is
     differentiated. The model is held by reference, not as a submodule.
     Counters, the generator and the synthetic windows are in ``state_dict()``,
@@ -88,19 +145,11 @@ class OnlineSynthesis(Transform):
         env: the simulator: a TorchRL env or a factory ``num_envs -> env``.
         every: synthesise on every ``every``-th call (the first included).
         fraction: share of the batch rows replaced by synthetic windows (``"replace"``).
-        capacity: synthetic windows kept (``"replace"``).
-        schedule: ``"replace"`` or ``"append"`` (:data:`SCHEDULES`; see above).
-        epoch_batches: ``"append"``: calls per pass over the data, after which the slots start over
-            (``None``: never; each slot then holds one set).
-        planning_mode: ``"eval"`` or ``"train"``: the model's mode while the planner runs.
         planner: a planner whose ``horizon`` is ``T - num_hist``; overrides the
-            default gradient planner (and ``planner_steps``/``planner_lr``).
-        planner_steps, planner_lr: the default planner's Adam steps and rate.
-        objective: the default planner's objective; ``None``: ``GoalCost(mode="last")`` to the
-            window's last frame. A goal-free objective
-            (:class:`~torchrl_gbp.planners.ReturnObjective`) plans the predicted return instead.
+            default gradient planner (and the options' ``planner_steps``/``planner_lr``/``objective``).
+        options: the schedule, the buffer, the planning mode and the default planner (:class:`OnlineOptions`).
         seed: seeds the row choice, the synthetic-buffer sampling and the planner.
-        start_key, goal_key: the reset entries receiving the start states and the goal states.
+        reset_keys: the reset entries receiving the start states and the goal states (``None``: no goal).
         in_keys: the latent, state and action keys of the windows.
         out_keys: the flag key written.
 
@@ -112,13 +161,14 @@ class OnlineSynthesis(Transform):
         >>> task = WallTask()
         >>> data = task.generate_dataset(20, seed=0)
         >>> model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5), data)
-        >>> online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), fraction=0.5, planner_steps=5)
+        >>> online = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), fraction=0.5,
+        ...                          options=OnlineOptions(planner_steps=5))
         >>> buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=online)
         >>> batch = buffer.sample()
         >>> batch.shape, int(batch["synthetic"].sum()), len(online.synthetic_buffer), online.synthesis_rounds
         (torch.Size([8]), 4, 8, 1)
-        >>> append = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), schedule="append", every=2,
-        ...                          planner_steps=5)
+        >>> append = OnlineSynthesis(model, lambda n: task.make_env(num_envs=n), every=2,
+        ...                          options=OnlineOptions(schedule="append", planner_steps=5))
         >>> buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=append)
         >>> [(int(buffer.sample()["synthetic"].sum()), len(append.appended_batches())) for _ in range(3)]
         [(0, 1), (0, 1), (0, 1)]
@@ -126,42 +176,35 @@ class OnlineSynthesis(Transform):
         2
     """
 
-    def __init__(self, world_model: StateWorldModel, env: EnvBase | EnvFactory, *, every: int = 10,
-                 fraction: float = 0.5, capacity: int = 10_000, planner: Planner | None = None,
-                 planner_steps: int = 100, planner_lr: float = 0.3, seed: int = 0,
-                 objective: GoalCost | ReturnObjective | None = None, schedule: str = "replace",
-                 epoch_batches: int | None = None, planning_mode: str = "eval",
-                 start_key: NestedKey = "start_state", goal_key: NestedKey | None = "goal_state",
+    def __init__(self, world_model: PlanningWorldModel, env: EnvBase | EnvFactory, *, every: int = 10,
+                 fraction: float = 0.5, planner: Planner | None = None, options: OnlineOptions = OnlineOptions(),
+                 seed: int = 0, reset_keys: tuple[NestedKey, NestedKey | None] = ("start_state", "goal_state"),
                  in_keys: Sequence[NestedKey] = ("latent", "state", "action"),
                  out_keys: Sequence[NestedKey] = ("synthetic",)) -> None:
+        require(world_model, PlanningWorldModel, "OnlineSynthesis")
         if len(in_keys) != 3 or len(out_keys) != 1:
             raise ValueError(f"in_keys must be (latent, state, action) and out_keys (flag,); got "
                              f"{list(in_keys)} and {list(out_keys)}")
+        if len(reset_keys) != 2:
+            raise ValueError(f"reset_keys must be (start_key, goal_key or None), got {reset_keys!r}")
         super().__init__(in_keys=list(in_keys), out_keys=list(out_keys))
-        for name, value in (("every", every), ("capacity", capacity),
-                            ("epoch_batches", 1 if epoch_batches is None else epoch_batches)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if planning_mode not in ("eval", "train"):
-            raise ValueError(f"planning_mode must be 'eval' or 'train', got {planning_mode!r}")
-        if planner is None and (planner_steps < 0 or not planner_lr > 0):
-            raise ValueError(f"need planner_steps >= 0 and planner_lr > 0, got {planner_steps!r} and {planner_lr!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        if not isinstance(options, OnlineOptions):
+            raise TypeError(f"options must be an OnlineOptions, got {type(options).__name__}")
         if not isinstance(env, EnvBase) and not callable(env):
             raise TypeError(f"env must be a TorchRL env or a factory num_envs -> env, got {type(env).__name__}")
         object.__setattr__(self, "world_model", world_model)  # a reference, not a submodule
+        object.__setattr__(self, "action_interface", action_interface(world_model))
         self.env = env
-        self.objective = objective
         self.every = every
         self.fraction = check_fraction(fraction)
         self.planner = planner
-        self.planner_steps = planner_steps
-        self.planner_lr = float(planner_lr)
-        self.schedule, self.epoch_batches, self.planning_mode = schedule, epoch_batches, planning_mode
-        self.start_key, self.goal_key = start_key, goal_key
+        self.options = options
+        self.schedule, self.epoch_batches = options.schedule, options.epoch_batches
+        self.start_key, self.goal_key = reset_keys
         self._generator = torch.Generator().manual_seed(seed)
-        self._capacity = capacity
+        self._capacity = options.capacity
         self._synthetic = self._synthetic_storage(torch.device("cpu"))
         self._frames: int | None = None
         self._calls = 0
@@ -254,19 +297,20 @@ class OnlineSynthesis(Transform):
         state = windows.get(state_key)
         b, horizon = z.shape[0], z.shape[1] - h
         env = self._simulator_env(b)
-        with synthesis_mode(wm, train=self.planning_mode == "train"):
-            a_hist = wm.normalize_action(action[:, :h - 1])
+        interface = self.action_interface
+        with synthesis_mode(wm, train=self.options.planning_mode == "train"):
+            a_hist = interface.to_model(action[:, :h - 1].to(z.dtype))
             # the planner draws on the data's device; seed it from the transform's CPU generator
             plan_seed = int(torch.randint(2**62, (), generator=self._generator))
             plan = self._planner(horizon, env).plan(
                 z[:, :h], a_hist, z[:, -1], generator=torch.Generator(z.device).manual_seed(plan_seed)).actions
-        env_actions = wm.denormalize_action(plan).reshape(b, horizon * wm.frameskip, -1)
+        env_actions = interface.to_env(plan).reshape(b, horizon * interface.frameskip, -1)
         reset = {self.start_key: state[:, h - 1]} | ({} if self.goal_key is None else {self.goal_key: state[:, -1]})
         start = env.reset(TensorDict(reset, batch_size=env.batch_size).to(env.device), set_state=True)
         rollout = replay_actions(env, start, env_actions.to(env.device)).to(z.device)
-        simulated = rollout["next"][:, wm.frameskip - 1::wm.frameskip]
+        simulated = rollout["next"][:, interface.frameskip - 1::interface.frameskip]
         with torch.no_grad():
-            sim_latent = wm.encode_from(simulated)
+            sim_latent = encode_entries(wm, simulated)
         synthetic = TensorDict(
             {
                 latent_key: torch.cat([z[:, :h], sim_latent], dim=1),
@@ -302,11 +346,11 @@ class OnlineSynthesis(Transform):
                     f"got {self.planner.horizon}"
                 )
             return self.planner
-        objective = self.objective
+        objective = self.options.objective
         if objective is None:
-            objective = GoalCost(mode="last", proprio_dim=self.world_model.config.proprio_dim)
+            objective = GoalCost(mode="last", proprio_dim=proprio_dim(self.world_model))
         return make_planner("gd", self.world_model, horizon, objective, action_spec=env.action_spec,
-                            steps=self.planner_steps, lr=self.planner_lr)
+                            steps=self.options.planner_steps, lr=self.options.planner_lr)
 
     def _mix(self, tensordict: TensorDictBase, device: torch.device) -> TensorDictBase:
         """A copy of the batch (on ``device``) with ``round(fraction * B)`` rows replaced by synthetic windows.
