@@ -177,7 +177,8 @@ def peer_rows(task_name: str, batch: int) -> list[dict]:
     except Exception as error:  # its package needs torchvision, which does not import beside the CPU torch here
         reason = f"skipped: stable_worldmodel.solver does not import ({type(error).__name__}: {error})"
     else:
-        reason = "skipped: stable_worldmodel.solver imports, but no adapter to its Costable protocol is written yet"
+        reason = ("skipped: stable_worldmodel.solver imports, but its solvers are not timed here yet "
+                  "(torchrl_gbp.bridges.AsCostable offers the model to them)")
     print(f"  stable-worldmodel GradientSolver / CEMSolver: {reason}", flush=True)
     return [{"task": task_name, "planner": "stable-worldmodel solvers", "B": batch, "ms": None, "first_ms": None,
              "note": reason}]
@@ -331,7 +332,7 @@ def report_text(raw: dict) -> str:
         f"Command: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n{table(rows)}\n\n"
         "Median over repeated calls, after one untimed-in-the-median first call (which includes compilation "
         "for the compiled planners). Same model, horizon, samples, elites and iterations for ours and TorchRL's.\n\n"
-        f"## Targets\n\n{targets(rows)}\n\n## Where the time goes\n\n{profile_text}\n"
+        f"## Targets\n\n{targets(rows)}\n" + (f"\n## Where the time goes\n\n{profile_text}\n" if profile_text else "")
     )
 
 
