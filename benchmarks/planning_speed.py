@@ -261,7 +261,7 @@ def table(rows: list[dict]) -> str:
 
     header = ["task", "B", "planner", "ms per plan", "first call ms", "vs TorchRL CEM", "note"]
     return markdown_table(header, [
-        [r["task"], r["B"], r["planner"], "" if r["ms"] is None else f"{r['ms']:.2f}",
+        [r["task"], r["B"], r["planner"], "" if r["ms"] is None else f"{r['ms']:.1f}",
          "" if r["first_ms"] is None else f"{r['first_ms']:.1f}", reference(r), r["note"]] for r in rows])
 
 
