@@ -357,6 +357,27 @@ def test_activation_checkpointing_gives_the_same_gradient() -> None:
     torch.testing.assert_close(grads[1], grads[0])
 
 
+# ---------------------------------------------------------------- fast paths, on the CPU where they run
+def test_bf16_scoring_keeps_the_cost_in_fp32() -> None:
+    model = dinowm_model("one_frame", device=torch.device("cpu"))
+    z = torch.randn(2, 1, model.latent_dim, generator=torch.Generator().manual_seed(0))
+    inputs = (z, z.new_zeros(2, 0, model.action_dim), torch.randn(2, model.latent_dim))
+    candidates = torch.randn(2, 4, 3, model.action_dim, generator=torch.Generator().manual_seed(1))
+    full = bounded_planner("cem", model).score(*inputs, candidates)
+    bf16 = bounded_planner("cem", model, autocast_dtype=torch.bfloat16).score(*inputs, candidates)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, full, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.slow
+def test_reduce_overhead_compilation_gives_the_eager_plan_on_the_cpu() -> None:
+    model = state_model(device=torch.device("cpu"))
+    inputs = problem(model, device=torch.device("cpu"))
+    plans = [bounded_planner("gd", model, init="zeros", noise_std=0.0, compile=mode).plan(*inputs)
+             for mode in (False, "reduce-overhead")]
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------- the prepared GPU check
 def test_gpu_check_runs_at_tiny_size_on_the_cpu(tmp_path, monkeypatch) -> None:
     import importlib.util
