@@ -505,3 +505,11 @@ def test_bfloat16_autocast_scores_in_low_precision_and_returns_float32_costs(kin
     assert result.cost.dtype == torch.float32 and in_bounds(result.actions, low, high)
     trivial = full.score(z, a_hist, goal, torch.zeros(3, 1, 3, 4)).squeeze(1)
     assert (full.score(z, a_hist, goal, result.actions.unsqueeze(1)).squeeze(1) < trivial).all()
+
+
+def test_plain_adam_steps_as_torch_fused_adam_does() -> None:
+    """GD's plain Adam runs as AdamSteps (the functional fused update): the plans of torch.optim.Adam(fused=True)."""
+    z, a_hist, goal = start_and_goals(4)
+    fast = make_planner("gd", steps=30, noise_std=0.01).plan(z, a_hist, goal, generator=gen())
+    torch_adam = make_planner("gd", steps=30, noise_std=0.01, optimizer_kwargs={"fused": True})
+    assert torch.equal(torch_adam.plan(z, a_hist, goal, generator=gen()).actions, fast.actions)
