@@ -426,6 +426,9 @@ def test_compiled_reduce_overhead_bf16_and_tf32_on_cuda() -> None:
     eager = bounded_planner("gd", model, init="zeros", noise_std=0.0).plan(*inputs)
     compiled = bounded_planner("gd", model, init="zeros", noise_std=0.0, compile="reduce-overhead").plan(*inputs)
     torch.testing.assert_close(compiled.actions, eager.actions, rtol=1e-3, atol=1e-3)
+    chunked = bounded_planner("gd", model, init="zeros", noise_std=0.0, compile="reduce-overhead",
+                              memory=MemoryOptions(chunk_rows=1)).plan(*inputs)  # replays that overwrite outputs
+    torch.testing.assert_close(chunked.actions, eager.actions, rtol=1e-3, atol=1e-3)
     bf16 = bounded_planner("cem", model, autocast_dtype=torch.bfloat16).plan(*inputs)
     assert bf16.cost.dtype == torch.float32
     before = torch.backends.cuda.matmul.allow_tf32

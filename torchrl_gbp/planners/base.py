@@ -165,8 +165,10 @@ class Planner(abc.ABC):
         Evaluated in blocks of at most ``memory.chunk_rows`` rows; with ``compile`` each block runs the
         compiled :meth:`score_eager`.
         """
-        pieces = [(envs, self._score(*_rows(envs, z_hist, a_hist, z_goal), _narrow(_narrow(candidates, envs), cands, 1)))
-                  for envs, cands in self.memory.blocks(*candidates.shape[:2])]
+        blocks = list(self.memory.blocks(*candidates.shape[:2]))
+        pieces = [(envs, self._own(self._score(*_rows(envs, z_hist, a_hist, z_goal),
+                                               _narrow(_narrow(candidates, envs), cands, 1)), len(blocks)))
+                  for envs, cands in blocks]
         return _assemble(pieces)
 
     def value_and_grad(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
@@ -177,13 +179,14 @@ class Planner(abc.ABC):
         block's activations are alive at once.
         """
         costs, grads = [], []
+        blocks = list(self.memory.blocks(*candidates.shape[:2]))
         with torch.enable_grad():
-            for envs, cands in self.memory.blocks(*candidates.shape[:2]):
+            for envs, cands in blocks:
                 block = _narrow(_narrow(candidates, envs), cands, 1).detach().requires_grad_(True)
                 cost = self._score(*_rows(envs, z_hist, a_hist, z_goal), block)
                 (grad,) = torch.autograd.grad(cost.sum(), block)
-                costs.append((envs, cost.detach()))
-                grads.append((envs, grad))
+                costs.append((envs, self._own(cost.detach(), len(blocks))))
+                grads.append((envs, self._own(grad, len(blocks))))
         return _assemble(costs), _assemble(grads)
 
     def _score(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
@@ -194,6 +197,8 @@ class Planner(abc.ABC):
             mode = None if self.compile is True else self.compile
             self._compiled_score = torch.compile(self.score_eager, mode=mode)
         try:
+            if self.compile == "reduce-overhead":  # a new CUDA-graph step: earlier outputs are copied out below
+                torch.compiler.cudagraph_mark_step_begin()
             return self._compiled_score(z_hist, a_hist, z_goal, candidates)
         except Exception as error:  # a compiler or backend failure: eager gives the same numbers
             cost = self.score_eager(z_hist, a_hist, z_goal, candidates)  # re-raises the caller's own errors
@@ -201,6 +206,11 @@ class Planner(abc.ABC):
                           RuntimeWarning, stacklevel=2)
             self.compile = False
             return cost
+
+    def _own(self, block: torch.Tensor, blocks: int) -> torch.Tensor:
+        """A block's output, copied where the next block's CUDA-graph replay would overwrite it (compiled with
+        ``"reduce-overhead"``, several blocks)."""
+        return block.clone() if blocks > 1 and self.compile == "reduce-overhead" else block
 
     def score_eager(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor,
                     candidates: torch.Tensor) -> torch.Tensor:
