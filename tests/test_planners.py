@@ -426,7 +426,10 @@ def test_plateau_stops_a_converged_search_early(kind: str) -> None:
     z, a_hist, goal = start_and_goals(8, reach=0.5)
     steps = 2000 if kind == "gd" else 300  # GD-CEM's gradient stage starts from a converged CEM stage
     converged = make_planner(kind, steps=steps, iterations=200).plan(z, a_hist, goal, generator=gen())
-    planner = make_planner(kind, steps=steps, iterations=200, budget=SearchBudget(patience=5, tolerance=1e-3))
+    # Each env stops on its own plateau: Adam's overshoots stall one env's best cost for several steps,
+    # which a batch total averaged away, so the gradient planners get more patience.
+    patience = 15 if kind == "gd" else 5
+    planner = make_planner(kind, steps=steps, iterations=200, budget=SearchBudget(patience=patience, tolerance=1e-3))
     result = planner.plan(z, a_hist, goal, generator=gen())
     assert result.stop_reason == "plateau" and converged.stop_reason == "iterations"
     assert result.iterations < {"gd": 1000, "cem": 100, "mppi": 100, "icem": 150, "gd_cem": 1000}[kind]
@@ -435,8 +438,9 @@ def test_plateau_stops_a_converged_search_early(kind: str) -> None:
 
 def test_a_warm_start_at_the_optimum_plateaus_at_once() -> None:
     z, a_hist, goal = start_and_goals(8, reach=0.5)
+    # the optimum: a full search (a plateau budget stops each env on its own, some before the optimum)
+    cold = make_planner("gd", steps=500).plan(z, a_hist, goal, generator=gen())
     planner = make_planner("gd", steps=500, budget=SearchBudget(patience=3, tolerance=1e-3))
-    cold = planner.plan(z, a_hist, goal, generator=gen())
     warm = planner.plan(z, a_hist, goal, init=cold.actions, generator=gen())
     assert warm.iterations <= 4 < cold.iterations
 
@@ -501,3 +505,11 @@ def test_bfloat16_autocast_scores_in_low_precision_and_returns_float32_costs(kin
     assert result.cost.dtype == torch.float32 and in_bounds(result.actions, low, high)
     trivial = full.score(z, a_hist, goal, torch.zeros(3, 1, 3, 4)).squeeze(1)
     assert (full.score(z, a_hist, goal, result.actions.unsqueeze(1)).squeeze(1) < trivial).all()
+
+
+def test_plain_adam_steps_as_torch_fused_adam_does() -> None:
+    """GD's plain Adam runs as AdamSteps (the functional fused update): the plans of torch.optim.Adam(fused=True)."""
+    z, a_hist, goal = start_and_goals(4)
+    fast = make_planner("gd", steps=30, noise_std=0.01).plan(z, a_hist, goal, generator=gen())
+    torch_adam = make_planner("gd", steps=30, noise_std=0.01, optimizer_kwargs={"fused": True})
+    assert torch.equal(torch_adam.plan(z, a_hist, goal, generator=gen()).actions, fast.actions)

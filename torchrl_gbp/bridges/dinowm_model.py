@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from tensordict.utils import NestedKey
 from torch import nn
 from torch.nn import functional as F
@@ -370,6 +371,7 @@ class DinoWMWorldModel(LatentWorldModel):
         super().__init__(config, encoder, encoder.latent_dim, predictor, observation_keys=observation_keys,
                          goal_keys=goal_keys)
         self.latent_dynamics.action_encoder = Conv1dEmbedding(config.action_dim, config.action_embed_dim)
+        self.activation_checkpointing = False
 
     @property
     def proprio_encoder(self) -> Conv1dEmbedding:
@@ -388,6 +390,31 @@ class DinoWMWorldModel(LatentWorldModel):
             raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
         self.config.rollout = rollout
         return self
+
+    def use_activation_checkpointing(self, enabled: bool = True) -> DinoWMWorldModel:
+        """Recompute each rollout step's activations in the backward pass instead of keeping them (``enabled``);
+        returns the model.
+
+        A differentiated rollout then holds one step's activations at a time plus the ``H`` predicted frames,
+        for one more forward pass of compute (``benchmarks/results/planning_memory.md`` measures both).
+
+        Example:
+            >>> config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8, depth=1,
+            ...                       heads=2, dim_head=4, mlp_dim=16, rollout="one_frame")
+            >>> model = DinoWMWorldModel(config).use_activation_checkpointing()
+            >>> actions = torch.zeros(3, 5, 10, requires_grad=True)
+            >>> z = model.rollout(torch.zeros(3, 1, 42), torch.zeros(3, 0, 10), actions)
+            >>> z.sum().backward(); actions.grad.shape
+            torch.Size([3, 5, 10])
+        """
+        self.activation_checkpointing = enabled
+        return self
+
+    def _step(self, function, *inputs: torch.Tensor) -> torch.Tensor:
+        """``function(*inputs)``, checkpointed when activation checkpointing is on and gradients are recorded."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(function, *inputs, use_reentrant=False)
+        return function(*inputs)
 
     def set_normalization(self, *, proprio_mean: torch.Tensor, proprio_std: torch.Tensor, action_mean: torch.Tensor,
                           action_std: torch.Tensor) -> None:
@@ -436,7 +463,7 @@ class DinoWMWorldModel(LatentWorldModel):
         if self.config.rollout == "one_frame":
             z, embeddings, out = z_hist[..., -1, :], self.embed_actions(actions), []
             for t in range(actions.shape[-2]):
-                z = predictor(z.unsqueeze(-2), embeddings[..., t:t + 1, :])
+                z = self._step(predictor, z.unsqueeze(-2), embeddings[..., t:t + 1, :])
                 out.append(z)
             return torch.stack(out, dim=-2)
         if self.config.rollout == "full":  # DINO-WM's planners start from the current frame alone
@@ -447,8 +474,8 @@ class DinoWMWorldModel(LatentWorldModel):
         out = []
         for _ in range(actions.shape[-2]):
             start, end = max(0, len(frames) - h), len(frames)
-            frames.append(predictor.next_observation_tokens(torch.stack(frames[start:], dim=-3),
-                                                            embeddings[..., start:end, :]))
+            frames.append(self._step(predictor.next_observation_tokens, torch.stack(frames[start:], dim=-3),
+                                     embeddings[..., start:end, :]))
             out.append(predictor.latent(frames[-1]))
         return torch.stack(out, dim=-2)
 

@@ -10,6 +10,7 @@ from .factory import (
 )
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
+from .memory import MemoryOptions
 from .policy import MPCPolicy, PolicyStatePrimer
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 from .torchrl_baselines import as_torchrl_world_model, make_planning_env, make_torchrl_planner, reset_planning_env
@@ -18,6 +19,6 @@ __all__ = [
     "CrossEntropyPlanner", "GoalCost", "GradientPlanner", "MPCPolicy", "PathIntegralPlanner", "PLANNER_CLASSES",
     "env_action_bounds", "make_planner", "model_action_bounds", "planning_inputs",
     "PlanResult", "Planner", "PolicyStatePrimer", "RESULT_RULES", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
-    "GradientCEMPlanner", "ImprovedCEMPlanner", "coloured_noise",
+    "GradientCEMPlanner", "ImprovedCEMPlanner", "MemoryOptions", "coloured_noise",
     "as_torchrl_world_model", "make_planning_env", "make_torchrl_planner", "reset_planning_env",
 ]

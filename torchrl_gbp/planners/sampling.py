@@ -15,7 +15,9 @@ class SamplingPlanner(Planner):
 
     The plan is the best seen, as for every planner: the lowest-cost of the
     sampled candidates and the final mean (also when ``budget`` stops early);
-    with ``result="final"``, the final mean.
+    with ``result="final"``, the final mean. The loop never reads a tensor on the
+    host unless ``budget`` has a ``patience`` (then one boolean per iteration);
+    under it each env's Gaussian freezes once its own cost plateaus.
 
     Args:
         world_model: the world model (see :class:`Planner`).
@@ -100,12 +102,15 @@ class SamplingPlanner(Planner):
                 candidates = torch.cat([candidates, self.project(carried)], dim=1)
             cost = self.score(z_hist, a_hist, z_goal, candidates)
             elite_cost, index = cost.topk(self.elites, dim=1, largest=False)
-            elite = candidates.gather(1, index[..., None, None].expand(-1, -1, *shape[1:]))
-            mean, std = self.refit(elite, elite_cost)
-            std = std.clamp_min(self.min_std)
-            better = elite_cost[:, 0] < best_cost
-            best_cost = torch.where(better, elite_cost[:, 0], best_cost)
-            best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
+            elite = candidates.gather(1, index.view(*index.shape, 1, 1).expand(-1, -1, *shape[1:]))
+            new_mean, new_std = self.refit(elite, elite_cost)
+            mean, std = clock.freeze(new_mean, mean), clock.freeze(new_std.clamp_min(self.min_std), std)
+            first_cost, first = elite_cost.select(1, 0), elite.select(1, 0)
+            better = first_cost < best_cost
+            if clock.active is not None:  # envs whose cost has plateaued keep their Gaussian and best plan
+                better = better & clock.active
+            best_cost = torch.where(better, first_cost, best_cost)
+            best_actions = torch.where(better.view(-1, 1, 1), first, best_actions)
             if clock.should_stop(best_cost):
                 break
         mean = self.project(mean)
@@ -113,7 +118,7 @@ class SamplingPlanner(Planner):
         if self.result == "final":
             return PlanResult(mean, mean_cost), elite
         use_mean = mean_cost <= best_cost
-        return PlanResult(torch.where(use_mean[:, None, None], mean, best_actions),
+        return PlanResult(torch.where(use_mean.view(-1, 1, 1), mean, best_actions),
                           torch.where(use_mean, mean_cost, best_cost)), elite
 
     @abc.abstractmethod
@@ -166,7 +171,7 @@ class PathIntegralPlanner(SamplingPlanner):
     def refit(self, elite, elite_cost):
         """Exponentially weighted mean and std of the elites."""
         weights = torch.softmax(-(elite_cost - elite_cost.min(dim=1, keepdim=True).values) / self.temperature, dim=1)
-        weights = weights[..., None, None]
+        weights = weights.view(*weights.shape, 1, 1)
         mean = (weights * elite).sum(1)
         std = (weights * (elite - mean.unsqueeze(1)).pow(2)).sum(1).sqrt()
         return mean, std
@@ -190,7 +195,7 @@ def coloured_noise(shape: tuple[int, ...], beta: float, like: torch.Tensor,
     *lead, steps, dim = shape
     if steps == 1:
         return gaussian(shape, like, generator)
-    freqs = torch.fft.rfftfreq(steps, dtype=torch.float64)
+    freqs = torch.fft.rfftfreq(steps, dtype=torch.float64, device=like.device)
     freqs[0] = freqs[1]
     scale = freqs.pow(-beta / 2)
     # Each output step's variance: 4 s_k**2 / T**2 per complex term, 2 s_k**2 / T**2 for the real ones
@@ -199,10 +204,10 @@ def coloured_noise(shape: tuple[int, ...], beta: float, like: torch.Tensor,
     weights[0] = 2.0
     if steps % 2 == 0:
         weights[-1] = 2.0
-    sigma = float((weights * scale.pow(2)).sum().sqrt()) / steps
+    sigma = (weights * scale.pow(2)).sum().sqrt() / steps  # a tensor: no host read
     real = torch.randn((*lead, dim, scale.numel()), dtype=torch.float64, device=like.device, generator=generator)
     imag = torch.randn((*lead, dim, scale.numel()), dtype=torch.float64, device=like.device, generator=generator)
-    real, imag = real * scale.to(like.device), imag * scale.to(like.device)
+    real, imag = real * scale, imag * scale
     imag[..., 0] = 0.0  # a real signal: the zero (and Nyquist) frequency terms are real
     real[..., 0] *= math.sqrt(2)
     if steps % 2 == 0:
