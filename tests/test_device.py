@@ -241,9 +241,9 @@ def test_the_adversarial_attack_runs_on_meta() -> None:
 
 # ---------------------------------------------------------------- the MPC policy step on meta
 @pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="MPCPolicy's step reads the host: planners/policy.py _observe (nonzero of the envs to "
-                          "observe, boolean indexing, finite.all()) and _replan (nonzero of the envs to replan); "
-                          "see the issue-34 note for the edit")
+                   reason="by design, MPCPolicy's step reads the host a few times per env step to choose which envs "
+                          "to encode (model-step boundaries) and to plan (replanning due), so it encodes and plans "
+                          "only those: planners/policy.py _observe and _replan. Never inside a planning loop")
 def test_the_mpc_policy_step_runs_on_meta() -> None:
     model = state_model()
     policy = MPCPolicy(make_planner("gd", model, horizon=3, steps=2),
