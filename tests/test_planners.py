@@ -513,3 +513,24 @@ def test_plain_adam_steps_as_torch_fused_adam_does() -> None:
     fast = make_planner("gd", steps=30, noise_std=0.01).plan(z, a_hist, goal, generator=gen())
     torch_adam = make_planner("gd", steps=30, noise_std=0.01, optimizer_kwargs={"fused": True})
     assert torch.equal(torch_adam.plan(z, a_hist, goal, generator=gen()).actions, fast.actions)
+
+
+def test_plain_adam_steps_follow_stride_zero_gradients_as_torch_adam_does() -> None:
+    """Autograd gives a sum's gradient as a stride-0 expansion; the fused step reads it densely (it once moved each
+    batch element differently and returned a plan with another plan's cost)."""
+
+    class Sum:
+        action_dim = 2
+
+        def rollout(self, z_hist, a_hist, actions):
+            return (z_hist[..., -1:, :] + actions.sum(-2, keepdim=True)).expand(*actions.shape[:-1], 2)
+
+    z, a_hist, goal = torch.zeros(3, 1, 2), torch.zeros(3, 0, 2), torch.ones(3, 2)
+    planner = GradientPlanner(Sum(), objective=GoalCost("last"), horizon=2, steps=50, lr=0.1, noise_std=0.0,
+                              init="zeros")
+    result = planner.plan(z, a_hist, goal)
+    reference = GradientPlanner(Sum(), objective=GoalCost("last"), horizon=2, steps=50, lr=0.1, noise_std=0.0,
+                                init="zeros", optimizer=torch.optim.SGD).plan(z, a_hist, goal)
+    assert torch.allclose(result.actions[0], result.actions[1])  # identical problems, identical plans
+    torch.testing.assert_close(result.cost, planner.score(z, a_hist, goal, result.actions.unsqueeze(1)).squeeze(1))
+    assert (result.cost < 1e-3).all() and (reference.cost < 1e-3).all()

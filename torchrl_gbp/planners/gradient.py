@@ -107,7 +107,7 @@ class GradientPlanner(Planner):
                 self.callback(step, actions.detach(), cost, grad)
             self._keep_best(actions, cost, best_actions, best_cost)
             before = None if clock.active is None else actions.detach().clone()
-            actions.grad = grad
+            actions.grad = grad.contiguous()  # torch's fused Adam misreads stride-0 gradients (sums, broadcasts)
             optimizer.step()
             with torch.no_grad():
                 if self.noise_std > 0:
@@ -173,7 +173,8 @@ class AdamSteps:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of the parameter along its ``.grad``."""
-        adam_update([self.param], [self.param.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
+        """One Adam step of the parameter along its ``.grad`` (made dense first: the fused kernel misreads the
+        stride-0 gradients autograd gives for sums and broadcasts)."""
+        adam_update([self.param], [self.param.grad.contiguous()], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
                     fused=True, amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
                     weight_decay=self.weight_decay, eps=self.eps, maximize=False)
