@@ -226,9 +226,6 @@ def test_the_adversarial_ascent_core_runs_on_meta() -> None:
     assert all(g.device == META for g in grads)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="AdversarialSynthesis.attack reads self.eps.isnan().any() on the host (synthesis/"
-                          "adversarial.py, attack); see the issue-34 note for the edit")
 def test_the_adversarial_attack_runs_on_meta() -> None:
     model = state_model()
     synthesis = AdversarialSynthesis(model).to(META)
@@ -375,7 +372,10 @@ def test_reduce_overhead_compilation_gives_the_eager_plan_on_the_cpu() -> None:
     inputs = problem(model, device=torch.device("cpu"))
     plans = [bounded_planner("gd", model, init="zeros", noise_std=0.0, compile=mode).plan(*inputs)
              for mode in (False, "reduce-overhead")]
-    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-4, atol=1e-4)
+    # compiled kernels round differently from eager ones and the descent's steps amplify it (up to 1.7e-4 seen when
+    # other compiled tests ran first in the process): the same plan, to what float32 over the steps allows
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(plans[1].cost, plans[0].cost, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- the prepared GPU check

@@ -472,7 +472,7 @@ def test_the_attack_from_a_given_start_needs_measured_radii_and_matching_shapes(
     z = model.encode(batch["observation"]).detach()
     e = model.embed_actions(model.normalize_action(batch["action"])).detach()
     start = (torch.zeros_like(z), torch.zeros_like(e))
-    with pytest.raises(ValueError, match="radii are not measured"):
+    with pytest.raises(RuntimeError, match="radii are not measured"):
         synthesis.attack(z, e, start)
     synthesis(batch)
     with pytest.raises(ValueError, match=r"start must be the perturbations \(dz, de\)"):

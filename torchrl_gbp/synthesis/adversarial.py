@@ -181,13 +181,17 @@ class AdversarialSynthesis(Transform):
         self.factors = (float(options.latent_factor), float(options.proprio_factor), float(options.action_factor))
         self.generator = generator
         self.register_buffer("eps", torch.full((3,), float("nan")))
+        self._fixed_measured = False  # "fixed": the radii are measured (a host flag: no device read per batch)
 
     def get_extra_state(self) -> dict:
-        """The generator's state, saved in ``state_dict()`` beside the radii."""
-        return {"generator": None if self.generator is None else self.generator.get_state()}
+        """The generator's state and whether fixed radii are measured, saved in ``state_dict()`` beside the radii."""
+        return {"generator": None if self.generator is None else self.generator.get_state(),
+                "fixed_measured": self._fixed_measured}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the generator's state from ``load_state_dict()``."""
+        # states saved before the flag existed: fixed radii are measured where they are not NaN (read once, here)
+        self._fixed_measured = state.get("fixed_measured", not bool(self.eps.isnan().any()))
         if state["generator"] is not None:
             if self.generator is None:
                 raise ValueError("the resumed AdversarialSynthesis had a generator; give this one a generator too")
@@ -239,8 +243,9 @@ class AdversarialSynthesis(Transform):
         if len(start) != 2 or start[0].shape != z.shape or start[1].shape != e.shape:
             raise ValueError(f"start must be the perturbations (dz, de) of z {tuple(z.shape)} and e "
                              f"{tuple(e.shape)}; got shapes {[tuple(x.shape) for x in start]}")
-        if self.eps.isnan().any():
-            raise ValueError("the radii are not measured yet: run the transform on a batch or set eps")
+        # checked on the device, so a GPU never waits for it (on the CPU it raises here, a RuntimeError)
+        torch._assert_async(~self.eps.isnan().any(), "the radii are not measured yet: run the transform on a "
+                                                     "batch or set eps")
         radii = self._entry_radii(z, e)
         deltas = [x.detach() for x in start]
         targets = z[:, self.world_model.num_hist:]
@@ -256,15 +261,16 @@ class AdversarialSynthesis(Transform):
     def _measure(self, z: torch.Tensor, e: torch.Tensor) -> None:
         """Set :attr:`eps` from the batch (adaptive radii, or fixed ones not measured yet)."""
         statistic = self.options.radius_statistic
-        if not (self.options.radius == "adaptive" or self.eps.isnan().any()):
+        if self.options.radius == "fixed" and self._fixed_measured:
             return
         d, p = z.shape[-1], proprio_dim(self.world_model)
         if statistic == "per_window":
             z = z[:, :-1]  # the input frames: the last frame of a window is only a target
         proprio_copies, action_copies = getattr(self.world_model, "token_copies", (1, 1))
         slices = ((z[..., :d - p], 1), (z[..., d - p:], proprio_copies), (e, action_copies))
-        stds = torch.stack([_std(x, statistic, copies) for x, copies in slices])
-        self.eps = stds * torch.tensor(self.factors, dtype=stds.dtype, device=stds.device)
+        self.eps = torch.stack([_std(x, statistic, copies) * factor
+                                for (x, copies), factor in zip(slices, self.factors)])
+        self._fixed_measured = True
 
     def _entry_radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-entry radii of the latent ``(D,)`` and of the action embedding ``(E,)``."""
