@@ -486,9 +486,29 @@ def evaluate_mpc_budget(policy: MPCPolicy, task: Task, pairs: TensorDict, budget
     rollout, wall = evaluation_rollout(policy, run_task, episodes=pairs.shape[0], max_steps=steps, pairs=pairs)
     if budget.unit == "mpc_iterations":
         first = episode_metrics(rollout, policy.info_key, check_every)["episodes"]["first_success_step"]
-        if all(step is not None for step in first):  # the loop stops at the end of the block where the last succeeded
-            steps = min(steps, -(-max(first) // block) * block)
-            rollout = rollout[..., :steps]
+        steps = reference_loop_env_steps(first, block, steps)
+        rollout = rollout[..., :steps]
     metrics = episode_metrics(rollout, policy.info_key, check_every)
     return {**metrics, "wall_seconds": wall, "budget_unit": budget.label(), "mpc_iterations": -(-steps // block),
             "episode_env_steps": steps}
+
+
+
+def reference_loop_env_steps(first_success_step: list[int | None], block: int, limit: int) -> int:
+    """Env steps the reference code's MPC loop runs: it stops at the end of the first block (``block`` env steps
+    per iteration) by which every episode has succeeded, else at ``limit`` (the cap or the safety limit).
+
+    ``first_success_step`` holds each episode's first env step (from 1) at which the success test held where it
+    was checked (:func:`~torchrl_gbp.evaluate.episode_metrics`), ``None`` where it never did.
+
+    Example:
+        >>> reference_loop_env_steps([5, 15], block=5, limit=50)  # the last episode succeeded in the 3rd block
+        15
+        >>> reference_loop_env_steps([5, None], block=5, limit=50)  # one never did: the cap
+        50
+        >>> reference_loop_env_steps([3], block=5, limit=50)  # checked at every step: the block of step 3 ends at 5
+        5
+    """
+    if any(step is None for step in first_success_step):
+        return limit
+    return min(limit, -(-max(first_success_step) // block) * block)
