@@ -10,7 +10,8 @@ budget sweeps' reports from ``benchmarks/results/sweeps/*.json``
 (``benchmarks/success_vs_time.py``) and the pixel speed tables from
 ``benchmarks/results/raw_pixel_speed_*.json`` (``benchmarks/pixel_speed.py``) and the planning
 speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
-(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``); where the script has a
+(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``), the time-per-episode report and the MPC budget
+sweeps' reports (``benchmarks/time_per_episode.py``, ``benchmarks/mpc_budget.py``); where the script has a
 ``readme_block(raw)`` and README a block named after the report's file (for example
 ``table:planning_speed``), that block too.
 It writes the docs' results pages too, ``docs/results/<name>.md``: the prose
@@ -69,6 +70,7 @@ REPORTS = (
     ("raw_planning_speed*.json", "planning_speed", lambda path, raw: RESULTS / raw["out"]),
     ("raw_soak.json", "soak", lambda path, raw: RESULTS / "soak.md"),
     ("raw_time_per_episode.json", "time_per_episode", lambda path, raw: RESULTS / "time_per_episode.md"),
+    ("raw_mpc_budget_*.json", "mpc_budget", lambda path, raw: RESULTS / f"mpc_budget_{raw['task']}.md"),
 )
 
 

@@ -504,3 +504,18 @@ def test_a_capped_run_is_the_first_iterations_of_a_longer_one_in_either_unit(mod
     assert runs["cap 4"]["episodes"]["first_success_step"] == runs["20 env steps"]["episodes"]["first_success_step"]
     by_two = [step is not None and step <= 10 for step in runs["20 env steps"]["episodes"]["first_success_step"]]
     assert runs["cap 2"]["episodes"]["sticky_success"] == by_two
+
+
+def test_reproduce_keeps_another_budget_apart_and_the_command_line_maps_onto_the_budget(tmp_path, capsys) -> None:
+    from torchrl_gbp.experiments.cli import build_parser
+    from torchrl_gbp.experiments.reproduce import budget_tag, reproduce
+
+    capped = MPCBudget(unit="mpc_iterations", max_iterations=10)
+    assert budget_tag(MPCBudget()) == "" and budget_tag(capped) == "mpc_iterations_cap_10_"
+    with pytest.raises(ValueError, match="needs protocol='paper'"):
+        reproduce("wall", tmp_path, quick=True, budget=capped)
+    args = build_parser().parse_args(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations",
+                                      "--max-iterations", "none", "--safety-env-steps", "500"])
+    assert (args.budget_unit, args.max_iterations, args.safety_env_steps) == ("mpc_iterations", None, 500)
+    assert main(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations", "--out", str(tmp_path)]) == 2
+    assert "safety_env_steps" in capsys.readouterr().err  # no cap and no safety limit: refused before anything runs
