@@ -10,7 +10,8 @@ budget sweeps' reports from ``benchmarks/results/sweeps/*.json``
 (``benchmarks/success_vs_time.py``) and the pixel speed tables from
 ``benchmarks/results/raw_pixel_speed_*.json`` (``benchmarks/pixel_speed.py``) and the planning
 speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
-(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``); where the script has a
+(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``), the time-per-episode report and the MPC budget
+sweeps' reports (``benchmarks/time_per_episode.py``, ``benchmarks/mpc_budget.py``); where the script has a
 ``readme_block(raw)`` and README a block named after the report's file (for example
 ``table:planning_speed``), that block too.
 It writes the docs' results pages too, ``docs/results/<name>.md``: the prose
@@ -71,6 +72,7 @@ REPORTS = (
     ("raw_time_per_episode.json", "time_per_episode", lambda path, raw: RESULTS / "time_per_episode.md"),
     ("raw_pixel_rollout_memory.json", "pixel_rollout_memory", lambda path, raw: RESULTS / "pixel_rollout_memory.md"),
     ("raw_mpc_step.json", "mpc_step", lambda path, raw: RESULTS / "mpc_step.md"),
+    ("raw_mpc_budget_*.json", "mpc_budget", lambda path, raw: RESULTS / f"mpc_budget_{raw['task']}.md"),
 )
 
 
@@ -179,6 +181,7 @@ def _benchmark_module(name: str):
         sys.path.append(str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -9,18 +9,21 @@ import torch
 from tensordict import TensorDict
 
 from torchrl_gbp.data import make_window_buffer
-from torchrl_gbp.evaluate import episode_metrics, evaluate
+from torchrl_gbp.evaluate import episode_metrics, evaluate, evaluation_pairs
 from torchrl_gbp.experiments import pipeline
 from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, model_config
 from torchrl_gbp.experiments.protocol import (
     OUR_CHOICES,
     OUR_FINETUNING_CHOICES,
+    MPCBudget,
     PaperSettings,
+    evaluate_mpc_budget,
     evaluate_open_loop,
     evaluate_paper_cell,
     paper_planner,
     paper_settings,
+    reference_loop_env_steps,
     segment_pairs,
 )
 from torchrl_gbp.experiments.recipes import recipe_for
@@ -33,8 +36,8 @@ from torchrl_gbp.experiments.reporting import (
     tables_from_raw,
 )
 from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
-from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, make_planner
+from torchrl_gbp.models import StateWorldModel, WorldModelConfig, load_checkpoint
+from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, MPCPolicy, make_planner
 from torchrl_gbp.synthesis import make_synthesis
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -408,9 +411,111 @@ def test_choices_a_run_did_not_record_were_ours() -> None:
                "bounds": "none"}
     note = protocol_choices_note([{"protocol_choices": earlier}])
     assert "finetuning=ours" in note and "online_schedule=replace" in note  # unrecorded: finetuned our way
+    assert "budget_unit=env_steps" in note  # unrecorded: our budget, env steps per episode
     ours_recorded = {**earlier, "online_schedule": "replace", "finetuning": "ours"}
     both = protocol_choices_note([{"protocol_choices": earlier}, {"protocol_choices": ours_recorded}])
     assert "finetuning=ours" in both and "online_schedule=replace" in both
     with pytest.raises(ValueError, match="mix protocol choices"):
         protocol_choices_note([{"protocol_choices": earlier},
                                {"protocol_choices": {**ours_recorded, "finetuning": "reference"}}])
+
+
+# ------------------------------------------------ the MPC budget: env steps (ours) or MPC iterations (reference)
+def _still_policy(n_taken_actions: int = 1) -> MPCPolicy:
+    """An MPC policy that never moves: zero plans, no search (the agent stays where it starts)."""
+    model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
+    planner = GradientPlanner(model, horizon=5, steps=0, init="zeros", noise_std=0.0)
+    return MPCPolicy(planner, TASK.action_spec, n_taken_actions=n_taken_actions)
+
+
+def _pairs(solved: int, episodes: int = 4):
+    """Evaluation pairs whose first ``solved`` episodes start at their goal; the others cannot succeed standing."""
+    pairs = evaluation_pairs(TASK, episodes, seed=0)
+    pairs["goal_state"][:solved] = pairs["start_state"][:solved]
+    assert not TASK.success(pairs["start_state"][solved:], pairs["goal_state"][solved:]).any()
+    return pairs
+
+
+def test_the_iteration_budget_runs_the_cap_in_planning_calls_of_one_executed_block_each() -> None:
+    budget = MPCBudget(unit="mpc_iterations", max_iterations=3)
+    gd = evaluate_mpc_budget(_still_policy(1), TASK, _pairs(solved=2), budget, block=5)
+    assert (gd["mpc_iterations"], gd["planning_calls"], gd["episode_env_steps"]) == (3, 3, 15)
+    assert gd["episodes"]["sticky_success"] == [True, True, False, False] and gd["budget_unit"] == "mpc_iterations:cap=3"
+    assert gd["episodes"]["first_success_step"] == [5, 5, None, None]  # checked at the end of each block
+    # CEM executes 5 model steps per call: the same cap is 5x the env steps, past the task's 50-step episode
+    cem = evaluate_mpc_budget(_still_policy(5), TASK, _pairs(solved=2), budget, block=25)
+    assert (cem["mpc_iterations"], cem["planning_calls"], cem["episode_env_steps"]) == (3, 3, 75)
+    with pytest.raises(ValueError, match="max_iterations must be a positive int"):
+        MPCBudget(unit="mpc_iterations", max_iterations=0)
+
+
+def test_the_iteration_loop_stops_once_every_episode_succeeded_and_env_steps_do_not() -> None:
+    budget = MPCBudget(unit="mpc_iterations", max_iterations=3)
+    solved = evaluate_mpc_budget(_still_policy(1), TASK, _pairs(solved=4), budget, block=5)
+    assert (solved["mpc_iterations"], solved["planning_calls"], solved["episode_env_steps"]) == (1, 1, 5)
+    assert solved["sticky_success_rate"] == 1.0
+    ours = evaluate_mpc_budget(_still_policy(1), TASK, _pairs(solved=4), MPCBudget(env_steps=15), block=5)
+    assert (ours["mpc_iterations"], ours["planning_calls"], ours["budget_unit"]) == (3, 3, "env_steps=15")
+
+
+def test_the_loop_counts_success_at_block_ends_only() -> None:
+    success = torch.zeros(2, 15, 1, dtype=torch.bool)
+    success[0, 2] = True   # held between two checks only: not a success at block ends
+    success[1, 9] = True   # held at the end of the second block of 5
+    rollout = TensorDict({"next": {"success": success, "distance": torch.ones(2, 15, 1)}}, [2, 15])
+    first = episode_metrics(rollout, check_every=5)["episodes"]["first_success_step"]
+    assert first == [None, 10]
+    assert reference_loop_env_steps(first, block=5, limit=15) == 15  # one never succeeded: the cap
+    assert reference_loop_env_steps([5, 10], block=5, limit=15) == 10  # both by the second block: it stops there
+    # checked at every env step (our sticky rule), the loop still stops at the end of a block
+    assert episode_metrics(rollout)["episodes"]["first_success_step"] == [3, 10]
+    assert reference_loop_env_steps([3, 10], block=5, limit=15) == 10
+
+
+def test_no_cap_needs_a_safety_limit_in_env_steps_which_bounds_the_episode_and_is_recorded() -> None:
+    with pytest.raises(ValueError, match="safety_env_steps"):
+        MPCBudget(unit="mpc_iterations")
+    with pytest.raises(ValueError, match="belongs to unit='env_steps'"):
+        MPCBudget(unit="mpc_iterations", max_iterations=3, env_steps=50)
+    with pytest.raises(ValueError, match="budget_unit|unit must be one of"):
+        MPCBudget(unit="seconds")
+    budget = MPCBudget(unit="mpc_iterations", safety_env_steps=12)
+    metrics = evaluate_mpc_budget(_still_policy(1), TASK, _pairs(solved=1), budget, block=5)
+    assert (metrics["mpc_iterations"], metrics["episode_env_steps"]) == (2, 10)  # whole blocks within 12 env steps
+    assert metrics["budget_unit"] == "mpc_iterations:no_cap;safety=12_env_steps"
+    settings = replace(PaperSettings(), budget=budget)
+    assert settings.choices()["budget_unit"] == budget.label()
+    note = protocol_choices_note([{"protocol_choices": settings.choices()}])
+    assert "budget_unit=mpc_iterations:no_cap;safety=12_env_steps" in note
+    with pytest.raises(TypeError, match="MPCBudget"):
+        PaperSettings(budget="mpc_iterations")
+
+
+def test_a_capped_run_is_the_first_iterations_of_a_longer_one_in_either_unit(model) -> None:
+    settings = replace(paper_settings("wall", quick=True), mpc_gradient={"steps": 3, "lr": 0.2, "noise_std": 0.003})
+    pairs = segment_pairs(TASK, 4, seed=1)
+    runs = {label: evaluate_paper_cell(model, TASK, "adam", "mpc", pairs, replace(settings, budget=budget))
+            for label, budget in (("cap 2", MPCBudget(unit="mpc_iterations", max_iterations=2)),
+                                  ("cap 4", MPCBudget(unit="mpc_iterations", max_iterations=4)),
+                                  ("20 env steps", MPCBudget(env_steps=20)))}
+    assert runs["cap 4"]["protocol_choices"]["budget_unit"] == "mpc_iterations:cap=4"
+    assert runs["20 env steps"]["planning_calls"] == 4 and runs["20 env steps"]["episode_env_steps"] == 20
+    # the same episodes, read in either unit (GD executes 5 env steps per iteration)
+    assert runs["cap 4"]["episodes"]["first_success_step"] == runs["20 env steps"]["episodes"]["first_success_step"]
+    by_two = [step is not None and step <= 10 for step in runs["20 env steps"]["episodes"]["first_success_step"]]
+    assert runs["cap 2"]["episodes"]["sticky_success"] == by_two
+
+
+def test_reproduce_keeps_another_budget_apart_and_the_command_line_maps_onto_the_budget(tmp_path, capsys) -> None:
+    from torchrl_gbp.experiments.cli import build_parser
+    from torchrl_gbp.experiments.reproduce import budget_tag, reproduce
+
+    capped = MPCBudget(unit="mpc_iterations", max_iterations=10)
+    assert budget_tag(MPCBudget()) == "" and budget_tag(capped) == "mpc_iterations_cap_10_"
+    with pytest.raises(ValueError, match="needs protocol='paper'"):
+        reproduce("wall", tmp_path, quick=True, budget=capped)
+    args = build_parser().parse_args(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations",
+                                      "--max-iterations", "none", "--safety-env-steps", "500"])
+    assert (args.budget_unit, args.max_iterations, args.safety_env_steps) == ("mpc_iterations", None, 500)
+    assert main(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations", "--out", str(tmp_path)]) == 2
+    assert "safety_env_steps" in capsys.readouterr().err  # no cap and no safety limit: refused before anything runs

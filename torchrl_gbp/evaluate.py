@@ -41,9 +41,12 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner", check_ev
     ``planning_seconds_total`` (all planning calls of the batched episodes),
     ``planning_calls`` (how many batched calls that was) and
     ``episodes``: the raw per-episode ``success``, ``sticky_success`` and
-    ``final_distance`` lists the rates are computed from, and
+    ``final_distance`` lists the rates are computed from,
+    ``first_success_step`` (the env step, counted from 1, of the first check
+    the test held at; ``None`` where it never did) and
     ``solved_at_start`` (the test already held on the reset state) where the
-    rollout holds the reset's ``"success"``.
+    rollout holds the reset's ``"success"``. With a policy's planning seconds
+    it also returns ``planning_call_seconds``, each batched call's in order.
 
     Example:
         >>> from torchrl_gbp.tasks import WallTask
@@ -51,6 +54,8 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner", check_ev
         >>> metrics = episode_metrics(rollout)
         >>> metrics["success_rate"] <= metrics["sticky_success_rate"]
         True
+        >>> len(metrics["episodes"]["first_success_step"])
+        3
     """
     keys = rollout.keys(True)
     returns = ("next", "reward") in keys and ("next", "done") in keys
@@ -70,12 +75,16 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner", check_ev
     if goal_keys[0] in keys:
         success = episodes["next", "success"].reshape(episodes.shape[0], steps)
         distance = episodes["next", "distance"].reshape(episodes.shape[0], steps)
-        sticky = success[:, check_positive_int("check_every", check_every) - 1::check_every].any(-1)
+        checked = success[:, check_positive_int("check_every", check_every) - 1::check_every]
+        sticky = checked.any(-1)
+        first = (checked.long().argmax(-1) + 1) * check_every  # the env step (1-based) of the first check held
         metrics.update(success_rate=float(success[:, -1].float().mean()),
                        sticky_success_rate=float(sticky.float().mean()),
                        final_distance=float(distance[:, -1].mean()))
         metrics["episodes"].update(success=success[:, -1].tolist(), sticky_success=sticky.tolist(),
-                                   final_distance=distance[:, -1].tolist())
+                                   final_distance=distance[:, -1].tolist(),
+                                   first_success_step=[int(step) if held else None
+                                                       for step, held in zip(first, sticky)])
         if "success" in keys:  # the start state's test, from the reset (sticky success counts steps after it)
             metrics["episodes"]["solved_at_start"] = episodes["success"][:, 0].reshape(-1).tolist()
     if returns:
@@ -95,6 +104,7 @@ def episode_metrics(rollout: TensorDictBase, info_key: str = "planner", check_ev
             metrics["planning_seconds_per_step"] = float(per_call.sum()) / steps
             metrics["planning_seconds_total"] = float(per_call.sum())
             metrics["planning_calls"] = per_call.numel()
+            metrics["planning_call_seconds"] = per_call.tolist()
     return metrics
 
 

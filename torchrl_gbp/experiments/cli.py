@@ -16,7 +16,7 @@ from ..train import LOGGERS
 from ..video import check_video_target
 from . import pipeline
 from .diagnostics import diagnose
-from .protocol import PROTOCOLS
+from .protocol import BUDGET_UNITS, PROTOCOLS, MPCBudget
 from .reproduce import BACKENDS, reproduce
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -64,6 +64,16 @@ def _named_path(text: str) -> tuple[str, str]:
     if not (sep and name and path):
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
     return name, path
+
+
+def _cap(text: str) -> int | None:
+    """``--max-iterations``: a positive int, or ``none`` for no cap."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MPC iterations or none, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "the paper's budgets and goals, and the reference code's choices where they differ from "
                         "ours: its cost, success rule, final plans and unclipped planners, and its finetuning: online "
                         "synthetic sets appended as extra optimiser steps, AdamW at its rates with dropout 0.1)")
+    p.add_argument("--budget-unit", choices=BUDGET_UNITS, default="env_steps",
+                   help="with --protocol paper: what the MPC budget counts (protocol.MPCBudget.unit): env steps per "
+                        "episode, the same for every planner (ours, default), or MPC iterations, each a planning call "
+                        "and its executed block, until every episode has succeeded or the cap (the reference code's)")
+    p.add_argument("--env-steps", type=int, default=None,
+                   help="with --budget-unit env_steps: env steps per episode (default: the task's episode)")
+    p.add_argument("--max-iterations", type=_cap, default=None, metavar="N|none",
+                   help="with --budget-unit mpc_iterations: the cap (none: no cap, as the reference's released "
+                        "configs; then --safety-env-steps is required)")
+    p.add_argument("--safety-env-steps", type=int, default=None,
+                   help="with --budget-unit mpc_iterations: a limit in env steps per episode, recorded with the results")
     p.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
                    help="TorchRL logger for training and finetuning under <out>/<task>/logs: csv (default), "
                         "tensorboard or wandb (offline; the pip extra of that name)")
@@ -268,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
                               logger=args.logger, finetuning=args.finetuning, online_schedule=args.online_schedule)
             print(f"checkpoint written to {args.out}")
         elif args.command == "reproduce":
+            budget = MPCBudget(unit=args.budget_unit, env_steps=args.env_steps, max_iterations=args.max_iterations,
+                               safety_env_steps=args.safety_env_steps)
             if args.dinowm_checkpoint is not None:
+                if budget != MPCBudget():
+                    raise ValueError(f"--dinowm-checkpoint runs keep our MPC budget; got {budget.label()!r}")
                 if args.dataset is None or args.dinov2 is None:
                     raise ValueError("--dinowm-checkpoint needs --dataset (DINO-WM's dataset folder) and --dinov2 "
                                      "(a local DINOv2 folder)")
@@ -284,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                                    planners=tuple(args.planners), methods=tuple(args.methods),
                                    backend=args.backend, workers=args.workers, ray_address=args.ray_address,
                                    verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
-                                   logger=args.logger, seeds=args.seeds)
+                                   logger=args.logger, seeds=args.seeds, budget=budget)
             print(result["table"])
             print(result["note"])
             print(result["claims"])

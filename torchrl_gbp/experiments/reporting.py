@@ -346,8 +346,9 @@ def tables_from_raw(folder: str | os.PathLike,
 # The choices runs made before the paper protocol recorded them (and before it followed the reference code).
 EARLIER_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best",
                    "bounds": "project"}
-# Choices recorded since a later version (how the models were finetuned): runs that lack them used ours.
-UNRECORDED_CHOICES = {"online_schedule": "replace", "finetuning": "ours"}
+# Choices recorded since a later version (how the models were finetuned; what the MPC budget counts): runs that
+# lack them used ours.
+UNRECORDED_CHOICES = {"online_schedule": "replace", "finetuning": "ours", "budget_unit": "env_steps"}
 
 
 def paper_success_key(runs: list[dict]) -> str:
@@ -369,18 +370,20 @@ def protocol_choices_note(runs: list[dict]) -> str:
 
     Runs that recorded no choices made :data:`EARLIER_CHOICES`; a choice
     added later that a run lacks (:data:`UNRECORDED_CHOICES`, how the models
-    were finetuned) was ours, and is named as ours.
+    were finetuned and what the MPC budget counts) was ours, and is named as ours.
 
     Example:
         >>> earlier = {"objective_frames": "with_start", "success_rule": "reference", "result_rule": "final",
         ...            "bounds": "none"}
         >>> protocol_choices_note([{"protocol_choices": earlier}])  # doctest: +NORMALIZE_WHITESPACE
-        'Protocol choices: bounds=none, finetuning=ours, objective_frames=with_start, online_schedule=replace,
-        result_rule=final, success_rule=reference.'
+        'Protocol choices: bounds=none, budget_unit=env_steps, finetuning=ours, objective_frames=with_start,
+        online_schedule=replace, result_rule=final, success_rule=reference.'
         >>> protocol_choices_note([{"protocol_choices": {**earlier, "online_schedule": "append",
-        ...                                              "finetuning": "reference"}}])  # doctest: +NORMALIZE_WHITESPACE
-        'Protocol choices: bounds=none, finetuning=reference, objective_frames=with_start, online_schedule=append,
-        result_rule=final, success_rule=reference.'
+        ...                                              "finetuning": "reference",
+        ...                                              "budget_unit": "mpc_iterations:cap=10"}}]
+        ...                       )  # doctest: +NORMALIZE_WHITESPACE
+        'Protocol choices: bounds=none, budget_unit=mpc_iterations:cap=10, finetuning=reference,
+        objective_frames=with_start, online_schedule=append, result_rule=final, success_rule=reference.'
     """
     recorded = [r.get("protocol_choices") for r in runs]
     choices = {tuple(sorted({**UNRECORDED_CHOICES, **(made or EARLIER_CHOICES)}.items())) for made in recorded}

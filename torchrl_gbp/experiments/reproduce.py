@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import replace
@@ -28,10 +29,12 @@ from ..train import make_logger
 from .pipeline import COMPARED_PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
 from .protocol import (
     MODES,
+    OUR_BUDGET,
     OUR_FINETUNING_CHOICES,
     PAPER_PLANNERS,
     PAPER_TABLE1,
     PROTOCOLS,
+    MPCBudget,
     PaperSettings,
     evaluate_paper_cell,
     paper_settings,
@@ -84,6 +87,8 @@ def run_unit(job: dict) -> list[dict]:
     # a DINO-WM run plans with the paper's sampling budget, not the budget of our small CPU pixel models
     settings_obs = "state" if dinowm is not None else job["obs"]
     settings = paper_settings(job["task"], job["quick"], settings_obs) if job["protocol"] == "paper" else None
+    if settings is not None:
+        settings = replace(settings, budget=job.get("budget", OUR_BUDGET))
     task_obs = "state" if dinowm is not None else job["obs"]
     task = make_task(job["task"], obs=task_obs, **({} if settings is None else settings.task_options(job["task"])))
     device = None if dinowm is None else dinowm["device"]
@@ -261,7 +266,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
               progress: bool = True, backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
               protocol: str = "ours", obs: str = "state", logger: str = "csv",
-              seeds: tuple[int, ...] | None = None) -> dict:
+              seeds: tuple[int, ...] | None = None, budget: MPCBudget = OUR_BUDGET) -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
     The dataset and the base model are made once (``seed``). For each seed of
@@ -286,6 +291,9 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     finetuned models too where the paper protocol finetunes as ours does (:func:`finetuned_checkpoint`)). ``obs="pixels"``: the same job on the task's pixels with pixel world models
     (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``. ``seeds``
     replaces the recipe's evaluation and finetuning seeds (a run within a time budget: say so where it is reported).
+    ``budget`` (the paper protocol only): what its MPC budget counts (:class:`~torchrl_gbp.experiments.protocol.MPCBudget`;
+    by default ours, the task's episode in env steps); another budget's units and table are kept apart from the
+    default's (``units/paper_<budget>_<method>_seed<k>.json``, ``results_paper_<budget>.md``, :func:`budget_tag`).
     Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
     :func:`~torchrl_gbp.train.make_logger`).
 
@@ -305,6 +313,8 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if budget != OUR_BUDGET and protocol != "paper":
+        raise ValueError(f"budget={budget.label()!r} needs protocol='paper' (ours runs the recipe's episode)")
     start = time.perf_counter()
     recipe = recipe_for(task_name, quick, obs=obs)
     if seeds is not None:
@@ -325,24 +335,27 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
                          progress=progress, resume=True)
     finally:
         log.close()
+    tag = budget_tag(budget)
     jobs = [{"task": task_name, "obs": obs, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
              "log_dir": root / "logs", "logger": logger, "method": method, "seed": run_seed, "planners": tuple(planners),
              "checkpoint": None if method == "base" else finetuned_checkpoint(root, method, run_seed, settings),
-             "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
+             "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{tag}{method}_seed{run_seed}.json",
              "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
-                             "protocol": protocol,
+                             "protocol": protocol, **({} if budget == OUR_BUDGET else {"budget": budget.label()}),
                              **({} if settings is None or method == "base"
                                 else {"finetuning_choices": settings.finetune_options()})},
-             "protocol": protocol,
+             "protocol": protocol, "budget": budget,
              "progress": progress, "threads": None, "verbose": verbose}
             for run_seed in recipe.seeds for method in ("base", *methods)]
     runs, kept = run_jobs(jobs, backend, workers, ray_address, progress)
-    summary = summarize_runs(runs, root, task_name, protocol)
+    summary = summarize_runs(runs, root, task_name, protocol, tag)
     seconds = time.perf_counter() - start
     side_by_side = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
     where = "serially" if backend == "serial" else f"on Ray ({side_by_side} workers)"
     note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
-            f"one dataset and base model (seed {seed}); {protocol} protocol; {seconds:.0f} s total, units run {where}")
+            f"one dataset and base model (seed {seed}); {protocol} protocol"
+            f"{'' if budget == OUR_BUDGET else f', MPC budget {budget.label()}'}; {seconds:.0f} s total, "
+            f"units run {where}")
     atomic_write_text(summary["table_path"], f"{summary['table']}\n\n{note}\n\n{summary['claims']}\n")
     return {"rows": summary["rows"], "runs": runs, "table": summary["table"], "note": note,
             "claims": summary["claims"], "seconds": seconds, "kept": kept,
@@ -368,10 +381,11 @@ def run_jobs(jobs: list[dict], backend: str = "serial", workers: int | None = No
     return [run for i in range(len(jobs)) for run in (kept[i] if i in kept else next(done))], len(kept)
 
 
-def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str) -> dict:
+def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str, tag: str = "") -> dict:
     """The table, claims and success-vs-seconds plot of a run's rows (``ours``: MPC per planner; ``paper``:
     Table 1 beside the paper's numbers); the plot is written into ``root``. Returns ``rows``, ``table``,
-    ``claims``, ``plot`` and ``table_path`` (``results.md`` or ``results_paper.md`` in ``root``, not written).
+    ``claims``, ``plot`` and ``table_path`` (``results.md`` or ``results_paper.md`` in ``root``, not written;
+    ``tag``, a budget's :func:`budget_tag`, goes into the paper protocol's file names: ``results_paper_<tag>.md``).
 
     Example:
         >>> import tempfile
@@ -382,7 +396,7 @@ def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str) 
         >>> summary["table_path"].name, summary["plot"].is_file()
         ('results.md', True)
     """
-    suffix = "" if protocol == "ours" else "_paper"
+    suffix = "" if protocol == "ours" else f"_paper{'_' + tag.rstrip('_') if tag else ''}"
     if protocol == "paper":
         rows = summarize(runs, by=("model", "mode", "planner"), success=paper_success_key(runs))
         table = f"{format_paper_table(rows, PAPER_TABLE1.get(task_name))}\n\n{protocol_choices_note(runs)}"
@@ -396,6 +410,17 @@ def summarize_runs(runs: list[dict], root: Path, task_name: str, protocol: str) 
     plot = plot_success_vs_seconds(points, root / f"success_vs_seconds{suffix}.png",
                                    f"{task_name}: success vs planning time ({protocol} protocol)")
     return {"rows": rows, "table": table, "claims": claims, "plot": plot, "table_path": root / f"results{suffix}.md"}
+
+
+def budget_tag(budget: MPCBudget) -> str:
+    """The prefix that keeps a budget's unit files apart from the default budget's: ``""`` for ours, else its
+    :meth:`~torchrl_gbp.experiments.protocol.MPCBudget.label` in file-name characters, then ``_``.
+
+    Example:
+        >>> budget_tag(OUR_BUDGET), budget_tag(MPCBudget(unit="mpc_iterations", max_iterations=10))
+        ('', 'mpc_iterations_cap_10_')
+    """
+    return "" if budget == OUR_BUDGET else re.sub(r"\W+", "_", budget.label()) + "_"
 
 
 def claim_run_folder(root: Path, fingerprint: dict, fresh: bool, cleared: tuple[str, ...]) -> None:
