@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from checkouts import labelled_main
 
+from torchrl_gbp.experiments.reporting import markdown_table
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RAW = RESULTS / "raw_mpc_step.json"
 TABLE = RESULTS / "mpc_step.md"
@@ -88,13 +90,11 @@ def report_text(raw: dict) -> str:
                 cells.append(f"{seconds * 1e3:.2f} ms ({ratio:.2f}x)")
         rows.append(cells)
     some = next(iter(raw.values()))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     note = (f"One `MPCPolicy` call on {some['envs']} Wall envs (GD, {some['gd_steps']} Adam steps when it replans; "
             f"median of {len(some['steps']['state']['replan']['all_seconds'])} calls; ratio to the first label). "
             "Written by `benchmarks/mpc_step.py` from `raw_mpc_step.json`; the labels were measured back to back with "
             "the same command on the same machine (threads and CPU in the raw file).")
-    return "# The MPC step: this library beside another checkout's\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+    return "# The MPC step: this library beside another checkout's\n\n" + markdown_table(header, rows) + f"\n\n{note}\n"
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from checkouts import labelled_main
 
+from torchrl_gbp.experiments.reporting import markdown_table
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RAW = RESULTS / "raw_pixel_rollout_memory.json"
 TABLE = RESULTS / "pixel_rollout_memory.md"
@@ -130,11 +132,9 @@ def report_text(raw: dict) -> str:
                      f"{g['seconds']:.2f} s ({g['envs']} envs, {g['gd_steps']} Adam steps, median of "
                      f"{len(g['all_seconds'])})",
                      f"{g['seconds'] / first['gd_step']['seconds']:.2f}"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     note = ("Written by `benchmarks/pixel_rollout_memory.py` from `raw_pixel_rollout_memory.json`; each label was "
             "measured with the same command on the same machine (threads and CPU in the raw file).")
-    return "# Pixel MPC rollouts: memory per env step and the GD MPC step\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+    return "# Pixel MPC rollouts: memory per env step and the GD MPC step\n\n" + markdown_table(header, rows) + f"\n\n{note}\n"
 
 
 def main() -> None:
