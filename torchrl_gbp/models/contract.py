@@ -31,7 +31,7 @@ The guide ``docs/guides/world_models.md`` ("Bring your own world model") walks t
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -315,9 +315,10 @@ def proprio_dim(model: object) -> int:
     return int(getattr(model, "proprio_dim", 0) or 0)
 
 
-def encode_entries(model: PlanningWorldModel, tensordict: TensorDictBase,
+def encode_entries(model: PlanningWorldModel, entries: TensorDictBase | Mapping,
                    keys: Sequence[NestedKey] | None = None) -> torch.Tensor:
-    """The latent of the entries ``keys`` (default ``model.observation_keys``) of ``tensordict``.
+    """The latent of the entries ``keys`` (default ``model.observation_keys``) of ``entries`` (a TensorDict or a
+    dict).
 
     Float entries are cast to the model's dtype first; a missing key raises a
     ``KeyError`` naming it.
@@ -331,13 +332,12 @@ def encode_entries(model: PlanningWorldModel, tensordict: TensorDictBase,
         torch.float32
     """
     keys = tuple(model.observation_keys if keys is None else keys)
-    present = tensordict.keys(True)
-    missing = [key for key in keys if key not in present]
+    missing = [key for key in keys if key not in entries]
     if missing:
-        raise KeyError(f"the world model reads {list(keys)}; missing {missing} (the TensorDict has "
-                       f"{list(tensordict.keys(True, True))})")
+        have = list(entries.keys(True, True)) if isinstance(entries, TensorDictBase) else list(entries)
+        raise KeyError(f"the world model reads {list(keys)}; missing {missing} (the entries hold {have})")
     dtype = model_dtype(model)
-    return model.encode(*(cast_float(tensordict.get(key), dtype) for key in keys))
+    return model.encode(*(cast_float(entries[key], dtype) for key in keys))
 
 
 def cast_float(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -343,7 +343,7 @@ class LatentWorldModel(WorldModel):
         latent ``(..., latent_dim)`` (plain tensors, batched).
 
         Given one TensorDict, writes ``"latent"`` as TorchRL's ``WorldModel.encode`` does
-        (:meth:`encode_from` returns the latent of any keys instead).
+        (:func:`~torchrl_gbp.models.contract.encode_entries` returns the latent of any keys instead).
         """
         if len(obs) == 1 and isinstance(obs[0], TensorDictBase):
             return super().encode(obs[0])
@@ -351,20 +351,6 @@ class LatentWorldModel(WorldModel):
             raise TypeError(f"encode takes one tensor per observation key {list(self.observation_keys)}, "
                             f"got {len(obs)}")
         return self.state_encoder(*obs)
-
-    def encode_from(self, tensordict: TensorDictBase, keys: Sequence[NestedKey] | None = None) -> torch.Tensor:
-        """The latent ``(*batch, latent_dim)`` of the observation entries ``keys`` of ``tensordict``.
-
-        ``keys`` default to ``observation_keys``; give ``goal_keys`` for the
-        goal's latent. A missing key raises a ``KeyError`` naming it.
-        """
-        keys = self.observation_keys if keys is None else tuple(keys)
-        present = tensordict.keys(True)
-        missing = [key for key in keys if key not in present]
-        if missing:
-            raise KeyError(f"the world model reads {list(keys)}; missing {missing} (the TensorDict has "
-                           f"{list(tensordict.keys(True, True))})")
-        return self.encode(*(tensordict.get(key) for key in keys))
 
     def embed_actions(self, action: torch.Tensor) -> torch.Tensor:
         """Normalised model action ``(..., action_dim)`` -> embedding ``(..., action_embed_dim)``."""

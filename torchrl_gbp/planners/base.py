@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..models.contract import PlanningWorldModel, RolloutModel, cast_float, model_dtype, proprio_dim, require
+from ..models.contract import PlanningWorldModel, RolloutModel, encode_entries, proprio_dim, require
 from ..objectives import GoalCost
 from .budget import BudgetClock, SearchBudget
 from .memory import MemoryOptions
@@ -339,16 +339,9 @@ def planning_inputs(world_model, start: Mapping, goal: Mapping) -> tuple[torch.T
         [torch.Size([4, 3, 2]), torch.Size([4, 2, 2]), torch.Size([4, 2])]
     """
     require(world_model, PlanningWorldModel, "planning_inputs")
-    keys, dtype = world_model.observation_keys, model_dtype(world_model)
-    for name, entries in (("start", start), ("goal", goal)):
-        missing = [key for key in keys if key not in entries.keys()]
-        if missing:
-            raise KeyError(f"planning_inputs' {name} lacks the model's observation entries {missing} (it reads "
-                           f"{list(keys)})")
-    z = world_model.encode(*(cast_float(start[key], dtype) for key in keys))
+    z, z_goal = (encode_entries(world_model, entries) for entries in (start, goal))
     z_hist = z.unsqueeze(1).expand(z.shape[0], world_model.num_hist, *z.shape[1:])
-    return z_hist, z.new_zeros(z.shape[0], world_model.num_hist - 1, world_model.action_dim), \
-        world_model.encode(*(cast_float(goal[key], dtype) for key in keys))
+    return z_hist, z.new_zeros(z.shape[0], world_model.num_hist - 1, world_model.action_dim), z_goal
 
 
 def gaussian(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -178,7 +178,6 @@ class AdversarialSynthesis(Transform):
         object.__setattr__(self, "action_interface", action_interface(world_model))
         self.fraction = check_fraction(fraction)
         self.options = options
-        self.factors = (float(options.latent_factor), float(options.proprio_factor), float(options.action_factor))
         self.generator = generator
         self.register_buffer("eps", torch.full((3,), float("nan")))
         self._fixed_measured = False  # "fixed": the radii are measured (a host flag: no device read per batch)
@@ -269,7 +268,9 @@ class AdversarialSynthesis(Transform):
         proprio_copies, action_copies = getattr(self.world_model, "token_copies", (1, 1))
         slices = ((z[..., :d - p], 1), (z[..., d - p:], proprio_copies), (e, action_copies))
         self.eps = torch.stack([_std(x, statistic, copies) * factor
-                                for (x, copies), factor in zip(slices, self.factors)])
+                                for (x, copies), factor in zip(slices, (self.options.latent_factor,
+                                                                        self.options.proprio_factor,
+                                                                        self.options.action_factor))])
         self._fixed_measured = True
 
     def _entry_radii(self, z: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

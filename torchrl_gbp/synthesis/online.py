@@ -202,10 +202,8 @@ class OnlineSynthesis(Transform):
         self.fraction = check_fraction(fraction)
         self.planner = planner
         self.options = options
-        self.schedule, self.epoch_batches = options.schedule, options.epoch_batches
         self.start_key, self.goal_key = reset_keys
         self._generator = torch.Generator().manual_seed(seed)
-        self._capacity = options.capacity
         self._synthetic = self._synthetic_storage(torch.device("cpu"))
         self._frames: int | None = None
         self._calls = 0
@@ -225,7 +223,7 @@ class OnlineSynthesis(Transform):
         close_envs(self._envs)
 
     def _synthetic_storage(self, device: torch.device) -> ReplayBuffer:
-        return ReplayBuffer(storage=LazyTensorStorage(self._capacity, device=device), generator=self._generator)
+        return ReplayBuffer(storage=LazyTensorStorage(self.options.capacity, device=device), generator=self._generator)
 
     @property
     def synthetic_buffer(self) -> ReplayBuffer:
@@ -274,7 +272,7 @@ class OnlineSynthesis(Transform):
         if self._frames not in (None, z.shape[1]):
             raise ValueError(f"this OnlineSynthesis holds windows of {self._frames} frames; got a batch of "
                              f"{z.shape[1]} frames (keep the window length fixed)")
-        if self.schedule == "append":
+        if self.options.schedule == "append":
             return self._append(tensordict, z)
         if self._calls % self.every == 0:
             if not len(self._synthetic) and self._synthetic.storage.device != z.device:
@@ -287,7 +285,8 @@ class OnlineSynthesis(Transform):
 
     def _append(self, tensordict: TensorDictBase, z: torch.Tensor) -> TensorDictBase:
         """The append schedule's call: synthesise into the slot at its first call, mark the slot due."""
-        position = self._calls if self.epoch_batches is None else self._calls % self.epoch_batches
+        epoch = self.options.epoch_batches
+        position = self._calls if epoch is None else self._calls % epoch
         slot = position // self.every
         if position % self.every == 0:
             synthetic = self.synthesize(tensordict)
