@@ -12,7 +12,13 @@ from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import TeacherForcingLoss, WorldModelConfig
 from torchrl_gbp.planners import ReturnObjective
-from torchrl_gbp.synthesis import AdversarialSynthesis, OnlineSynthesis, make_synthesis
+from torchrl_gbp.synthesis import (
+    AdversarialSynthesis,
+    OnlineOptions,
+    OnlineSynthesis,
+    SynthesisShares,
+    make_synthesis,
+)
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.tasks.gymnasium import GymnasiumTask
 from torchrl_gbp.train import build_world_model
@@ -75,7 +81,8 @@ def test_reward_env_model_trains_and_synthesis_runs(pendulum):
     data = pendulum.generate_dataset(16, 40, seed=0)
     model = build_world_model(WorldModelConfig(obs_dim=4, env_action_dim=1, hidden_dim=32, depth=1,
                                                reward_head=True), data)
-    online = make_synthesis("online", model, pendulum, online={"every": 1, "fraction": 0.5, "planner_steps": 2})
+    online = make_synthesis("online", model, pendulum, online=OnlineOptions(planner_steps=2),
+                            shares=SynthesisShares(every=1))
     assert isinstance(online, OnlineSynthesis) and isinstance(online.options.objective, ReturnObjective)
     adversarial = AdversarialSynthesis(model, fraction=0.5)
     buffer = make_window_buffer(data, frames=3, frameskip=1, batch_size=8, transform=online)

@@ -170,14 +170,14 @@ def test_a_reset_with_a_wrongly_shaped_pair_names_it() -> None:
 # ------------------------------------------------------------ exact resume
 def _run(tmp_path, method: str | None, crash_at: int | None, resume: bool) -> dict:
     """Train 8 steps (finetune with ``method`` synthesis when given), checkpointing every 3; optionally crash."""
-    from torchrl_gbp.synthesis import make_synthesis
+    from torchrl_gbp.synthesis import OnlineOptions, SynthesisShares, make_synthesis
 
     torch.manual_seed(0)
     task = WallTask()
     data = task.generate_dataset(30, seed=0)
     model = build_world_model(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=32), data)
-    transform = None if method is None else make_synthesis(method, model, task, online={"every": 2, "planner_steps": 3},
-                                                           adversarial={}, seed=0)
+    transform = None if method is None else make_synthesis(method, model, task, online=OnlineOptions(planner_steps=3),
+                                                           shares=SynthesisShares(every=2), seed=0)
     buffer = make_window_buffer(data, frames=3, frameskip=5, batch_size=8, transform=transform,
                                 generator=torch.Generator().manual_seed(1))
 

@@ -24,6 +24,7 @@ from .models import (
 from .models.checkpoint import read_checkpoint
 from .models.image_encoders import fit_patch_autoencoder
 from .models.pixel_world_model import PixelWorldModel, PixelWorldModelConfig
+from .optimizers import optimizer_class
 
 # frames of a pixel dataset whose encoder tokens set the token statistics
 NORMALIZATION_FRAMES = 2048
@@ -122,8 +123,8 @@ def parameter_groups(model: torch.nn.Module, lr: float, predictor_lr: float | No
     return groups
 
 
-# The optimisers train_world_model takes by name.
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# The optimisers train_world_model takes by name (of :data:`~torchrl_gbp.optimizers.OPTIMIZERS`).
+TRAINING_OPTIMIZERS = ("adam", "adamw")
 
 
 def train_world_model(model: torch.nn.Module, buffer: ReplayBuffer, steps: int, *, lr: float = 1e-3,
@@ -138,7 +139,7 @@ def train_world_model(model: torch.nn.Module, buffer: ReplayBuffer, steps: int, 
 
     Every ``loss_*`` entry of ``loss_module(batch)`` is summed; the learning
     rates (per part: :func:`parameter_groups`) stay constant. ``optimizer``:
-    ``"adam"`` or ``"adamw"`` (:data:`OPTIMIZERS`), with ``weight_decay``;
+    ``"adam"`` or ``"adamw"`` (:data:`TRAINING_OPTIMIZERS`), with ``weight_decay``;
     ``grad_clip``: the gradient-norm bound (``None`` or 0: no clipping).
 
     ``steps`` counts sampled batches. A transform of the buffer with an
@@ -182,8 +183,7 @@ def train_world_model(model: torch.nn.Module, buffer: ReplayBuffer, steps: int, 
                        ("grad_clip", grad_clip), ("weight_decay", weight_decay)):
         if rate is not None and not rate >= 0:
             raise ValueError(f"{name} must be >= 0 (0 freezes that part), got {rate!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    optimizer_type = optimizer_class(optimizer, TRAINING_OPTIMIZERS)
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0: only at the end), got {checkpoint_every!r}")
     loss_module = loss_module if loss_module is not None else TeacherForcingLoss(model)
@@ -191,7 +191,7 @@ def train_world_model(model: torch.nn.Module, buffer: ReplayBuffer, steps: int, 
     step_loss = DistributedDataParallel(loss_module) if distributed_world_size() > 1 else loss_module
     groups = parameter_groups(model, lr, predictor_lr, action_encoder_lr, encoder_lr, proprio_encoder_lr)
     kind = optimizer
-    optimizer = OPTIMIZERS[kind](groups, weight_decay=weight_decay) if groups else None
+    optimizer = optimizer_type(groups, weight_decay=weight_decay) if groups else None
     first = 1
     if resume and checkpoint_path and Path(checkpoint_path).exists():
         first = _resume(checkpoint_path, model, optimizer, kind, buffer) + 1

@@ -11,6 +11,15 @@ from .factory import (
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
 from .memory import MemoryOptions
+from .options import (
+    PLANNER_OPTIONS,
+    CEMOptions,
+    GDCEMOptions,
+    GradientOptions,
+    ICEMOptions,
+    MPPIOptions,
+    PlannerOptions,
+)
 from .policy import MPCPolicy, PolicyStatePrimer
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner, SamplingPlanner, coloured_noise
 from .torchrl_baselines import as_torchrl_world_model, make_planning_env, make_torchrl_planner, reset_planning_env
@@ -21,4 +30,5 @@ __all__ = [
     "PlanResult", "Planner", "PolicyStatePrimer", "RESULT_RULES", "ReturnObjective", "SamplingPlanner", "SearchBudget", "BudgetClock",
     "GradientCEMPlanner", "ImprovedCEMPlanner", "MemoryOptions", "coloured_noise",
     "as_torchrl_world_model", "make_planning_env", "make_torchrl_planner", "reset_planning_env",
+    "CEMOptions", "GDCEMOptions", "GradientOptions", "ICEMOptions", "MPPIOptions", "PLANNER_OPTIONS", "PlannerOptions",
 ]

@@ -11,6 +11,7 @@ from .base import Planner
 from .budget import SearchBudget
 from .gradient import GradientPlanner
 from .hybrid import GradientCEMPlanner
+from .options import PlannerOptions
 from .sampling import CrossEntropyPlanner, ImprovedCEMPlanner, PathIntegralPlanner
 
 PLANNER_CLASSES: dict[str, type[Planner]] = {
@@ -66,14 +67,16 @@ def model_action_bounds(world_model, action_spec: TensorSpec,
     return interface.model_bounds(low, high)
 
 
-def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost | None = None,
+def make_planner(planner: str | PlannerOptions, world_model, horizon: int = 5, objective: GoalCost | None = None,
                  action_spec: TensorSpec | None = None, **kwargs) -> Planner:
-    """Build planner ``name`` (a key of :data:`PLANNER_CLASSES`: ``"gd"``, ``"cem"``, ``"mppi"``, ``"icem"``,
-    ``"gd_cem"``) on ``world_model``.
+    """Build ``planner`` on ``world_model``: its option object (:class:`GradientOptions`, :class:`CEMOptions`,
+    :class:`MPPIOptions`, :class:`ICEMOptions`, :class:`GDCEMOptions`), or its name (a key of
+    :data:`PLANNER_CLASSES`: ``"gd"``, ``"cem"``, ``"mppi"``, ``"icem"``, ``"gd_cem"``) with the class's defaults.
 
     With ``action_spec`` the planner's actions are bounded to it (unless
     ``kwargs`` give ``action_low``/``action_high``). Other ``kwargs`` go to the
-    planner class; a ``budget`` given as a dict becomes a :class:`SearchBudget`.
+    planner class (what every planner shares: ``budget``, a :class:`SearchBudget`, ``compile``, ``result``,
+    ``memory``; or single settings on top of the option object).
 
     Example:
         >>> from torchrl_gbp.models import StateWorldModel, WorldModelConfig
@@ -82,11 +85,19 @@ def make_planner(name: str, world_model, horizon: int = 5, objective: GoalCost |
         >>> planner = make_planner("cem", model, action_spec=WallTask().action_spec, samples=20, elites=4)
         >>> type(planner).__name__, planner.action_low.shape
         ('CrossEntropyPlanner', torch.Size([10]))
+        >>> from torchrl_gbp.planners import GradientOptions
+        >>> planner = make_planner(GradientOptions(steps=10, optimizer="sgd"), model, horizon=3)
+        >>> planner.steps, planner.optimizer.__name__
+        (10, 'SGD')
     """
+    if isinstance(planner, str):
+        name = planner
+    else:
+        name, kwargs = planner.planner, {**planner.arguments(), **kwargs}
     if name not in PLANNER_CLASSES:
         raise ValueError(f"unknown planner {name!r}; expected one of {sorted(PLANNER_CLASSES)}")
-    if isinstance(kwargs.get("budget"), dict):
-        kwargs = {**kwargs, "budget": SearchBudget(**kwargs["budget"])}
+    if "budget" in kwargs and not isinstance(kwargs["budget"], SearchBudget | None):
+        raise TypeError(f"budget must be a SearchBudget or None, got {kwargs['budget']!r}")
     if action_spec is not None and kwargs.get("action_low") is None:
         low, high = model_action_bounds(world_model, action_spec)
         kwargs = {**kwargs, "action_low": low, "action_high": high}
