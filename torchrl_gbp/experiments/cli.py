@@ -1,4 +1,12 @@
-"""``torchrl-gbp``: the command line, one subcommand per pipeline function."""
+"""``torchrl-gbp``: the command line, one subcommand per pipeline function, its flags generated from types.
+
+Each subcommand is a frozen option type below (its fields are the command's own flags) plus the sections of
+the task :class:`~torchrl_gbp.experiments.recipes.Recipe` it reads, whose fields are flags under the section's
+name (``--training.steps``, ``--planners.gd.lr``): given flags are applied to the task's recipe as one more
+profile (:func:`~torchrl_gbp.experiments.recipes.apply_profile`), so a flag shows the default of the Wall
+recipe and means "the task's recipe, but this". The flags are made by
+:mod:`~torchrl_gbp.experiments.typed_args` (plain argparse, no rename map: a field's name is its flag).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,21 +14,27 @@ import json
 import logging
 import pickle
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
-import torch
-
-from ..planners import PLANNER_CLASSES
+from ..planners import PLANNER_CLASSES, SearchBudget
 from ..synthesis import METHODS, SCHEDULES
 from ..tasks import OBSERVATIONS
 from ..train import LOGGERS
-from ..video import check_video_target
 from . import pipeline
 from .diagnostics import diagnose
-from .protocol import BUDGET_UNITS, PROTOCOLS, MPCBudget
-from .reproduce import BACKENDS, reproduce
+from .pipeline import FINETUNINGS, VideoOptions
+from .recipes import Recipe, apply_profile, recipe_for
+from .reproduce import ReproduceOptions, reproduce
+from .typed_args import add_flags, build, given
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-PLANNER_NAMES = tuple(PLANNER_CLASSES)
+RECIPE_DEST = "recipe."
+
+
+def _help(text: str, choices: tuple[str, ...] | None = None) -> dict:
+    """A field's command-line help (and its allowed values)."""
+    return {"help": text, **({"choices": choices} if choices else {})}
 
 
 def set_torchrl_verbosity(verbose: bool) -> None:
@@ -40,195 +54,243 @@ def set_torchrl_verbosity(verbose: bool) -> None:
     logging.getLogger("torchrl").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _add_task(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="wall", help="task name (default: wall)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+TASK = field(default="wall", metadata=_help("task name"))
+SEED = field(default=0, metadata=_help("random seed"))
+OBS = field(default="state", metadata=_help("what the world model sees: the state, or rendered pixels plus proprio",
+                                             OBSERVATIONS))
+LOG_DIR = field(default=None, metadata=_help("folder for TorchRL logs (none: no logs)"))
+LOGGER = field(default="csv", metadata=_help("TorchRL logger under --log-dir (tensorboard and wandb need the pip "
+                                             "extra of that name)", tuple(sorted(LOGGERS))))
+RESUME = field(default=False, metadata=_help("continue the run checkpointed at --out"))
 
 
-def _add_logging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-dir", default=None, help="folder for TorchRL logs (default: no logs)")
-    parser.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
-                        help="TorchRL logger under --log-dir: csv (default), tensorboard, or wandb (offline); "
-                             "tensorboard and wandb need the pip extra of that name")
+@dataclass(frozen=True, kw_only=True)
+class Collect:
+    """generate a seeded dataset (pipeline.collect)"""
+
+    sections: ClassVar[tuple[str, ...]] = ("data",)
+    out: str = field(metadata=_help("dataset folder to write"))
+    task: str = TASK
+    seed: int = SEED
+    obs: str = OBS
+    trajectory_steps: int | None = field(default=None, metadata=_help("env steps per trajectory (none: the task's)"))
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        recipe = apply_profile(recipe_for(self.task, obs=self.obs), profile, "overrides")
+        path = pipeline.collect(self.task, self.out, recipe.data.num_trajectories, self.seed, self.trajectory_steps,
+                                obs=self.obs)
+        print(f"dataset written to {path}")
 
 
-def _add_obs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--obs", choices=OBSERVATIONS, default="state",
-                        help="what the world model sees: the state, or rendered pixels plus proprio (default: state; "
-                             "evaluate, finetune and diagnose read it from the checkpoint)")
+@dataclass(frozen=True, kw_only=True)
+class Train:
+    """train a world model on a dataset (pipeline.train)"""
+
+    sections: ClassVar[tuple[str, ...]] = ("data", "model", "training")
+    dataset: str = field(metadata=_help("dataset folder from `collect`"))
+    out: str = field(metadata=_help("checkpoint file to write"))
+    task: str = TASK
+    seed: int = SEED
+    obs: str = OBS
+    log_dir: str | None = LOG_DIR
+    logger: str = LOGGER
+    resume: bool = RESUME
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        pipeline.train(self.task, self.dataset, self.out, profile=profile, seed=self.seed, log_dir=self.log_dir,
+                       resume=self.resume, obs=self.obs, logger=self.logger)
+        print(f"checkpoint written to {self.out}")
 
 
-def _named_path(text: str) -> tuple[str, str]:
-    """``NAME=PATH`` -> ``(NAME, PATH)``, for ``diagnose --checkpoints``."""
+@dataclass(frozen=True, kw_only=True)
+class Evaluate:
+    """evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)"""
+
+    sections: ClassVar[tuple[str, ...]] = ("objective", "planners", "evaluation")
+    checkpoint: str = field(metadata=_help("the world model to evaluate"))
+    task: str = TASK
+    seed: int = SEED
+    planner: str = field(default="gd", metadata=_help("planner (its budget: --planners.<name>.*)",
+                                                      tuple(PLANNER_CLASSES)))
+    pair_mode: str | None = field(default=None, metadata=_help("the task's kind of (start, goal) pairs"))
+    num_workers: int = field(default=1, metadata=_help("run the episodes in a ParallelEnv of this many processes"))
+    budget: SearchBudget | None = field(default=None, metadata=_help("stopping rules of each planning call"))
+    compile: bool = field(default=False, metadata=_help("torch.compile the rollout and cost"))
+    video: VideoOptions | None = field(default=None, metadata=_help("a video of the first evaluated episodes"))
+    log_dir: str | None = LOG_DIR
+    logger: str = LOGGER
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        metrics = pipeline.evaluate_checkpoint(self.task, self.checkpoint, self.planner, profile=profile,
+                                               seed=self.seed, pair_mode=self.pair_mode, num_workers=self.num_workers,
+                                               budget=self.budget, compile=self.compile, video=self.video,
+                                               log_dir=self.log_dir, logger=self.logger)
+        print(json.dumps({k: v for k, v in metrics.items() if k not in ("episodes", "video")}, indent=2))
+        if self.video is not None:
+            print(f"video written to {metrics['video']}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finetune:
+    """finetune a checkpoint with data synthesis (pipeline.finetune)"""
+
+    sections: ClassVar[tuple[str, ...]] = ("data", "training", "finetuning", "online", "adversarial", "synthesis")
+    base: str = field(metadata=_help("base checkpoint to start from"))
+    method: str = field(metadata=_help("synthesis method", METHODS))
+    out: str = field(metadata=_help("checkpoint file to write"))
+    task: str = TASK
+    seed: int = SEED
+    dataset: str | None = field(default=None, metadata=_help("dataset folder (none: regenerate the task's)"))
+    finetuning: str = field(default="ours", metadata=_help(
+        "ours (the recipe's --finetuning.* options) or reference (the reference code's AdamW, rates and dropout "
+        "0.1, no clipping)", FINETUNINGS))
+    online_schedule: str = field(default="replace", metadata=_help(
+        "online methods: replace a share of each batch's rows (ours) or append one optimiser step per cached "
+        "synthetic set (the reference code's)", SCHEDULES))
+    log_dir: str | None = LOG_DIR
+    logger: str = LOGGER
+    resume: bool = RESUME
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        pipeline.finetune(self.task, self.base, self.method, self.out, profile=profile, dataset=self.dataset,
+                          seed=self.seed, finetuning=self.finetuning, online_schedule=self.online_schedule,
+                          log_dir=self.log_dir, resume=self.resume, logger=self.logger)
+        print(f"checkpoint written to {self.out}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diagnose:
+    """error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)"""
+
+    sections: ClassVar[tuple[str, ...]] = ("objective", "evaluation")
+    checkpoints: tuple[str, ...] = field(metadata=_help(
+        "models to compare as NAME=PATH, e.g. base=runs/wall/base.pt online=runs/wall/online_seed0.pt"))
+    out: str = field(metadata=_help("folder for landscape.png and diagnostics.md"))
+    task: str = TASK
+    seed: int = SEED
+    pairs: int = field(default=50, metadata=_help("(start, goal) pairs"))
+    landscape_pairs: int = field(default=8, metadata=_help("pairs whose landscape roughness is averaged"))
+    planner_steps: int = field(default=300, metadata=_help("open-loop GD steps"))
+    planner_lr: float = field(default=0.3, metadata=_help("open-loop GD learning rate"))
+    resolution: int = field(default=41, metadata=_help("landscape grid points per axis"))
+    span: float = field(default=1.0, metadata=_help("landscape half width, in filter-normalised units"))
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        checkpoints = dict(named_path(text) for text in self.checkpoints)
+        if len(checkpoints) != len(self.checkpoints):
+            raise ValueError(f"--checkpoints names must be unique, got {list(self.checkpoints)}")
+        result = diagnose(self.task, checkpoints, self.out, num_pairs=self.pairs, seed=self.seed,
+                          landscape_pairs=self.landscape_pairs, profile=profile,
+                          planner_steps=self.planner_steps, planner_lr=self.planner_lr, resolution=self.resolution,
+                          span=self.span)
+        print(result["table"])
+        print(result["note"])
+        print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertDinowm:
+    """read a DINO-WM training run safely and write our checkpoint (bridges.convert_dinowm_checkpoint)"""
+
+    sections: ClassVar[tuple[str, ...]] = ()
+    run_dir: str = field(metadata=_help("the run folder: hydra.yaml and checkpoints/model_latest.pth"))
+    out: str = field(metadata=_help("the checkpoint to write (loads with models.load_checkpoint)"))
+    pickle: str = field(default="checkpoints/model_latest.pth", metadata=_help("the pickle, relative to --run-dir"))
+    rollout: str = field(default="full", metadata=_help(
+        "the model's rollout: DINO-WM's, from the whole history, or one frame per step (the paper's gradient-planning "
+        "configs)", ("full", "history", "one_frame")))
+    dinov2: str | None = field(default=None, metadata=_help(
+        "a local DINOv2 folder (Dinov2Model.save_pretrained): the model carries it and reads pixels"))
+
+    def run(self, profile: dict, verbose: bool) -> None:
+        from ..bridges import convert_dinowm_checkpoint  # reading hydra.yaml needs the [dinowm] extra
+
+        path = convert_dinowm_checkpoint(self.run_dir, self.out, checkpoint=self.pickle, rollout=self.rollout,
+                                         dinov2=self.dinov2)
+        print(f"checkpoint written to {path} (set its normalisation statistics before planning)")
+
+
+def run_reproduce(options: ReproduceOptions, profile: dict, verbose: bool) -> None:
+    """``reproduce``: the main job (:func:`~torchrl_gbp.experiments.reproduce.reproduce`), its table, claims and
+    paths printed."""
+    result = reproduce(options, profile=profile, verbose=verbose)
+    print(result["table"])
+    print(result["note"])
+    print(result["claims"])
+    print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}\ntotal: {result['seconds']:.0f} s")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its option type (the command's flags), help line, the recipe sections it reads (their
+    flags) and what runs it, ``run(options, profile, verbose)``."""
+
+    options: type
+    help: str
+    sections: tuple[str, ...]
+    run: Callable[[Any, dict, bool], None]
+
+
+COMMANDS: dict[str, Command] = {
+    name: Command(options, options.__doc__, options.sections, options.run)
+    for name, options in (("collect", Collect), ("train", Train), ("evaluate", Evaluate), ("finetune", Finetune),
+                          ("diagnose", Diagnose), ("convert-dinowm", ConvertDinowm))
+}
+COMMANDS["reproduce"] = Command(ReproduceOptions, "dataset, base model, finetuned models, every planner on the same "
+                                                  "goals, table and plot (reproduce.reproduce)",
+                                tuple(f.name for f in fields(Recipe)), run_reproduce)
+
+
+def named_path(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> ``(NAME, PATH)``, for ``diagnose --checkpoints``.
+
+    Example:
+        >>> named_path("base=runs/wall/base.pt")
+        ('base', 'runs/wall/base.pt')
+    """
     name, sep, path = text.partition("=")
     if not (sep and name and path):
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+        raise ValueError(f"expected NAME=PATH, got {text!r}")
     return name, path
 
 
-def _cap(text: str) -> int | None:
-    """``--max-iterations``: a positive int, or ``none`` for no cap."""
-    if text.lower() == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of MPC iterations or none, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each subcommand maps onto a function of :mod:`torchrl_gbp.experiments.pipeline`.
+    """The argument parser, generated from :data:`COMMANDS`' option types and the recipe sections each reads.
 
     Example:
         >>> args = build_parser().parse_args(["evaluate", "--checkpoint", "runs/wall/base.pt", "--planner", "cem",
-        ...                                   "--samples", "64"])
-        >>> args.command, args.task, args.planner, args.samples, args.episodes
-        ('evaluate', 'wall', 'cem', 64, None)
+        ...                                   "--planners.cem.samples", "64"])
+        >>> args.command, vars(args)["command.planner"], vars(args)["recipe.planners.cem.samples"]
+        ('evaluate', 'cem', 64)
     """
-    parser = argparse.ArgumentParser(prog="torchrl-gbp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="torchrl-gbp", description=__doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true",
                         help="show torchrl's INFO lines (storage initialisation and the like)")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("collect", help="generate a seeded dataset (pipeline.collect)")
-    _add_task(p)
-    p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--num-trajectories", type=int, default=None)
-    _add_obs(p)
-    p.add_argument("--trajectory-steps", type=int, default=None)
-
-    p = sub.add_parser("train", help="train a world model on a dataset (pipeline.train)")
-    _add_task(p)
-    p.add_argument("--dataset", required=True, help="dataset folder from `collect`")
-    p.add_argument("--out", required=True, help="checkpoint file to write")
-    _add_obs(p)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--hidden-dim", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--num-hist", type=int, default=None)
-    _add_logging(p)
-    p.add_argument("--resume", action="store_true", help="continue the training checkpointed at --out")
-
-    p = sub.add_parser("evaluate", help="evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)")
-    _add_task(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--planner", choices=PLANNER_NAMES, default="gd")
-    p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--planner-steps", type=int, default=None, help="GD optimiser steps")
-    p.add_argument("--planner-lr", type=float, default=None, help="GD learning rate")
-    p.add_argument("--samples", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM samples")
-    p.add_argument("--elites", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM elites")
-    p.add_argument("--iterations", type=int, default=None, help="CEM/MPPI/iCEM/GD-CEM (CEM stage) iterations")
-    p.add_argument("--max-seconds", type=float, default=None, help="time budget of one planning call")
-    p.add_argument("--patience", type=int, default=None, help="stop a search after this many steps without progress")
-    p.add_argument("--compile", action="store_true", help="torch.compile the rollout and cost")
-    p.add_argument("--horizon", type=int, default=None, help="planned model steps (default: the recipe's)")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="GD optimiser (default: adam)")
-    p.add_argument("--noise-std", type=float, default=None, help="GD noise added after each optimiser step")
-    p.add_argument("--restarts", type=int, default=None, help="GD parallel restarts per episode")
-    p.add_argument("--init-std", type=float, default=None, help="CEM/MPPI std of the first Gaussian")
-    p.add_argument("--pair-mode", default=None, help="the task's kind of (start, goal) pairs (default: the task's)")
-    p.add_argument("--num-workers", type=int, default=1, help="run the episodes in a ParallelEnv of this many processes")
-    _add_logging(p)
-    p.add_argument("--video", default=None, metavar="PATH",
-                   help="also write a video (.gif, or .mp4 with imageio-ffmpeg) of the first evaluated episodes")
-    p.add_argument("--video-episodes", type=int, default=2, help="episodes in the video (default: 2)")
-    p.add_argument("--video-size", type=int, default=64, help="video frame side in pixels (default: 64)")
-    p.add_argument("--video-fps", type=float, default=10.0, help="video frames per second (default: 10)")
-
-    p = sub.add_parser("finetune", help="finetune a checkpoint with data synthesis (pipeline.finetune)")
-    _add_task(p)
-    p.add_argument("--from", dest="checkpoint", required=True, help="base checkpoint to start from")
-    p.add_argument("--method", choices=METHODS, required=True)
-    p.add_argument("--out", required=True, help="checkpoint file to write")
-    p.add_argument("--dataset", default=None, help="dataset folder (default: regenerate the task's dataset)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--predictor-lr", type=float, default=None)
-    p.add_argument("--action-encoder-lr", type=float, default=None)
-    p.add_argument("--finetuning", choices=pipeline.FINETUNINGS, default="ours",
-                   help="ours (Adam, the recipe's rates, gradients clipped at 1) or reference (the reference code's "
-                        "AdamW, rates and dropout 0.1, no clipping)")
-    p.add_argument("--online-schedule", choices=SCHEDULES, default="replace",
-                   help="online methods: replace a share of each batch's rows (ours) or append one optimiser step "
-                        "per cached synthetic set (the reference code's)")
-    _add_logging(p)
-    p.add_argument("--resume", action="store_true", help="continue the finetuning checkpointed at --out")
-
-    p = sub.add_parser("reproduce", help="dataset, base model, GD/CEM/MPPI table and plot (reproduce.reproduce)")
-    _add_task(p)
-    p.add_argument("--out", default="runs", help="output folder (default: runs)")
-    p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
-    _add_obs(p)
-    p.add_argument("--seeds", nargs="+", type=int, default=None,
-                   help="evaluation and finetuning seeds (default: the recipe's)")
-    p.add_argument("--planners", nargs="+", choices=PLANNER_NAMES, default=list(pipeline.COMPARED_PLANNERS),
-                   help=f"planners to compare (default: {' '.join(pipeline.COMPARED_PLANNERS)})")
-    p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS),
-                   help="finetuning methods to compare with the base model (none: base model only)")
-    p.add_argument("--backend", choices=BACKENDS, default="serial",
-                   help="where the (seed, model) units run: here one by one, or as Ray tasks (the [ray] extra)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="Ray tasks side by side on this machine (default: one per CPU core)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
-                   help="ours (MPC, final-state success) or paper (Table 1: open loop and MPC, SGD/Adam/CEM/MPPI, "
-                        "the paper's budgets and goals, and the reference code's choices where they differ from "
-                        "ours: its cost, success rule, final plans and unclipped planners, and its finetuning: online "
-                        "synthetic sets appended as extra optimiser steps, AdamW at its rates with dropout 0.1)")
-    p.add_argument("--budget-unit", choices=BUDGET_UNITS, default="env_steps",
-                   help="with --protocol paper: what the MPC budget counts (protocol.MPCBudget.unit): env steps per "
-                        "episode, the same for every planner (ours, default), or MPC iterations, each a planning call "
-                        "and its executed block, until every episode has succeeded or the cap (the reference code's)")
-    p.add_argument("--env-steps", type=int, default=None,
-                   help="with --budget-unit env_steps: env steps per episode (default: the task's episode)")
-    p.add_argument("--max-iterations", type=_cap, default=None, metavar="N|none",
-                   help="with --budget-unit mpc_iterations: the cap (none: no cap, as the reference's released "
-                        "configs; then --safety-env-steps is required)")
-    p.add_argument("--safety-env-steps", type=int, default=None,
-                   help="with --budget-unit mpc_iterations: a limit in env steps per episode, recorded with the results")
-    p.add_argument("--logger", choices=sorted(LOGGERS), default="csv",
-                   help="TorchRL logger for training and finetuning under <out>/<task>/logs: csv (default), "
-                        "tensorboard or wandb (offline; the pip extra of that name)")
-    p.add_argument("--fresh", action="store_true",
-                   help="start over instead of keeping the finished units of an interrupted run in --out")
-    p.add_argument("--ray-address", default=None,
-                   help="an existing Ray cluster to run the units on (e.g. auto); default: a local instance")
-    p.add_argument("--dinowm-checkpoint", default=None, metavar="RUN",
-                   help="start from DINO-WM's released run folder (hydra.yaml, checkpoints/model_latest.pth) instead "
-                        "of training a base model; needs --dataset and --dinov2 (experiments.dinowm, task dinowm_*)")
-    p.add_argument("--dataset", default=None, help="with --dinowm-checkpoint: DINO-WM's dataset folder for the task")
-    p.add_argument("--dinov2", default=None,
-                   help="with --dinowm-checkpoint: a local DINOv2 folder (Dinov2Model.save_pretrained)")
-    p.add_argument("--device", default="cpu", help="with --dinowm-checkpoint: cpu (default) or cuda")
-    p.add_argument("--rollout", choices=("full", "history", "one_frame"), default="full",
-                   help="with --dinowm-checkpoint: the model's rollout (default: DINO-WM's, full)")
-    p.add_argument("--dataset-episodes", type=int, default=None,
-                   help="with --dinowm-checkpoint: read only the first episodes of the dataset (DINO-WM's n_rollout)")
-
-    p = sub.add_parser("diagnose", help="error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)")
-    _add_task(p)
-    p.add_argument("--checkpoints", nargs="+", type=_named_path, required=True, metavar="NAME=PATH",
-                   help="models to compare, e.g. base=runs/wall/base.pt online=runs/wall/online_seed0.pt")
-    p.add_argument("--out", required=True, help="folder for landscape.png and diagnostics.md")
-    p.add_argument("--pairs", type=int, default=50, help="(start, goal) pairs (default: 50)")
-    p.add_argument("--landscape-pairs", type=int, default=8, help="pairs whose landscape roughness is averaged")
-    p.add_argument("--planner-steps", type=int, default=300, help="open-loop GD steps (default: 300)")
-    p.add_argument("--planner-lr", type=float, default=0.3, help="open-loop GD learning rate (default: 0.3)")
-    p.add_argument("--resolution", type=int, default=41, help="landscape grid points per axis")
-    p.add_argument("--span", type=float, default=1.0, help="landscape half width, in filter-normalised units")
-
-    p = sub.add_parser("convert-dinowm",
-                       help="read a DINO-WM training run safely and write our checkpoint (bridges.convert_dinowm_checkpoint)")
-    p.add_argument("--run", required=True, help="the run folder: hydra.yaml and checkpoints/model_latest.pth")
-    p.add_argument("--out", required=True, help="the checkpoint to write (loads with models.load_checkpoint)")
-    p.add_argument("--checkpoint", default="checkpoints/model_latest.pth", help="the pickle, relative to --run")
-    p.add_argument("--rollout", choices=("full", "history", "one_frame"), default="full",
-                   help="the model's rollout: DINO-WM's (full, default), from the whole history, or one frame "
-                        "per step (the paper's gradient-planning configs)")
-    p.add_argument("--dinov2", default=None,
-                   help="a local DINOv2 folder (Dinov2Model.save_pretrained): the model carries it and reads pixels")
+    wall = recipe_for("wall")
+    for name, spec in COMMANDS.items():
+        command = sub.add_parser(name, help=spec.help, description=spec.help)
+        add_flags(command, spec.options, dest_prefix="command.")
+        for section in spec.sections:
+            group = command.add_argument_group(f"recipe: {section}", "the task recipe's, changed (help: Wall's)")
+            add_flags(group, type(getattr(wall, section)), prefix=f"{section}.", dest_prefix=f"{RECIPE_DEST}{section}.",
+                      defaults=getattr(wall, section), default_label="wall")
     return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[str, Any, dict[str, Any], bool]:
+    """(subcommand, its option object, the recipe profile of the flags given, ``--verbose``) of ``argv``.
+
+    Example:
+        >>> name, options, profile, verbose = parse(["reproduce", "--quick", "--protocol", "paper", "--budget.unit",
+        ...                                          "mpc_iterations",
+        ...                                          "--budget.max-iterations", "10", "--evaluation.seeds", "0", "1"])
+        >>> name, options.quick, options.budget.label(), profile
+        ('reproduce', True, 'mpc_iterations:cap=10', {'evaluation.seeds': (0, 1)})
+    """
+    args = build_parser().parse_args(argv)
+    options = build(COMMANDS[args.command].options, given(args, "command."))
+    return args.command, options, given(args, RECIPE_DEST), args.verbose
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     Example:
         >>> import tempfile
         >>> out = tempfile.mkdtemp() + "/wall"
-        >>> argv = ["collect", "--task", "wall", "--out", out, "--num-trajectories", "3", "--trajectory-steps", "10"]
+        >>> argv = ["collect", "--task", "wall", "--out", out, "--data.num-trajectories", "3", "--trajectory-steps", "10"]
         >>> main(argv)  # doctest: +ELLIPSIS
         dataset written to .../wall
         0
@@ -245,94 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         2
         >>> main(["reproduce", "--task", "wall", "--quick"])  # minutes  # doctest: +SKIP
     """
-    args = build_parser().parse_args(argv)
-    set_torchrl_verbosity(args.verbose)
     try:
-        if args.command == "collect":
-            path = pipeline.collect(args.task, args.out, args.num_trajectories, args.seed, args.trajectory_steps,
-                                    obs=args.obs)
-            print(f"dataset written to {path}")
-        elif args.command == "train":
-            overrides = {k: v for k, v in {"hidden_dim": args.hidden_dim, "depth": args.depth,
-                                            "num_hist": args.num_hist}.items() if v is not None}
-            pipeline.train(args.task, args.dataset, args.out, steps=args.steps, lr=args.lr,
-                           batch_size=args.batch_size, seed=args.seed, log_dir=args.log_dir, resume=args.resume,
-                           logger=args.logger, obs=args.obs, **overrides)
-            print(f"checkpoint written to {args.out}")
-        elif args.command == "evaluate":
-            names = {"planner_steps": "steps", "planner_lr": "lr", "samples": "samples", "elites": "elites",
-                     "iterations": "iterations", "noise_std": "noise_std", "restarts": "num_restarts",
-                     "init_std": "init_std"}
-            overrides = {names[k]: getattr(args, k) for k in names if getattr(args, k) is not None}
-            if args.optimizer is not None:
-                overrides["optimizer"] = OPTIMIZERS[args.optimizer]
-            budget = {k: v for k, v in {"max_seconds": args.max_seconds, "patience": args.patience}.items()
-                      if v is not None}
-            overrides.update({"budget": budget} if budget else {}, **({"compile": True} if args.compile else {}))
-            if args.video is not None:
-                check_video_target(args.video, args.video_fps)  # before minutes of planning
-            metrics = pipeline.evaluate_checkpoint(args.task, args.checkpoint, args.planner, args.episodes,
-                                                   args.seed, horizon=args.horizon, pair_mode=args.pair_mode,
-                                                   num_workers=args.num_workers, log_dir=args.log_dir,
-                                                   logger=args.logger, **overrides)
-            print(json.dumps({k: v for k, v in metrics.items() if k != "episodes"}, indent=2))
-            if args.video is not None:
-                path = pipeline.record_checkpoint_video(
-                    args.task, args.checkpoint, args.video, args.planner, args.video_episodes, args.seed,
-                    evaluated_episodes=args.episodes, size=args.video_size, fps=args.video_fps,
-                    horizon=args.horizon, pair_mode=args.pair_mode, **overrides)
-                print(f"video written to {path}")
-        elif args.command == "finetune":
-            pipeline.finetune(args.task, args.checkpoint, args.method, args.out, dataset=args.dataset,
-                              steps=args.steps, seed=args.seed, predictor_lr=args.predictor_lr,
-                              action_encoder_lr=args.action_encoder_lr, log_dir=args.log_dir, resume=args.resume,
-                              logger=args.logger, finetuning=args.finetuning, online_schedule=args.online_schedule)
-            print(f"checkpoint written to {args.out}")
-        elif args.command == "reproduce":
-            budget = MPCBudget(unit=args.budget_unit, env_steps=args.env_steps, max_iterations=args.max_iterations,
-                               safety_env_steps=args.safety_env_steps)
-            if args.dinowm_checkpoint is not None:
-                if budget != MPCBudget():
-                    raise ValueError(f"--dinowm-checkpoint runs keep our MPC budget; got {budget.label()!r}")
-                if args.dataset is None or args.dinov2 is None:
-                    raise ValueError("--dinowm-checkpoint needs --dataset (DINO-WM's dataset folder) and --dinov2 "
-                                     "(a local DINOv2 folder)")
-                from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
-
-                result = reproduce_dinowm(args.task, args.dinowm_checkpoint, args.dataset, args.dinov2, args.out,
-                                          protocol=args.protocol, quick=args.quick, device=args.device,
-                                          methods=tuple(args.methods), seeds=args.seeds,
-                                          dataset_episodes=args.dataset_episodes, rollout=args.rollout,
-                                          fresh=args.fresh, logger=args.logger)
-            else:
-                result = reproduce(args.task, args.out, quick=args.quick, seed=args.seed,
-                                   planners=tuple(args.planners), methods=tuple(args.methods),
-                                   backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                                   verbose=args.verbose, fresh=args.fresh, protocol=args.protocol, obs=args.obs,
-                                   logger=args.logger, seeds=args.seeds, budget=budget)
-            print(result["table"])
-            print(result["note"])
-            print(result["claims"])
-            print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}\n"
-                  f"total: {result['seconds']:.0f} s")
-        elif args.command == "convert-dinowm":
-            from ..bridges import convert_dinowm_checkpoint  # reading hydra.yaml needs the [dinowm] extra
-
-            path = convert_dinowm_checkpoint(args.run, args.out, checkpoint=args.checkpoint, rollout=args.rollout,
-                                             dinov2=args.dinov2)
-            print(f"checkpoint written to {path} (set its normalisation statistics before planning)")
-        elif args.command == "diagnose":
-            checkpoints = dict(args.checkpoints)
-            if len(checkpoints) != len(args.checkpoints):
-                raise ValueError(f"--checkpoints names must be unique, got {[name for name, _ in args.checkpoints]}")
-            result = diagnose(args.task, checkpoints, args.out, num_pairs=args.pairs, seed=args.seed,
-                              landscape_pairs=args.landscape_pairs, planner_steps=args.planner_steps,
-                              planner_lr=args.planner_lr, resolution=args.resolution, span=args.span)
-            print(result["table"])
-            print(result["note"])
-            print(f"\nplot: {result['paths']['plot']}\ntable: {result['paths']['table']}")
+        name, options, profile, verbose = parse(argv)
+    except (ValueError, TypeError, KeyError) as error:  # a flag's value the option type refuses
+        print(f"torchrl-gbp: error: {error}", file=sys.stderr)
+        return 2
+    set_torchrl_verbosity(verbose)
+    try:
+        COMMANDS[name].run(options, profile, verbose)
     except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError, pickle.UnpicklingError) as error:
-        print(f"torchrl-gbp {args.command}: error: {error}", file=sys.stderr)
+        print(f"torchrl-gbp {name}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

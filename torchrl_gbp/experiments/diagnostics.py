@@ -3,7 +3,9 @@ markdown table (``torchrl-gbp diagnose``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,9 +26,9 @@ from ..diagnostics import (
 from ..io import atomic_write_text
 from ..models import StateWorldModel, load_checkpoint, observation_of
 from ..models.contract import model_device
-from ..planners import GoalCost, GradientPlanner, planning_inputs
+from ..planners import GradientPlanner, planning_inputs
 from .pipeline import task_for_model
-from .recipes import recipe_for
+from .recipes import apply_profile, recipe_for
 from .reporting import markdown_table
 
 
@@ -63,7 +65,7 @@ def format_diagnostics_table(results: dict[str, dict]) -> str:
 
 
 def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
-             num_pairs: int = 50, seed: int = 0, landscape_pairs: int = 8, horizon: int | None = None,
+             num_pairs: int = 50, seed: int = 0, landscape_pairs: int = 8, profile: Mapping[str, Any] = {},
              planner_steps: int = 300, planner_lr: float = 0.3, span: float = 1.0, resolution: int = 41,
              pair_mode: str | None = None) -> dict:
     """Model error on planned states, landscape roughness and gradient-norm spikes of saved models.
@@ -98,13 +100,13 @@ def diagnose(task_name: str, checkpoints: dict[str, str | os.PathLike], out_dir:
         raise ValueError(f"checkpoints must all be state models or all pixel models, got {kinds}")
     obs = next(iter(kinds.values()))
     task = task_for_model(task_name, next(iter(models.values())))
-    recipe = recipe_for(task_name, obs=obs)
-    horizon = recipe.horizon if horizon is None else horizon
+    recipe = apply_profile(recipe_for(task_name, obs=obs), profile, "overrides")
+    horizon = recipe.evaluation.horizon
     start, goal = sample_pairs(task, num_pairs, seed, pair_mode)
     results, landscapes, frames = {}, {}, {}
     for name, model in models.items():
         model.eval()
-        objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
+        objective = recipe.objective.goal_cost(model.config.proprio_dim)
         planner = make_bounded_gradient_planner(model, task, horizon, planner_steps, planner_lr, objective)
         numbers = planned_state_error(model, task, planner, num_pairs, seed, pair_mode)
         device = model_device(model)

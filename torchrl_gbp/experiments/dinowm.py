@@ -11,15 +11,19 @@ per-episode results.
 """
 from __future__ import annotations
 
-import json
-import os
+import functools
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..bridges import (
+    DinoV2TokenTask,
     DinoWMImageEncoder,
     convert_dinowm_checkpoint,
     dataset_info,
+    load_dinowm_dataset,
     normalization_statistics,
     open_dinowm_dataset,
     read_hydra_config,
@@ -27,106 +31,120 @@ from ..bridges import (
 )
 from ..io import atomic_write_text
 from ..models import load_checkpoint
-from .pipeline import REFERENCE_FINETUNING
-from .protocol import PROTOCOLS
-from .recipes import recipe_for
-from .reproduce import claim_run_folder, run_jobs, summarize_runs
+from ..tasks import Task, make_task
+from .protocol import paper_settings
+from .recipes import REFERENCE_FINETUNING, apply_profile, recipe_for
+from .reproduce import ReproduceOptions, RunJob, claim_run_folder, run_jobs, summarize_runs
 
 # The task replicas and the DINO-WM dataset each is evaluated with.
 DINOWM_DATASETS = {"dinowm_wall": "wall_single", "dinowm_pusht": "pusht_noise", "dinowm_pointmaze": "point_maze"}
 # The paper's finetuning rates (the reference fork's train.yaml), also under our protocol's optimiser.
-DINOWM_FINETUNE_LR = {name: REFERENCE_FINETUNING[name] for name in ("predictor_lr", "action_encoder_lr")}
+DINOWM_FINETUNE_LR = {f"finetuning.{name}": getattr(REFERENCE_FINETUNING, name)
+                      for name in ("predictor_lr", "action_encoder_lr")}
 FINETUNE_METHODS = ("online", "adversarial")
 
 
-def reproduce_dinowm(task_name: str, run_dir: str | os.PathLike, dataset: str | os.PathLike,
-                     dinov2: str | os.PathLike, out_dir: str | os.PathLike = "runs", *, protocol: str = "paper",
-                     quick: bool = False, device: str = "cpu", methods: tuple[str, ...] = FINETUNE_METHODS,
-                     seeds: tuple[int, ...] | None = None, episodes: int | None = None,
-                     finetune_steps: int | None = None, dataset_episodes: int | None = None, rollout: str = "full",
-                     token_batch_size: int = 64, progress: bool = True, fresh: bool = False,
-                     logger: str = "csv") -> dict:
-    """Base model -> tokens -> finetuned models -> Table 1, from DINO-WM's released run, dataset and DINOv2.
+@functools.lru_cache(maxsize=2)
+def dinov2_encoder(path: str, image_size: int, device: str) -> DinoWMImageEncoder:
+    """DINOv2 from the local folder ``path`` at ``image_size`` on ``device``, loaded once per process."""
+    return DinoWMImageEncoder.from_pretrained(path, image_size=image_size).to(device)
 
-    Args:
-        task_name: ``"dinowm_wall"``, ``"dinowm_pusht"`` or ``"dinowm_pointmaze"`` (:data:`DINOWM_DATASETS`).
-        run_dir: the released run folder (``hydra.yaml``, ``checkpoints/model_latest.pth``), read safely.
-        dataset: DINO-WM's dataset folder for the task (``wall_single``, ``pusht_noise``, ``point_maze``).
-        dinov2: a local folder of ``Dinov2Model.save_pretrained`` (ViT-S/14; nothing is downloaded).
-        out_dir: results go to ``out_dir/<task>_dinowm``: ``dataset/`` (frames, tokens, statistics),
-            ``base.pt``, the finetuned checkpoints, ``units/``, ``logs/``, the table and its plot.
-        protocol: ``"paper"`` (Table 1's cells) or ``"ours"``.
-        quick: the task's quick pixel recipe and protocol (a dry run).
-        device: where DINOv2, the finetuning and the planners run (``"cuda"`` on a GPU); envs stay on the CPU.
-        methods: finetuning methods besides the base model.
-        seeds, episodes, finetune_steps: replace the recipe's (a run within a time budget: say so).
-        dataset_episodes: read only the first episodes of the dataset (DINO-WM's ``n_rollout``).
-        rollout: the model's rollout (see :class:`~torchrl_gbp.bridges.DinoWMConfig`).
-        token_batch_size: frames per DINOv2 batch when the dataset's tokens are computed.
 
-    Interrupted runs resume as :func:`~torchrl_gbp.experiments.reproduce.reproduce`'s do; ``fresh`` starts over.
-    Returns ``{"rows", "runs", "table", "note", "claims", "seconds", "kept", "paths"}``.
+@dataclass(frozen=True, kw_only=True)
+class DinoV2Tokens:
+    """How a unit of a DINO-WM run sees its task and reads its dataset: the task's states rendered at
+    ``image_size`` and encoded by the DINOv2 in ``dinov2`` on ``device`` (loaded once per process), DINO-WM's
+    converted dataset (:func:`~torchrl_gbp.bridges.load_dinowm_dataset`)."""
+
+    dinov2: str
+    image_size: int
+    device: str = "cpu"
+
+    def make_task(self, task_name: str, options: dict) -> Task:
+        """The task (its states, with the protocol's constructor ``options``) through DINOv2."""
+        encoder = dinov2_encoder(self.dinov2, self.image_size, self.device)
+        return DinoV2TokenTask(make_task(task_name, obs="state", **options), encoder, image_size=self.image_size)
+
+    def load_dataset(self, path: Path):
+        """The converted DINO-WM dataset at ``path``."""
+        return load_dinowm_dataset(path)
+
+
+def reproduce_dinowm(options: ReproduceOptions, *, profile: Mapping[str, Any] = {}, progress: bool = True) -> dict:
+    """Base model -> tokens -> finetuned models -> Table 1, from DINO-WM's released run, dataset and DINOv2
+    (``options.dinowm``, a :class:`~torchrl_gbp.experiments.reproduce.DinoWMRun`).
+
+    ``options.task``: ``"dinowm_wall"``, ``"dinowm_pusht"`` or ``"dinowm_pointmaze"`` (:data:`DINOWM_DATASETS`).
+    Results go to ``out/<task>_dinowm``: ``dataset/`` (frames, tokens, statistics), ``base.pt``, the finetuned
+    checkpoints, ``units/``, ``logs/``, the table and its plot. The recipe is the task's pixel recipe (its quick
+    profile with ``quick``, a dry run) with the paper's finetuning rates (:data:`DINOWM_FINETUNE_LR`), then
+    ``profile``; planning follows the paper's settings for the task (its sampling budget, not our small CPU pixel
+    models'). DINOv2, the finetuning and the planners run on ``dinowm.device`` (``"cuda"`` on a GPU); envs stay on
+    the CPU. Interrupted runs resume as :func:`~torchrl_gbp.experiments.reproduce.reproduce`'s do; ``fresh``
+    starts over. Returns ``{"rows", "runs", "table", "note", "claims", "seconds", "kept", "paths"}``.
 
     Example:
-        >>> reproduce_dinowm("wall", "run", "data", "dinov2")  # arguments are checked before anything runs
+        >>> from torchrl_gbp.experiments.reproduce import DinoWMRun
+        >>> run = DinoWMRun(run="run", dataset="data", dinov2="dinov2")
+        >>> reproduce_dinowm(ReproduceOptions(task="wall", dinowm=run))  # checked before anything runs
         Traceback (most recent call last):
             ...
         ValueError: task must be one of ['dinowm_pointmaze', 'dinowm_pusht', 'dinowm_wall'], got 'wall'
-        >>> reproduce_dinowm("dinowm_wall", "outputs/wall", "data/wall_single", "dinov2_vits14",
-        ...                  device="cuda")  # hours on one GPU (docs/guides/dinowm.md)  # doctest: +SKIP
+        >>> run = DinoWMRun(run="outputs/wall", dataset="data/wall_single", dinov2="dinov2_vits14", device="cuda")
+        >>> reproduce_dinowm(ReproduceOptions(task="dinowm_wall", protocol="paper", dinowm=run,
+        ...                                   methods=("online", "adversarial")))  # hours on one GPU  # doctest: +SKIP
     """
+    task_name, dinowm, protocol = options.task, options.dinowm, options.protocol
     if task_name not in DINOWM_DATASETS:
         raise ValueError(f"task must be one of {sorted(DINOWM_DATASETS)}, got {task_name!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if dinowm is None:
+        raise ValueError("reproduce_dinowm needs options.dinowm (the released run, its dataset and DINOv2)")
     start = time.perf_counter()
-    run_dir, dinov2 = Path(run_dir), Path(dinov2)
-    overrides = {"finetune_lr": dict(DINOWM_FINETUNE_LR),
-                 **({} if seeds is None else {"seeds": tuple(seeds)}),
-                 **({} if episodes is None else {"episodes": episodes}),
-                 **({} if finetune_steps is None else {"finetune_steps": finetune_steps})}
-    recipe = recipe_for(task_name, quick, obs="pixels")
-    root = Path(out_dir) / f"{task_name}_dinowm"
-    fingerprint = {"task": task_name, "quick": quick, "run": str(run_dir.resolve()),
-                   "dataset": str(Path(dataset).resolve()), "dinov2": str(dinov2.resolve()), "rollout": rollout,
-                   "dataset_episodes": dataset_episodes,
-                   "overrides": json.loads(json.dumps(overrides))}
-    claim_run_folder(root, fingerprint, fresh, ("units",))  # the converted dataset and its tokens are kept
+    run_dir, dinov2 = Path(dinowm.run), Path(dinowm.dinov2)
+    overrides = {**DINOWM_FINETUNE_LR, **profile}
+    recipe = apply_profile(recipe_for(task_name, options.quick, obs="pixels"), overrides, "overrides")
+    root = Path(options.out) / f"{task_name}_dinowm"
+    fingerprint = {"task": task_name, "quick": options.quick, "run": str(run_dir.resolve()),
+                   "dataset": str(Path(dinowm.dataset).resolve()), "dinov2": str(dinov2.resolve()),
+                   "rollout": dinowm.rollout, "dataset_episodes": dinowm.dataset_episodes,
+                   "recipe": recipe.fingerprint()}
+    claim_run_folder(root, fingerprint, options.fresh, ("units",))  # the converted dataset and its tokens are kept
 
     data_dir = root / "dataset"
-    open_dinowm_dataset(dataset, data_dir, episodes=dataset_episodes)
+    open_dinowm_dataset(dinowm.dataset, data_dir, episodes=dinowm.dataset_episodes)
     kind = dataset_info(data_dir)["kind"]
     if kind != DINOWM_DATASETS[task_name]:
-        raise ValueError(f"{str(dataset)!r} is DINO-WM's {kind} dataset; {task_name} is evaluated with "
+        raise ValueError(f"{str(dinowm.dataset)!r} is DINO-WM's {kind} dataset; {task_name} is evaluated with "
                          f"{DINOWM_DATASETS[task_name]}")
     image_size = int(read_hydra_config(run_dir / "hydra.yaml").get("img_size", 224))
     base = root / "base.pt"
     if not base.is_file():
-        convert_dinowm_checkpoint(run_dir, base, rollout=rollout, normalization=normalization_statistics(data_dir))
+        convert_dinowm_checkpoint(run_dir, base, rollout=dinowm.rollout,
+                                  normalization=normalization_statistics(data_dir))
     model, _ = load_checkpoint(base)
-    encoder = DinoWMImageEncoder.from_pretrained(dinov2, image_size=image_size).to(device)
+    encoder = dinov2_encoder(str(dinov2), image_size, dinowm.device)
     if (encoder.num_tokens, encoder.token_dim) != (model.config.num_patches, model.config.visual_dim):
         raise ValueError(f"the DINOv2 in {str(dinov2)!r} gives {encoder.num_tokens} tokens of {encoder.token_dim} "
                          f"at img_size {image_size}; the model reads {model.config.num_patches} of "
                          f"{model.config.visual_dim}")
-    write_dinov2_tokens(data_dir, encoder, "train", batch_size=token_batch_size)
-    del encoder
+    write_dinov2_tokens(data_dir, encoder, "train", batch_size=dinowm.token_batch_size)
 
-    seeds_run = overrides.get("seeds", recipe.seeds)
-    dinowm = {"dinov2": str(dinov2), "image_size": image_size, "device": device, "recipe": overrides}
-    jobs = [{"task": task_name, "obs": "pixels", "quick": quick, "base": base, "dataset": data_dir,
-             "log_dir": root / "logs", "logger": logger, "method": method, "seed": run_seed, "planners": ("gd", "cem"),
-             "checkpoint": None if method == "base" else root / f"{method}_seed{run_seed}.pt",
-             "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
-             "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "protocol": protocol},
-             "protocol": protocol, "progress": progress, "threads": None, "verbose": False, "dinowm": dinowm}
-            for run_seed in seeds_run for method in ("base", *methods)]
+    settings = paper_settings(task_name, options.quick) if protocol == "paper" else None
+    source = DinoV2Tokens(dinov2=str(dinov2), image_size=image_size, device=dinowm.device)
+    seeds = recipe.evaluation.seeds
+    jobs = [RunJob(task=task_name, method=method, seed=run_seed, recipe=recipe, settings=settings,
+                   planners=("gd", "cem"), base=base, dataset=data_dir,
+                   checkpoint=None if method == "base" else root / f"{method}_seed{run_seed}.pt",
+                   result=root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{method}_seed{run_seed}.json",
+                   fingerprint={**fingerprint, "method": method, "unit_seed": run_seed, "protocol": protocol},
+                   source=source, log_dir=root / "logs", logger=options.logger, progress=progress)
+            for run_seed in seeds for method in ("base", *options.methods)]
     runs, kept = run_jobs(jobs, progress=progress)
     summary = summarize_runs(runs, root, task_name, protocol)
     seconds = time.perf_counter() - start
     note = (f"DINO-WM's released {task_name.removeprefix('dinowm_')} model and {kind} dataset, DINOv2 from "
-            f"{str(dinov2)!r}; {overrides.get('episodes', recipe.episodes)} episodes per seed, seeds "
-            f"{list(seeds_run)}; {protocol} protocol; device {device}; {seconds:.0f} s total")
+            f"{str(dinov2)!r}; {recipe.evaluation.episodes} episodes per seed, seeds {list(seeds)}; {protocol} "
+            f"protocol; device {dinowm.device}; {seconds:.0f} s total")
     atomic_write_text(summary["table_path"], f"{summary['table']}\n\n{note}\n\n{summary['claims']}\n")
     return {"rows": summary["rows"], "runs": runs, "table": summary["table"], "note": note,
             "claims": summary["claims"], "seconds": seconds, "kept": kept,

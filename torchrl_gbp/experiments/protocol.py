@@ -8,8 +8,8 @@ Two protocols, chosen by name:
   25-env-step segments of held-out trajectories (start = first state, goal =
   last), the other tasks from the env's pairs. Where the reference code and
   our construction differ, the protocol follows the reference, each choice a
-  :class:`PaperSettings` field named in the results (:data:`OUR_CHOICES`
-  holds ours): the cost scores the start frame too (``objective_frames``);
+  :class:`ProtocolChoices` field named in the results (:data:`OUR_CHOICES`
+  holds ours, :data:`REFERENCE_CHOICES` the reference's): the cost scores the start frame too (``objective_frames``);
   open-loop success is the final state's, MPC success is sticky at the end of
   each executed block, and PushT's test includes the agent's position
   (``success_rule``); plans are the search's final iterate or mean
@@ -41,19 +41,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from tensordict import TensorDict
 
 from ..closing import closing
 from ..evaluate import episode_metrics, evaluation_pairs, evaluation_rollout
-from ..planners import GoalCost, MPCPolicy, make_planner, planning_inputs
+from ..planners import CEMOptions, GoalCost, GradientOptions, MPCPolicy, MPPIOptions, make_planner, planning_inputs
 from ..synthesis import SCHEDULES
 from ..tasks import Task
 from ..tasks.env import replay_actions
 from .pipeline import FINETUNINGS
-from .recipes import PIXEL_SAMPLING, QUICK_SAMPLING
+from .recipes import PIXEL_SAMPLING, QUICK_SAMPLING, apply_profile
 
 PROTOCOLS = ("ours", "paper")
 # What an MPC budget counts: env steps per episode (ours) or MPC iterations (the reference code's).
@@ -154,48 +154,43 @@ class MPCBudget:
 OUR_BUDGET = MPCBudget()
 
 
-@dataclass(frozen=True)
-class PaperSettings:
-    """The paper's planner settings (its released configuration); ``alpha`` is the proprio weight of the cost.
+# The points where our construction and the reference code differ that concern evaluation (the others concern
+# finetuning): an evaluation of given models may take either side's on these alone.
+EVALUATION_CHOICES = ("objective_frames", "success_rule", "result_rule", "bounds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolChoices:
+    """The protocol's choice on each point where our construction and the reference code differ (defaults: the
+    reference's, :data:`REFERENCE_CHOICES`; ours: :data:`OUR_CHOICES`), each named in the results.
+
+    - ``objective_frames``: ``"with_start"`` (the cost scores the start frame too and averages over the H + 1
+      frames) or ``"predicted"`` (ours: weights over the H predicted steps);
+    - ``success_rule``: ``"reference"`` (open loop on the final state, MPC sticky but checked at the end of each
+      executed block) or ``"sticky"`` (ours: the test held at any env step);
+    - ``result_rule``: ``"final"`` (GD's final iterate, CEM's final mean) or ``"best"`` (ours: the cheapest plan);
+    - ``bounds``: ``"none"`` (no action clipped by the planner; the env still projects what it executes) or
+      ``"project"`` (ours: every iterate and sample projected into the spec);
+    - ``online_schedule``: ``"append"`` (one optimiser step per cached synthetic set of the batch's slot, after
+      the batch's own) or ``"replace"`` (ours: a share of each batch's rows replaced);
+    - ``finetuning``: ``"reference"`` (AdamW, predictor 1e-5, action and proprio encoders 5e-4, dropout 0.1, no
+      gradient clipping) or ``"ours"`` (the recipe's);
+    - ``budget``: what the MPC budget counts (:class:`MPCBudget`; ours by default for both).
 
     Example:
-        >>> settings = PaperSettings(alpha=0.0)
-        >>> settings.horizon, settings.sampling["samples"], settings.choices()["bounds"]
-        (5, 300, 'none')
-        >>> replace(settings, **OUR_CHOICES).choices() == {**OUR_CHOICES, "budget_unit": "env_steps"}  # ours
-        True
-        >>> replace(settings, budget=MPCBudget(unit="mpc_iterations", max_iterations=10)).choices()["budget_unit"]
-        'mpc_iterations:cap=10'
+        >>> REFERENCE_CHOICES.record()["result_rule"], OUR_CHOICES.record()["result_rule"]
+        ('final', 'best')
+        >>> REFERENCE_CHOICES.evaluated_as(OUR_CHOICES).record()["finetuning"]  # our evaluation, its finetuning
+        'reference'
     """
 
-    horizon: int = 5
-    mpc_gradient: dict = field(default_factory=lambda: {"steps": 100, "lr": 0.2, "noise_std": 0.003})
-    open_loop_gradient: dict = field(default_factory=lambda: {"steps": 300, "lr": 0.3, "noise_std": 0.003})
-    sampling: dict = field(default_factory=lambda: {"samples": 300, "elites": 30, "iterations": 30})
-    mppi_temperature: float = 0.05
-    alpha: float = 1.0
-    segment_steps: int = 25
-    pairs: str = "env"  # "env": the task's own pairs; "segments": held-out dataset segments
-    # Where our construction and the reference code differ, the reference's choice (each named in the results):
-    # the cost scores the start frame too and averages over the H + 1 frames (GoalCost(include_start=True));
-    objective_frames: str = "with_start"  # "predicted": ours, weights over the H predicted steps
-    # success: open loop on the final state, MPC sticky but checked at the end of each executed block;
-    success_rule: str = "reference"  # "sticky": ours, the test held at any env step
-    # GD returns its final iterate and CEM its final mean;
-    result_rule: str = "final"  # "best": ours, the cheapest plan seen
-    # no action is clipped by the planner (the env still projects what it executes into its spec).
-    bounds: str = "none"  # "project": ours, every iterate and sample projected into the spec
-    # online synthesis: one optimiser step per cached synthetic set of the batch's slot, after the batch's own;
-    online_schedule: str = "append"  # "replace": ours, a share of each batch's rows replaced
-    # finetuning: AdamW, predictor 1e-5, action (and proprio) encoders 5e-4, dropout 0.1, no gradient clipping.
-    finetuning: str = "reference"  # "ours": Adam at the recipe's rates, gradient norm clipped at 1, no dropout
-    # the MPC budget: ours by default (env steps per episode); the reference's counts MPC iterations (MPCBudget).
+    objective_frames: str = "with_start"
+    success_rule: str = "reference"
+    result_rule: str = "final"
+    bounds: str = "none"
+    online_schedule: str = "append"
+    finetuning: str = "reference"
     budget: MPCBudget = OUR_BUDGET
-    # The field values of the protocol's quick run (:meth:`quick`); the sampling planners get a quick recipe's budget.
-    quick_run: dict = field(default_factory=lambda: {
-        "mpc_gradient": {"steps": 30, "lr": 0.2, "noise_std": 0.003},
-        "open_loop_gradient": {"steps": 100, "lr": 0.3, "noise_std": 0.003},
-        "sampling": dict(QUICK_SAMPLING)})
 
     def __post_init__(self) -> None:
         for name, allowed in (("objective_frames", ("with_start", "predicted")),
@@ -203,60 +198,93 @@ class PaperSettings:
                               ("bounds", ("none", "project")), ("online_schedule", SCHEDULES),
                               ("finetuning", FINETUNINGS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"PaperSettings.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ValueError(f"ProtocolChoices.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not isinstance(self.budget, MPCBudget):
-            raise TypeError(f"PaperSettings.budget must be an MPCBudget, got {self.budget!r}")
+            raise TypeError(f"ProtocolChoices.budget must be an MPCBudget, got {self.budget!r}")
+
+    def record(self) -> dict[str, str]:
+        """The choices as results record them, the MPC budget as ``budget_unit`` (:meth:`MPCBudget.label`).
+
+        Example:
+            >>> OUR_CHOICES.record()["budget_unit"]
+            'env_steps'
+        """
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "budget"},
+                "budget_unit": self.budget.label()}
+
+    def finetunes_as(self) -> dict[str, str]:
+        """The finetuning choices: ``online_schedule`` and ``finetuning``.
+
+        Example:
+            >>> REFERENCE_CHOICES.finetunes_as()
+            {'online_schedule': 'append', 'finetuning': 'reference'}
+        """
+        return {"online_schedule": self.online_schedule, "finetuning": self.finetuning}
+
+    def evaluated_as(self, other: ProtocolChoices) -> ProtocolChoices:
+        """These choices with ``other``'s on the points of evaluation (:data:`EVALUATION_CHOICES`)."""
+        return replace(self, **{name: getattr(other, name) for name in EVALUATION_CHOICES})
+
+
+REFERENCE_CHOICES = ProtocolChoices()
+OUR_CHOICES = ProtocolChoices(objective_frames="predicted", success_rule="sticky", result_rule="best",
+                              bounds="project", online_schedule="replace", finetuning="ours")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperSettings:
+    """The paper's planner settings (its released configuration) and the protocol's :class:`ProtocolChoices`;
+    ``alpha`` is the proprio weight of the cost.
+
+    Example:
+        >>> settings = PaperSettings(alpha=0.0)
+        >>> settings.horizon, settings.sampling.samples, settings.choices.bounds
+        (5, 300, 'none')
+        >>> budget = MPCBudget(unit="mpc_iterations", max_iterations=10)
+        >>> replace(settings.choices, budget=budget).record()["budget_unit"]
+        'mpc_iterations:cap=10'
+    """
+
+    horizon: int = 5
+    mpc_gradient: GradientOptions = GradientOptions(steps=100, lr=0.2)
+    open_loop_gradient: GradientOptions = GradientOptions(steps=300, lr=0.3)
+    sampling: CEMOptions = CEMOptions(samples=300, elites=30, iterations=30)
+    mppi_temperature: float = 0.05
+    alpha: float = 1.0
+    segment_steps: int = 25
+    pairs: str = "env"  # "env": the task's own pairs; "segments": held-out dataset segments
+    choices: ProtocolChoices = REFERENCE_CHOICES
 
     def task_options(self, task_name: str) -> dict:
         """Constructor options of ``task_name`` the protocol needs: PushT's success test with the agent's
         position (the reference's) under ``success_rule="reference"``.
 
         Example:
-            >>> PaperSettings().task_options("pusht"), PaperSettings(success_rule="sticky").task_options("pusht")
-            ({'success_rule': 'agent_and_block'}, {})
+            >>> PaperSettings().task_options("pusht")
+            {'success_rule': 'agent_and_block'}
+            >>> PaperSettings(choices=OUR_CHOICES).task_options("pusht")
+            {}
         """
-        return {"success_rule": "agent_and_block"} if task_name == "pusht" and self.success_rule == "reference" else {}
+        reference = self.choices.success_rule == "reference"
+        return {"success_rule": "agent_and_block"} if task_name == "pusht" and reference else {}
 
-    def choices(self) -> dict[str, str]:
-        """The protocol's choice on each point where ours and the reference code differ (written into results),
-        the MPC budget as ``budget_unit`` (:meth:`MPCBudget.label`).
+    def planner_options(self, name: str, mode: str) -> GradientOptions | CEMOptions:
+        """The budget of Table 1's planner ``name`` (``sgd``, ``adam``, ``cem``, ``mppi``) in ``mode``.
 
         Example:
-            >>> PaperSettings().choices()["result_rule"], OUR_CHOICES["result_rule"]
-            ('final', 'best')
-            >>> PaperSettings().choices()["budget_unit"]
-            'env_steps'
+            >>> PaperSettings().planner_options("sgd", "open loop")
+            GradientOptions(steps=300, lr=0.3, optimizer='sgd', noise_std=0.003, init='randn', num_restarts=1)
         """
-        return {**{name: getattr(self, name) for name in OUR_CHOICES}, "budget_unit": self.budget.label()}
-
-    def finetune_options(self) -> dict[str, str]:
-        """The protocol's finetuning choices, as keyword arguments of
-        :func:`~torchrl_gbp.experiments.pipeline.finetune_model`.
-
-        Example:
-            >>> PaperSettings().finetune_options()
-            {'online_schedule': 'append', 'finetuning': 'reference'}
-            >>> replace(PaperSettings(), **OUR_CHOICES).finetune_options() == OUR_FINETUNING_CHOICES
-            True
-        """
-        return {name: getattr(self, name) for name in OUR_FINETUNING_CHOICES}
-
-    def quick(self) -> PaperSettings:
-        """A smaller run of the same protocol (minutes): ``quick_run`` replaces those fields.
-
-        Example:
-            >>> PaperSettings().quick().open_loop_gradient["steps"]
-            100
-        """
-        return replace(self, **self.quick_run)
+        if name in ("sgd", "adam"):
+            return replace(self.mpc_gradient if mode == "mpc" else self.open_loop_gradient, optimizer=name)
+        if name == "mppi":
+            return MPPIOptions(**asdict(self.sampling), temperature=self.mppi_temperature)
+        return self.sampling
 
 
-# Our construction on each point where it differs from the reference code (``replace(settings, **OUR_CHOICES)``):
-# how models are planned and scored, and how they are finetuned.
-OUR_EVALUATION_CHOICES = {"objective_frames": "predicted", "success_rule": "sticky", "result_rule": "best",
-                          "bounds": "project"}
-OUR_FINETUNING_CHOICES = {"online_schedule": "replace", "finetuning": "ours"}
-OUR_CHOICES = {**OUR_EVALUATION_CHOICES, **OUR_FINETUNING_CHOICES}
+# The paper protocol's quick run: the sampling planners at a quick recipe's budget, shorter gradient searches.
+PAPER_QUICK = {"mpc_gradient": GradientOptions(steps=30, lr=0.2), "open_loop_gradient": GradientOptions(steps=100, lr=0.3),
+               "sampling": QUICK_SAMPLING}
 
 
 # The per-task differences the paper states: PushT's goals come from dataset segments, PointMaze's cost ignores
@@ -291,16 +319,16 @@ PAPER_TABLE1.update(dinowm_wall=PAPER_TABLE1["wall"], dinowm_pusht=PAPER_TABLE1[
 def paper_settings(task_name: str, quick: bool = False, obs: str = "state") -> PaperSettings:
     """The paper's settings for ``task_name``; ``obs="pixels"``: the sampling planners at the pixel recipes' budget
     (:data:`~torchrl_gbp.experiments.recipes.PIXEL_SAMPLING`; GD keeps the paper's); ``quick``: their quick run
-    (:meth:`PaperSettings.quick`).
+    (the profile :data:`PAPER_QUICK`).
 
     Example:
         >>> paper_settings("wall", quick=True).sampling
-        {'samples': 100, 'elites': 10, 'iterations': 10}
+        CEMOptions(samples=100, elites=10, iterations=10, init_std=1.0, min_std=0.01)
     """
     settings = PAPER_SETTINGS.get(task_name, PaperSettings())
     if obs == "pixels":
-        settings = replace(settings, sampling=dict(PIXEL_SAMPLING))
-    return settings.quick() if quick else settings
+        settings = replace(settings, sampling=PIXEL_SAMPLING)
+    return apply_profile(settings, PAPER_QUICK, "paper quick") if quick else settings
 
 
 def segment_pairs(task: Task, episodes: int, seed: int, segment_steps: int = 25,
@@ -362,16 +390,12 @@ def paper_planner(name: str, model, task: Task, settings: PaperSettings, mode: s
     """
     if name not in PAPER_PLANNERS or mode not in MODES:
         raise ValueError(f"planner must be one of {PAPER_PLANNERS} and mode one of {MODES}; got {name!r}, {mode!r}")
+    choices = settings.choices
     objective = GoalCost("all", base=0.5, alpha=settings.alpha, proprio_dim=proprio_dim,
-                         include_start=settings.objective_frames == "with_start")
-    options = {"action_spec": task.action_spec if settings.bounds == "project" else None,
-               "result": settings.result_rule}
-    if name in ("sgd", "adam"):
-        gradient = settings.mpc_gradient if mode == "mpc" else settings.open_loop_gradient
-        optimizer = torch.optim.SGD if name == "sgd" else torch.optim.Adam
-        return make_planner("gd", model, settings.horizon, objective, optimizer=optimizer, **options, **gradient)
-    extra = {"temperature": settings.mppi_temperature} if name == "mppi" else {}
-    return make_planner(name, model, settings.horizon, objective, **options, **settings.sampling, **extra)
+                         include_start=choices.objective_frames == "with_start")
+    return make_planner(settings.planner_options(name, mode), model, settings.horizon, objective,
+                        action_spec=task.action_spec if choices.bounds == "project" else None,
+                        result=choices.result_rule)
 
 
 def evaluate_open_loop(planner, task: Task, pairs: TensorDict, seed: int = 0,
@@ -415,9 +439,9 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     """One Table 1 cell: ``planner`` in ``mode`` on ``pairs`` (open loop, or MPC for the task's episode length).
 
     Besides :func:`~torchrl_gbp.evaluate.episode_metrics`' figures it returns ``reported_success_rate``, the
-    success under ``settings.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
+    success under ``settings.choices.success_rule`` (``"reference"``: the final state open loop, sticky at the end of
     each executed block of ``n_taken_actions * frameskip`` env steps under MPC; ``"sticky"``: the test held at
-    any env step), and ``protocol_choices`` (:meth:`PaperSettings.choices`). The envs run on the CPU and the
+    any env step), and ``protocol_choices`` (:meth:`ProtocolChoices.record`). The envs run on the CPU and the
     planner on the model's device; planning seconds are read from ``clock`` (wall seconds by default;
     ``time.process_time`` for CPU seconds).
 
@@ -426,8 +450,8 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
         >>> from torchrl_gbp.tasks import WallTask
         >>> task = WallTask(episode_steps=25)  # one open-loop plan: horizon 5 x frameskip 5
         >>> model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5))
-        >>> settings = replace(PaperSettings(), open_loop_gradient={"steps": 3, "lr": 0.3},
-        ...                    mpc_gradient={"steps": 3, "lr": 0.2})
+        >>> settings = replace(PaperSettings(), open_loop_gradient=GradientOptions(steps=3, lr=0.3),
+        ...                    mpc_gradient=GradientOptions(steps=3, lr=0.2))
         >>> pairs = protocol_pairs(task, settings, episodes=2, seed=0)
         >>> cell = evaluate_paper_cell(model, task, "adam", "open loop", pairs, settings)
         >>> cell["reported_success_rate"] == cell["success_rate"], cell["protocol_choices"]["result_rule"]
@@ -440,15 +464,16 @@ def evaluate_paper_cell(model, task: Task, planner: str, mode: str, pairs: Tenso
     plan = paper_planner(planner, model, task, settings, mode, proprio)
     if mode == "open loop":
         metrics = evaluate_open_loop(plan, task, pairs, seed, clock)
-        reported = metrics["success_rate"] if settings.success_rule == "reference" else metrics["sticky_success_rate"]
+        reported = (metrics["success_rate"] if settings.choices.success_rule == "reference"
+                    else metrics["sticky_success_rate"])
     else:
         executed = 1 if planner in ("sgd", "adam") else settings.horizon  # GD replans every model step, CEM every 5
         device = model.action_normalizer.mean.device  # the policy plans on the model's device
         policy = MPCPolicy(plan, task.action_spec.to(device), n_taken_actions=executed, seed=seed, clock=clock)
-        metrics = evaluate_mpc_budget(policy, task, pairs, settings.budget, executed * model.frameskip,
-                                      settings.success_rule)
+        metrics = evaluate_mpc_budget(policy, task, pairs, settings.choices.budget, executed * model.frameskip,
+                                      settings.choices.success_rule)
         reported = metrics["sticky_success_rate"]
-    return {**metrics, "reported_success_rate": reported, "protocol_choices": settings.choices()}
+    return {**metrics, "reported_success_rate": reported, "protocol_choices": settings.choices.record()}
 
 
 def evaluate_mpc_budget(policy: MPCPolicy, task: Task, pairs: TensorDict, budget: MPCBudget, block: int,

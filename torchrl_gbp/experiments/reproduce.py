@@ -12,25 +12,34 @@ import os
 import re
 import shutil
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..bridges import DinoV2TokenTask, DinoWMImageEncoder, load_dinowm_dataset
 from ..data import load_dataset
 from ..evaluate import evaluate
 from ..io import atomic_write_text
 from ..models import load_checkpoint
 from ..models.checkpoint import read_checkpoint
+from ..planners import PLANNER_CLASSES
 from ..synthesis import METHODS
-from ..tasks import make_task
-from ..train import make_logger
-from .pipeline import COMPARED_PLANNERS, finetune_model, make_dataset, make_policy, train_base_model
+from ..tasks import OBSERVATIONS, Task, make_task
+from ..train import LOGGERS, make_logger
+from .pipeline import (
+    COMPARED_PLANNERS,
+    finetune_model,
+    finetuning_options,
+    make_dataset,
+    make_policy,
+    train_base_model,
+)
 from .protocol import (
     MODES,
     OUR_BUDGET,
-    OUR_FINETUNING_CHOICES,
+    OUR_CHOICES,
     PAPER_PLANNERS,
     PAPER_TABLE1,
     PROTOCOLS,
@@ -40,7 +49,7 @@ from .protocol import (
     paper_settings,
     protocol_pairs,
 )
-from .recipes import REPORTED_PAIR_SEED_BASE, recipe_for
+from .recipes import REPORTED_PAIR_SEED_BASE, Recipe, apply_profile, recipe_for
 from .reporting import (
     format_paper_table,
     format_table,
@@ -55,11 +64,65 @@ from .reporting import (
 BACKENDS = ("serial", "ray")
 
 
-def run_unit(job: dict) -> list[dict]:
-    """One unit of :func:`reproduce`: finetune the base checkpoint with ``job["method"]`` (``"base"``: as is),
+@dataclass(frozen=True, kw_only=True)
+class TaskObservations:
+    """How a unit of :func:`reproduce` sees its task and reads its dataset: the task's ``obs`` (``"state"`` or
+    ``"pixels"``), our datasets, on the CPU. (:class:`~torchrl_gbp.experiments.dinowm.DinoV2Tokens` is the other
+    way: the task through DINOv2, DINO-WM's datasets.)
+
+    Example:
+        >>> TaskObservations(obs="pixels").make_task("wall", {}).image_size
+        64
+    """
+
+    obs: str = "state"
+    device: str | None = None
+
+    def make_task(self, task_name: str, options: dict) -> Task:
+        """The task, with the protocol's constructor ``options``."""
+        return make_task(task_name, obs=self.obs, **options)
+
+    def load_dataset(self, path: Path):
+        """The trajectories of the dataset at ``path``."""
+        return load_dataset(path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunJob:
+    """One (seed, model) unit of :func:`reproduce` (and of DINO-WM's runs): finetune the ``base`` checkpoint with
+    ``method`` (``"base"``: as is) under the ``recipe``, then evaluate every planner cell on the seed's pairs.
+
+    ``settings``: the paper protocol's (``None``: ours, MPC with ``planners``); ``source``: how the unit sees the
+    task and reads ``dataset`` (:class:`TaskObservations`, or DINO-WM's tokens); ``checkpoint``: where the
+    finetuned model is kept (resumable); ``result``: the unit's rows, written atomically when it ends, with
+    ``fingerprint`` (a finished unit of the same fingerprint is kept); ``threads``: torch threads in a Ray worker
+    (``None``: here).
+    """
+
+    task: str
+    method: str
+    seed: int
+    recipe: Recipe
+    settings: PaperSettings | None
+    planners: tuple[str, ...]
+    base: Path
+    dataset: Path | None
+    checkpoint: Path | None
+    result: Path
+    fingerprint: dict
+    source: TaskObservations | Any = TaskObservations()
+    log_dir: Path | None = None
+    logger: str = "csv"
+    progress: bool = True
+    threads: int | None = None
+    verbose: bool = False
+
+
+def run_unit(job: RunJob) -> list[dict]:
+    """One unit of :func:`reproduce`: finetune the base checkpoint with ``job.method`` (``"base"``: as is),
     then evaluate every planner on the seed's (start, goal) pairs. Runs here or in a Ray worker.
 
-    Its rows are written atomically to ``job["result"]`` (JSON) when it ends; an
+    Its rows are written atomically to ``job.result`` (JSON) when it ends; an
     interrupted finetuning resumes from its checkpoint.
 
     Example:
@@ -68,62 +131,50 @@ def run_unit(job: dict) -> list[dict]:
         >>> folder = Path(tempfile.mkdtemp())
         >>> save_checkpoint(folder / "base.pt", StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2,
         ...                                                                      frameskip=5)))
-        >>> job = {"task": "wall", "obs": "state", "quick": True, "base": folder / "base.pt", "dataset": None,
-        ...        "log_dir": folder / "logs", "logger": "csv", "method": "base", "seed": 0, "planners": ("gd",),
-        ...        "checkpoint": None, "result": folder / "units" / "base_seed0.json",
-        ...        "fingerprint": {"method": "base"}, "protocol": "ours", "progress": False, "threads": None,
-        ...        "verbose": False}
+        >>> job = RunJob(task="wall", method="base", seed=0, recipe=recipe_for("wall", quick=True), settings=None,
+        ...              planners=("gd",), base=folder / "base.pt", dataset=None, checkpoint=None,
+        ...              result=folder / "units" / "base_seed0.json", fingerprint={"method": "base"}, progress=False)
         >>> runs = run_unit(job)  # MPC on 20 episodes, seconds  # doctest: +SKIP
         >>> [(run["model"], run["mode"], run["planner"]) for run in runs]  # doctest: +SKIP
         [('base', 'mpc', 'gd')]
     """
-    if job["threads"] is not None:
-        torch.set_num_threads(job["threads"])
-        logging.getLogger("torchrl").setLevel(logging.INFO if job["verbose"] else logging.WARNING)
-    dinowm = job.get("dinowm")  # a released DINO-WM model (experiments.dinowm): tokens, its recipe, a device
-    recipe = recipe_for(job["task"], job["quick"], obs=job["obs"])
-    if dinowm is not None:
-        recipe = replace(recipe, **dinowm["recipe"])
-    # a DINO-WM run plans with the paper's sampling budget, not the budget of our small CPU pixel models
-    settings_obs = "state" if dinowm is not None else job["obs"]
-    settings = paper_settings(job["task"], job["quick"], settings_obs) if job["protocol"] == "paper" else None
-    if settings is not None:
-        settings = replace(settings, budget=job.get("budget", OUR_BUDGET))
-    task_obs = "state" if dinowm is not None else job["obs"]
-    task = make_task(job["task"], obs=task_obs, **({} if settings is None else settings.task_options(job["task"])))
-    device = None if dinowm is None else dinowm["device"]
-    if dinowm is not None:
-        encoder = DinoWMImageEncoder.from_pretrained(dinowm["dinov2"], image_size=dinowm["image_size"]).to(device)
-        task = DinoV2TokenTask(task, encoder, image_size=dinowm["image_size"])
-    model, _ = load_checkpoint(job["base"])
-    if device is not None:
-        model.to(device)
-    method, run_seed, progress, remote = job["method"], job["seed"], job["progress"], job["threads"] is not None
-    if method != "base":
-        log = make_logger(job["logger"], job["log_dir"], f"finetune_{method}_seed{run_seed}")
-        data = load_dinowm_dataset(job["dataset"]) if dinowm is not None else load_dataset(job["dataset"])
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)
+        logging.getLogger("torchrl").setLevel(logging.INFO if job.verbose else logging.WARNING)
+    recipe, settings, source = job.recipe, job.settings, job.source
+    task = source.make_task(job.task, {} if settings is None else settings.task_options(job.task))
+    model, _ = load_checkpoint(job.base)
+    if source.device is not None:
+        model.to(source.device)
+    progress, remote = job.progress, job.threads is not None
+    if job.method != "base":
+        log = make_logger(job.logger, job.log_dir, f"finetune_{job.method}_seed{job.seed}")
+        choices = OUR_CHOICES if settings is None else settings.choices
         try:
-            finetune_model(model, task, data, method, recipe, seed=run_seed, logger=log,
-                           checkpoint_path=job["checkpoint"], progress=progress and not remote, resume=True,
-                           device=device, **({} if settings is None else settings.finetune_options()))
+            finetune_model(model, task, source.load_dataset(job.dataset), job.method, recipe, seed=job.seed,
+                           finetuning=finetuning_options(recipe, choices.finetuning),
+                           online_schedule=choices.online_schedule, logger=log, checkpoint_path=job.checkpoint,
+                           progress=progress and not remote, resume=True, device=source.device)
         finally:
             log.close()
         if progress and remote:
-            print(f"  seed {run_seed} {method}: finetuned", flush=True)
+            print(f"  seed {job.seed} {job.method}: finetuned", flush=True)
     runs = []
-    for mode, name in unit_cells(job["protocol"], job["planners"], method in recipe.mppi_models):
+    for mode, name in unit_cells(job.planners if settings is None else None,
+                                 job.method in recipe.evaluation.mppi_models):
+        pair_seed = REPORTED_PAIR_SEED_BASE + job.seed
         if settings is not None:
-            pairs = protocol_pairs(task, settings, recipe.episodes, REPORTED_PAIR_SEED_BASE + run_seed)
-            metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=run_seed)
+            pairs = protocol_pairs(task, settings, recipe.evaluation.episodes, pair_seed)
+            metrics = evaluate_paper_cell(model, task, name, mode, pairs, settings, seed=job.seed)
         else:
-            metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.episodes,
-                               seed=REPORTED_PAIR_SEED_BASE + run_seed)
-        runs.append({"model": method, "mode": mode, "planner": name, "seed": run_seed, **metrics})
+            metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.evaluation.episodes,
+                               seed=pair_seed)
+        runs.append({"model": job.method, "mode": mode, "planner": name, "seed": job.seed, **metrics})
         if progress:
-            print(f"  seed {run_seed} {method}/{mode}/{name}: success {100 * metrics['success_rate']:.1f}% "
+            print(f"  seed {job.seed} {job.method}/{mode}/{name}: success {100 * metrics['success_rate']:.1f}% "
                   f"(sticky {100 * metrics['sticky_success_rate']:.1f}%)  {metrics['plan_seconds']:.3f} s/plan",
                   flush=True)
-    atomic_write_text(job["result"], json.dumps({"fingerprint": job["fingerprint"], "runs": runs}, indent=1))
+    atomic_write_text(job.result, json.dumps({"fingerprint": job.fingerprint, "runs": runs}, indent=1))
     return runs
 
 
@@ -133,67 +184,70 @@ def finetuned_checkpoint(root: Path, method: str, seed: int, settings: PaperSett
     as ours does, else ``paper_<method>_seed<k>.pt``.
 
     Example:
-        >>> from torchrl_gbp.experiments.protocol import PaperSettings
         >>> finetuned_checkpoint(Path("runs/wall"), "online", 0).name
         'online_seed0.pt'
         >>> finetuned_checkpoint(Path("runs/wall"), "online", 0, PaperSettings()).name  # the reference's finetuning
         'paper_online_seed0.pt'
     """
-    ours = settings is None or settings.finetune_options() == OUR_FINETUNING_CHOICES
+    ours = settings is None or settings.choices.finetunes_as() == OUR_CHOICES.finetunes_as()
     return root / f"{'' if ours else 'paper_'}{method}_seed{seed}.pt"
 
 
-def unit_cells(protocol: str, planners: tuple[str, ...], with_mppi: bool) -> list[tuple[str, str]]:
-    """The (mode, planner) cells a unit evaluates: ours, MPC with ``planners``; the paper's, Table 1's cells.
+def unit_cells(planners: tuple[str, ...] | None, with_mppi: bool) -> list[tuple[str, str]]:
+    """The (mode, planner) cells a unit evaluates: ours, MPC with ``planners``; the paper's (``planners=None``),
+    Table 1's cells.
 
     MPPI only where ``with_mppi`` (the recipe's ``mppi_models``), to bound the run time.
 
     Example:
-        >>> unit_cells("ours", ("gd", "cem", "mppi"), with_mppi=False)
+        >>> unit_cells(("gd", "cem", "mppi"), with_mppi=False)
         [('mpc', 'gd'), ('mpc', 'cem')]
-        >>> cells = unit_cells("paper", ("gd",), with_mppi=False)  # Table 1: both modes x SGD, Adam, CEM
+        >>> cells = unit_cells(None, with_mppi=False)  # Table 1: both modes x SGD, Adam, CEM
         >>> len(cells), cells[0], cells[-1]
         (6, ('open loop', 'sgd'), ('mpc', 'cem'))
     """
-    if protocol == "paper":
+    if planners is None:
         return [(mode, name) for mode in MODES for name in PAPER_PLANNERS if name != "mppi" or with_mppi]
     return [("mpc", name) for name in planners if name != "mppi" or with_mppi]
 
 
-def finished_runs(job: dict) -> list[dict] | None:
+def finished_runs(job: RunJob) -> list[dict] | None:
     """The rows a previous run of ``job`` wrote, if its result file is complete and of the same configuration.
 
     Example:
         >>> import tempfile
+        >>> from dataclasses import replace
         >>> result = Path(tempfile.mkdtemp()) / "base_seed0.json"
-        >>> job = {"result": result, "fingerprint": {"method": "base"}, "checkpoint": None}
+        >>> job = RunJob(task="wall", method="base", seed=0, recipe=recipe_for("wall"), settings=None, planners=(),
+        ...              base=Path("base.pt"), dataset=None, checkpoint=None, result=result,
+        ...              fingerprint={"method": "base"})
         >>> finished_runs(job) is None  # no result file yet
         True
         >>> _ = result.write_text(json.dumps({"fingerprint": {"method": "base"},
         ...                                   "runs": [{"planner": "gd", "success_rate": 0.5}]}))
         >>> finished_runs(job)
         [{'planner': 'gd', 'success_rate': 0.5}]
-        >>> finished_runs({**job, "fingerprint": {"method": "online"}}) is None  # another configuration
+        >>> finished_runs(replace(job, fingerprint={"method": "online"})) is None  # another configuration
         True
     """
     try:
-        saved = json.loads(Path(job["result"]).read_text())
+        saved = json.loads(Path(job.result).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(saved, dict) or saved.get("fingerprint") != job["fingerprint"]:
+    if not isinstance(saved, dict) or saved.get("fingerprint") != job.fingerprint:
         return None
     runs = saved.get("runs")
     if not isinstance(runs, list) or not all(isinstance(r, dict) and "success_rate" in r for r in runs):
         return None
-    if job["checkpoint"] is not None:
+    if job.checkpoint is not None:
         try:
-            read_checkpoint(job["checkpoint"])
+            read_checkpoint(job.checkpoint)
         except (OSError, ValueError):
             return None
     return runs
 
 
-def longest_first(jobs: list[dict]) -> list[int]:
+def longest_first(jobs: list[RunJob]) -> list[int]:
     """Indices of ``jobs`` in the order to submit them to a pool of workers: longest expected first.
 
     Units that finetune with online synthesis plan and step the simulator while
@@ -205,16 +259,17 @@ def longest_first(jobs: list[dict]) -> list[int]:
     recipe_notes.md). Ties keep their order.
 
     Example:
-        >>> longest_first([{"method": m} for m in ("base", "online", "adversarial", "both")])
+        >>> from types import SimpleNamespace
+        >>> longest_first([SimpleNamespace(method=m) for m in ("base", "online", "adversarial", "both")])
         [1, 3, 0, 2]
     """
-    def rank(job: dict) -> int:
-        method = job["method"]
+    def rank(job: RunJob) -> int:
+        method = job.method
         return 0 if method in ("online", "both") else 1 if method == "base" else 2
     return sorted(range(len(jobs)), key=lambda i: rank(jobs[i]))
 
 
-def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = None,
+def run_units(jobs: list[RunJob], backend: str = "serial", workers: int | None = None,
               ray_address: str | None = None) -> list[list[dict]]:
     """Results of :func:`run_unit` for ``jobs``, in order.
 
@@ -253,7 +308,7 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
     try:
         unit = ray.remote(num_cpus=threads)(run_unit)
         order = longest_first(jobs)
-        results = ray.get([unit.remote({**jobs[i], "threads": threads}) for i in order])
+        results = ray.get([unit.remote(replace(jobs[i], threads=threads)) for i in order])
         by_job = dict(zip(order, results))
         return [by_job[i] for i in range(len(jobs))]
     finally:
@@ -261,22 +316,87 @@ def run_units(jobs: list[dict], backend: str = "serial", workers: int | None = N
             ray.shutdown()
 
 
-def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quick: bool = False, seed: int = 0,
-              planners: tuple[str, ...] = COMPARED_PLANNERS, methods: tuple[str, ...] = METHODS,
-              progress: bool = True, backend: str = "serial", workers: int | None = None,
-              ray_address: str | None = None, verbose: bool = False, fresh: bool = False,
-              protocol: str = "ours", obs: str = "state", logger: str = "csv",
-              seeds: tuple[int, ...] | None = None, budget: MPCBudget = OUR_BUDGET) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class DinoWMRun:
+    """Start :func:`reproduce` from DINO-WM's released model instead of training a base model
+    (:mod:`~torchrl_gbp.experiments.dinowm`): its ``run`` folder (``hydra.yaml``,
+    ``checkpoints/model_latest.pth``), its ``dataset`` folder for the task, a local ``dinov2`` folder
+    (``Dinov2Model.save_pretrained``), the ``device`` DINOv2, finetuning and planning run on, the model's
+    ``rollout`` (``"full"``: DINO-WM's; ``"history"``, ``"one_frame"``), the first ``dataset_episodes`` of the
+    dataset only (DINO-WM's ``n_rollout``; ``None``: all), and ``token_batch_size`` frames per DINOv2 batch."""
+
+    run: str
+    dataset: str
+    dinov2: str
+    device: str = "cpu"
+    rollout: str = "full"
+    dataset_episodes: int | None = None
+    token_batch_size: int = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReproduceOptions:
+    """What :func:`reproduce` runs: ``task`` seen as ``obs``, in ``out/<task>``, the dataset and base model from
+    ``seed``; its ``quick`` profile; the ``protocol`` (``"ours"``: MPC with ``planners``; ``"paper"``: Table 1,
+    its MPC ``budget`` an :class:`~torchrl_gbp.experiments.protocol.MPCBudget`); the finetuning ``methods``; the
+    units on ``backend`` (``"serial"``, or ``"ray"`` with ``workers`` side by side, on the cluster at
+    ``ray_address`` if given); TorchRL ``logger``; ``fresh``: start over; ``dinowm``: start from DINO-WM's released model (:class:`DinoWMRun`).
+
+    Example:
+        >>> ReproduceOptions(task="pusht", quick=True).planners
+        ('gd', 'cem', 'mppi')
+        >>> ReproduceOptions(backend="slurm")
+        Traceback (most recent call last):
+            ...
+        ValueError: ReproduceOptions.backend must be one of ('serial', 'ray'), got 'slurm'
+    """
+
+    task: str = "wall"
+    out: str = "runs"
+    quick: bool = False
+    obs: str = "state"
+    seed: int = 0
+    protocol: str = "ours"
+    planners: tuple[str, ...] = COMPARED_PLANNERS
+    methods: tuple[str, ...] = METHODS
+    budget: MPCBudget = OUR_BUDGET
+    backend: str = "serial"
+    workers: int | None = None
+    ray_address: str | None = None
+    logger: str = "csv"
+    fresh: bool = False
+    dinowm: DinoWMRun | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("backend", BACKENDS), ("protocol", PROTOCOLS), ("obs", OBSERVATIONS),
+                              ("logger", tuple(LOGGERS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ReproduceOptions.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name, allowed in (("planners", tuple(PLANNER_CLASSES)), ("methods", METHODS)):
+            unknown = [value for value in getattr(self, name) if value not in allowed]
+            if unknown:
+                raise ValueError(f"ReproduceOptions.{name}: unknown {unknown}; expected names of {allowed}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"ReproduceOptions.workers must be >= 1, got {self.workers}")
+        if self.budget != OUR_BUDGET and (self.protocol != "paper" or self.dinowm is not None):
+            raise ValueError(f"budget={self.budget.label()!r} needs protocol='paper' and our models (ours runs the "
+                             f"recipe's episode; DINO-WM runs keep our MPC budget)")
+
+
+def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mapping[str, Any] = {},
+              progress: bool = True, verbose: bool = False) -> dict:
     """Dataset -> base model -> finetuned models -> planners on the same goals -> table and plot.
 
-    The dataset and the base model are made once (``seed``). For each seed of
-    the recipe, every ``method`` finetunes a copy of the base model, and every
+    The dataset and the base model are made once (``options.seed``). For each seed of
+    the recipe, every method finetunes a copy of the base model, and every
     model is evaluated with every planner on that seed's (start, goal) pairs
     (MPPI only on the recipe's ``mppi_models``, to bound the run time).
-    The (seed, model) units run on ``backend`` (see :func:`run_units`; Ray
+    ``profile`` changes the task recipe's fields (:func:`~torchrl_gbp.experiments.recipes.apply_profile`; e.g.
+    ``{"evaluation.seeds": (0,)}``: a run within a time budget, say so where it is reported).
+    The (seed, model) units run on ``options.backend`` (see :func:`run_units`; Ray
     runs ``workers`` side by side). Results do not depend on the backend
     beyond the floating-point effect of the torch thread count.
-    Writes ``out_dir/<task>/{dataset, base.pt, <method>_seed<k>.pt, units/, logs,
+    Writes ``out/<task>/{dataset, base.pt, <method>_seed<k>.pt, units/, logs,
     results.md, success_vs_seconds.png}`` and returns ``{"rows", "runs", "table", "seconds", "paths",
     "kept"}``.
 
@@ -285,75 +405,69 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
     file (``units/<method>_seed<k>.json``, written atomically when the unit
     ends) is complete and of the same configuration, and redoes the rest
     (their finetuning resumes from its checkpoint). ``fresh=True`` starts over.
-    ``verbose`` keeps torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
     ``protocol`` (:mod:`torchrl_gbp.experiments.protocol`): ``"ours"`` (``results.md``) or ``"paper"`` (Table 1's
     layout, ``results_paper.md``; the dataset and base model are shared with ``"ours"`` in the same folder, the
-    finetuned models too where the paper protocol finetunes as ours does (:func:`finetuned_checkpoint`)). ``obs="pixels"``: the same job on the task's pixels with pixel world models
-    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out_dir/<task>_pixels``. ``seeds``
-    replaces the recipe's evaluation and finetuning seeds (a run within a time budget: say so where it is reported).
-    ``budget`` (the paper protocol only): what its MPC budget counts (:class:`~torchrl_gbp.experiments.protocol.MPCBudget`;
-    by default ours, the task's episode in env steps); another budget's units and table are kept apart from the
-    default's (``units/paper_<budget>_<method>_seed<k>.json``, ``results_paper_<budget>.md``, :func:`budget_tag`).
-    Training and finetuning log to TorchRL logger ``logger`` under ``logs`` (see
-    :func:`~torchrl_gbp.train.make_logger`).
+    finetuned models too where the paper protocol finetunes as ours does (:func:`finetuned_checkpoint`)).
+    ``obs="pixels"``: the same job on the task's pixels with pixel world models
+    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out/<task>_pixels``. ``verbose`` keeps
+    torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
+    ``budget`` (the paper protocol only): what its MPC budget counts; another budget's units and table are kept
+    apart from the default's (``units/paper_<budget>_<method>_seed<k>.json``, ``results_paper_<budget>.md``,
+    :func:`budget_tag`). With ``dinowm`` the base model is DINO-WM's released one
+    (:func:`~torchrl_gbp.experiments.dinowm.reproduce_dinowm`).
 
     Example:
-        >>> reproduce("wall", "runs", backend="slurm")  # arguments are checked before anything runs
-        Traceback (most recent call last):
-        ...
-        ValueError: backend must be one of ('serial', 'ray'), got 'slurm'
-        >>> result = reproduce("wall", "runs", quick=True)  # minutes on a laptop  # doctest: +SKIP
+        >>> result = reproduce(ReproduceOptions(task="wall", quick=True))  # minutes on a laptop  # doctest: +SKIP
         >>> print(result["table"])  # doctest: +SKIP
         >>> sorted(result["paths"])  # doctest: +SKIP
         ['checkpoint', 'dataset', 'plot', 'table']
     """
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if budget != OUR_BUDGET and protocol != "paper":
-        raise ValueError(f"budget={budget.label()!r} needs protocol='paper' (ours runs the recipe's episode)")
+    if options.dinowm is not None:
+        from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
+
+        return reproduce_dinowm(options, profile=profile, progress=progress)
     start = time.perf_counter()
-    recipe = recipe_for(task_name, quick, obs=obs)
-    if seeds is not None:
-        recipe = replace(recipe, seeds=tuple(seeds))
+    task_name, obs, seed, protocol, budget = options.task, options.obs, options.seed, options.protocol, options.budget
+    recipe = apply_profile(recipe_for(task_name, options.quick, obs=obs), profile, "overrides")
     task = make_task(task_name, obs=obs)
-    settings = paper_settings(task_name, quick, obs) if protocol == "paper" else None
-    root = Path(out_dir) / (task_name if obs == "state" else f"{task_name}_{obs}")
-    fingerprint = {"task": task_name, "quick": quick, "seed": seed, "recipe": recipe.fingerprint(),
+    settings = None
+    if protocol == "paper":
+        settings = paper_settings(task_name, options.quick, obs)
+        settings = replace(settings, choices=replace(settings.choices, budget=budget))
+    root = Path(options.out) / (task_name if obs == "state" else f"{task_name}_{obs}")
+    fingerprint = {"task": task_name, "quick": options.quick, "seed": seed, "recipe": recipe.fingerprint(),
                    **({} if obs == "state" else {"obs": obs})}
-    claim_run_folder(root, fingerprint, fresh, ("dataset", "units"))
+    claim_run_folder(root, fingerprint, options.fresh, ("dataset", "units"))
     torch.manual_seed(seed)
     dataset_path = root / "dataset"
-    if not _dataset_matches(dataset_path, recipe.num_trajectories):
-        make_dataset(task, dataset_path, recipe.num_trajectories, seed=seed)
-    log = make_logger(logger, root / "logs", "reproduce")
+    if not _dataset_matches(dataset_path, recipe.data.num_trajectories):
+        make_dataset(task, dataset_path, recipe.data.num_trajectories, seed=seed)
+    log = make_logger(options.logger, root / "logs", "reproduce")
     try:
         train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed, logger=log,
                          progress=progress, resume=True)
     finally:
         log.close()
     tag = budget_tag(budget)
-    jobs = [{"task": task_name, "obs": obs, "quick": quick, "base": root / "base.pt", "dataset": dataset_path,
-             "log_dir": root / "logs", "logger": logger, "method": method, "seed": run_seed, "planners": tuple(planners),
-             "checkpoint": None if method == "base" else finetuned_checkpoint(root, method, run_seed, settings),
-             "result": root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{tag}{method}_seed{run_seed}.json",
-             "fingerprint": {**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
-                             "protocol": protocol, **({} if budget == OUR_BUDGET else {"budget": budget.label()}),
-                             **({} if settings is None or method == "base"
-                                else {"finetuning_choices": settings.finetune_options()})},
-             "protocol": protocol, "budget": budget,
-             "progress": progress, "threads": None, "verbose": verbose}
-            for run_seed in recipe.seeds for method in ("base", *methods)]
-    runs, kept = run_jobs(jobs, backend, workers, ray_address, progress)
+    planners = tuple(options.planners)
+    jobs = [RunJob(task=task_name, method=method, seed=run_seed, recipe=recipe, settings=settings,
+                   planners=planners, base=root / "base.pt", dataset=dataset_path,
+                   checkpoint=None if method == "base" else finetuned_checkpoint(root, method, run_seed, settings),
+                   result=root / "units" / f"{'' if protocol == 'ours' else 'paper_'}{tag}{method}_seed{run_seed}.json",
+                   fingerprint={**fingerprint, "method": method, "unit_seed": run_seed, "planners": list(planners),
+                                "protocol": protocol, **({} if budget == OUR_BUDGET else {"budget": budget.label()}),
+                                **({} if settings is None or method == "base"
+                                   else {"finetuning_choices": settings.choices.finetunes_as()})},
+                   source=TaskObservations(obs=obs), log_dir=root / "logs", logger=options.logger,
+                   progress=progress, verbose=verbose)
+            for run_seed in recipe.evaluation.seeds for method in ("base", *options.methods)]
+    runs, kept = run_jobs(jobs, options.backend, options.workers, options.ray_address, progress)
     summary = summarize_runs(runs, root, task_name, protocol, tag)
     seconds = time.perf_counter() - start
-    side_by_side = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
-    where = "serially" if backend == "serial" else f"on Ray ({side_by_side} workers)"
-    note = (f"{recipe.episodes} episodes per seed, seeds {list(recipe.seeds)} (evaluation pairs and finetuning); "
-            f"one dataset and base model (seed {seed}); {protocol} protocol"
+    side_by_side = options.workers if options.workers is not None else min(len(jobs), os.cpu_count() or 1)
+    where = "serially" if options.backend == "serial" else f"on Ray ({side_by_side} workers)"
+    note = (f"{recipe.evaluation.episodes} episodes per seed, seeds {list(recipe.evaluation.seeds)} (evaluation pairs "
+            f"and finetuning); one dataset and base model (seed {seed}); {protocol} protocol"
             f"{'' if budget == OUR_BUDGET else f', MPC budget {budget.label()}'}; {seconds:.0f} s total, "
             f"units run {where}")
     atomic_write_text(summary["table_path"], f"{summary['table']}\n\n{note}\n\n{summary['claims']}\n")
@@ -363,7 +477,7 @@ def reproduce(task_name: str = "wall", out_dir: str | os.PathLike = "runs", quic
                       "table": summary["table_path"]}}
 
 
-def run_jobs(jobs: list[dict], backend: str = "serial", workers: int | None = None, ray_address: str | None = None,
+def run_jobs(jobs: list[RunJob], backend: str = "serial", workers: int | None = None, ray_address: str | None = None,
              progress: bool = True) -> tuple[list[dict], int]:
     """The rows of every unit of ``jobs``: those a previous run finished (:func:`finished_runs`) kept, the others
     run (:func:`run_units`); returns ``(rows in job order, number of units kept)``.
@@ -374,7 +488,7 @@ def run_jobs(jobs: list[dict], backend: str = "serial", workers: int | None = No
     """
     kept = {i: finished for i, job in enumerate(jobs) if (finished := finished_runs(job)) is not None}
     if kept and progress:
-        names = ", ".join(f"{jobs[i]['method']}/seed {jobs[i]['seed']}" for i in kept)
+        names = ", ".join(f"{jobs[i].method}/seed {jobs[i].seed}" for i in kept)
         print(f"kept {len(kept)} finished unit(s) of an earlier run: {names}", flush=True)
     todo = [job for i, job in enumerate(jobs) if i not in kept]
     done = iter(run_units(todo, backend, workers, ray_address) if todo else [])

@@ -1,138 +1,334 @@
-"""What a task recipe holds: defaults for data, model, training and planner budgets (each task keeps its own
-``RECIPE`` in ``torchrl_gbp/experiments/recipes/<name>.py``; :func:`recipe_for` finds it)."""
+"""What a task recipe holds: typed, frozen options for data, model, training, finetuning, synthesis, planning and
+evaluation, and the profiles (quick, smoke, pixels) that change them, held as data.
+
+Each task keeps its own ``RECIPE`` (and, where its quick or pixel run differs, ``PROFILES``) in
+``torchrl_gbp/experiments/recipes/<name>.py``; :func:`recipe_for` finds it and applies the profiles asked for.
+A profile is a mapping of dotted field paths (``"training.steps"``, ``"planners.cem"``) to values, applied by
+:func:`apply_profile`, the one mechanism behind quick runs, pixel runs and the command line's overrides.
+"""
 from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
-from typing import Any
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from typing import Any, TypeVar
 
+from ...planners import (
+    CEMOptions,
+    GDCEMOptions,
+    GoalCost,
+    GradientOptions,
+    ICEMOptions,
+    MPPIOptions,
+    PlannerOptions,
+)
+from ...synthesis import AdversarialOptions, OnlineOptions, SynthesisShares
 from ...tasks import GYM_PREFIX, TASKS, check_observation, make_task
 
 # Evaluation-pair seeds: reported results use 1000 + k for the recipe's seeds k; choosing budgets, learning rates
 # or any other setting uses these, never the reported ones.
 REPORTED_PAIR_SEED_BASE = 1000
 TUNING_PAIR_SEEDS = (5000, 5001, 5002)
-# The sampling planners' budget in a quick run (the default recipe's and the paper protocol's).
-QUICK_SAMPLING = {"samples": 100, "elites": 10, "iterations": 10}
+Options = TypeVar("Options")
 
 
-@dataclass(kw_only=True)
-class Recipe:
-    """Defaults for one task: data, model, training and planner budgets.
-
-    ``planner_kwargs`` maps a planner name (``"gd"``, ``"cem"``, ``"mppi"``, ``"icem"``, ``"gd_cem"``) to
-    constructor arguments of :class:`GradientPlanner`, :class:`CrossEntropyPlanner`,
-    :class:`PathIntegralPlanner`, :class:`ImprovedCEMPlanner` or :class:`GradientCEMPlanner`; a planner
-    missing from it gets its class's defaults.
-
-    Example:
-        >>> recipe = Recipe(train_steps=500, planner_kwargs={"gd": {"steps": 20, "lr": 0.3}})
-        >>> recipe.train_steps, recipe.batch_size, recipe.planner_kwargs["gd"]["steps"]
-        (500, 256, 20)
-        >>> sorted(recipe.fingerprint())  # the fields set away from their defaults
-        ['planner_kwargs', 'train_steps']
-    """
+@dataclass(frozen=True, kw_only=True)
+class DataOptions:
+    """The dataset: ``num_trajectories`` seeded trajectories of the task; training windows of ``window_frames``
+    model steps after the history frames."""
 
     num_trajectories: int = 2000
-    model: dict[str, Any] = field(default_factory=lambda: {"num_hist": 1, "hidden_dim": 256, "depth": 3})
     window_frames: int = 5
-    train_steps: int = 4000
-    batch_size: int = 256
-    lr: float = 1e-3
-    horizon: int = 5
-    objective: dict[str, str | float] = field(default_factory=lambda: {"mode": "all", "base": 0.5, "alpha": 1.0})
-    planner_kwargs: dict[str, dict[str, int | float]] = field(default_factory=lambda: {
-        "gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
-        "cem": {"samples": 300, "elites": 30, "iterations": 30},
-        "mppi": {"samples": 300, "elites": 30, "iterations": 30, "temperature": 0.05},
-        "icem": {"samples": 300, "elites": 30, "iterations": 10},
-        "gd_cem": {"samples": 300, "elites": 30, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003},
-    })
-    episodes: int = 50
-    finetune_steps: int = 1000
-    # The paper finetunes the predictor at 1e-5; on PushT's tuning pairs (seeds 5000-5002) 1e-5 and 1e-4 gave
-    # the same adversarial-finetuning success within the seed spread (benchmarks/results/ablations_pusht.md).
-    finetune_lr: dict[str, float] = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
-    online: dict[str, int | float] = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
-                                                                    "planner_steps": 100, "planner_lr": 0.3})
-    adversarial: dict[str, float] = field(default_factory=lambda: {"fraction": 1.0, "latent_factor": 0.05,
-                                                                   "proprio_factor": 0.02, "action_factor": 0.02})
-    seeds: tuple[int, ...] = (0, 1, 2)
-    mppi_models: tuple[str, ...] = ("base",)
-    # The field values of this recipe's quick run (:meth:`quick`): a recipe that changes a field here states its
-    # quick value too, or its quick run keeps these.
-    quick_run: dict[str, Any] = field(default_factory=lambda: {
-        "num_trajectories": 500, "train_steps": 800, "episodes": 20, "finetune_steps": 200, "seeds": (0,),
-        "planner_kwargs": {"gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
-                           "cem": dict(QUICK_SAMPLING),
-                           "mppi": {**QUICK_SAMPLING, "temperature": 0.05},
-                           "icem": dict(QUICK_SAMPLING),
-                           "gd_cem": {**QUICK_SAMPLING, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003}},
-        "online": {"every": 10, "fraction": 0.5, "capacity": 20_000, "planner_steps": 30, "planner_lr": 0.3}})
-    image_size: int = 64
-    encoder_steps: int = 0
-    encoder_foreground_weight: float = 0.0
-    pixel_overrides: dict[str, Any] = field(default_factory=dict)
-
-    def pixels(self) -> Recipe:
-        """This task's recipe for pixel observations: :data:`PIXEL_DEFAULTS`, then ``pixel_overrides``.
-
-        Example:
-            >>> Recipe().pixels().model["hidden_dim"], Recipe().pixels().image_size
-            (64, 64)
-        """
-        return replace(self, **{**PIXEL_DEFAULTS, **self.pixel_overrides})
-
-    def quick(self) -> Recipe:
-        """A smaller run of the same recipe (minutes, not tens of minutes): ``quick_run`` replaces those fields.
-
-        Example:
-            >>> Recipe().quick().train_steps, Recipe().quick().seeds
-            (800, (0,))
-        """
-        return replace(self, **self.quick_run)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What makes a run of this recipe: each field that differs from its default, as JSON values, so adding
-        a field with a default leaves every earlier fingerprint equal (and so does changing a default: rerun
-        with ``fresh=True`` after that).
-
-        ``pixel_overrides`` and ``quick_run`` are left out: :meth:`pixels` and :meth:`quick` have already applied
-        them to the recipes they change, and they never touch the others.
-
-        Example:
-            >>> Recipe(train_steps=10, seeds=(0,)).fingerprint()
-            {'train_steps': 10, 'seeds': [0]}
-        """
-        changed = {f.name: getattr(self, f.name) for f in fields(self)
-                   if f.name not in ("pixel_overrides", "quick_run") and getattr(self, f.name) != _default(f)}
-        return json.loads(json.dumps(changed))
 
 
-def _default(spec: Field) -> Any:
-    """The default value of dataclass field ``spec``."""
-    return spec.default if spec.default_factory is MISSING else spec.default_factory()
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """The world model's shape (:class:`~torchrl_gbp.models.WorldModelConfig` on states,
+    :class:`~torchrl_gbp.models.PixelWorldModelConfig` on pixels, whose proprio size the task gives).
 
-
-def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
-              batch_size: int | None = None, init_std: float | None = None) -> dict:
-    """A ``quick_run`` of smoke size for a slow task: one seed, 4 episodes, 10 finetuning steps, CEM/MPPI/iCEM at
-    30 samples x 5 elites x 3 iterations (``init_std`` when given; GD-CEM's CEM stage too, then ``gd_steps``),
-    5-step online synthesis every 5 batches.
+    ``heads`` and the encoder fields apply to pixel models: ``encoder`` (``None``: the config's default) and its
+    options, ``patch_size``, ``token_dim`` and ``encoder_hidden_dim`` for the patch autoencoder, ``patch_size``,
+    ``pool`` and ``sigma`` for the blur encoder.
 
     Example:
-        >>> smoke_run(100, 100)["planner_kwargs"]["cem"]
-        {'samples': 30, 'elites': 5, 'iterations': 3}
+        >>> ModelOptions(encoder="blur").encoder_options()
+        {'patch_size': 16, 'pool': 4, 'sigma': 8.0}
     """
-    sampling = {"samples": 30, "elites": 5, "iterations": 3, **({} if init_std is None else {"init_std": init_std})}
-    run = {"num_trajectories": num_trajectories, "train_steps": train_steps, "episodes": 4, "finetune_steps": 10,
-           "seeds": (0,),
-           "planner_kwargs": {"gd": {"steps": gd_steps, "lr": 0.2}, "cem": sampling,
-                              "mppi": {**sampling, "temperature": 0.05}, "icem": sampling,
-                              "gd_cem": {**sampling, "steps": gd_steps, "lr": 0.2}},
-           "online": {"every": 5, "fraction": 0.5, "capacity": capacity, "planner_steps": 5, "planner_lr": 0.3}}
-    return run if batch_size is None else {**run, "batch_size": batch_size}
+
+    num_hist: int = 1
+    hidden_dim: int = 256
+    depth: int = 3
+    heads: int = 4
+    proprio_dim: int = 0
+    reward_head: bool = False
+    encoder: str | None = None
+    patch_size: int = 16
+    token_dim: int = 16
+    encoder_hidden_dim: int = 64
+    pool: int = 4
+    sigma: float = 8.0
+
+    def encoder_options(self) -> dict[str, int | float]:
+        """The image encoder's constructor arguments (the patch autoencoder's unless ``encoder="blur"``)."""
+        if self.encoder == "blur":
+            return {"patch_size": self.patch_size, "pool": self.pool, "sigma": self.sigma}
+        return {"patch_size": self.patch_size, "token_dim": self.token_dim, "hidden_dim": self.encoder_hidden_dim}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingOptions:
+    """Base-model training: ``steps`` batches of ``batch_size`` windows at ``lr``; pixel models first fit their
+    patch autoencoder ``encoder_steps`` steps (``encoder_foreground_weight``: see
+    :func:`~torchrl_gbp.models.image_encoders.fit_patch_autoencoder`)."""
+
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    encoder_steps: int = 0
+    encoder_foreground_weight: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuningOptions:
+    """Finetuning with data synthesis: ``steps`` batches, ``optimizer`` (``"adam"`` or ``"adamw"``, with
+    ``weight_decay``) at a rate per part (the encoders stay frozen), gradient norm clipped at ``grad_clip``
+    (``None``: never), the predictor's ``dropout`` while finetuning, and the model's mode while synthesis plans and
+    attacks (``synthesis_mode``: ``"eval"``, or ``"train"``, dropout on, as the reference code) with the
+    adversarial radius measured per ``radius_statistic``. Defaults: ours; :data:`REFERENCE_FINETUNING`: the
+    reference code's."""
+
+    steps: int = 1000
+    optimizer: str = "adam"
+    # The paper finetunes the predictor at 1e-5; on PushT's tuning pairs (seeds 5000-5002) 1e-5 and 1e-4 gave
+    # the same adversarial-finetuning success within the seed spread (benchmarks/results/ablations_pusht.md).
+    predictor_lr: float = 1e-4
+    action_encoder_lr: float = 5e-4
+    proprio_encoder_lr: float | None = None
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    dropout: float = 0.0
+    synthesis_mode: str = "eval"
+    radius_statistic: str = "batch"
+
+
+# The reference code's finetuning: AdamW (weight decay 0.01, torch's AdamW default) with the predictor at 1e-5 and
+# one rate, 5e-4, for the action and proprio encoders; dropout 0.1 in the predictor while finetuning, while
+# online synthesis plans and while adversarial synthesis attacks (its radius per window); no gradient clipping.
+# (Its decoder, Adam at 3e-4, has no counterpart here.) ``steps`` stay the recipe's.
+REFERENCE_FINETUNING = FinetuningOptions(optimizer="adamw", weight_decay=0.01, predictor_lr=1e-5,
+                                         action_encoder_lr=5e-4, proprio_encoder_lr=5e-4, grad_clip=None,
+                                         dropout=0.1, synthesis_mode="train", radius_statistic="per_window")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveOptions:
+    """The planning objective: :class:`~torchrl_gbp.planners.GoalCost` (``mode``, ``base``, ``alpha``) on goal
+    tasks, :class:`~torchrl_gbp.planners.ReturnObjective` (``discount``) on reward tasks."""
+
+    mode: str = "all"
+    base: float = 0.5
+    alpha: float = 1.0
+    discount: float = 0.99
+
+    def goal_cost(self, proprio_dim: int = 0) -> GoalCost:
+        """The goal cost, the last ``proprio_dim`` latent entries weighted by ``alpha``."""
+        return GoalCost(self.mode, self.base, self.alpha, proprio_dim=proprio_dim)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannerBudgets:
+    """Each planner's budget (:mod:`torchrl_gbp.planners.options`), by planner name.
+
+    Example:
+        >>> PlannerBudgets().of("mppi").temperature
+        0.05
+    """
+
+    gd: GradientOptions = GradientOptions()
+    cem: CEMOptions = CEMOptions()
+    mppi: MPPIOptions = MPPIOptions()
+    icem: ICEMOptions = ICEMOptions()
+    gd_cem: GDCEMOptions = GDCEMOptions()
+
+    def of(self, planner: str) -> PlannerOptions:
+        """The budget of planner ``planner``."""
+        if planner not in {f.name for f in fields(self)}:
+            raise ValueError(f"unknown planner {planner!r}; expected one of {[f.name for f in fields(self)]}")
+        return getattr(self, planner)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationOptions:
+    """Evaluation: ``episodes`` MPC episodes per seed of ``seeds`` (also the finetuning seeds), plans of
+    ``horizon`` model steps, MPPI only on the models in ``mppi_models`` (to bound the run time)."""
+
+    episodes: int = 50
+    seeds: tuple[int, ...] = (0, 1, 2)
+    horizon: int = 5
+    mppi_models: tuple[str, ...] = ("base",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """Defaults for one task, composed of typed options.
+
+    Example:
+        >>> recipe = Recipe(training=TrainingOptions(steps=500), planners=PlannerBudgets(gd=GradientOptions(steps=20)))
+        >>> recipe.training.steps, recipe.training.batch_size, recipe.planners.gd.steps
+        (500, 256, 20)
+        >>> recipe.fingerprint()  # the fields set away from their defaults
+        {'planners.gd.steps': 20, 'training.steps': 500}
+    """
+
+    data: DataOptions = DataOptions()
+    model: ModelOptions = ModelOptions()
+    training: TrainingOptions = TrainingOptions()
+    finetuning: FinetuningOptions = FinetuningOptions()
+    objective: ObjectiveOptions = ObjectiveOptions()
+    planners: PlannerBudgets = PlannerBudgets()
+    online: OnlineOptions = OnlineOptions(capacity=20_000, planner_steps=100, planner_lr=0.3)
+    adversarial: AdversarialOptions = AdversarialOptions()
+    synthesis: SynthesisShares = SynthesisShares()
+    evaluation: EvaluationOptions = EvaluationOptions()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes a run of this recipe: each leaf field (dotted path) that differs from :class:`Recipe`'s
+        default, as JSON values, so adding a field with a default leaves every earlier fingerprint equal (and so
+        does changing a default: rerun with ``fresh=True`` after that).
+
+        Example:
+            >>> Recipe(evaluation=EvaluationOptions(seeds=(0,))).fingerprint()
+            {'evaluation.seeds': [0]}
+        """
+        ours, default = flatten(self), flatten(Recipe())
+        return json.loads(json.dumps({k: v for k, v in sorted(ours.items()) if default.get(k, _MISSING) != v}))
+
+
+_MISSING = object()
+
+
+def flatten(options: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaf fields of nested option objects by dotted path (fields no command line can give, such as an
+    objective object, left out).
+
+    Example:
+        >>> flatten(EvaluationOptions())
+        {'episodes': 50, 'seeds': (0, 1, 2), 'horizon': 5, 'mppi_models': ('base',)}
+    """
+    out: dict[str, Any] = {}
+    for spec in fields(options):
+        value = getattr(options, spec.name)
+        if is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{spec.name}."))
+        elif is_plain(value):
+            out[f"{prefix}{spec.name}"] = value
+    return out
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is a number, string, bool, ``None`` or a tuple of them (what a field path may set)."""
+    if isinstance(value, tuple):
+        return all(is_plain(v) for v in value)
+    return value is None or isinstance(value, int | float | str | bool)
+
+
+def field_types(options_type: type) -> dict[str, Any]:
+    """The resolved type of each field of the dataclass ``options_type``."""
+    return typing.get_type_hints(options_type)
+
+
+def check_value(path: str, expected: Any, value: Any) -> None:
+    """Refuse ``value`` for field ``path`` unless it is of type ``expected`` (ints are floats; tuples checked
+    entry by entry; nested options must be of their exact type)."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if any(_matches(option, value) for option in args):
+            return
+    elif _matches(expected, value):
+        return
+    raise TypeError(f"{path} must be {_type_name(expected)}, got {value!r} ({type(value).__name__})")
+
+
+def _matches(expected: Any, value: Any) -> bool:
+    if expected is type(None):
+        return value is None
+    if typing.get_origin(expected) is tuple:
+        item = typing.get_args(expected)[0]
+        return isinstance(value, tuple) and all(_matches(item, v) for v in value)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    return getattr(expected, "__name__", str(expected))
+
+
+def apply_profile(options: Options, profile: Mapping[str, Any], name: str = "profile") -> Options:
+    """``options`` (nested frozen dataclasses) with each dotted field path of ``profile`` set to its value; an
+    unknown path or a value of the wrong type is refused, naming it.
+
+    Example:
+        >>> recipe = apply_profile(Recipe(), {"training.steps": 10, "planners.cem": CEMOptions(samples=50)})
+        >>> recipe.training.steps, recipe.planners.cem.samples, recipe.training.batch_size
+        (10, 50, 256)
+        >>> apply_profile(Recipe(), {"training.step": 10}, "quick")
+        Traceback (most recent call last):
+            ...
+        KeyError: "quick: Recipe.training has no field 'step'; its fields: ['steps', 'batch_size', 'lr', 'encoder_steps', 'encoder_foreground_weight']"
+    """
+    for path, value in profile.items():
+        options = _set(options, path.split("."), value, name, path)
+    return options
+
+
+def _set(options: Any, parts: list[str], value: Any, name: str, path: str) -> Any:
+    names = [spec.name for spec in fields(options)]
+    head = parts[0]
+    where = f"{type(options).__name__}" if len(parts) == len(path.split(".")) else \
+        f"Recipe.{'.'.join(path.split('.')[:-len(parts)])}"
+    if head not in names:
+        raise KeyError(f"{name}: {where} has no field {head!r}; its fields: {names}")
+    if len(parts) > 1:
+        return replace(options, **{head: _set(getattr(options, head), parts[1:], value, name, path)})
+    check_value(f"{name}: {path}", field_types(type(options))[head], value)
+    return replace(options, **{head: value})
+
+
+# The profiles every task shares, by name; a task's ``PROFILES`` entry of the same name is merged over it.
+# quick: a smaller run of the same recipe (minutes, not tens of minutes); the sampling planners at 100 x 10.
+QUICK_SAMPLING = CEMOptions(samples=100, elites=10, iterations=10)
+QUICK: dict[str, Any] = {
+    "data.num_trajectories": 500, "training.steps": 800, "evaluation.episodes": 20, "finetuning.steps": 200,
+    "evaluation.seeds": (0,), "planners.cem": QUICK_SAMPLING,
+    "planners.mppi": MPPIOptions(**asdict(QUICK_SAMPLING)), "planners.icem": ICEMOptions(**asdict(QUICK_SAMPLING)),
+    "planners.gd_cem": GDCEMOptions(**{**asdict(QUICK_SAMPLING), "iterations": 3}),
+    "online.planner_steps": 30,
+}
+
+
+def smoke(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity: int = 2000,
+          batch_size: int | None = None, init_std: float = 1.0) -> dict[str, Any]:
+    """A quick profile of smoke size for a slow task: one seed, 4 episodes, 10 finetuning steps, the sampling
+    planners at 30 samples x 5 elites x 3 iterations from ``init_std`` (GD-CEM's CEM stage too, then
+    ``gd_steps``), 5-step online synthesis every 5 batches.
+
+    Example:
+        >>> smoke(100, 100)["planners.cem"]
+        CEMOptions(samples=30, elites=5, iterations=3, init_std=1.0, min_std=0.01)
+    """
+    sampling = {"samples": 30, "elites": 5, "iterations": 3, "init_std": init_std}
+    profile = {"data.num_trajectories": num_trajectories, "training.steps": train_steps, "evaluation.episodes": 4,
+               "finetuning.steps": 10, "evaluation.seeds": (0,), "planners.gd": GradientOptions(steps=gd_steps),
+               "planners.cem": CEMOptions(**sampling), "planners.mppi": MPPIOptions(**sampling),
+               "planners.icem": ICEMOptions(**sampling), "planners.gd_cem": GDCEMOptions(**sampling, steps=gd_steps),
+               "online.capacity": capacity, "online.planner_steps": 5, "synthesis.every": 5}
+    return profile if batch_size is None else {**profile, "training.batch_size": batch_size}
 
 
 # Pixel runs on a 2-core CPU: 64x64 images, 16 tokens of 16 from a patch autoencoder (trained 500 steps on the
@@ -140,52 +336,65 @@ def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capac
 # datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame). GD keeps
 # the paper's budget (Adam, 100 steps, lr 0.2); CEM and MPPI get 64 samples x 10 iterations (8 elites): at the
 # paper's 300 x 30 one batched CEM plan over 50 envs would cost minutes here (the CEM iteration's time in
-# benchmarks/results/pixel_speed_wall_cpu.md).
-# PIXEL_SAMPLING is that budget, for our protocol and the paper's (experiments/protocol.py) alike.
-PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
-PIXEL_DEFAULTS: dict[str, Any] = {
-    "num_trajectories": 500,
-    "model": {"num_hist": 3, "hidden_dim": 64, "depth": 2, "heads": 4,
-              "encoder": "patch", "encoder_options": {"patch_size": 16, "token_dim": 16, "hidden_dim": 64}},
-    "encoder_steps": 500,
-    # without it the autoencoder learns the arena but not Wall's agent dot (its tokens would not see the agent)
-    "encoder_foreground_weight": 50.0,
-    "window_frames": 3,
-    "train_steps": 2000,
-    "batch_size": 64,
-    "finetune_steps": 300,
-    "planner_kwargs": {"gd": {"steps": 100, "lr": 0.2, "noise_std": 0.003},
-                       "cem": dict(PIXEL_SAMPLING),
-                       "mppi": {**PIXEL_SAMPLING, "temperature": 0.05},
-                       "icem": dict(PIXEL_SAMPLING),
-                       "gd_cem": {**PIXEL_SAMPLING, "iterations": 3, "steps": 30, "lr": 0.2, "noise_std": 0.003}},
-    "online": {"every": 10, "fraction": 0.5, "capacity": 512, "planner_steps": 100, "planner_lr": 0.3},
-    "quick_run": {"num_trajectories": 100, "train_steps": 150, "encoder_steps": 100, "finetune_steps": 10,
-                  "episodes": 4, "seeds": (0,),
-                  "planner_kwargs": {"gd": {"steps": 10, "lr": 0.2, "noise_std": 0.003},
-                                     "cem": {"samples": 16, "elites": 4, "iterations": 3},
-                                     "mppi": {"samples": 16, "elites": 4, "iterations": 3, "temperature": 0.05},
-                                     "icem": {"samples": 16, "elites": 4, "iterations": 3},
-                                     "gd_cem": {"samples": 16, "elites": 4, "iterations": 2, "steps": 5, "lr": 0.2}},
-                  "online": {"every": 5, "fraction": 0.5, "capacity": 32, "planner_steps": 5, "planner_lr": 0.3}},
+# benchmarks/results/pixel_speed_wall_cpu.md). PIXEL_SAMPLING is that budget, for our protocol and the paper's
+# (experiments/protocol.py) alike.
+PIXEL_SAMPLING = CEMOptions(samples=64, elites=8, iterations=10)
+PIXEL_MODEL = ModelOptions(num_hist=3, hidden_dim=64, depth=2, heads=4, encoder="patch")
+PIXELS: dict[str, Any] = {
+    "data.num_trajectories": 500, "data.window_frames": 3, "model": PIXEL_MODEL,
+    # without the foreground weight the autoencoder learns the arena but not Wall's agent dot
+    "training.encoder_steps": 500, "training.encoder_foreground_weight": 50.0,
+    "training.steps": 2000, "training.batch_size": 64, "finetuning.steps": 300,
+    "planners.cem": PIXEL_SAMPLING, "planners.mppi": MPPIOptions(**asdict(PIXEL_SAMPLING)),
+    "planners.icem": ICEMOptions(**asdict(PIXEL_SAMPLING)),
+    "planners.gd_cem": GDCEMOptions(**{**asdict(PIXEL_SAMPLING), "iterations": 3}),
+    "online.capacity": 512,
 }
+# The quick run of a pixel recipe (applied after PIXELS).
+PIXELS_QUICK: dict[str, Any] = {
+    "data.num_trajectories": 100, "training.steps": 150, "training.encoder_steps": 100, "finetuning.steps": 10,
+    "evaluation.episodes": 4, "evaluation.seeds": (0,), "planners.gd": GradientOptions(steps=10),
+    "planners.cem": CEMOptions(samples=16, elites=4, iterations=3),
+    "planners.mppi": MPPIOptions(samples=16, elites=4, iterations=3),
+    "planners.icem": ICEMOptions(samples=16, elites=4, iterations=3),
+    "planners.gd_cem": GDCEMOptions(samples=16, elites=4, iterations=2, steps=5),
+    "online.capacity": 32, "online.planner_steps": 5, "synthesis.every": 5,
+}
+PROFILES: dict[str, dict[str, Any]] = {"quick": QUICK, "pixels": PIXELS, "pixels_quick": PIXELS_QUICK}
+
+
+def profile_names(quick: bool = False, obs: str = "state") -> tuple[str, ...]:
+    """The profiles a run applies, in order: ``pixels`` for pixel observations, then its quick profile.
+
+    Example:
+        >>> profile_names(quick=True, obs="pixels")
+        ('pixels', 'pixels_quick')
+    """
+    pixels = check_observation(obs) == "pixels"
+    return (*(("pixels",) if pixels else ()), *((("pixels_quick",) if pixels else ("quick",)) if quick else ()))
 
 
 def recipe_for(name: str, quick: bool = False, obs: str = "state") -> Recipe:
-    """The recipe of task ``name``: ``RECIPE`` in ``experiments/recipes/<name>.py``, for pixel observations when
-    ``obs="pixels"`` (:meth:`Recipe.pixels`), its quick variant when ``quick``.
+    """The recipe of task ``name`` (``RECIPE`` in ``experiments/recipes/<name>.py``) with the profiles of
+    :func:`profile_names` applied, each the shared one (:data:`PROFILES`) with the task's ``PROFILES`` entry
+    of that name merged over it.
 
     Example:
-        >>> recipe_for("wall", quick=True).seeds
+        >>> recipe_for("wall", quick=True).evaluation.seeds
         (0,)
+        >>> recipe_for("wall", obs="pixels").model.num_hist  # Wall's pixel models read one frame, as DINO-WM's
+        1
     """
     if name.startswith(GYM_PREFIX):
+        from .gymnasium import PROFILES as task_profiles
         from .gymnasium import recipe_for_task
-        recipe = recipe_for_task(make_task(name))
-        return recipe.quick() if quick else recipe
-    if name not in TASKS:
+        module_recipe = recipe_for_task(make_task(name))
+    elif name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    recipe = importlib.import_module(f"{__name__}.{name}").RECIPE
-    if check_observation(obs) == "pixels":
-        recipe = recipe.pixels()
-    return recipe.quick() if quick else recipe
+    else:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module_recipe, task_profiles = module.RECIPE, getattr(module, "PROFILES", {})
+    recipe = module_recipe
+    for profile in profile_names(quick, obs):
+        recipe = apply_profile(recipe, {**PROFILES[profile], **task_profiles.get(profile, {})}, f"{name} {profile}")
+    return recipe

@@ -3,6 +3,6 @@
 read one history frame at 64 pixels through the blur encoder, as our PointMaze's do and for the same reasons
 (``experiments/recipes/pointmaze.py``); DINO-WM reads 3 frames of 224 (the renderer draws 224 with
 ``image_size=224``)."""
-from torchrl_gbp.experiments.recipes.pointmaze import RECIPE
+from torchrl_gbp.experiments.recipes.pointmaze import PROFILES, RECIPE
 
-__all__ = ["RECIPE"]
+__all__ = ["PROFILES", "RECIPE"]

@@ -1,20 +1,17 @@
 """Recipes of Gymnasium tasks: one for goal envs (goal cost), one for reward envs (learned reward, return)."""
 from dataclasses import replace
 
-from torchrl_gbp.experiments.recipes import Recipe, smoke_run
+from torchrl_gbp.experiments.recipes import DataOptions, ModelOptions, Recipe, TrainingOptions, smoke
 
 # Goal envs (gymnasium-robotics PointMaze and the like): identity latent, GoalCost over every step.
 GOAL_RECIPE = Recipe(
-    num_trajectories=500,
-    model={"num_hist": 1, "hidden_dim": 128, "depth": 2},
-    train_steps=2000,
-    objective={"mode": "all", "base": 0.5, "alpha": 1.0},
-    quick_run=smoke_run(num_trajectories=50, train_steps=100))
-
+    data=DataOptions(num_trajectories=500),
+    model=ModelOptions(hidden_dim=128, depth=2),
+    training=TrainingOptions(steps=2000))
 # Reward envs: the world model learns the reward; planners maximise the discounted predicted return
-# (``objective`` holds ReturnObjective's arguments).
-REWARD_RECIPE = replace(GOAL_RECIPE, model={**GOAL_RECIPE.model, "reward_head": True},
-                        objective={"discount": 0.99})
+# (ReturnObjective with the objective's discount).
+REWARD_RECIPE = replace(GOAL_RECIPE, model=replace(GOAL_RECIPE.model, reward_head=True))
+PROFILES = {"quick": smoke(num_trajectories=50, train_steps=100)}
 
 
 def recipe_for_task(task) -> Recipe:

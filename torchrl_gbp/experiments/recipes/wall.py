@@ -1,5 +1,8 @@
 """The Wall recipe: the defaults of :class:`~torchrl_gbp.experiments.recipes.Recipe`; pixels with one history frame, as
 DINO-WM's Wall."""
-from torchrl_gbp.experiments.recipes import PIXEL_DEFAULTS, Recipe
+from dataclasses import replace
 
-RECIPE = Recipe(pixel_overrides={"model": {**PIXEL_DEFAULTS["model"], "num_hist": 1}})
+from torchrl_gbp.experiments.recipes import PIXEL_MODEL, Recipe
+
+RECIPE = Recipe()
+PROFILES = {"pixels": {"model": replace(PIXEL_MODEL, num_hist=1)}}
