@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from ..planners import PLANNER_CLASSES, SearchBudget
+from ..planners import SearchBudget
 from ..synthesis import METHODS, SCHEDULES
 from ..tasks import OBSERVATIONS
 from ..train import LOGGERS
@@ -111,7 +111,7 @@ class Evaluate:
     task: str = TASK
     seed: int = SEED
     planner: str = field(default="gd", metadata=_help("planner (its budget: --planners.<name>.*)",
-                                                      tuple(PLANNER_CLASSES)))
+                                                      pipeline.PLANNER_NAMES))
     pair_mode: str | None = field(default=None, metadata=_help("the task's kind of (start, goal) pairs"))
     num_workers: int = field(default=1, metadata=_help("run the episodes in a ParallelEnv of this many processes"))
     budget: SearchBudget | None = field(default=None, metadata=_help("stopping rules of each planning call"))

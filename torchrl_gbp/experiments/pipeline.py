@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,12 @@ from ..synthesis import SCHEDULES, OnlineOptions, make_synthesis
 from ..tasks import PixelTask, Task, make_task
 from ..train import build_world_model, make_logger, train_world_model
 from ..video import check_video_target, record_video
-from .recipes import REFERENCE_FINETUNING, FinetuningOptions, Recipe, apply_profile, recipe_for
+from .recipes import REFERENCE_FINETUNING, FinetuningOptions, PlannerBudgets, Recipe, apply_profile, recipe_for
 
-# The planners reproduce compares by default; make_planner and the CLI accept every name of PLANNER_CLASSES.
-COMPARED_PLANNERS = ("gd", "cem", "mppi")
+# The planners reproduce compares by default (names of the recipe's PlannerBudgets): CEM MPC at the paper's budget
+# against Adam MPC at the paper's 100 steps and at a few warm-started steps per replan.
+COMPARED_PLANNERS = ("cem", "gd", "gd_warm")
+PLANNER_NAMES = tuple(f.name for f in fields(PlannerBudgets))
 # Training and finetuning write a resumable checkpoint this often (steps).
 CHECKPOINT_EVERY = 250
 # How finetune_model finetunes: "ours" (the recipe's FinetuningOptions) or "reference" (the reference code's:
@@ -45,11 +47,12 @@ def finetuning_options(recipe: Recipe, finetuning: str = "ours") -> FinetuningOp
 
 
 def make_policy(model: LatentWorldModel, task: Task, planner: str | PlannerOptions, recipe: Recipe, *,
-                budget: SearchBudget | None = None, compile: bool = False, n_taken_actions: int = 1) -> MPCPolicy:
-    """An MPC policy for ``task`` with the recipe's objective and horizon, planning with ``planner``: a planner name
-    (the recipe's budget for it) or a budget of its own (:class:`~torchrl_gbp.planners.GradientOptions`, ...);
-    ``budget``, ``compile``: see :class:`~torchrl_gbp.planners.Planner`; ``n_taken_actions``: model steps executed
-    per plan.
+                budget: SearchBudget | None = None, compile: bool = False) -> MPCPolicy:
+    """An MPC policy for ``task`` with the recipe's objective and horizon, planning with ``planner``: a name of the
+    recipe's :class:`~torchrl_gbp.experiments.recipes.PlannerBudgets` (its budget there) or a budget of its own
+    (:class:`~torchrl_gbp.planners.GradientOptions`, ...), executing the model steps per plan the recipe's
+    evaluation gives it (:meth:`~torchrl_gbp.experiments.recipes.EvaluationOptions.executed`); ``budget``,
+    ``compile``: see :class:`~torchrl_gbp.planners.Planner`.
 
     Tasks without a goal (``task.has_goal`` False: Gymnasium reward envs) plan on the
     predicted return, :class:`ReturnObjective` with the recipe's discount.
@@ -60,10 +63,12 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str | PlannerOptio
         >>> task, recipe = make_task("wall"), recipe_for("wall", quick=True)
         >>> model = StateWorldModel(model_config(task, recipe))
         >>> policy = make_policy(model, task, "cem", recipe)
-        >>> type(policy.planner).__name__, policy.planner.horizon, policy.planner.samples
-        ('CrossEntropyPlanner', 5, 100)
+        >>> type(policy.planner).__name__, policy.planner.horizon, policy.planner.samples, policy.n_taken_actions
+        ('CrossEntropyPlanner', 5, 300, 5)
         >>> make_policy(model, task, CEMOptions(samples=20, elites=4), recipe).planner.samples
         20
+        >>> make_policy(model, task, "gd_warm", recipe).planner.steps  # Adam, a few warm-started steps per replan
+        3
         >>> env = task.make_env(num_envs=2, seed=0)
         >>> env.append_transform(policy.make_tensordict_primer()).rollout(2, policy)["action"].shape
         torch.Size([2, 2, 2])
@@ -73,7 +78,7 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str | PlannerOptio
                  else ReturnObjective(model, discount=recipe.objective.discount))
     plan = make_planner(options, model, recipe.evaluation.horizon, objective, action_spec=task.action_spec,
                         budget=budget, compile=compile)
-    return MPCPolicy(plan, task.action_spec, n_taken_actions=n_taken_actions)
+    return MPCPolicy(plan, task.action_spec, n_taken_actions=recipe.evaluation.executed(options))
 
 
 def task_for_model(task_name: str, model: LatentWorldModel) -> Task:

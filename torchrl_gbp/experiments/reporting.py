@@ -76,8 +76,22 @@ def summarize(runs: list[dict], by: tuple[str, ...] = ("model", "planner"),
             "plan_seconds_per_env": float(torch.tensor([r["plan_seconds_per_env"] for r in items]).median()),
             "planning_seconds_total": float(torch.tensor([r.get("planning_seconds_total", 0.0)
                                                           for r in items]).median()),
+            "seconds_per_episode": float(torch.tensor([seconds_per_episode(r) for r in items]).median()),
+            "budget": items[0].get("budget"),
         })
     return rows
+
+
+def seconds_per_episode(run: dict) -> float:
+    """Planning seconds per episode of an evaluation run: all its planning calls' seconds over its episodes (a
+    batched call plans for every episode at once), ``0.0`` where the run did not record them.
+
+    Example:
+        >>> seconds_per_episode({"planning_seconds_total": 3.0, "episodes": {"success": [True, False, True]}})
+        1.0
+    """
+    episodes = len(run.get("episodes", {}).get("success", ())) or 1
+    return float(run.get("planning_seconds_total", 0.0)) / episodes
 
 
 def format_paper_table(rows: list[dict], paper: dict | None = None) -> str:
@@ -118,52 +132,68 @@ def format_paper_table(rows: list[dict], paper: dict | None = None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table: model, planner, success % (mean +- std where several seeds), distance, seconds, ratio to CEM on base.
+    """Markdown table of our protocol: model, planner and its budget, success % (mean +- std where several
+    seeds), final distance, planning seconds per episode and that time as a fraction of CEM's on the base model.
 
     Example:
         >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
-        ...          "plan_seconds_per_env": t / 50}
+        ...          "plan_seconds_per_env": t / 50, "planning_seconds_total": 10 * t,
+        ...          "episodes": {"success": [True] * 10}}
         ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
         ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
         ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
         >>> print(format_table(summarize(runs)))
-        | model | planner | success % | final distance | s / plan (batched) | s / plan / env | time vs CEM on base |
+        | model | planner | budget | success % | final distance | planning s / episode | time vs CEM on base |
         |---|---|---|---|---|---|---|
-        | base | gd | 50.0 +- 10.0 | 0.100 | 1.000 | 0.0200 | 0.125 |
-        | base | cem | 80.0 +- 0.0 | 0.100 | 8.000 | 0.1600 | 1.000 |
-        | online | gd | 80.0 +- 10.0 | 0.100 | 1.000 | 0.0200 | 0.125 |
+        | base | gd | - | 50.0 +- 10.0 | 0.100 | 1.0000 | 0.125 |
+        | base | cem | - | 80.0 +- 0.0 | 0.100 | 8.0000 | 1.000 |
+        | online | gd | - | 80.0 +- 10.0 | 0.100 | 1.0000 | 0.125 |
     """
-    reference = next((r["plan_seconds"] for r in rows if r["planner"] == "cem" and r["model"] == "base"), None)
-    header = ["model", "planner", "success %", "final distance", "s / plan (batched)", "s / plan / env",
-              "time vs CEM on base"]
+    cem, key = _cem_on_base(rows), _time_key(rows)
+    header = ["model", "planner", "budget", "success %", "final distance",
+              "planning s / episode" if key == "seconds_per_episode" else "s / plan / env", "time vs CEM on base"]
     return markdown_table(header, [
-        [r["model"], r["planner"], success_cell(r), f"{r['final_distance']:.3f}", f"{r['plan_seconds']:.3f}",
-         f"{r['plan_seconds_per_env']:.4f}", f"{r['plan_seconds'] / reference:.3f}" if reference else "-"]
-        for r in rows])
+        [r["model"], r["planner"], r.get("budget") or "-", success_cell(r), f"{r['final_distance']:.3f}",
+         f"{r[key]:.4f}", _time_fraction(r, cem, key)] for r in rows])
+
+
+def _cem_on_base(rows: list[dict]) -> dict | None:
+    return next((r for r in rows if r["planner"] == "cem" and r["model"] == "base"), None)
+
+
+def _time_key(rows: list[dict]) -> str:
+    """The time rows are compared by: planning seconds per episode, or, for runs saved before those were
+    recorded, the median planning call's seconds per env."""
+    return "seconds_per_episode" if any(r["seconds_per_episode"] for r in rows) else "plan_seconds_per_env"
+
+
+def _time_fraction(row: dict, cem: dict | None, key: str = "seconds_per_episode") -> str:
+    """``row``'s time over CEM's on the base model (by ``key``), or ``-``."""
+    return f"{row[key] / cem[key]:.3f}" if cem and cem[key] else "-"
 
 
 def paper_claims(rows: list[dict]) -> str:
-    """The paper's claims checked against summarised rows, one line each, with the numbers.
-
-    Each success comparison also gives the difference in points and whether it
-    is within seed noise (no larger than the larger of the two std over seeds).
+    """The paper's claims checked against summarised rows of our protocol, one line each, with the numbers: GD
+    (``gd``) on the base model trails CEM on it (the train-test gap), and every other row against CEM on the base
+    model: whether it matches or beats it (the difference in points, and whether within seed noise: no larger
+    than the larger of the two std over seeds) and at what fraction of its planning time per episode.
 
     Example:
         >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
-        ...          "plan_seconds_per_env": t / 50}
+        ...          "plan_seconds_per_env": t / 50, "planning_seconds_total": 10 * t,
+        ...          "episodes": {"success": [True] * 10}}
         ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
         ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
         ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
-        >>> claims = paper_claims(summarize(runs)).splitlines()
-        >>> for claim in claims[1:]:
-        ...     print(claim)
-        2. GD on online (80.0%) matches or beats CEM on base (80.0%): holds (+0.0 points, within seed noise (std 10.0))
-        3. GD seconds per plan / CEM's: 0.125
+        >>> print(paper_claims(summarize(runs)))
+        - gd on base (50.0%) trails CEM on base (80.0%), the train-test gap: holds (-30.0 points, outside seed noise (std 10.0))
+        - gd on online (80.0%) matches or beats CEM on base (80.0%) at 0.125 of its planning time per episode (+0.0 points, within seed noise (std 10.0))
+        Rows that match or beat CEM on base: online/gd at 0.125 of its time.
     """
     by = {(r["model"], r["planner"]): r for r in rows}
-    cem, gd = by.get(("base", "cem")), by.get(("base", "gd"))
-    if cem is None or gd is None:
-        return "claims need base/gd and base/cem rows"
+    cem = _cem_on_base(rows)
+    if cem is None:
+        return "claims need a base / cem row"
 
     def pct(r: dict) -> str:
         return f"{100 * r['success_rate']:.1f}%"
@@ -176,17 +206,26 @@ def paper_claims(rows: list[dict]) -> str:
         if r.get("success_std") is None or cem.get("success_std") is None:
             return f"{diff:+.1f} points, one seed: no noise estimate"
         std = 100 * max(r["success_std"], cem["success_std"])
-        within = "within" if abs(diff) <= std else "outside"
-        return f"{diff:+.1f} points, {within} seed noise (std {std:.1f})"
+        return f"{diff:+.1f} points, {'within' if abs(diff) <= std else 'outside'} seed noise (std {std:.1f})"
 
-    verdict = "holds" if points(gd) < points(cem) else "does not hold"
-    lines = [f"1. GD on base ({pct(gd)}) trails CEM on base ({pct(cem)}), the train-test gap: "
-             f"{verdict} ({noise(gd)})"]
-    for model in [r["model"] for r in rows if r["planner"] == "gd" and r["model"] != "base"]:
-        r = by[(model, "gd")]
-        verdict = "holds" if points(r) >= points(cem) else "does not hold"
-        lines.append(f"2. GD on {model} ({pct(r)}) matches or beats CEM on base ({pct(cem)}): {verdict} ({noise(r)})")
-    lines.append(f"3. GD seconds per plan / CEM's: {gd['plan_seconds'] / cem['plan_seconds']:.3f}")
+    lines, winners, key = [], [], _time_key(rows)
+    what = "planning time per episode" if key == "seconds_per_episode" else "time per plan"
+    gd = by.get(("base", "gd"))
+    if gd is not None:
+        verdict = "holds" if points(gd) < points(cem) else "does not hold"
+        lines.append(f"- gd on base ({pct(gd)}) trails CEM on base ({pct(cem)}), the train-test "
+                     f"gap: {verdict} ({noise(gd)})")
+    for r in rows:
+        if r["planner"] == "cem" or (r["model"], r["planner"]) == ("base", "gd"):
+            continue
+        beats = points(r) >= points(cem)
+        fraction = _time_fraction(r, cem, key)
+        lines.append(f"- {r['planner']} on {r['model']} ({pct(r)}) "
+                     f"{'matches or beats' if beats else 'trails'} CEM on base ({pct(cem)}) at {fraction} "
+                     f"of its {what} ({noise(r)})")
+        if beats:
+            winners.append(f"{r['model']}/{r['planner']} at {fraction} of its time")
+    lines.append(f"Rows that match or beat CEM on base: {', '.join(winners) if winners else 'none'}.")
     return "\n".join(lines)
 
 
@@ -231,12 +270,14 @@ def paper_protocol_claims(rows: list[dict]) -> str:
 
 
 def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
-    """Scatter of success rate against seconds per plan, one point per row, saved as PNG.
+    """Scatter of success rate against planning seconds per episode (log axis), one point per row (colour: model,
+    marker: planner, error bar: std over seeds), saved as PNG.
 
     Example:
         >>> import tempfile
         >>> runs = [{"model": m, "planner": p, "seed": s, "success_rate": r, "final_distance": 0.1, "plan_seconds": t,
-        ...          "plan_seconds_per_env": t / 50}
+        ...          "plan_seconds_per_env": t / 50, "planning_seconds_total": 10 * t,
+        ...          "episodes": {"success": [True] * 10}}
         ...         for m, p, s, r, t in [("base", "gd", 0, 0.4, 1.0), ("base", "gd", 1, 0.6, 1.2),
         ...                               ("base", "cem", 0, 0.8, 8.0), ("base", "cem", 1, 0.8, 9.0),
         ...                               ("online", "gd", 0, 0.9, 1.0), ("online", "gd", 1, 0.7, 1.0)]]
@@ -244,22 +285,29 @@ def plot_success_vs_seconds(rows: list[dict], path: str | os.PathLike, title: st
         >>> path.name, path.stat().st_size > 0
         ('wall.png', True)
     """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8.0, 4.5))
     models = list(dict.fromkeys(r["model"] for r in rows))
-    markers = {"gd": "o", "cem": "s", "mppi": "^"}
+    planners = list(dict.fromkeys(r["planner"] for r in rows))
+    markers = "sovD^P*X"
     for r in rows:
-        color = plt.cm.tab10(models.index(r["model"]) % 10)
-        ax.errorbar(r["plan_seconds_per_env"], 100 * r["success_rate"], yerr=100 * (r.get("success_std") or 0.0),
-                    fmt=markers.get(r["planner"], "o"), color=color, markersize=8, capsize=3,
-                    label=f"{r['model']} / {r['planner']}")
-    ax.legend(fontsize=7, loc="lower right")
+        seconds = r["seconds_per_episode"] or r["plan_seconds_per_env"]
+        ax.errorbar(seconds, 100 * r["success_rate"], yerr=100 * (r.get("success_std") or 0.0),
+                    fmt=markers[planners.index(r["planner"]) % len(markers)], markersize=8, capsize=3,
+                    color=plt.cm.tab10(models.index(r["model"]) % 10), label=f"{r['model']} / {r['planner']}")
     ax.set_xscale("log")
-    ax.set_xlabel("seconds per plan per env (log)")
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("planning seconds per episode (log scale)")
     ax.set_ylabel("success %")
     ax.set_ylim(-5, 105)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -316,10 +364,10 @@ def tables_from_raw(folder: str | os.PathLike,
         ...     unit = folder / f"{method}_seed0_{planner}.json"
         ...     _ = unit.write_text(json.dumps({"fingerprint": {"method": method, "unit_seed": 0}, "runs": [run]}))
         >>> table, claims, more = tables_from_raw(folder)
-        >>> print(table.splitlines()[-1])
-        | online | gd | 90.0 | 0.100 | 1.000 | 0.0200 | 1.000 |
+        >>> print(table.splitlines()[-1])  # runs saved without planning seconds per episode: time per plan
+        | online | gd | - | 90.0 | 0.100 | 0.0200 | 1.000 |
         >>> print(claims.splitlines()[1])
-        2. GD on online (90.0%) matches or beats CEM on base (80.0%): holds (+10.0 points, one seed: no noise estimate)
+        - gd on online (90.0%) matches or beats CEM on base (80.0%) at 1.000 of its time per plan (+10.0 points, one seed: no noise estimate)
         >>> more  # only the paper's protocol has more tables
         []
     """

@@ -24,12 +24,12 @@ from ..evaluate import evaluate
 from ..io import atomic_write_text
 from ..models import load_checkpoint
 from ..models.checkpoint import read_checkpoint
-from ..planners import PLANNER_CLASSES
 from ..synthesis import METHODS
 from ..tasks import OBSERVATIONS, Task, make_task
 from ..train import LOGGERS, make_logger
 from .pipeline import (
     COMPARED_PLANNERS,
+    PLANNER_NAMES,
     finetune_model,
     finetuning_options,
     make_dataset,
@@ -169,6 +169,8 @@ def run_unit(job: RunJob) -> list[dict]:
         else:
             metrics = evaluate(make_policy(model, task, name, recipe), task, episodes=recipe.evaluation.episodes,
                                seed=pair_seed)
+            options = recipe.planners.of(name)
+            metrics["budget"] = f"{options.describe()}, {recipe.evaluation.executed(options)} executed per plan"
         runs.append({"model": job.method, "mode": mode, "planner": name, "seed": job.seed, **metrics})
         if progress:
             print(f"  seed {job.seed} {job.method}/{mode}/{name}: success {100 * metrics['success_rate']:.1f}% "
@@ -372,7 +374,7 @@ class ReproduceOptions:
                               ("logger", tuple(LOGGERS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ReproduceOptions.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name, allowed in (("planners", tuple(PLANNER_CLASSES)), ("methods", METHODS)):
+        for name, allowed in (("planners", PLANNER_NAMES), ("methods", METHODS)):
             unknown = [value for value in getattr(self, name) if value not in allowed]
             if unknown:
                 raise ValueError(f"ReproduceOptions.{name}: unknown {unknown}; expected names of {allowed}")

@@ -42,6 +42,15 @@ class GradientOptions:
         """The planner class's keyword arguments (the optimiser name resolved to its class)."""
         return {**asdict(self), "optimizer": OPTIMIZERS[self.optimizer]}
 
+    def describe(self) -> str:
+        """The budget in words, for tables.
+
+        Example:
+            >>> GradientOptions(steps=3).describe()
+            'Adam, 3 steps'
+        """
+        return f"{OPTIMIZERS[self.optimizer].__name__}, {self.steps} steps"
+
 
 @dataclass(frozen=True, kw_only=True)
 class CEMOptions:
@@ -69,6 +78,15 @@ class CEMOptions:
     def arguments(self) -> dict[str, Any]:
         """The planner class's keyword arguments."""
         return asdict(self)
+
+    def describe(self) -> str:
+        """The budget in words, for tables.
+
+        Example:
+            >>> CEMOptions().describe()
+            'CEM, 300 samples x 30 iterations'
+        """
+        return f"{self.planner.upper().replace('_', '-')}, {self.samples} samples x {self.iterations} iterations"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +145,10 @@ class GDCEMOptions(CEMOptions):
     def arguments(self) -> dict[str, Any]:
         """The planner class's keyword arguments (the optimiser name resolved to its class)."""
         return {**asdict(self), "optimizer": OPTIMIZERS[self.optimizer]}
+
+    def describe(self) -> str:
+        """The budget in words, for tables."""
+        return f"{super().describe()}, then {self.steps} {OPTIMIZERS[self.optimizer].__name__} steps"
 
 
 PlannerOptions = GradientOptions | CEMOptions

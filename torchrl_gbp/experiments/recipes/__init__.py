@@ -140,7 +140,9 @@ class ObjectiveOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class PlannerBudgets:
-    """Each planner's budget (:mod:`torchrl_gbp.planners.options`), by planner name.
+    """Each planner's budget (:mod:`torchrl_gbp.planners.options`), by name: one per planner, and ``gd_warm``,
+    Adam at the few warm-started steps per MPC replan that benchmarks/time_per_episode.py chose on tuning seeds (3:
+    the cheapest setting within the seed spread of the best there).
 
     Example:
         >>> PlannerBudgets().of("mppi").temperature
@@ -148,6 +150,7 @@ class PlannerBudgets:
     """
 
     gd: GradientOptions = GradientOptions()
+    gd_warm: GradientOptions = GradientOptions(steps=3)
     cem: CEMOptions = CEMOptions()
     mppi: MPPIOptions = MPPIOptions()
     icem: ICEMOptions = ICEMOptions()
@@ -163,12 +166,27 @@ class PlannerBudgets:
 @dataclass(frozen=True, kw_only=True)
 class EvaluationOptions:
     """Evaluation: ``episodes`` MPC episodes per seed of ``seeds`` (also the finetuning seeds), plans of
-    ``horizon`` model steps, MPPI only on the models in ``mppi_models`` (to bound the run time)."""
+    ``horizon`` model steps, of which gradient planners execute one and sampling planners ``sampling_executes``
+    (``None``: the whole plan, as the paper's CEM MPC) before replanning; MPPI only on the models in
+    ``mppi_models`` (to bound the run time).
+
+    Example:
+        >>> from torchrl_gbp.planners import GradientOptions
+        >>> EvaluationOptions().executed(CEMOptions()), EvaluationOptions().executed(GradientOptions())
+        (5, 1)
+    """
 
     episodes: int = 50
     seeds: tuple[int, ...] = (0, 1, 2)
     horizon: int = 5
+    sampling_executes: int | None = None
     mppi_models: tuple[str, ...] = ("base",)
+
+    def executed(self, planner: PlannerOptions) -> int:
+        """Model steps the MPC policy executes per plan of ``planner``."""
+        if isinstance(planner, CEMOptions) and not isinstance(planner, GDCEMOptions):
+            return self.horizon if self.sampling_executes is None else self.sampling_executes
+        return 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +234,7 @@ def flatten(options: Any, prefix: str = "") -> dict[str, Any]:
 
     Example:
         >>> flatten(EvaluationOptions())
-        {'episodes': 50, 'seeds': (0, 1, 2), 'horizon': 5, 'mppi_models': ('base',)}
+        {'episodes': 50, 'seeds': (0, 1, 2), 'horizon': 5, 'sampling_executes': None, 'mppi_models': ('base',)}
     """
     out: dict[str, Any] = {}
     for spec in fields(options):
@@ -301,11 +319,12 @@ def _set(options: Any, parts: list[str], value: Any, name: str, path: str) -> An
 
 
 # The profiles every task shares, by name; a task's ``PROFILES`` entry of the same name is merged over it.
-# quick: a smaller run of the same recipe (minutes, not tens of minutes); the sampling planners at 100 x 10.
+# quick: a smaller run of the same recipe (minutes, not tens of minutes); CEM keeps the paper's 300 x 30 (the main
+# job compares GD against it), the other sampling planners at 100 x 10.
 QUICK_SAMPLING = CEMOptions(samples=100, elites=10, iterations=10)
 QUICK: dict[str, Any] = {
     "data.num_trajectories": 500, "training.steps": 800, "evaluation.episodes": 20, "finetuning.steps": 200,
-    "evaluation.seeds": (0,), "planners.cem": QUICK_SAMPLING,
+    "evaluation.seeds": (0,),
     "planners.mppi": MPPIOptions(**asdict(QUICK_SAMPLING)), "planners.icem": ICEMOptions(**asdict(QUICK_SAMPLING)),
     "planners.gd_cem": GDCEMOptions(**{**asdict(QUICK_SAMPLING), "iterations": 3}),
     "online.planner_steps": 30,
