@@ -52,7 +52,7 @@ class Recipe:
     episodes: int = 50
     finetune_steps: int = 1000
     # The paper finetunes the predictor at 1e-5; on PushT's tuning pairs (seeds 5000-5002) 1e-5 and 1e-4 gave
-    # the same adversarial-finetuning success within the seed spread (benchmarks/results/ablations_pusht.md).
+    # the same adversarial-finetuning success within the seed spread (docs/results/ablations_pusht.md).
     finetune_lr: dict[str, float] = field(default_factory=lambda: {"predictor_lr": 1e-4, "action_encoder_lr": 5e-4})
     online: dict[str, int | float] = field(default_factory=lambda: {"every": 10, "fraction": 0.5, "capacity": 20_000,
                                                                     "planner_steps": 100, "planner_lr": 0.3})
@@ -140,7 +140,7 @@ def smoke_run(num_trajectories: int, train_steps: int, gd_steps: int = 10, capac
 # datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame). GD keeps
 # the paper's budget (Adam, 100 steps, lr 0.2); CEM and MPPI get 64 samples x 10 iterations (8 elites): at the
 # paper's 300 x 30 one batched CEM plan over 50 envs would cost minutes here (the CEM iteration's time in
-# benchmarks/results/pixel_speed_wall_cpu.md).
+# docs/results/pixel_speed_wall_cpu.md).
 # PIXEL_SAMPLING is that budget, for our protocol and the paper's (experiments/protocol.py) alike.
 PIXEL_SAMPLING = {"samples": 64, "elites": 8, "iterations": 10}
 PIXEL_DEFAULTS: dict[str, Any] = {
