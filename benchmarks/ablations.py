@@ -56,11 +56,10 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 ``--obs pixels`` starts from ``RUNS/<task>_pixels`` (``reproduce --obs pixels``), with the pixel runs' sampling
 budget. Several ``--seeds`` repeat every row on each tuning seed.
 
-The raw rows go to ``benchmarks/results/raw/ablations_<task>[_pixels]/rows.json`` as each finishes (with the command and
-the machine; rows of ablations or seeds not rerun are kept, also those another run of this script, on other
-ablations, writes meanwhile);
-``python benchmarks/regenerate.py`` (run at the end) writes ``benchmarks/results/ablations_<task>.md`` from
-them, one table per ablation.
+The raw rows go to ``benchmarks/results/raw/ablations_<task>[_pixels]/rows.json`` as each finishes (with the
+command and the machine; rows of ablations or seeds not rerun are kept, also those another run of this script, on
+other ablations, writes meanwhile); at the end their page, ``docs/results/ablations_<task>[_pixels].md``, one table
+per ablation, is rendered from them (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
@@ -70,7 +69,6 @@ import fcntl
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +78,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from regenerate import RAW, update
 
 from torchrl_gbp.data import load_dataset
 from torchrl_gbp.diagnostics import planned_state_error
@@ -99,7 +98,6 @@ from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import Task, make_task
 
-ROOT = Path(__file__).resolve().parent.parent
 ABLATIONS = ("steps", "open_loop_steps", "finetune", "finetuning", "online", "adversarial", "horizon", "model", "recipe",
              "reference", "ours_steps", "choices")
 STEP_BUDGETS = (10, 30, 100, 300)
@@ -356,7 +354,7 @@ def merged_note(saved: str | None, mine_before: str | None, mine: str, keeps_oth
 
 
 def main() -> None:
-    """Run the ablations, save their raw rows, and regenerate the results tables."""
+    """Run the ablations, save their raw rows, and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="pusht")
     parser.add_argument("--runs", type=Path, default=Path("runs/paper"),
@@ -378,7 +376,7 @@ def main() -> None:
     start = time.perf_counter()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     name = args.task if args.obs == "state" else f"{args.task}_{args.obs}"
-    target = ROOT / "benchmarks" / "results" / "raw" / f"ablations_{name}"
+    target = RAW / f"ablations_{name}"
     saved, meta = target / "rows.json", target / "meta.json"
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
@@ -429,7 +427,7 @@ def main() -> None:
     if not args.quick:
         with results_locked():
             write_meta(finished=True, on_disk=json.loads(saved.read_text()) if saved.exists() else [])
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py")], check=True)
+        print("rewritten:", *update())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """DINO-WM at its released size: seconds of one GD step and one CEM iteration over 50 envs, and a Table 1 estimate.
 
 Run: python benchmarks/dinowm_speed.py [--envs 50] [--chunk 10] [--cem-chunk 10] [--threads 2] [--device cpu|cuda]
-     [--render]
 
 The model is :class:`~torchrl_gbp.bridges.DinoWMWorldModel` at DINO-WM's released size (196 DINOv2 tokens of
 384 per frame, a 6-layer predictor 404 wide with 16 heads of 64 and MLP 2048, 3 history frames, frameskip 5),
@@ -16,29 +15,26 @@ once per observation, not per planner step, so it is left out). What is measured
   300 samples is extrapolated from it, linearly in the number of samples (the scoring and the refit of 30 elites
   are negligible beside 15,000 rollouts).
 
-Raw figures go to ``benchmarks/results/raw_dinowm_speed.json`` (``raw_dinowm_speed_cuda.json`` on a GPU); the
-table, with the estimate of a Table 1 run on one GPU built from them, to ``benchmarks/results/dinowm_speed.md``
-(``dinowm_speed_cuda.md``); ``--render`` rewrites the table from the saved figures without measuring.
+Raw figures go to ``benchmarks/results/raw/dinowm_speed.json`` (``dinowm_speed_cuda.json`` on a GPU); their page,
+with the estimate of a Table 1 run on one GPU built from them, ``docs/results/dinowm_speed[_cuda].md``, is rendered
+from that file (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 
 from torchrl_gbp.bridges import DinoWMConfig, DinoWMWorldModel
 from torchrl_gbp.experiments.reporting import markdown_table
-from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.planners import GoalCost
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HORIZON, CEM_SAMPLES, CEM_ITERATIONS = 5, 300, 30
 OPEN_LOOP_STEPS, MPC_STEPS = 300, 100
 # ASSUMPTION (not measured here): the throughput one H200 sustains on this model's float32 matmuls and
@@ -152,7 +148,7 @@ def table1_estimate(f: dict, d: dict) -> list[list[object]]:
 
 
 def report_text(raw: dict) -> str:
-    """The results file's text from a run's saved raw figures."""
+    """The page's text from a run's saved raw figures."""
     f, command = raw["figures"], raw["command"]
     d = derived(f)
     config = DinoWMConfig(**f["config"])
@@ -176,7 +172,6 @@ def report_text(raw: dict) -> str:
                               table1_estimate(f, d))
     return (
         f"# DINO-WM at its released size: planner step costs on {f['device']}\n\n"
-        f"Written by `benchmarks/dinowm_speed.py` from `{raw['file']}`.\n\n"
         f"Command: `{command}`\n\nMachine: {f['machine']}, {f['threads']} torch threads ({load}: the machine is "
         f"shared, so these are upper bounds).\n\n"
         f"Model: `DinoWMWorldModel` with random weights, {config.num_patches} tokens of {config.visual_dim} per "
@@ -198,31 +193,23 @@ def report_text(raw: dict) -> str:
 
 
 def main() -> None:
-    """Measure (or re-render) and write the results."""
+    """Measure, save the raw figures and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=50, help="envs planned for at once (default: 50)")
     parser.add_argument("--chunk", type=int, default=10, help="envs per GD forward/backward (default: 10)")
     parser.add_argument("--cem-chunk", type=int, default=10, help="CEM samples measured (default: 10)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--render", action="store_true", help="rewrite the table from the saved raw figures")
     args = parser.parse_args()
     device = torch.device(args.device)
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
-    raw = RESULTS / f"raw_dinowm_speed{suffix}.json"
-    if args.render:
-        saved = json.loads(raw.read_text())
-    else:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        figures = measure(args.envs, args.chunk, args.cem_chunk, device)
-        figures["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
-        saved = {"command": ("python benchmarks/dinowm_speed.py " + " ".join(sys.argv[1:])).strip(),
-                 "file": raw.name, "figures": figures}
-        atomic_write_text(raw, json.dumps(saved, indent=1))
-    text = report_text(saved)
-    atomic_write_text(RESULTS / f"dinowm_speed{suffix}.md", text)
-    print(text)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    figures = measure(args.envs, args.chunk, args.cem_chunk, device)
+    figures["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+    raw = {"command": ("python benchmarks/dinowm_speed.py " + " ".join(sys.argv[1:])).strip(), "figures": figures}
+    print(report_text(raw))
+    save_raw("dinowm_speed" + ("" if device.type == "cpu" else f"_{device.type}"), raw)
+    print("rewritten:", *update())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One prepared GPU check: the CUDA-marked tests, then full-size DINO-WM planning timed in fp32, bf16 and compiled.
 
-Run: python benchmarks/gpu_check.py [--device cuda] [--tiny] [--out benchmarks/results] [--skip-tests]
+Run: python benchmarks/gpu_check.py [--device cuda] [--tiny] [--out DIR] [--skip-tests]
      [--variants fp32,bf16,compiled] [--repeats 2]
 
 On one GPU it runs in minutes (the issue's limit: 8):
@@ -15,14 +15,14 @@ On one GPU it runs in minutes (the issue's limit: 8):
 4. the FLOP-count limit beside each time: FLOPs of the call (``torch.utils.flop_counter`` on the meta
    device) over the device's peak rate, where the device is in :data:`PEAK_TFLOPS`.
 
-``--tiny`` shrinks every size (the test suite runs ``--device cpu --tiny`` so the script cannot rot). Writes
-the raw figures ``<out>/raw_gpu_check_<device>[_tiny].json`` and the report ``gpu_check_<device>[_tiny].md``,
-both atomically.
+``--tiny`` shrinks every size (the test suite runs ``--device cpu --tiny`` so the script cannot rot). Prints the
+report and saves the raw figures as ``benchmarks/results/raw/gpu_check_<device>[_tiny].json``, then renders their
+page in ``docs/results/`` (``benchmarks/regenerate.py``); ``--out DIR`` writes the raw file into ``DIR`` instead
+(a device machine's ``$OUT``: copy it into ``raw/`` and run ``regenerate.py`` to render the page).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from torchrl_gbp.bridges import DinoWMConfig, DinoWMWorldModel
-from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.planners import make_planner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,8 +182,8 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
 
 
-def report(raw: dict) -> str:
-    """The report's text from the raw figures."""
+def report_text(raw: dict) -> str:
+    """The page's text from the raw figures."""
     peak = raw["peak_tflops"]
     lines = [f"# GPU check: {raw['device_name']}\n", f"Command: `{raw['command']}`; torch {raw['torch']}; sizes "
              f"{raw['sizes']}.\n", f"CUDA-marked tests: {raw['tests']['status']}.\n",
@@ -204,12 +204,13 @@ def report(raw: dict) -> str:
 
 
 def main() -> None:
-    """Run the tests, time every workload and variant, write the raw figures and the report."""
+    """Run the tests, time every workload and variant, print the report, save the raw figures (and render)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda or cpu")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (the test suite's CPU run)")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after the first")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder of the results")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the raw figures into this folder instead of benchmarks/results/raw (no page)")
     parser.add_argument("--skip-tests", action="store_true", help="time only")
     parser.add_argument("--variants", default="fp32,bf16,compiled",
                         help="comma-separated variants (the suite's CPU run leaves out compiled: a minute of "
@@ -234,10 +235,12 @@ def main() -> None:
            "device_name": name, "torch": torch.__version__, "sizes": asdict(sizes), "tests": tests,
            "flops": flop_counts(sizes), "timings": timings,
            "peak_tflops": next((v for k, v in PEAK_TFLOPS.items() if k in name), None)}
-    out = Path(args.out)
-    atomic_write_text(out / f"raw_gpu_check_{suffix}.json", json.dumps(raw, indent=1) + "\n")
-    atomic_write_text(out / f"gpu_check_{suffix}.md", report(raw))
-    print(report(raw))
+    print(report_text(raw))
+    if args.out is not None:
+        print("written:", save_raw(f"gpu_check_{suffix}", raw, args.out))
+        return
+    save_raw(f"gpu_check_{suffix}", raw)
+    print("rewritten:", *update())
 
 
 if __name__ == "__main__":

@@ -2,14 +2,12 @@
 
 Run: python benchmarks/mpc_budget.py --run dinowm_wall=runs/dinowm_wall [--run wall=runs/wall]
      [--seeds 5000,5001,5002] [--episodes 50] [--env-steps 1250] [--note TEXT]
-Or, without running anything: python benchmarks/mpc_budget.py --from-raw benchmarks/results/raw_mpc_budget_<task>.json
-(rewrites that task's report and figure).
 
 ``--run`` names a task and the folder of a reproduce run of it (its ``base.pt``). On the base model, under the
 paper protocol (the reference code's choices), three MPC planners run from the tuning pair seeds' (start, goal)
 pairs (never the reported seeds 1000-1002): CEM 300 samples x 30 elites x 30 iterations executing 5 model steps
 per call, Adam at the paper's 100 steps and at the 3 warm steps the time-per-episode report chose
-(``benchmarks/results/time_per_episode.md``), each executing one model step per call. Each planner's episodes
+(``docs/results/time_per_episode.md``), each executing one model step per call. Each planner's episodes
 run once, ``--env-steps`` env steps long (default 1250: CEM's 50 iterations of 25 env steps), and every budget is
 read from that one rollout, since the policies are deterministic and nothing they do depends on the budget left:
 
@@ -22,9 +20,9 @@ read from that one rollout, since the policies are deterministic and nothing the
 
 Planning seconds per episode are the CPU seconds of this process (``time.process_time``, one torch thread) of the
 batched planning calls, over the episodes. A row per (seed, planner) goes to
-``benchmarks/results/raw_mpc_budget_<task>.json`` as it finishes (atomically; a stopped run resumes); the report
-``mpc_budget_<task>.md`` and the figure ``mpc_budget_<task>.png`` are written from those rows
-(``benchmarks/regenerate.py`` rewrites the report too). The report also names the cap whose CEM success on the
+``benchmarks/results/raw/mpc_budget_<task>.json`` as it finishes (atomically; a stopped run resumes); the page
+``docs/results/mpc_budget_<task>.md`` and its figure are rendered from those rows once the task is done
+(``benchmarks/regenerate.py``). The report also names the cap whose CEM success on the
 tuning seeds is closest to the paper's CEM MPC level on the base model: the cap for Table 1 under the reference's
 budget unit.
 """
@@ -40,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from regenerate import RAW, save_raw, update
 
 from torchrl_gbp.experiments.protocol import (
     PAPER_TABLE1,
@@ -51,11 +50,10 @@ from torchrl_gbp.experiments.protocol import (
 )
 from torchrl_gbp.experiments.recipes import REPORTED_PAIR_SEED_BASE, TUNING_PAIR_SEEDS
 from torchrl_gbp.experiments.reporting import markdown_table
-from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import make_task
 
-RESULTS = Path(__file__).parent / "results"
 # The planners swept: (planner, Adam steps per call; None for CEM at the paper's sampling budget).
 PLANNERS = (("cem", None), ("adam", 100), ("adam", 3))
 # The budgets tabulated: MPC iteration caps (the issue's 5 to 50) and env steps per episode to match them (GD's
@@ -196,20 +194,19 @@ def report_text(raw: dict) -> str:
                 f"{chosen[1]['seconds_per_episode']:.3f} planning s per episode; caps {CAP_RANGE.start}-"
                 f"{CAP_RANGE.stop - 1} considered).")
     return (f"# MPC budget sweep: {task}\n\nCommand:\n\n```bash\n{raw['command']}\n```\n\nMachine: {raw['machine']}"
-            f"\n\n{raw.get('note', '')}\n\nWritten from `benchmarks/results/raw_mpc_budget_{task}.json` "
-            f"(`python benchmarks/mpc_budget.py --from-raw ...`). Base model, paper protocol with the reference "
+            f"\n\n{raw.get('note', '')}\n\nBase model, paper protocol with the reference "
             f"code's choices, {rows[0]['episodes']} episodes per seed, tuning pair seeds {seeds}; success % (sticky "
             f"at the end of each executed block; mean +- std over seeds where several), planning CPU seconds per "
             f"episode (one torch thread) and, in the first table, the env steps an episode ran (the loop stops "
             f"once every episode has succeeded), in the second the MPC iterations it took. CEM executes 5 model "
             f"steps (25 env steps) per iteration, Adam 1 (5 env steps). {levels}.{cap_line}\n\n"
-            f"![success against the MPC budget, both units](mpc_budget_{task}.png)\n\n"
             f"Budget in MPC iterations (the reference code's unit):\n\n{iterations}\n\n"
             f"Budget in env steps per episode (ours; 50 is the task's episode):\n\n{env_steps}\n")
 
 
-def plot(raw: dict, path: Path) -> None:
-    """Success against the budget: MPC iterations (left) and env steps per episode (right), every planner."""
+def plot(raw: dict):
+    """The figure of success against the budget: MPC iterations (left) and env steps per episode (right), every
+    planner."""
     rows, task = complete_seeds(raw["rows"]), raw["task"]
     paper = PAPER_TABLE1.get(task, {}).get(("base", "mpc"))
     plt = pyplot()
@@ -237,14 +234,12 @@ def plot(raw: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{task}: success against the MPC budget (base model)")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
-def write(raw: dict, raw_path: Path) -> None:
-    """The report and figure of a task's rows, beside its rows file (the figure once a seed has finished)."""
-    if complete_seeds(raw["rows"]):
-        plot(raw, raw_path.parent / f"mpc_budget_{raw['task']}.png")
-    atomic_write_text(raw_path.parent / f"mpc_budget_{raw['task']}.md", report_text(raw))
+def figures(raw: dict) -> dict:
+    """The page's figure, once a seed has finished every planner: success against the budget in both units."""
+    return {"": lambda: plot(raw)} if complete_seeds(raw["rows"]) else {}
 
 
 def run_task(raw: dict, folder: Path, options: SweepOptions, save) -> None:
@@ -286,11 +281,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=SweepOptions.episodes, help="pairs per seed")
     parser.add_argument("--env-steps", type=int, default=SweepOptions.env_steps, help="env steps per rollout")
     parser.add_argument("--note", default="", help="how the run was made (machine load, threads)")
-    parser.add_argument("--from-raw", type=Path, metavar="RAW", help="only rewrite that rows file's report and figure")
     args = parser.parse_args()
-    if args.from_raw is not None:
-        write(json.loads(args.from_raw.read_text()), args.from_raw)
-        return
     options = SweepOptions(seeds=tuple(int(s) for s in args.seeds.split(",")), episodes=args.episodes,
                            env_steps=args.env_steps)
     torch.set_num_threads(1)  # process CPU seconds are one thread's
@@ -299,7 +290,7 @@ def main() -> None:
         task_name, sep, folder = spec.partition("=")
         if not sep:
             sys.exit(f"--run must look like TASK=DIR, got {spec!r}")
-        raw_path = RESULTS / f"raw_mpc_budget_{task_name}.json"
+        raw_path = RAW / f"mpc_budget_{task_name}.json"
         raw = json.loads(raw_path.read_text()) if raw_path.exists() else {"task": task_name, "rows": []}
         if raw["rows"] and raw["rows"][0]["episodes"] != options.episodes:
             sys.exit(f"{raw_path} holds rows of {raw['rows'][0]['episodes']} episodes, not --episodes "
@@ -308,11 +299,11 @@ def main() -> None:
         raw["machine"] = f"{platform.machine()} CPU, 1 torch thread, torch {torch.__version__}"
         raw["note"] = " ".join(dict.fromkeys(part for part in (raw.get("note", ""), args.note) if part))
 
-        def save(raw=raw, raw_path=raw_path) -> None:
-            atomic_write_text(raw_path, json.dumps(raw, indent=1) + "\n")
+        def save(raw=raw) -> None:
+            save_raw(f"mpc_budget_{raw['task']}", raw)
 
         run_task(raw, Path(folder), options, save)
-        write(raw, raw_path)
+        print("rewritten:", *update())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One GD MPC step (replanning and not) of a state and a pixel model, this library beside another checkout's.
 
 Run: python benchmarks/mpc_step.py --label NAME [--library PATH] [--envs 16] [--gd-steps 20] [--repeats 15]
-     [--threads 1] [--render]
+     [--threads 1]
 
 Times, on the Wall task (state model: the Wall recipe's; pixel model: the Wall pixel recipe's, 64x64 images;
 both randomly initialised: the time does not depend on the weights), ``MPCPolicy`` calls on a batch of
@@ -14,8 +14,8 @@ both randomly initialised: the time does not depend on the weights), ``MPCPolicy
 Each figure is the median of ``--repeats`` calls. ``--library PATH`` measures the torchrl_gbp of another
 checkout (for example the commit before the world-model contract) in a child process with that checkout first
 on ``PYTHONPATH``; run both labels back to back on the same machine. Raw figures go to
-``benchmarks/results/raw_mpc_step.json`` (one entry per ``--label``), the table to
-``benchmarks/results/mpc_step.md``, written from that file (``--render`` rewrites it without measuring).
+``benchmarks/results/raw/mpc_step.json`` (one entry per ``--label``), and their page, ``docs/results/mpc_step.md``,
+is rendered from that file (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
@@ -23,16 +23,11 @@ import argparse
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from checkouts import labelled_main
 
 from torchrl_gbp.experiments.reporting import markdown_table
-
-RESULTS = Path(__file__).resolve().parent / "results"
-RAW = RESULTS / "raw_mpc_step.json"
-TABLE = RESULTS / "mpc_step.md"
 
 
 def measure(args) -> dict:
@@ -92,8 +87,8 @@ def report_text(raw: dict) -> str:
     some = next(iter(raw.values()))
     note = (f"One `MPCPolicy` call on {some['envs']} Wall envs (GD, {some['gd_steps']} Adam steps when it replans; "
             f"median of {len(some['steps']['state']['replan']['all_seconds'])} calls; ratio to the first label). "
-            "Written by `benchmarks/mpc_step.py` from `raw_mpc_step.json`; the labels were measured back to back with "
-            "the same command on the same machine (threads and CPU in the raw file).")
+            "The labels were measured back to back with the same command on the same machine (threads and CPU in "
+            "the raw file).")
     return "# The MPC step: this library beside another checkout's\n\n" + markdown_table(header, rows) + f"\n\n{note}\n"
 
 
@@ -104,7 +99,7 @@ def main() -> None:
     parser.add_argument("--gd-steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared machine)")
-    labelled_main(parser, __file__, measure, report_text, RAW, TABLE)
+    labelled_main(parser, __file__, measure, report_text, "mpc_step")
 
 
 if __name__ == "__main__":

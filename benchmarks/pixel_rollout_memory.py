@@ -1,7 +1,7 @@
 """What a pixel MPC rollout holds per env step, the memory of a pixel Wall evaluation, and one GD MPC step's time.
 
 Run: python benchmarks/pixel_rollout_memory.py [--label NAME] [--library PATH] [--envs 50] [--steps 50]
-     [--gd-steps 100] [--repeats 3] [--render]
+     [--gd-steps 100] [--repeats 3]
 
 On the Wall pixel recipe's model (64x64 images, its patch encoder and predictor; randomly initialised: neither
 memory nor speed depends on the weights) it measures:
@@ -17,9 +17,8 @@ memory nor speed depends on the weights) it measures:
 ``--library PATH`` measures the torchrl_gbp package of another checkout (for example the commit before keyed
 pixels) in a child process with that checkout first on ``PYTHONPATH``; the measurement detects the old
 ``MPCPolicy(world_model, planner, spec)`` signature, so both are measured by the same command on the same machine.
-Raw figures go to ``benchmarks/results/raw_pixel_rollout_memory.json`` (one entry per ``--label``) and the
-table to ``benchmarks/results/pixel_rollout_memory.md``, written from that file (``--render`` rewrites the
-table without measuring).
+Raw figures go to ``benchmarks/results/raw/pixel_rollout_memory.json`` (one entry per ``--label``), and their
+page, ``docs/results/pixel_rollout_memory.md``, is rendered from that file (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
@@ -29,16 +28,11 @@ import platform
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from checkouts import labelled_main
 
 from torchrl_gbp.experiments.reporting import markdown_table
-
-RESULTS = Path(__file__).resolve().parent / "results"
-RAW = RESULTS / "raw_pixel_rollout_memory.json"
-TABLE = RESULTS / "pixel_rollout_memory.md"
 
 
 def tensordict_bytes(td) -> int:
@@ -132,8 +126,7 @@ def report_text(raw: dict) -> str:
                      f"{g['seconds']:.2f} s ({g['envs']} envs, {g['gd_steps']} Adam steps, median of "
                      f"{len(g['all_seconds'])})",
                      f"{g['seconds'] / first['gd_step']['seconds']:.2f}"])
-    note = ("Written by `benchmarks/pixel_rollout_memory.py` from `raw_pixel_rollout_memory.json`; each label was "
-            "measured with the same command on the same machine (threads and CPU in the raw file).")
+    note = "Each label was measured with the same command on the same machine (threads and CPU in the raw file)."
     return "# Pixel MPC rollouts: memory per env step and the GD MPC step\n\n" + markdown_table(header, rows) + f"\n\n{note}\n"
 
 
@@ -144,7 +137,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--gd-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    labelled_main(parser, __file__, measure, report_text, RAW, TABLE)
+    labelled_main(parser, __file__, measure, report_text, "pixel_rollout_memory")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Pixel world models: training throughput, peak memory and seconds per plan against the bare predictor.
 
 Run: python benchmarks/pixel_speed.py [--task wall] [--envs 50] [--cem-iterations 30] [--device cpu|cuda]
-     [--threads 2] [--render]
+     [--threads 2]
 
 For the task's pixel recipe (image size, tokens, predictor width and depth, history) it measures, on a
 randomly initialised model (speed does not depend on the weights):
@@ -16,14 +16,12 @@ randomly initialised model (speed does not depend on the weights):
 
 The device code has no host syncs in the hot loops; ``--device cuda`` is the GPU benchmark (on CUDA the
 timings synchronise only around each measured call). Raw figures go to
-``benchmarks/results/raw_pixel_speed_<task>_<device>.json`` and the table to
-``benchmarks/results/pixel_speed_<task>_<device>.md``, written from that file (``--render`` rewrites the
-table from the saved figures without measuring).
+``benchmarks/results/raw/pixel_speed_<task>_<device>.json``, and their page,
+``docs/results/pixel_speed_<task>_<device>.md``, is rendered from that file (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -32,18 +30,16 @@ import time
 from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 
 from torchrl_gbp.data import load_dataset, make_window_buffer
 from torchrl_gbp.experiments.pipeline import make_dataset, model_config
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.experiments.reporting import markdown_table
-from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import TeacherForcingLoss
 from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def timed(fn, device: torch.device, repeats: int = 1) -> float:
@@ -130,7 +126,7 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
 
 
 def report_text(raw: dict) -> str:
-    """The results file's text from a run's saved raw figures (``raw_pixel_speed_<task>_<device>.json``)."""
+    """The page's text from a run's saved raw figures (``raw/pixel_speed_<task>_<device>.json``)."""
     f, command = raw["figures"], raw["command"]
     rows = [
         ["training step (sample + encode + fwd/bwd + Adam)", f"{f['train_step_seconds']:.3f} s",
@@ -154,13 +150,12 @@ def report_text(raw: dict) -> str:
              f"(latent {f['latent_dim']}), a {f['width']}-wide {f['depth']}-layer frame-causal predictor over "
              f"{f['num_hist']} history frame(s)")
     return (f"# Pixel world model speed: {f['task']} on {f['device']}\n\n"
-            f"Written by `benchmarks/pixel_speed.py` from `raw_pixel_speed_{f['task']}_{f['device']}.json`.\n\n"
             f"Command: `{command}`\n\nMachine: {f['machine']}, {f['threads']} torch threads.\n\nModel: {model}.\n\n"
             f"{markdown_table(['measure', 'time', 'note'], rows)}\n")
 
 
 def main() -> None:
-    """Measure (or re-render) and write the results."""
+    """Measure, save the raw figures and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="wall")
     parser.add_argument("--envs", type=int, default=50, help="envs planned for at once (default: 50)")
@@ -168,23 +163,17 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=500, help="pixel dataset size (default: 500)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--render", action="store_true", help="rewrite the table from the saved raw figures")
     args = parser.parse_args()
     device = torch.device(args.device)
-    raw = RESULTS / f"raw_pixel_speed_{args.task}_{device.type}.json"
-    if args.render:
-        saved = json.loads(raw.read_text())
-    else:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        figures = measure(args.task, args.envs, args.cem_iterations, device, args.trajectories)
-        figures["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
-        command = "python benchmarks/pixel_speed.py " + " ".join(sys.argv[1:])
-        saved = {"command": command.strip(), "figures": figures}
-        atomic_write_text(raw, json.dumps(saved, indent=1))
-    text = report_text(saved)
-    atomic_write_text(RESULTS / f"pixel_speed_{args.task}_{device.type}.md", text)
-    print(text)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    figures = measure(args.task, args.envs, args.cem_iterations, device, args.trajectories)
+    figures["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+    command = "python benchmarks/pixel_speed.py " + " ".join(sys.argv[1:])
+    raw = {"command": command.strip(), "figures": figures}
+    print(report_text(raw))
+    save_raw(f"pixel_speed_{args.task}_{device.type}", raw)
+    print("rewritten:", *update())
 
 
 if __name__ == "__main__":

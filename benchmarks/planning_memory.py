@@ -1,6 +1,6 @@
 """Activation memory of full-size DINO-WM planning, measured on the CPU, and the 50-env estimates it gives.
 
-Run: python benchmarks/planning_memory.py [--threads 1] [--budget-gb 40] [--render]
+Run: python benchmarks/planning_memory.py [--threads 1] [--budget-gb 40] [--rebudget]
 
 On a DINO-WM model of the released size (196 tokens of 384 per frame, a 6-layer ViT predictor of width 404,
 mlp 2048; random weights: memory does not depend on them) with the paper's one-frame rollout and H=5 it
@@ -15,8 +15,9 @@ A least-squares line through the unchunked points gives the bytes per row (env f
 fixed part; from them the report estimates one planning step for 50 envs (GD: 50 rows; CEM: 50 x 300 samples)
 without bounds and with the chunk :meth:`MemoryOptions.for_budget` picks for ``--budget-gb``. Measured on the
 CPU at reduced batch (labelled so): a GPU's fused attention keeps less per row, its allocator some slack more.
-Raw figures: ``benchmarks/results/raw_planning_memory.json``; report: ``planning_memory.md`` (``--render``
-rewrites it from the raw file).
+Raw figures: ``benchmarks/results/raw/planning_memory.json``; their page, ``docs/results/planning_memory.md``, is
+rendered from them (``benchmarks/regenerate.py``; ``--rebudget`` sets the saved figures' budget and slack to
+``--budget-gb`` and ``--slack-gb`` without measuring, then renders).
 """
 from __future__ import annotations
 
@@ -29,12 +30,8 @@ import sys
 from pathlib import Path
 
 import torch
+from regenerate import RAW, save_raw, update
 
-from torchrl_gbp.io import atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
-RAW = RESULTS / "raw_planning_memory.json"
-REPORT = RESULTS / "planning_memory.md"
 GB = 2**30
 CASES = ([{"planner": "gd", "rows": b} for b in (1, 2, 4)]
          + [{"planner": "gd", "rows": 4, "chunk_rows": 1}, {"planner": "gd", "rows": 4, "checkpoint": True}]
@@ -103,9 +100,9 @@ def estimates(raw: dict) -> dict:
     return out
 
 
-def report(raw: dict) -> str:
-    """The report's text from the raw figures."""
-    lines = [f"# Planning memory: full-size DINO-WM (measured on CPU)\n\nWritten by `{raw['command']}`.\n\n"
+def report_text(raw: dict) -> str:
+    """The page's text from the raw figures."""
+    lines = [f"# Planning memory: full-size DINO-WM (measured on CPU)\n\nCommand: `{raw['command']}`\n\n"
              f"Machine: {raw['machine']}. Each row is one fresh process: the peak resident memory "
              "(`ru_maxrss`) one planning call adds over the process's resident memory before it. Model: "
              "DINO-WM at the released size (196 tokens x 384 per frame, ViT predictor depth 6, 16 heads x 64, "
@@ -138,23 +135,25 @@ def report(raw: dict) -> str:
 
 
 def main() -> None:
-    """Measure every case in its own process (or ``--render`` the saved figures), then write the report."""
+    """Measure every case in its own process (or ``--rebudget`` the saved figures), save them, render the page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per measuring process")
     parser.add_argument("--budget-gb", type=float, default=36.0,
                         help="the memory budget the chunk is picked for (default: a 40 GB card less 10%%)")
     parser.add_argument("--slack-gb", type=float, default=2.0, help="allocator slack added to the fixed part")
-    parser.add_argument("--render", action="store_true", help="rewrite the report from the raw file")
+    parser.add_argument("--rebudget", action="store_true",
+                        help="set the saved figures' budget and slack, without measuring")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.case:  # a child process: one measurement, printed as JSON
         print(json.dumps(measure(json.loads(args.case))))
         return
-    if args.render:
-        raw = {**json.loads(RAW.read_text()), "budget_gb": args.budget_gb, "allocator_slack_gb": args.slack_gb}
-        atomic_write_text(RAW, json.dumps(raw, indent=1) + "\n")
-        atomic_write_text(REPORT, report(raw))
+    if args.rebudget:
+        raw = {**json.loads((RAW / "planning_memory.json").read_text()), "budget_gb": args.budget_gb,
+               "allocator_slack_gb": args.slack_gb}
+        save_raw("planning_memory", raw)
+        print("rewritten:", *update())
         return
     cases = []
     for case in CASES:
@@ -165,10 +164,9 @@ def main() -> None:
     raw = {"command": "python benchmarks/planning_memory.py" + " ".join([""] + sys.argv[1:]),
            "machine": f"{platform.machine()} CPU, {args.threads} torch threads, torch {torch.__version__}",
            "budget_gb": args.budget_gb, "allocator_slack_gb": args.slack_gb, "cases": cases}
-    atomic_write_text(RAW, json.dumps(raw, indent=1) + "\n")
-    text = report(raw)
-    atomic_write_text(REPORT, text)
-    print(text)
+    print(report_text(raw))
+    save_raw("planning_memory", raw)
+    print("rewritten:", *update())
 
 
 if __name__ == "__main__":

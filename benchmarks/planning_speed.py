@@ -26,17 +26,15 @@ times one planning call on B (start, goal) pairs of the task:
   says so and skips them).
 
 ``--rows`` picks row groups (``planners``, ``mpc``, ``torchrl``, ``iteration``, ``peers``; default all);
-``--suffix`` names the results ``raw_planning_speed_<suffix>.json`` / ``planning_speed_<suffix>.md`` (a
-partial run never overwrites the full one).
+``--suffix`` names the results ``planning_speed_<suffix>`` (a partial run never overwrites the full one).
 
-Prints and writes the raw figures ``benchmarks/results/raw_planning_speed.json``, the report
-``planning_speed.md`` built from them (with this command, the machine and a profile of one GD plan;
-``python benchmarks/regenerate.py`` rebuilds it from the raw file) and ``planning_speed.png``.
+Prints the report and saves the raw figures as ``benchmarks/results/raw/planning_speed[_<suffix>].json``, then
+renders their page (with this command, the machine and a profile of one GD plan) and its figure in
+``docs/results/`` (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -44,12 +42,13 @@ import time
 from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 
 from torchrl_gbp.evaluate import evaluate, evaluation_pairs
 from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.experiments.reporting import markdown_table
-from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.planners import (
     GoalCost,
@@ -64,8 +63,6 @@ from torchrl_gbp.planners.torchrl_baselines import (
     reset_planning_env,
 )
 from torchrl_gbp.tasks import make_task
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def planning_problem(task_name: str, model, batch: int, device: torch.device, seed: int = 0):
@@ -302,8 +299,8 @@ def targets(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """ms per plan against B, one line per task x planner (log-log)."""
+def plot(rows: list[dict]):
+    """The figure of ms per plan against B, one line per task x planner (log-log)."""
     plt = pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
@@ -319,30 +316,29 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(task_name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    save_figure(fig, path)
+    return fig
+
+
+def figures(raw: dict) -> dict:
+    """The page's figure: ms per plan against B."""
+    return {"": lambda: plot(raw["rows"])}
 
 
 def report_text(raw: dict) -> str:
-    """The results file's text from a run's saved raw figures (``raw_planning_speed*.json``)."""
+    """The page's text from a run's saved raw figures (``raw/planning_speed*.json``)."""
     rows = raw["rows"]
     profile_text = "\n\n".join(f"### {name}: one GD plan, B=1\n\n```\n{text}\n```"
                                 for name, text in raw["profiles"].items())
     return (
-        f"# Planning speed\n\nWritten by `python benchmarks/regenerate.py` from `{raw['raw']}`.\n\n"
-        f"Command: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n{table(rows)}\n\n"
+        f"# Planning speed\n\nCommand: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n{table(rows)}\n\n"
         "Median over repeated calls, after one untimed-in-the-median first call (which includes compilation "
         "for the compiled planners). Same model, horizon, samples, elites and iterations for ours and TorchRL's.\n\n"
         f"## Targets\n\n{targets(rows)}\n" + (f"\n## Where the time goes\n\n{profile_text}\n" if profile_text else "")
     )
 
 
-def readme_block(raw: dict) -> str:
-    """README's planning-speed block from a run's saved raw figures: the table and the targets."""
-    return f"{table(raw['rows'])}\n\n{targets(raw['rows'])}"
-
-
 def main() -> None:
-    """Parse arguments, time every planner, save the raw figures and write the report."""
+    """Parse arguments, time every planner, save the raw figures and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="wall,pointmaze", help="comma-separated task names")
     parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated envs per planning call")
@@ -355,11 +351,11 @@ def main() -> None:
                         help="episodes the B=1 GD MPC step runs one at a time")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--quick", action="store_true", help="B=1,4 and 3 repeats; prints, writes nothing")
+    parser.add_argument("--quick", action="store_true", help="B=1,4 and 3 repeats; prints, saves nothing")
     parser.add_argument("--rows", default="planners,mpc,torchrl,iteration,peers",
                         help="comma-separated row groups: planners, mpc, torchrl, iteration, peers")
     parser.add_argument("--iteration-steps", type=int, default=50, help="GD steps of the iteration rows")
-    parser.add_argument("--suffix", default="", help="results name suffix (raw_planning_speed_<suffix>.json)")
+    parser.add_argument("--suffix", default="", help="results name suffix (planning_speed_<suffix>)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="also time CEM under bf16 autocast, compiled (default: on CUDA only; on a CPU "
                              "without bf16 matmul units it was 5-7x slower than fp32 and most of the sweep's time)")
@@ -385,16 +381,12 @@ def main() -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     raw = {"command": "python benchmarks/planning_speed.py" + " ".join([""] + sys.argv[1:]),
            "machine": f"{device_name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-           "raw": f"benchmarks/results/raw_planning_speed{suffix}.json", "out": f"planning_speed{suffix}.md",
            "rows": rows, "profiles": profiles}
-    report = report_text(raw)
-    print(report)
+    print(report_text(raw))
     if args.quick:  # a smoke run never overwrites the results
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"raw_planning_speed{suffix}.json", json.dumps(raw, indent=1) + "\n")
-    atomic_write_text(RESULTS / raw["out"], report)
-    plot(rows, RESULTS / f"planning_speed{suffix}.png")
+    save_raw(f"planning_speed{suffix}", raw)
+    print("rewritten:", *update())
 
 
 if __name__ == "__main__":

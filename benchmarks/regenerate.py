@@ -1,42 +1,46 @@
-"""Rebuild every generated table from saved raw results, at HEAD.
+"""Render every results page, its figures, the results index and README's summary from the saved raw results.
 
-Each folder ``benchmarks/results/raw/<name>/`` holds the unit result files of
-one ``torchrl-gbp reproduce`` run (per-seed rows, with per-episode lists where
-the run recorded them) and a ``meta.json`` (the command and the machine), or,
-for ``ablations_<task>``, ``benchmarks/ablations.py``'s ``rows.json``. From
-each, this writes ``benchmarks/results/<name>.md`` and the README block between
-``<!-- table:<name> -->`` and ``<!-- /table:<name> -->``. It also rewrites the
-budget sweeps' reports from ``benchmarks/results/sweeps/*.json``
-(``benchmarks/success_vs_time.py``) and the pixel speed tables from
-``benchmarks/results/raw_pixel_speed_*.json`` (``benchmarks/pixel_speed.py``) and the planning
-speed and soak reports from ``raw_planning_speed*.json`` and ``raw_soak.json``
-(``benchmarks/planning_speed.py``, ``benchmarks/soak.py``), the time-per-episode report and the MPC budget
-sweeps' reports (``benchmarks/time_per_episode.py``, ``benchmarks/mpc_budget.py``); where the script has a
-``readme_block(raw)`` and README a block named after the report's file (for example
-``table:planning_speed``), that block too.
-It writes the docs' results pages too, ``docs/results/<name>.md``: the prose
-that explains a table (``benchmarks/notes/<name>.md``, its first line the
-title) above the generated text, and ``docs/results/index.md`` with README's
-summary of where the paper's claims stand (block ``table:claims_summary``).
-Nothing in those places is edited by hand; ``tests/test_provenance.py`` fails
-when they differ from what this script writes.
+Raw results live in ``benchmarks/results/raw/`` only:
 
-    python benchmarks/regenerate.py            # rewrite the results files and README blocks
-    python benchmarks/regenerate.py --check    # exit 1, naming them, where they differ
-    python benchmarks/regenerate.py --add NAME --from runs/wall/units --command "..."   # save a run's raw results
+- ``raw/<name>/``: the unit result files of one ``torchrl-gbp reproduce`` run (per-seed rows, with per-episode
+  lists where the run recorded them) and a ``meta.json`` (the command and the machine), saved by ``--add``; or,
+  for ``ablations_<task>``, ``benchmarks/ablations.py``'s ``rows.json`` and ``meta.json``;
+- ``raw/<name>.json``: the raw figures another script of this folder saved (:func:`save_raw`), the script whose
+  name is ``name`` or starts it before a ``_`` (``planning_speed_issue34.json``: ``planning_speed.py``). That
+  script's ``report_text(raw)`` gives the page's text (its first line the title), its ``figures(raw)``, where it
+  has one, the page's figures (``{suffix: function drawing one}``), and its ``summary_table(raw)``, where it
+  has one, a table of the results summary.
+
+From them this writes one page per run, ``docs/results/<name>.md``: the prose of ``benchmarks/notes/<name>.md``
+(its first line the title; a notes file with no raw results is a page of its own), where the page comes from,
+its figures (``<name>.png``, ``<name>_<suffix>.png`` beside it) and the generated text. It writes
+``docs/results/index.md`` (``notes/index.md``, the summary, ``notes/claims.md`` and every page) and README's
+summary block (between ``<!-- table:summary -->`` and ``<!-- /table:summary -->``), and removes every other
+``.md`` and ``.png`` file of ``docs/results``: nothing there is edited by hand. A figure records the SHA-256
+of the raw file it was drawn from and is drawn again when that changes (``--redraw``: every figure, after a
+change to how a script draws), so a check does not depend on the matplotlib that drew it.
+``tests/test_provenance.py`` fails where anything differs.
+
+    python benchmarks/regenerate.py            # rewrite what differs
+    python benchmarks/regenerate.py --check    # exit 1, naming them, where files differ
+    python benchmarks/regenerate.py --add NAME --from runs/wall/units --command "..." --note "..."  # save a run
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import importlib.util
 import json
 import platform
-import re
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from torchrl_gbp.experiments.protocol import PAPER_TABLE1
 from torchrl_gbp.experiments.reporting import (
@@ -50,43 +54,102 @@ from torchrl_gbp.experiments.reporting import (
     summarize,
     tables_from_raw,
 )
-from torchrl_gbp.io import atomic_write_text
+from torchrl_gbp.io import atomic_write_text, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-RAW = RESULTS / "raw"
-NOTES = ROOT / "benchmarks" / "notes"
-# README's block built from every reproduce run's raw results (claims_summary), not from one folder.
-SUMMARY_BLOCK = "claims_summary"
-DOCS_RESULTS = ROOT / "docs" / "results"
+BENCHMARKS = ROOT / "benchmarks"
+RAW = BENCHMARKS / "results" / "raw"
+NOTES = BENCHMARKS / "notes"
+PAGES = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+SUMMARY_BLOCK = "summary"
+INDEX_NOTES = ("index", "claims")  # the notes of docs/results/index.md, not pages of their own
+DIGEST_KEY = "raw results sha256"  # the PNG text entry where a figure records its raw file's digest
 
 
-# Other benchmarks' saved raw figures: (files under benchmarks/results, the script whose ``report_text(raw)``
-# renders one, where its report goes).
-REPORTS = (
-    ("sweeps/*.json", "success_vs_time", lambda path, raw: ROOT / raw["out"]),
-    ("raw_pixel_speed_*.json", "pixel_speed",
-     lambda path, raw: RESULTS / path.name.removeprefix("raw_").replace(".json", ".md")),
-    ("raw_planning_speed*.json", "planning_speed", lambda path, raw: RESULTS / raw["out"]),
-    ("raw_soak.json", "soak", lambda path, raw: RESULTS / "soak.md"),
-    ("raw_time_per_episode.json", "time_per_episode", lambda path, raw: RESULTS / "time_per_episode.md"),
-    ("raw_pixel_rollout_memory.json", "pixel_rollout_memory", lambda path, raw: RESULTS / "pixel_rollout_memory.md"),
-    ("raw_mpc_step.json", "mpc_step", lambda path, raw: RESULTS / "mpc_step.md"),
-    ("raw_mpc_budget_*.json", "mpc_budget", lambda path, raw: RESULTS / f"mpc_budget_{raw['task']}.md"),
-)
+@dataclass(frozen=True)
+class Figure:
+    """A page's figure: the digest of the raw file it is drawn from, and the function that draws it."""
+
+    digest: str
+    draw: Callable[[], object]
 
 
-def generated(name: str) -> tuple[str, str]:
-    """``(README block, results file text)`` of ``raw/<name>/``: a reproduce run's table, or ablation tables."""
-    meta = json.loads((RAW / name / "meta.json").read_text())
-    header = f"# {name}\n\nWritten by `python benchmarks/regenerate.py` from `benchmarks/results/raw/{name}/`.\n\n"
+def save_raw(name: str, raw: dict, folder: Path | None = None) -> Path:
+    """Save a benchmark script's raw figures as ``<folder>/<name>.json`` (atomically); in ``raw/`` (the default),
+    :func:`update` renders them."""
+    return atomic_write_text((folder or RAW) / f"{name}.json", json.dumps(raw, indent=1) + "\n")
+
+
+def page_names() -> list[str]:
+    """Every page: each raw-results folder and file, and each notes file that is not the index's."""
+    runs = {path.name if path.is_dir() else path.stem for path in RAW.iterdir()
+            if not path.name.startswith(".") and (path.is_dir() or path.suffix == ".json")}
+    return sorted(runs | {path.stem for path in NOTES.glob("*.md")} - set(INDEX_NOTES))
+
+
+def script_of(name: str) -> str:
+    """The script of this folder whose raw figures ``raw/<name>.json`` are: the longest script name that is
+    ``name`` or starts it before a ``_``."""
+    found = [path.stem for path in BENCHMARKS.glob("*.py") if name == path.stem or name.startswith(f"{path.stem}_")]
+    if not found:
+        raise ValueError(f"raw/{name}.json: no script of benchmarks/ is named {name!r} or starts it before a '_'")
+    return max(found, key=len)
+
+
+@functools.cache
+def benchmark_module(name: str):
+    """Another script of this folder, imported by path (it is not a package; its own imports of this folder's
+    helpers, such as ``checkouts`` or this module, resolve as when it runs as a script)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_text(folder: Path) -> str:
+    """The generated text of a raw-results folder: a reproduce run's tables and claims, or ablation tables."""
+    meta = json.loads((folder / "meta.json").read_text())
     if meta.get("kind") == "ablations":
-        rows = json.loads((RAW / name / "rows.json").read_text())
-        return format_ablations(rows, meta["notes"], level=4), f"{header}{format_ablations(rows, meta['notes'])}\n"
-    table, claims, more = tables_from_raw(RAW / name, PAPER_TABLE1.get(_task_of(RAW / name)))
+        return format_ablations(json.loads((folder / "rows.json").read_text()), meta["notes"])
+    table, claims, more = tables_from_raw(folder, PAPER_TABLE1.get(_task_of(folder)))
     more_text = "".join(f"\n\n{caption}:\n\n{extra}" for caption, extra in more)
-    return table, (f"{header}Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n"
-                   f"{meta.get('note', '')}\n\n{table}\n\n{claims}{more_text}\n")
+    return (f"Command: `{meta['command']}`\n\nMachine: {meta['machine']}\n\n{meta.get('note', '')}\n\n{table}\n\n"
+            f"{claims}{more_text}")
+
+
+def _task_of(folder: Path) -> str:
+    """The task of a reproduce run's raw folder (from its first unit's fingerprint)."""
+    unit = next(path for path in sorted(folder.glob("*.json")) if path.name != "meta.json")
+    return json.loads(unit.read_text())["fingerprint"]["task"]
+
+
+def page(name: str) -> tuple[str, dict[Path, Figure]]:
+    """The text of ``docs/results/<name>.md`` and its figures: the notes' title and prose, where the page comes
+    from, the figures, then the generated text."""
+    folder, file = RAW / name, RAW / f"{name}.json"
+    title, source, text, figures = name, "", "", {}
+    if folder.is_dir():
+        source, text = f"`benchmarks/results/raw/{name}/`", run_text(folder)
+    elif file.exists():
+        script, raw = script_of(name), json.loads(file.read_text())
+        module = benchmark_module(script)
+        heading, text = module.report_text(raw).split("\n", 1)
+        title, source = heading.removeprefix("# "), f"`benchmarks/results/raw/{name}.json` (`benchmarks/{script}.py`)"
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        drawings = module.figures(raw) if hasattr(module, "figures") else {}
+        figures = {PAGES / (f"{name}_{suffix}.png" if suffix else f"{name}.png"): Figure(digest, draw)
+                   for suffix, draw in drawings.items()}
+    notes = NOTES / f"{name}.md"
+    prose = ""
+    if notes.exists():
+        title, prose = notes.read_text().split("\n", 1)
+    parts = [f"# {title}", prose, source and f"Written by `python benchmarks/regenerate.py` from {source}.",
+             *(f"![{path.stem}]({path.name})" for path in figures), text]
+    return "\n\n".join(part.strip() for part in parts if part.strip()) + "\n", figures
 
 
 def claims_summary(names: list[str]) -> str:
@@ -94,7 +157,7 @@ def claims_summary(names: list[str]) -> str:
     MPC on the base model, and what synthesis does to open-loop Adam, with links to the full tables."""
     rows = []
     for name in names:
-        if json.loads((RAW / name / "meta.json").read_text()).get("kind") == "ablations":
+        if not (RAW / name).is_dir() or json.loads((RAW / name / "meta.json").read_text()).get("kind") == "ablations":
             continue
         runs, protocol = load_raw_runs(RAW / name)
         if protocol != "paper":
@@ -119,71 +182,71 @@ def claims_summary(names: list[str]) -> str:
     return markdown_table(header, rows)
 
 
-def docs_page(name: str, text: str) -> str:
-    """The docs page of results file ``name``: its notes (title, then prose) above the generated text."""
-    notes = NOTES / f"{name}.md"
-    title, prose = (notes.read_text().split("\n", 1) if notes.exists() else (name, ""))
-    body = text.split("\n", 1)[1] if text.startswith("# ") else text
-    # figures stay beside their results files in benchmarks/results
-    body = re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", r"![\1](../../benchmarks/results/\2)", body)
-    return f"# {title}\n\n{prose.strip()}\n\n{body.strip()}\n".replace("\n\n\n", "\n\n")
+def summary(names: list[str], titles: dict[str, str]) -> str:
+    """README's summary block (and the index's first section; links from the repository's root): the claims
+    table, then the summary table of every script page whose script has one, under its page's title."""
+    parts = [f"Table 1 under the paper's protocol, one row per run:\n\n{claims_summary(names)}"]
+    for name in names:
+        file = RAW / f"{name}.json"
+        if file.exists() and hasattr(module := benchmark_module(script_of(name)), "summary_table"):
+            parts.append(f"[{titles[name]}](docs/results/{name}.md):\n\n"
+                         f"{module.summary_table(json.loads(file.read_text()))}")
+    return "\n\n".join(parts)
 
 
-def docs_index(pages: list[str], summary: str) -> str:
-    """``docs/results/index.md``: the results' introduction, the claims summary and every results page."""
+def index(names: list[str], summary_text: str) -> str:
+    """``docs/results/index.md``: the results' introduction, the summary, the claims' notes and every page."""
     intro = (NOTES / "index.md").read_text().strip()
     claims = (NOTES / "claims.md").read_text().split("\n", 1)
-    toctree = "\n".join(["```{toctree}", ":maxdepth: 1", "", *pages, "```"])
-    return (f"# Results\n\n{intro}\n\n## Where the paper's claims stand\n\n{summary.replace('docs/results/', '')}"
-            f"\n\n## {claims[0].strip()}\n\n{claims[1].strip()}\n\n## Every table\n\n{toctree}\n")
+    toctree = "\n".join(["```{toctree}", ":maxdepth: 1", "", *names, "```"])
+    return (f"# Results\n\n{intro}\n\n## Where the paper's claims stand\n\n"
+            f"{summary_text.replace('docs/results/', '')}\n\n## {claims[0].strip()}\n\n{claims[1].strip()}\n\n"
+            f"## Every page\n\n{toctree}\n")
 
 
-def _task_of(folder: Path) -> str:
-    """The task of a reproduce run's raw folder (from its first unit's fingerprint)."""
-    unit = next(path for path in sorted(folder.glob("*.json")) if path.name != "meta.json")
-    return json.loads(unit.read_text())["fingerprint"]["task"]
-
-
-def expected() -> dict[Path, str]:
-    """Every generated file's expected text: the results files and README with its blocks filled."""
-    names = sorted(path.name for path in RAW.iterdir() if path.is_dir() and not path.name.startswith("."))
-    texts = {name: generated(name) for name in names}
-    files = {ROOT / "benchmarks" / "results" / f"{name}.md": texts[name][1] for name in names}
-    readme = (ROOT / "README.md").read_text()
+def expected() -> tuple[dict[Path, str], dict[Path, Figure]]:
+    """Every generated text file's expected text (the pages, the index, README) and every page's figure."""
+    names = page_names()
+    texts, figures, titles = {}, {}, {}
     for name in names:
-        if f"<!-- table:{name} -->" in readme:
-            readme = replace_block(readme, name, texts[name][0])
-    for pattern, script, target in REPORTS:
-        module = _benchmark_module(script)
-        for path in sorted(RESULTS.glob(pattern)):
-            raw = json.loads(path.read_text())
-            report = target(path, raw)
-            files[report] = module.report_text(raw)
-            if hasattr(module, "readme_block") and f"<!-- table:{report.stem} -->" in readme:
-                readme = replace_block(readme, report.stem, module.readme_block(raw))
-    summary = claims_summary(names)
-    if f"<!-- table:{SUMMARY_BLOCK} -->" in readme:
-        readme = replace_block(readme, SUMMARY_BLOCK, summary)
-    files[ROOT / "README.md"] = readme
-    results = {path: text for path, text in files.items() if path.parent == RESULTS and path.suffix == ".md"}
-    extra = sorted(path for path in RESULTS.glob("*.md") if path not in results)  # written by their own scripts
-    results.update({path: path.read_text() for path in extra})
-    for path, text in results.items():
-        files[DOCS_RESULTS / path.name] = docs_page(path.stem, text)
-    files[DOCS_RESULTS / "index.md"] = docs_index(sorted(path.stem for path in results), summary)
-    return files
+        text, drawn = page(name)
+        texts[PAGES / f"{name}.md"] = text
+        titles[name] = text.split("\n", 1)[0].removeprefix("# ")
+        figures.update(drawn)
+    summary_text = summary(names, titles)
+    texts[PAGES / "index.md"] = index(names, summary_text)
+    texts[README] = replace_block(README.read_text(), SUMMARY_BLOCK, summary_text)
+    return texts, figures
 
 
-def _benchmark_module(name: str):
-    """Another script of this folder, imported by path (it is not a package; its own imports of this folder's
-    helpers, such as ``checkouts``, resolve as when it runs as a script)."""
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.append(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def recorded_digest(path: Path) -> str | None:
+    """The raw digest a saved figure records (``None`` where there is no figure or it records none)."""
+    if not path.exists():
+        return None
+    with Image.open(path) as image:
+        return image.text.get(DIGEST_KEY)
+
+
+def differences(redraw: bool = False) -> tuple[dict[Path, str], dict[Path, Figure], list[Path]]:
+    """What differs from the raw results: ``(texts to write, figures to draw, files to remove)``."""
+    texts, figures = expected()
+    extra = sorted(path for suffix in ("*.md", "*.png") for path in PAGES.glob(suffix)
+                   if path not in texts and path not in figures)
+    return ({path: text for path, text in texts.items() if not path.exists() or path.read_text() != text},
+            {path: figure for path, figure in figures.items() if redraw or recorded_digest(path) != figure.digest},
+            extra)
+
+
+def update(redraw: bool = False) -> list[Path]:
+    """Rewrite every generated file that differs from what the raw results give; return the paths changed."""
+    texts, figures, extra = differences(redraw)
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+    for path, figure in figures.items():
+        save_figure(figure.draw(), path, metadata={DIGEST_KEY: figure.digest})
+    for path in extra:
+        path.unlink()
+    return sorted([*texts, *figures, *extra])
 
 
 def add(name: str, source: Path, command: str, note: str) -> None:
@@ -209,26 +272,26 @@ def add(name: str, source: Path, command: str, note: str) -> None:
 
 
 def main() -> None:
-    """Rewrite, check, or add raw results."""
+    """Rewrite, check, or add raw results and rewrite."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 where files differ")
-    parser.add_argument("--add", metavar="NAME", help="save raw results under this name first")
+    parser.add_argument("--redraw", action="store_true", help="draw every figure again (not with --check)")
+    parser.add_argument("--add", metavar="NAME", help="save a reproduce run's raw results under this name first")
     parser.add_argument("--from", dest="source", type=Path, help="with --add: a reproduce run's units/ folder")
     parser.add_argument("--command", default="", help="with --add: the command that produced the run")
     parser.add_argument("--note", default="", help="with --add: a line on how it was run (time, workers)")
     args = parser.parse_args()
+    if args.check:
+        texts, figures, extra = differences()
+        if texts or figures or extra:
+            sys.exit("out of date (run python benchmarks/regenerate.py): "
+                     + ", ".join(str(path.relative_to(ROOT)) for path in sorted([*texts, *figures, *extra])))
+        print("up to date")
+        return
     if args.add:
         add(args.add, args.source, args.command, args.note)
-    stale = []
-    for path, text in expected().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(path.relative_to(ROOT))
-        if not args.check:
-            atomic_write_text(path, text)
-    if args.check and stale:
-        sys.exit(f"out of date (run python benchmarks/regenerate.py): {', '.join(map(str, stale))}")
-    print("rewritten: " + (", ".join(map(str, stale)) or "nothing (all up to date)"))
+    changed = update(args.redraw)
+    print("rewritten: " + (", ".join(str(path.relative_to(ROOT)) for path in changed) or "nothing (all up to date)"))
 
 
 if __name__ == "__main__":

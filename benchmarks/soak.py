@@ -5,8 +5,8 @@ env, reset whenever they end) for ``--steps`` env steps through TorchRL's
 ``env.rollout``. Resident memory (VmRSS) and the mean seconds per step are
 taken over the first and the last ``--window`` steps (after a warm-up window).
 Passes when memory grows by less than 5% and the last window is no slower than
-the first by more than 10%. Writes the raw figures ``benchmarks/results/raw_soak.json`` and
-the report ``soak.md`` built from them (``python benchmarks/regenerate.py`` rebuilds it).
+the first by more than 10%. Saves the raw figures as ``benchmarks/results/raw/soak.json``
+and renders their page, ``docs/results/soak.md`` (``benchmarks/regenerate.py``).
 
     python benchmarks/soak.py [--steps 10000] [--envs 16] [--gd-steps 10] [--threads 1]
 """
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import MPCPolicy, make_planner
 from torchrl_gbp.tasks import WallTask
@@ -39,7 +38,7 @@ def resident_mib() -> float:
 
 
 def main() -> None:
-    """Run the soak and write its report."""
+    """Run the soak, print its report and (unless ``--quick``) save its raw figures and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000, help="env steps of the batched policy")
     parser.add_argument("--envs", type=int, default=16, help="episodes run side by side")
@@ -77,24 +76,20 @@ def main() -> None:
            "steps": steps, "envs": args.envs, "gd_steps": args.gd_steps, "window": w, "total_seconds": total,
            "memory_first_mib": max(memory[first]), "memory_last_mib": max(memory[last]),
            "seconds_first": sum(seconds[first]) / w, "seconds_last": sum(seconds[last]) / w}
-    report = report_text(raw)
-    print(report)
+    print(report_text(raw))
     if not args.quick:
-        results = Path(__file__).parent / "results"
-        atomic_write_text(results / "raw_soak.json", json.dumps(raw, indent=1) + "\n")
-        (results / "soak.md").write_text(report)
-        print(f"written to {results / 'soak.md'}")
+        save_raw("soak", raw)
+        print("rewritten:", *update())
 
 
 def report_text(raw: dict) -> str:
-    """The report of a soak run's saved figures (``benchmarks/results/raw_soak.json``)."""
+    """The report of a soak run's saved figures (``benchmarks/results/raw/soak.json``)."""
     steps, w = raw["steps"], raw["window"]
     growth = (raw["memory_last_mib"] - raw["memory_first_mib"]) / raw["memory_first_mib"]
     slowdown = raw["seconds_last"] / raw["seconds_first"]
     verdict = "passes" if growth < 0.05 and slowdown < 1.10 else "FAILS"
     return (
         f"# Soak: {steps} batched MPC steps\n\n"
-        "Written by `python benchmarks/regenerate.py` from `benchmarks/results/raw_soak.json`.\n\n"
         f"Command: `{raw['command']}`\n\nMachine: {raw['machine']}\n\n"
         f"Gradient MPC ({raw['gd_steps']} Adam steps per plan, horizon 5, replanning every model step) on "
         f"{raw['envs']} Wall episodes in one batched env, auto-reset, {raw['total_seconds']:.0f} s in all.\n\n"

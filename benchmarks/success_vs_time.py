@@ -3,19 +3,16 @@
 Run: python benchmarks/success_vs_time.py [--task wall,pointmaze] [--models base,online,adversarial,both]
      [--planners gd,cem,icem,gd_cem] [--gd-steps 5,10,20,50,100] [--cem 3x300,10x300,30x300,30x100]
      [--icem 3x300,10x300] [--gd-cem 3x300+10,3x300+30] [--cem-models base] [--episodes N]
-     [--seed 5000[,5001,5002]] [--runs runs/benchmark] [--out benchmarks/results/success_vs_time.md] [--quick]
-     [--note TEXT]
-Or, without running anything: python benchmarks/success_vs_time.py --from-raw benchmarks/results/sweeps/<stem>.json
-rewrites the report and plots from a run's saved raw rows.
+     [--seed 5000[,5001,5002]] [--runs runs/benchmark] [--suffix NAME] [--quick] [--note TEXT]
 Needs the trained checkpoints of a reproduce run (``torchrl-gbp reproduce --task <task> --out runs/benchmark``
 writes ``runs/benchmark/<task>/{base,online_seed0,adversarial_seed0,both_seed0}.pt``). Every point of a task is
 evaluated on the same seeded (start, goal) pairs; ``reproduce`` evaluates its seed k on seed 1000 + k, so
 ``--seed 1000,1001,1002`` gives the pairs of reproduce's tables (``--protocol ours``) and the
 CEM-on-base point at the recipe's budget reproduces their success (the policies are deterministic).
-Prints one table per task and writes them, with this command, the machine and, per model and planner, the
-cheapest budget whose success reaches CEM-on-base success (and its time as a fraction of CEM's), to
-benchmarks/results/success_vs_time.md, plus one plot per task, results/success_vs_time_<task>.png; the raw rows go
-to results/sweeps/<stem>.json, from which ``--from-raw`` rebuilds both (the report is never edited by hand).
+Prints one table per task and, per model and planner, the cheapest budget whose success reaches CEM-on-base
+success (and its time as a fraction of CEM's). After every task it saves the raw rows as
+``benchmarks/results/raw/success_vs_time[_<suffix>].json`` and renders their page in ``docs/results/``, with this
+command, the machine, the tables and one plot per task (``benchmarks/regenerate.py``).
 CEM-family budgets (CEM, iCEM and GD-CEM's CEM stage) are swept on ``--cem-models`` only.
 The planners come from the library (``torchrl_gbp.experiments.pipeline.make_policy`` with the task's recipe, only the
 budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
@@ -23,7 +20,6 @@ budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
@@ -31,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from regenerate import save_raw, update
 
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.pipeline import make_policy
@@ -40,11 +37,10 @@ from torchrl_gbp.experiments.reporting import (
     success_cell,
     summarize,
 )
-from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import make_task
 
-RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = {"base": "base.pt", "online": "online_seed0.pt", "adversarial": "adversarial_seed0.pt",
                "both": "both_seed0.pt"}
 
@@ -235,8 +231,9 @@ def gd_matches(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_sweep(result: dict, path: Path) -> Path:
-    """Success % against seconds per plan (batched, log x): one line per model x planner, budgets annotated."""
+def plot_sweep(result: dict):
+    """The figure of success % against seconds per plan (batched, log x): one line per model x planner, budgets
+    annotated."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     rows = result["rows"]
@@ -267,11 +264,16 @@ def plot_sweep(result: dict, path: Path) -> Path:
     ax.set_title(f"{result['task']}: success vs planning time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return save_figure(fig, path)
+    return fig
 
 
-def task_report(result: dict, seeds: list[int], plot: Path) -> str:
-    """The markdown section of one task: table, budgets note, the comparison with CEM and the plot."""
+def figures(raw: dict) -> dict:
+    """The page's figures: one plot per task, by task."""
+    return {result["task"]: lambda result=result: plot_sweep(result) for result in raw["results"]}
+
+
+def task_report(result: dict, seeds: list[int]) -> str:
+    """The markdown section of one task: table, budgets note and the comparison with CEM."""
     gd = result["recipe_gd"]
     others = "".join(f"; {name} otherwise at the recipe's {settings}"
                      for name, settings in result.get("recipe_others", {}).items())
@@ -279,48 +281,23 @@ def task_report(result: dict, seeds: list[int], plot: Path) -> str:
             f"{result['episodes']} episodes on the pairs of each evaluation seed {seeds}; GD lr {gd['lr']}, "
             f"noise_std {gd.get('noise_std', '-')} (the recipe's); CEM-family elites keep the recipe's elite "
             f"fraction{others}; {result['seconds']:.0f} s for the sweep.\n\n"
-            f"### Fastest budget reaching CEM-on-base success\n\n{gd_matches(result)}\n\n"
-            f"![{result['task']}]({plot.name})\n")
-
-
-def raw_path(out: Path) -> Path:
-    """Where a report's raw rows are kept: ``<out's folder>/sweeps/<out's stem>.json``."""
-    return out.parent / "sweeps" / f"{out.stem}.json"
-
-
-def plot_path(out: Path, task_name: str) -> Path:
-    """A task's plot next to the report ``out``: ``<stem>_<task>.png``."""
-    return out.parent / f"{out.stem}_{task_name}.png"
+            f"### Fastest budget reaching CEM-on-base success\n\n{gd_matches(result)}\n")
 
 
 def report_text(raw: dict) -> str:
     """The markdown report of a run's raw rows: command, machine, note, how to read the rows, task sections."""
-    out = Path(raw["out"])
-    sections = [task_report(result, raw["seeds"], plot_path(out, result["task"])) for result in raw["results"]]
+    sections = [task_report(result, raw["seeds"]) for result in raw["results"]]
     note = f"{raw['note']}\n\n" if raw.get("note") else ""
     return (f"# Success vs planning time\n\nCommand:\n\n```bash\n{raw['command']}\n```\n\n"
             f"Machine: {raw['machine']}\n\n{note}"
-            f"Written by `python benchmarks/success_vs_time.py --from-raw {raw_path(out)}` from the run's raw "
-            "rows.\n\n"
             "Each row is a closed-loop evaluation per evaluation seed (seed-0 checkpoints of the per-task "
             "benchmarks); success is averaged over seeds; seconds per plan are the median of one planning "
             "call batched over a seed's episodes, measured in this run (compare times within a task only: "
             "the machine is shared).\n\n" + "\n".join(sections))
 
 
-def write_outputs(raw: dict, plots: bool = True) -> Path:
-    """Write the raw rows, the report and (``plots``) one plot per task; returns the report's path."""
-    out = Path(raw["out"])
-    atomic_write_text(raw_path(out), json.dumps(raw, indent=1) + "\n")
-    if plots:
-        for result in raw["results"]:
-            plot_sweep(result, plot_path(out, result["task"]))
-    out.write_text(report_text(raw))
-    return out
-
-
 def main() -> None:
-    """Parse the arguments, sweep every task, print and write the report and the plots."""
+    """Parse the arguments, sweep every task, print its tables, save the raw rows and render their page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", action="append", default=None, help="task(s), repeatable or comma list (wall)")
     parser.add_argument("--runs", default="runs/benchmark", help="where the benchmark checkpoints are")
@@ -341,17 +318,11 @@ def main() -> None:
     parser.add_argument("--gd-cem", action="append", default=None,
                         help="GD-CEM budgets ITERATIONSxSAMPLES+STEPS (the recipe's CEM stage + 10 steps, and "
                              "the recipe's)")
-    parser.add_argument("--quick", action="store_true", help="tiny sweep, 4 episodes: a smoke test")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sweep, 4 episodes: a smoke test; prints, saves nothing")
     parser.add_argument("--note", default="", help="a line on how the run was made, kept in the report")
-    parser.add_argument("--out", default=str(RESULTS / "success_vs_time.md"),
-                        help="report path; plots go next to it as <stem>_<task>.png, raw rows to "
-                             "sweeps/<stem>.json")
-    parser.add_argument("--from-raw", type=Path, default=None,
-                        help="rewrite the report and plots of the run saved in this raw file; run nothing")
+    parser.add_argument("--suffix", default="", help="results name suffix (success_vs_time_<suffix>)")
     args = parser.parse_args()
-    if args.from_raw is not None:
-        print(f"rewritten: {write_outputs(json.loads(args.from_raw.read_text()))}")
-        return
     planners = tuple(split_list([args.planners]))
     if unknown := [p for p in planners if p not in ("gd", "cem", "icem", "gd_cem")]:
         parser.error(f"unknown planners {unknown}; expected some of gd, cem, icem, gd_cem")
@@ -374,16 +345,19 @@ def main() -> None:
 
     command = shlex.join(["python", "benchmarks/success_vs_time.py", *sys.argv[1:]])
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    raw = {"command": command, "machine": machine, "note": args.note, "seeds": seeds, "out": args.out,
-           "results": []}
+    raw = {"command": command, "machine": machine, "note": args.note, "seeds": seeds, "results": []}
     icem_specs = split_list(args.icem) if args.icem else None
     gd_cem_specs = split_list(args.gd_cem) if args.gd_cem else None
     for task_name in tasks:
         result = sweep_task(task_name, runs, models, gd_steps, cem_specs, cem_models, args.episodes, seeds,
                             args.quick, planners, icem_specs, gd_cem_specs)
         raw["results"].append(result)
-        print("\n" + task_report(result, seeds, plot_path(Path(args.out), task_name)), flush=True)
-        write_outputs(raw)  # after every task: a long run keeps what it finished
+        print("\n" + task_report(result, seeds), flush=True)
+        if args.quick:  # a smoke run never overwrites the results
+            continue
+        # after every task: a long run keeps what it finished
+        save_raw("success_vs_time" + (f"_{args.suffix}" if args.suffix else ""), raw)
+        print("rewritten:", *update())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 Run: python benchmarks/time_per_episode.py --run wall=/work/runs_ref/wall [--run TASK=DIR ...]
      [--steps 3,5,10,20,30,100] [--models base,online,adversarial] [--episodes 50] [--quick]
-Or, without running anything: python benchmarks/time_per_episode.py --from-raw  (rewrites the report and figure)
 
 Each ``--run`` names a task and the folder of its paper-protocol reproduce run (``base.pt`` and the seed-0
 finetuned checkpoints). Under the paper protocol (the reference code's choices, ``paper_settings``), for each
@@ -19,9 +18,9 @@ task:
 Seconds per episode are a cell's planning seconds (every planning call of the 50 batched episodes) divided by
 the episodes: CPU seconds of this process (``time.process_time``) with torch on one thread, so that other jobs
 on a shared machine do not move them as they move wall time. Rows go to
-``benchmarks/results/raw_time_per_episode.json`` as each cell finishes (a stopped run keeps them and resumes);
-the report ``benchmarks/results/time_per_episode.md`` and the figure ``time_per_episode.png`` are written from
-those rows (``benchmarks/regenerate.py`` rewrites the report too).
+``benchmarks/results/raw/time_per_episode.json`` as each cell finishes (a stopped run keeps them and resumes);
+their page ``docs/results/time_per_episode.md``, its figure and README's summary of it are rendered from those
+rows at the end (``benchmarks/regenerate.py``).
 """
 from __future__ import annotations
 
@@ -35,19 +34,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from regenerate import RAW, save_raw, update
 
 from torchrl_gbp.experiments.protocol import evaluate_paper_cell, paper_settings, protocol_pairs
 from torchrl_gbp.experiments.recipes import REPORTED_PAIR_SEED_BASE, TUNING_PAIR_SEEDS
 from torchrl_gbp.experiments.reporting import markdown_table
 from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
-from torchrl_gbp.io import atomic_write_text, pyplot, save_figure
+from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.tasks import make_task
 
-RESULTS = Path(__file__).parent / "results"
-RAW = RESULTS / "raw_time_per_episode.json"
-REPORT = RESULTS / "time_per_episode.md"
-FIGURE = RESULTS / "time_per_episode.png"
+NAME = "time_per_episode"  # the results' name: raw/time_per_episode.json, its page and figure
 REPORTED_SEEDS = tuple(REPORTED_PAIR_SEED_BASE + k for k in range(3))
 BUDGET = 0.1  # the claim: at most a tenth of CEM's planning seconds per episode
 TIE = 1e-6  # success rates are float32 means: equal rates may differ in the last bits
@@ -126,9 +123,10 @@ def task_section(raw: dict, task: str) -> str:
     return f"### {task}\n\n{table}\n\n{verdict}\n"
 
 
-def readme_block(raw: dict) -> str:
-    """README's summary: per task, CEM MPC on base, the chosen Adam setting and the paper's 100-step Adam on the
-    same model, with their success on the reported seeds and seconds per episode as a fraction of CEM's."""
+def summary_table(raw: dict) -> str:
+    """The results summary's table: per task, CEM MPC on base, the chosen Adam setting and the paper's 100-step
+    Adam on the same model, with their success on the reported seeds and seconds per episode as a fraction of
+    CEM's."""
     rows = []
     for task in dict.fromkeys(row["task"] for row in raw["rows"]):
         reported, chosen = cells(raw, task, REPORTED_SEEDS), choose(raw, task)
@@ -155,18 +153,16 @@ def report_text(raw: dict) -> str:
     tasks = list(dict.fromkeys(row["task"] for row in raw["rows"]))
     return ("# Time per episode: GD MPC against CEM MPC\n\n"
             f"Command:\n\n```bash\n{raw['command']}\n```\n\nMachine: {raw['machine']}\n\n"
-            f"{raw.get('note', '')}\n\nWritten from `benchmarks/results/raw_time_per_episode.json` "
-            "(`python benchmarks/time_per_episode.py --from-raw`). Paper protocol with the reference code's "
+            f"{raw.get('note', '')}\n\nPaper protocol with the reference code's "
             f"choices, {raw['rows'][0]['episodes']} episodes per seed; success under the protocol's rule (sticky at the end of each executed "
             "block), mean +- std over the reported pair seeds 1000-1002; the tuning seeds 5000-5002 chose the "
             "setting. Seconds per episode: the CPU seconds (one torch thread) of all planning calls of a seed's "
             "batched episodes divided by the episodes.\n\n"
-            "![success against planning seconds per episode](time_per_episode.png)\n\n"
             + "\n".join(task_section(raw, task) for task in tasks))
 
 
-def plot(raw: dict, path: Path = FIGURE) -> None:
-    """Success (reported seeds) against planning seconds per episode, one panel per task."""
+def plot(raw: dict):
+    """The figure of success (reported seeds) against planning seconds per episode, one panel per task."""
     tasks = list(dict.fromkeys(row["task"] for row in raw["rows"]))
     plt = pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
@@ -191,7 +187,12 @@ def plot(raw: dict, path: Path = FIGURE) -> None:
         ax.set_ylabel("success % (seeds 1000-1002)")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
+
+
+def figures(raw: dict) -> dict:
+    """The page's figure: success against planning seconds per episode."""
+    return {"": lambda: plot(raw)}
 
 
 def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: list[str], episodes: int,
@@ -231,12 +232,6 @@ def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: 
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
-def write(raw: dict, raw_path: Path = RAW) -> None:
-    """The report and the figure from the rows, beside the rows file (``time_per_episode.{md,png}``)."""
-    plot(raw, raw_path.parent / FIGURE.name)
-    atomic_write_text(raw_path.parent / REPORT.name, report_text(raw))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", default=[], metavar="TASK=DIR",
@@ -244,16 +239,13 @@ def main() -> None:
     parser.add_argument("--steps", default="3,5,10,20,30,100", help="Adam steps per MPC call to sweep")
     parser.add_argument("--models", default="base,online,adversarial", help="models to plan with (seed-0 files)")
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--quick", action="store_true", help="the protocol's quick budgets (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the protocol's quick budgets (a smoke run); prints, saves nothing")
     parser.add_argument("--note", default="", help="how the run was made (machine load, threads)")
-    parser.add_argument("--raw", type=Path, default=RAW, help="the rows file (default: the saved results)")
-    parser.add_argument("--from-raw", action="store_true", help="only rewrite the report and figure")
     args = parser.parse_args()
     torch.set_num_threads(1)  # process CPU seconds are one thread's
-    raw = json.loads(args.raw.read_text()) if args.raw.exists() else {"rows": []}
-    if args.from_raw:
-        write(raw, args.raw)
-        return
+    saved = RAW / f"{NAME}.json"
+    raw = json.loads(saved.read_text()) if saved.exists() and not args.quick else {"rows": []}
     runs = {}
     for spec in args.run:
         task_name, sep, folder = spec.partition("=")
@@ -266,12 +258,14 @@ def main() -> None:
     raw["note"] = " ".join(part for part in (raw.get("note", ""), args.note) if part)
 
     def save() -> None:
-        atomic_write_text(args.raw, json.dumps(raw, indent=1) + "\n")
+        if not args.quick:  # a smoke run never overwrites the results
+            save_raw(NAME, raw)
 
     for task_name, folder in runs.items():
         run_task(raw, task_name, folder, [int(s) for s in args.steps.split(",")], args.models.split(","),
                  args.episodes, args.quick, save)
-    write(raw, args.raw)
+    if not args.quick:
+        print("rewritten:", *update())
 
 
 if __name__ == "__main__":

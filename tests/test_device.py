@@ -379,23 +379,17 @@ def test_reduce_overhead_compilation_gives_the_eager_plan_on_the_cpu() -> None:
 
 
 # ---------------------------------------------------------------- the prepared GPU check
-def test_gpu_check_runs_at_tiny_size_on_the_cpu(tmp_path, monkeypatch) -> None:
-    import importlib.util
+def test_gpu_check_runs_at_tiny_size_on_the_cpu(benchmarks, tmp_path, monkeypatch) -> None:
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", path)
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
-    spec.loader.exec_module(gpu_check)
+    gpu_check = benchmarks.benchmark_module("gpu_check")
     monkeypatch.setattr("sys.argv", ["gpu_check.py", "--device", "cpu", "--tiny", "--variants", "fp32,bf16",
                                      "--repeats", "1", "--out", str(tmp_path)])
     gpu_check.main()
-    raw = json.loads((tmp_path / "raw_gpu_check_cpu_tiny.json").read_text())
+    raw = json.loads((tmp_path / "gpu_check_cpu_tiny.json").read_text())
     assert {(r["workload"], r["variant"]) for r in raw["timings"]} == {
         (w, v) for w in ("gd_mpc_step", "cem_iteration") for v in ("fp32", "bf16")}
-    assert raw["flops"]["gd_mpc_step"] > 0 and (tmp_path / "gpu_check_cpu_tiny.md").is_file()
+    assert raw["flops"]["gd_mpc_step"] > 0 and gpu_check.report_text(raw).startswith("# GPU check: ")
 
 
 # ---------------------------------------------------------------- on a real GPU (gpu_check.py runs these)

@@ -1,24 +1,16 @@
 """The MPC budget sweep: one rollout read in both units, tuning seeds only, its report from raw rows."""
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from torchrl_gbp.experiments.protocol import paper_settings
+from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def sweep():
-    spec = importlib.util.spec_from_file_location("mpc_budget", ROOT / "benchmarks" / "mpc_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("mpc_budget", module)  # its dataclass looks the module up there
-    spec.loader.exec_module(module)
-    return module
+def sweep(benchmarks):
+    return benchmarks.benchmark_module("mpc_budget")
 
 
 def _row(planner, steps, block, first, seed=5000, env_steps=50):
@@ -65,6 +57,8 @@ def test_a_tiny_sweep_writes_a_row_per_seed_and_planner(sweep, tmp_path, monkeyp
     cem, adam = raw["rows"]
     assert (cem["block"], len(cem["call_seconds"]), adam["block"], len(adam["call_seconds"])) == (25, 2, 5, 10)
     assert cem["protocol_choices"]["budget_unit"] == "env_steps=50"
-    sweep.write(raw, tmp_path / "raw_mpc_budget_wall.json")
-    assert (tmp_path / "mpc_budget_wall.png").stat().st_size > 0
-    assert "MPC budget sweep: wall" in (tmp_path / "mpc_budget_wall.md").read_text()
+    assert "MPC budget sweep: wall" in sweep.report_text(raw)
+    figure = sweep.figures(raw)[""]()  # the page's one figure: both units
+    assert [ax.get_xlabel() for ax in figure.axes] == ["MPC iterations (cap; the reference's unit)",
+                                                       "env steps per episode (ours; log)"]
+    pyplot().close(figure)

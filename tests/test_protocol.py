@@ -1,5 +1,4 @@
 """The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -42,17 +41,13 @@ from torchrl_gbp.synthesis import make_synthesis
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
 
-ROOT = Path(__file__).resolve().parent.parent
 TASK = WallTask()
 
 
 @pytest.fixture(scope="module")
-def ablations():
+def ablations(benchmarks):
     """``benchmarks/ablations.py`` as a module."""
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmarks.benchmark_module("ablations")
 
 
 @pytest.fixture(scope="module")

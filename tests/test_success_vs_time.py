@@ -1,38 +1,13 @@
-"""The success-vs-time sweep: its saved reports are what its raw rows give, and its budget specs parse."""
+"""The success-vs-time sweep: its budget specs parse (its page is checked with every page: test_provenance.py)."""
 import argparse
-import importlib.util
-import json
-from pathlib import Path
 
 import pytest
 
 from torchrl_gbp.experiments.recipes import recipe_for
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _sweep():
-    spec = importlib.util.spec_from_file_location("success_vs_time", ROOT / "benchmarks" / "success_vs_time.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_saved_sweep_report_matches_its_raw_rows() -> None:
-    sweep = _sweep()
-    raws = sorted((ROOT / "benchmarks" / "results" / "sweeps").glob("*.json"))
-    if not raws:
-        pytest.skip("no sweep raw rows saved yet")
-    for path in raws:
-        raw = json.loads(path.read_text())
-        report = ROOT / raw["out"]
-        assert sweep.raw_path(Path(raw["out"])) == path.relative_to(ROOT)
-        assert report.read_text() == sweep.report_text(raw), (
-            f"{raw['out']} differs from python benchmarks/success_vs_time.py --from-raw {path.relative_to(ROOT)}")
-
-
-def test_budget_specs_parse_and_the_recipe_budget_is_always_swept() -> None:
-    sweep = _sweep()
+def test_budget_specs_parse_and_the_recipe_budget_is_always_swept(benchmarks) -> None:
+    sweep = benchmarks.benchmark_module("success_vs_time")
     assert sweep.parse_gd_cem("3x300+30") == (3, 300, 30)
     with pytest.raises(argparse.ArgumentTypeError, match="ITERATIONSxSAMPLES\\+STEPS"):
         sweep.parse_gd_cem("3x300")

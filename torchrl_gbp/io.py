@@ -97,8 +97,10 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120, metadata: dict[str, str] | None = None) -> Path:
     """Lay out ``fig``, save it atomically as ``path`` (the format from its suffix) and close it.
+
+    ``metadata`` goes into the file as the backend writes it (for a PNG, text entries beside matplotlib's own).
 
     Example:
         >>> import tempfile
@@ -111,7 +113,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     path = Path(path)
     try:
         with atomic_path(path, suffix=path.suffix) as tmp:
-            fig.savefig(tmp, dpi=dpi)
+            fig.savefig(tmp, dpi=dpi, metadata=metadata)
     finally:
         pyplot().close(fig)
     return path

@@ -396,7 +396,7 @@ class DinoWMWorldModel(LatentWorldModel):
         returns the model.
 
         A differentiated rollout then holds one step's activations at a time plus the ``H`` predicted frames,
-        for one more forward pass of compute (``benchmarks/results/planning_memory.md`` measures both).
+        for one more forward pass of compute (``docs/results/planning_memory.md`` measures both).
 
         Example:
             >>> config = DinoWMConfig(env_action_dim=2, proprio_in_dim=4, num_patches=4, visual_dim=8, depth=1,

@@ -449,9 +449,9 @@ def _without_solved_starts(run: dict) -> dict:
     return {**run, "sticky_success_rate": sum(kept) / len(kept) if kept else float("nan"), "episodes_unsolved": len(kept)}
 
 
-def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) -> str:
-    """One markdown table per ablation (``benchmarks/ablations.py``'s raw rows), each under a heading of
-    ``level`` after its command note.
+def format_ablations(rows: list[dict], notes: dict[str, str]) -> str:
+    """One markdown table per ablation (``benchmarks/ablations.py``'s raw rows), each under a second-level heading
+    after its command note.
 
     Rows hold ``ablation``, ``setting``, ``model``, ``seed``, ``episodes``, ``sticky_success_rate``,
     ``success_rate`` (final state), ``final_distance``, ``planned_error`` and ``plan_seconds``; tables keep the
@@ -481,7 +481,7 @@ def format_ablations(rows: list[dict], notes: dict[str, str], level: int = 2) ->
         spread = " (mean +- std over seeds where a row has several)" if len(seeds) > 1 else ""
         counts = sorted({row["episodes"] for row in chosen})
         episodes = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        blocks.append(f"{'#' * level} Ablation: {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
+        blocks.append(f"## Ablation: {name}\n\n{notes.get(name, '')}\n\nTuning pair seed(s) {seeds}, "
                       f"{episodes} episodes per row and seed{spread}.\n\n{table}")
     return "\n\n".join(blocks)
 

@@ -257,7 +257,7 @@ def longest_first(jobs: list[RunJob]) -> list[int]:
     adversarial units are the shortest. Handing out long units first keeps a
     worker from running the last long unit alone while the others sit idle
     (as one of the two workers did at the end of the full pixel Wall run in
-    submission order: benchmarks/results/wall_pixels_paper.md,
+    submission order: docs/results/wall_pixels_paper.md,
     recipe_notes.md). Ties keep their order.
 
     Example:

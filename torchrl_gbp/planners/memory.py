@@ -19,7 +19,7 @@ class MemoryOptions:
 
     The rule :meth:`for_budget` applies: peak bytes of a search step are about ``fixed + rows x per_row``,
     where ``per_row`` is the activation memory of one row (measured in
-    ``benchmarks/results/planning_memory.md``: a full-size DINO-WM GD step, one-frame rollout, H=5) and
+    ``docs/results/planning_memory.md``: a full-size DINO-WM GD step, one-frame rollout, H=5) and
     ``fixed`` the weights, inputs and allocator slack; so ``chunk_rows = (budget - fixed) // per_row``.
 
     Args:

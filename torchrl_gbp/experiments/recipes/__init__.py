@@ -103,7 +103,7 @@ class FinetuningOptions:
     steps: int = 1000
     optimizer: str = "adam"
     # The paper finetunes the predictor at 1e-5; on PushT's tuning pairs (seeds 5000-5002) 1e-5 and 1e-4 gave
-    # the same adversarial-finetuning success within the seed spread (benchmarks/results/ablations_pusht.md).
+    # the same adversarial-finetuning success within the seed spread (docs/results/ablations_pusht.md).
     predictor_lr: float = 1e-4
     action_encoder_lr: float = 5e-4
     proprio_encoder_lr: float | None = None
@@ -355,7 +355,7 @@ def smoke(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity:
 # datasets, batches and online caches than the state recipes (a pixel window is 12k floats per frame). GD keeps
 # the paper's budget (Adam, 100 steps, lr 0.2); CEM and MPPI get 64 samples x 10 iterations (8 elites): at the
 # paper's 300 x 30 one batched CEM plan over 50 envs would cost minutes here (the CEM iteration's time in
-# benchmarks/results/pixel_speed_wall_cpu.md). PIXEL_SAMPLING is that budget, for our protocol and the paper's
+# docs/results/pixel_speed_wall_cpu.md). PIXEL_SAMPLING is that budget, for our protocol and the paper's
 # (experiments/protocol.py) alike.
 PIXEL_SAMPLING = CEMOptions(samples=64, elites=8, iterations=10)
 PIXEL_MODEL = ModelOptions(num_hist=3, hidden_dim=64, depth=2, heads=4, encoder="patch")

@@ -22,10 +22,10 @@ PROFILES = {
     "quick": smoke(num_trajectories=100, train_steps=100),
     # Pixels: one history frame, as in the state recipe: the proprio (qpos, qvel) carries the velocity a single
     # frame cannot show, which is why DINO-WM reads 3. Three frames triple the tokens every GD step runs the
-    # predictor on, too slow for the pixel Table 1 run on 2 cores (benchmarks/results/recipe_notes.md).
+    # predictor on, too slow for the pixel Table 1 run on 2 cores (docs/results/recipe_notes.md).
     # The blur encoder, not the patch autoencoder: under the paper's PointMaze cost (tokens only, alpha 0) patch
     # tokens do not rank goal distance (they tell which patch holds the ball, not how far it is) and blurred
-    # tokens at sigma 8 pixels do (diagnostics.goal_cost_agreement; benchmarks/results/recipe_notes.md).
+    # tokens at sigma 8 pixels do (diagnostics.goal_cost_agreement; docs/results/recipe_notes.md).
     "pixels": {"model": replace(PIXEL_MODEL, num_hist=1, encoder="blur", pool=4, sigma=8.0),
                "training.encoder_steps": 0},
 }

@@ -18,7 +18,7 @@ from torchrl_gbp.experiments.recipes import (
 # proprio part; alpha=1 still weighs each fingertip entry 3x a joint entry, and the joint part steers the
 # arm out of the fingertip cost's local minima where alpha=0.1 left it stuck far from the target.
 # 60-step episodes (1.2 s), a 128-wide predictor and small CEM/GD budgets keep the 3-seed benchmark short on
-# 2 cores (benchmarks/results/recipe_notes.md); online synthesis steps one dm_control env per window, hence the
+# 2 cores (docs/results/recipe_notes.md); online synthesis steps one dm_control env per window, hence the
 # larger `every` and fewer finetune steps.
 RECIPE = Recipe(
     data=DataOptions(num_trajectories=1500),
