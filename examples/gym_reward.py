@@ -52,7 +52,7 @@ class Options:
     online_capacity: int = 20_000  # synthetic windows kept
     online_planner_steps: int = 30  # Adam steps of the plans online synthesis executes
     horizon: int = 10             # planned model steps
-    gd_steps: int = 30            # gradient MPC: Adam steps per plan
+    gd_steps: int = 30            # gradient MPC: Adam steps per plan (warm-started plans often need a few)
     cem_samples: int = 100        # CEM: samples per iteration (a tenth are elites)
     cem_iterations: int = 5       # CEM: iterations per plan
     episodes: int = 10            # evaluation episodes, from seeded start states
@@ -158,4 +158,4 @@ for name, model in (("base", base), ("finetuned", finetuned)):
         metrics = evaluate(MPCPolicy(planner, task.action_spec), task, episodes=options.episodes,
                            seed=1000 + options.seed)
         print(f"{name:>9} {planner_name:>3}: mean return {metrics['mean_return']:7.1f}, "
-              f"planning {metrics['planning_seconds_total']:6.2f} s ({metrics['plan_seconds']:.3f} s per batched plan)")
+              f"planning {metrics['planning_seconds_total']:6.2f} s in all, {metrics['plan_seconds']:.3f} s per batched plan")
