@@ -1,60 +1,158 @@
-"""Wall, end to end through the Python API: data, world model, planners, evaluation.
+"""Wall: a world model learned from offline data, finetuned with Online and Adversarial World Modeling, then
+gradient MPC beside CEM on the same start and goal pairs.
 
-Run: python examples/wall.py [--quick]
+The agent, a point in a square room, must reach a goal on the other side of a wall through its door. From
+the state (x, y) by default; ``--pixels`` plans from 64x64 images and the agent's position instead.
+
+Run: python examples/wall.py [--quick] [--pixels] [--train-steps 400 ...]   (every Options field is a flag)
 """
+from __future__ import annotations
+
 import argparse
+import copy
+from contextlib import closing
+from dataclasses import dataclass, fields, replace
 
 import torch
-from torchrl.collectors import Collector
+from torchrl.envs import Compose, Transform
 
-from torchrl_gbp.data import make_window_buffer
+from torchrl_gbp.data import WindowReplayBuffer, make_window_buffer
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.models import WorldModelConfig, load_checkpoint
+from torchrl_gbp.models import LatentWorldModel, PixelWorldModelConfig, WorldModelConfig
 from torchrl_gbp.planners import (
+    CrossEntropyPlanner,
     GoalCost,
+    GradientPlanner,
     MPCPolicy,
-    make_planner,
+    Planner,
+    model_action_bounds,
 )
-from torchrl_gbp.tasks import WallTask
+from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis, OnlineOptions, OnlineSynthesis
+from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model, train_world_model
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--quick", action="store_true", help="smaller data, training and evaluation")
-parser.add_argument("--out", default="runs/example_wall")
-args = parser.parse_args()
-torch.manual_seed(0)
 
-# 1. A seeded dataset of random and door-seeking trajectories, (N, T) TensorDict.
-task = WallTask()
-data = task.generate_dataset(500 if args.quick else 2000, seed=0)
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """What the example runs. The defaults are the paper's budgets on states."""
 
-# 2. A state world model with dataset normalisation, trained on model-step windows
-#    sampled from a TorchRL replay buffer (SliceSampler inside episodes).
-config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip)
-model = build_world_model(config, data)
-buffer = make_window_buffer(data, frames=5, frameskip=task.frameskip, batch_size=256)
-train_world_model(model, buffer, steps=800 if args.quick else 4000, checkpoint_path=f"{args.out}/base.pt")
-model, _ = load_checkpoint(f"{args.out}/base.pt")  # checkpoints rebuild an identical model
+    pixels: bool = False          # observe 64x64 images and the agent's position, not the state
+    trajectories: int = 2000      # offline dataset: 50-step random and door-seeking trajectories
+    encoder_steps: int = 0        # pixels: steps training the patch autoencoder, frozen after
+    window_frames: int = 5        # frames per training window: the history frame, then the predicted ones
+    batch_size: int = 256         # windows per batch
+    train_steps: int = 4000       # base model training batches
+    finetune_steps: int = 1000    # finetuning batches (online then adversarial synthesis)
+    online_every: int = 10        # online synthesis plans and simulates every that many batches
+    online_capacity: int = 20_000  # synthetic windows kept
+    online_planner_steps: int = 100  # Adam steps of the plans online synthesis executes
+    horizon: int = 5              # planned model steps
+    gd_steps: int = 100           # gradient MPC: Adam steps per plan (warm-started plans often need a few)
+    cem_samples: int = 300        # CEM: samples per iteration (a tenth are elites)
+    cem_iterations: int = 30      # CEM: iterations per plan
+    episodes: int = 50            # evaluation episodes, from seeded (start, goal) pairs
+    seed: int = 0
+    out: str = "runs/example_wall"  # checkpoints
 
-# 3. Gradient MPC and CEM as TorchRL policies, evaluated on the same (start, goal) pairs.
-action_spec = task.action_spec
-episodes = 20 if args.quick else 50
-cost = GoalCost(mode="all", base=0.5)
-planners = {
-    "gd": make_planner("gd", model, 5, cost, action_spec=action_spec, steps=100, lr=0.2),
-    "cem": make_planner("cem", model, 5, cost, action_spec=action_spec, samples=100 if args.quick else 300,
-                                elites=10 if args.quick else 30, iterations=10 if args.quick else 30),
-}
-for name, planner in planners.items():
-    policy = MPCPolicy(planner, action_spec)
-    metrics = evaluate(policy, task, episodes=episodes, seed=1000)
-    print(f"{name}: success {100 * metrics['success_rate']:.0f}%, final distance {metrics['final_distance']:.3f}, "
-          f"{metrics['plan_seconds']:.3f} s per batched plan")
 
-# 4. The same policy drops into a TorchRL collector over batched envs.
-policy = MPCPolicy(planners["gd"], action_spec)
-collector = Collector(lambda: task.make_env(num_envs=4), policy, frames_per_batch=40, total_frames=80,
-                      auto_register_policy_transforms=True)
-for batch in collector:
-    print("collected", tuple(batch.shape), "mean planning cost", float(batch["planner", "cost"].mean()))
-collector.shutdown()
+OPTIONS = Options()
+QUICK = replace(OPTIONS, trajectories=500, train_steps=800, finetune_steps=50, online_planner_steps=30,
+                cem_samples=100, cem_iterations=10, episodes=20)
+# Pixels on a CPU: smaller data, batches and search than on states (a window is 12k bytes per frame).
+PIXELS = replace(OPTIONS, pixels=True, trajectories=500, encoder_steps=500, window_frames=3, batch_size=64,
+                 train_steps=2000, finetune_steps=300, online_capacity=512, cem_samples=64, cem_iterations=10)
+PIXELS_QUICK = replace(PIXELS, trajectories=100, encoder_steps=100, train_steps=150, finetune_steps=10,
+                       online_every=5, online_planner_steps=5, gd_steps=10, cem_samples=16, cem_iterations=3,
+                       episodes=4)
+PROFILES = {(False, False): OPTIONS, (False, True): QUICK, (True, False): PIXELS, (True, True): PIXELS_QUICK}
+
+
+def parse_options() -> Options:
+    """The profile that ``--pixels`` and ``--quick`` pick, with the fields given as flags replaced."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pixels", action="store_true", help="plan from images (PIXELS)")
+    parser.add_argument("--quick", action="store_true", help="tens of seconds (QUICK, PIXELS_QUICK)")
+    for spec in fields(Options):
+        if spec.name != "pixels":
+            values = [getattr(profile, spec.name) for profile in PROFILES.values()]
+            parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(spec.default),
+                                help="states {}, quick {}; pixels {}, quick {}".format(*values))
+    flags = vars(parser.parse_args())
+    profile = PROFILES[flags.pop("pixels"), flags.pop("quick")]
+    return replace(profile, **{name: value for name, value in flags.items() if value is not None})
+
+
+options = parse_options()
+torch.manual_seed(options.seed)
+
+# 1. The task: its TorchRL env (batched, states set at reset), (start, goal) sampler and success test.
+task = make_task("wall", obs="pixels" if options.pixels else "state")
+
+# 2. A seeded offline dataset, a TensorDict (trajectories, steps): observations ("observation", or "pixels"
+#    uint8 and "proprio"), "action", "state", "episode" and the "next" entries.
+data = task.generate_dataset(options.trajectories, seed=options.seed)
+print("dataset:", tuple(data.shape), "(trajectories, steps)")
+
+# 3. The world model: on states, the normalised state is the latent and a residual MLP predicts the next
+#    one from a model step of `frameskip` env actions; on pixels, a patch autoencoder's 16 tokens (trained
+#    on the dataset's images, then frozen) plus the proprio, rolled forward by a frame-causal transformer.
+if options.pixels:
+    config = PixelWorldModelConfig(image_size=task.image_size, proprio_dim=task.proprio_dim,
+                                   env_action_dim=task.action_dim, frameskip=task.frameskip, num_hist=1)
+else:
+    config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip)
+# the autoencoder learns the small agent dot only when its pixels weigh more than the plain arena's
+base = build_world_model(config, data, options.encoder_steps, options.seed, encoder_foreground_weight=50.0)
+
+
+# 4. Training: teacher forcing on windows of model steps that a TorchRL replay buffer samples inside episodes.
+def window_buffer(transform: Transform | None = None) -> WindowReplayBuffer:
+    """Batches of windows of the dataset, passed through ``transform`` (a synthesis) when given."""
+    return make_window_buffer(data, frames=options.window_frames, frameskip=task.frameskip,
+                              batch_size=options.batch_size, transform=transform,
+                              generator=torch.Generator().manual_seed(options.seed))
+
+
+train_world_model(base, window_buffer(), options.train_steps, lr=1e-3, checkpoint_path=f"{options.out}/base.pt",
+                  description="base model")
+
+# 5. Finetuning with data synthesis, transforms on the replay buffer: Online World Modeling plans from each
+#    window's start to its end in the model, executes the plans in the simulator and swaps half of every
+#    batch for those corrected windows; Adversarial World Modeling then perturbs the latents and actions
+#    within small radii towards higher loss. The observation encoder stays frozen; the predictor and the
+#    action encoder train at their own rates.
+finetuned = copy.deepcopy(base)
+synthesis = Compose(
+    OnlineSynthesis(finetuned, lambda num_envs: task.make_env(num_envs=num_envs, seed=options.seed),
+                    every=options.online_every, fraction=0.5, seed=options.seed,
+                    options=OnlineOptions(capacity=options.online_capacity,
+                                          planner_steps=options.online_planner_steps)),
+    AdversarialSynthesis(finetuned, fraction=1.0, options=AdversarialOptions(),
+                         generator=torch.Generator().manual_seed(options.seed)),
+)
+with closing(window_buffer(synthesis)) as buffer:  # closing closes the simulators online synthesis built
+    train_world_model(finetuned, buffer, options.finetune_steps, lr=0.0, encoder_lr=0.0, predictor_lr=1e-4,
+                      action_encoder_lr=5e-4, checkpoint_path=f"{options.out}/finetuned.pt", description="finetune")
+
+
+# 6. Planning: gradient MPC (Adam on the action sequence through the model) and CEM, both minimising the
+#    latent distance to the goal over the horizon, replanning after every model step.
+def planners(model: LatentWorldModel) -> dict[str, Planner]:
+    """Gradient descent and CEM on ``model``, bounded to the env's actions."""
+    low, high = model_action_bounds(model, task.action_spec)
+    cost = GoalCost(mode="all", base=0.5, proprio_dim=config.proprio_dim)
+    return {"GD": GradientPlanner(model, objective=cost, horizon=options.horizon, action_low=low, action_high=high,
+                                  steps=options.gd_steps, lr=0.2),
+            "CEM": CrossEntropyPlanner(model, objective=cost, horizon=options.horizon, action_low=low,
+                                       action_high=high, samples=options.cem_samples,
+                                       elites=options.cem_samples // 10, iterations=options.cem_iterations)}
+
+
+# 7. Evaluation: every policy on the same (start, goal) pairs, seeded apart from the data, all episodes batched;
+#    success is the agent within 0.1 of the goal at the end of the episode.
+for name, model in (("base", base), ("finetuned", finetuned)):
+    for planner_name, planner in planners(model).items():
+        metrics = evaluate(MPCPolicy(planner, task.action_spec), task, episodes=options.episodes,
+                           seed=1000 + options.seed)
+        print(f"{name:>9} {planner_name:>3}: success {100 * metrics['success_rate']:5.1f}%, "
+              f"planning {metrics['planning_seconds_total']:6.2f} s in all, {metrics['plan_seconds']:.3f} s per batched plan")

@@ -67,3 +67,11 @@ def test_models_never_import_planners_or_synthesis():
 def test_tasks_never_import_recipes_planners_or_models():
     assert offenders("torchrl_gbp.tasks", ("torchrl_gbp.experiments", "torchrl_gbp.planners",
                                            "torchrl_gbp.models")) == []
+
+
+def test_examples_import_the_library_only():
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    imports = {path.name: imported_modules(path) for path in examples.glob("*.py")}
+    assert imports, f"no examples in {examples}"
+    assert {name: sorted(m for m in found if m.startswith("torchrl_gbp.experiments"))
+            for name, found in imports.items()} == {name: [] for name in imports}

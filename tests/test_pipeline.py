@@ -1,7 +1,7 @@
 """Data on disk, training, evaluation and the command line, as a user runs them."""
 import json
 import os
-from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,11 +14,12 @@ from torchrl_gbp.data import (
 )
 from torchrl_gbp.evaluate import evaluate
 from torchrl_gbp.experiments.cli import main
-from torchrl_gbp.experiments.pipeline import make_policy, recipe_for
+from torchrl_gbp.experiments.pipeline import make_policy
+from torchrl_gbp.experiments.recipes import PROFILES, apply_profile, recipe_for
 from torchrl_gbp.experiments.reporting import format_table, paper_claims, summarize
-from torchrl_gbp.experiments.reproduce import longest_first, reproduce
+from torchrl_gbp.experiments.reproduce import ReproduceOptions, longest_first
 from torchrl_gbp.models import WorldModelConfig, load_checkpoint
-from torchrl_gbp.planners import GradientPlanner, MPCPolicy
+from torchrl_gbp.planners import GradientOptions, GradientPlanner, MPCPolicy
 from torchrl_gbp.synthesis import METHODS
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -99,28 +100,32 @@ def test_evaluate_reports_metrics_on_shared_pairs(data):
 @pytest.mark.slow
 def test_cli_collect_train_evaluate(tmp_path, capsys):
     ds, ckpt = tmp_path / "ds", tmp_path / "m.pt"
-    assert main(["collect", "--task", "wall", "--out", str(ds), "--num-trajectories", "40"]) == 0
-    assert main(["train", "--task", "wall", "--dataset", str(ds), "--out", str(ckpt), "--steps", "20",
-                 "--hidden-dim", "32", "--depth", "1", "--log-dir", str(tmp_path / "logs")]) == 0
+    assert main(["collect", "--task", "wall", "--out", str(ds), "--data.num-trajectories", "40"]) == 0
+    assert main(["train", "--task", "wall", "--dataset", str(ds), "--out", str(ckpt), "--training.steps", "20",
+                 "--model.hidden-dim", "32", "--model.depth", "1", "--log-dir", str(tmp_path / "logs")]) == 0
     model, extra = load_checkpoint(ckpt)
     assert model.config.hidden_dim == 32 and extra["task"] == "wall"
     assert any((tmp_path / "logs").rglob("*.csv"))
     capsys.readouterr()
-    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "cem", "--episodes", "2",
-                 "--samples", "16", "--elites", "4", "--iterations", "2"]) == 0
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "cem",
+                 "--evaluation.episodes", "2", "--planners.cem.samples", "16", "--planners.cem.elites", "4",
+                 "--planners.cem.iterations", "2"]) == 0
     assert '"success_rate"' in capsys.readouterr().out
-    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "2",
-                 "--planner-steps", "1000", "--max-seconds", "0.05", "--patience", "3"]) == 0
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd",
+                 "--evaluation.episodes", "2", "--planners.gd.steps", "1000", "--budget.max-seconds", "0.05",
+                 "--budget.patience", "3"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["plan_seconds"] > 0  # the budget itself is tested on a simulated clock (test_planners)
     # the planner's options map one to one onto the Python API, also through a ParallelEnv
-    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd", "--episodes", "4",
-                 "--seed", "3", "--planner-steps", "5", "--horizon", "3", "--optimizer", "sgd", "--restarts", "2",
-                 "--noise-std", "0", "--pair-mode", "random", "--num-workers", "2"]) == 0
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(ckpt), "--planner", "gd",
+                 "--evaluation.episodes", "4", "--seed", "3", "--planners.gd.steps", "5", "--evaluation.horizon", "3",
+                 "--planners.gd.optimizer", "sgd", "--planners.gd.num-restarts", "2", "--planners.gd.noise-std", "0",
+                 "--pair-mode", "random", "--num-workers", "2"]) == 0
     from_cli = json.loads(capsys.readouterr().out)
     task = WallTask()
-    policy = make_policy(model, task, "gd", recipe_for("wall"), horizon=3, steps=5, optimizer=torch.optim.SGD,
-                         num_restarts=2, noise_std=0.0)
+    recipe = apply_profile(recipe_for("wall"), {"evaluation.horizon": 3})
+    policy = make_policy(model, task, GradientOptions(steps=5, optimizer="sgd", num_restarts=2, noise_std=0.0),
+                         recipe)
     assert policy.planner.horizon == 3
     direct = evaluate(policy, task, episodes=4, seed=3, pair_mode="random")
     assert (from_cli["success_rate"], from_cli["final_distance"]) == (direct["success_rate"],
@@ -134,25 +139,29 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "nosuchtask" in capsys.readouterr().err
 
 
-def test_format_table_reports_time_relative_to_cem():
-    rows = [{"model": "base", "planner": p, "success_rate": s, "final_distance": 0.25, "plan_seconds": t,
-             "plan_seconds_per_env": t / 50} for p, s, t in [("cem", 0.8, 2.0), ("gd", 0.7, 0.2)]]
-    table = format_table(rows)
+def test_format_table_reports_time_per_episode_relative_to_cem():
+    runs = [{"model": "base", "planner": p, "seed": 0, "success_rate": s, "final_distance": 0.25, "plan_seconds": t,
+             "plan_seconds_per_env": t / 50, "planning_seconds_total": 10 * t, "episodes": {"success": [True] * 20},
+             "budget": b} for p, s, t, b in [("cem", 0.8, 2.0, "CEM, 300 samples x 30 iterations, 5 executed per plan"),
+                                            ("gd", 0.7, 0.2, "Adam, 100 steps, 1 executed per plan")]]
+    table = format_table(summarize(runs))
     gd_row = next(line for line in table.splitlines() if line.startswith("| base | gd |"))
     cells = [cell.strip() for cell in gd_row.strip("|").split("|")]
-    assert cells[2] == "70.0"  # no spread from one seed
-    assert cells[-1] == "0.100"  # GD's 0.2 s over CEM's 2.0 s
+    assert cells[2] == "Adam, 100 steps, 1 executed per plan" and cells[3] == "70.0"  # no spread from one seed
+    assert cells[-2] == "0.1000"  # 2.0 planning seconds over 20 episodes
+    assert cells[-1] == "0.100"  # GD's 0.1 s per episode over CEM's 1.0 s
 
 
 def test_paper_claims_compare_float32_rates_and_report_noise():
     runs = [{"model": m, "planner": p, "success_rate": float(torch.tensor(s, dtype=torch.float32)),
-             "final_distance": 0.1, "plan_seconds": t, "plan_seconds_per_env": t}
+             "final_distance": 0.1, "plan_seconds": t, "plan_seconds_per_env": t, "planning_seconds_total": t,
+             "episodes": {"success": [True]}}
             for m, p, s, t in [("base", "cem", 0.7, 2.0), ("base", "gd", 0.6, 0.2), ("online", "gd", 0.7, 0.2)]]
     claims = paper_claims(summarize(runs)).splitlines()
-    assert claims[0].startswith("1. GD on base (60.0%) trails CEM on base (70.0%)") and ": holds" in claims[0]
-    assert "online (70.0%) matches or beats" in claims[1] and ": holds" in claims[1]  # 0.7f == 0.7f, not below
-    assert "one seed: no noise estimate" in claims[1]
-    assert claims[2] == "3. GD seconds per plan / CEM's: 0.100"
+    assert claims[0].startswith("- gd on base (60.0%) trails CEM on base (70.0%)") and ": holds" in claims[0]
+    assert "online (70.0%) matches or beats CEM on base (70.0%) at 0.100 of its planning time" in claims[1]
+    assert "one seed: no noise estimate" in claims[1]  # 0.7f == 0.7f, not below
+    assert claims[2] == "Rows that match or beat CEM on base: online/gd at 0.100 of its time."
     second = [dict(r, success_rate=r["success_rate"] - 0.1) for r in runs]
     claims = paper_claims(summarize(runs + second)).splitlines()
     assert "-0.0 points" not in claims[1] and "within seed noise (std 5.0)" in claims[1]
@@ -160,7 +169,7 @@ def test_paper_claims_compare_float32_rates_and_report_noise():
 
 def test_quick_recipe_is_smaller():
     full, quick = recipe_for("wall"), recipe_for("wall", quick=True)
-    assert quick.train_steps < full.train_steps and quick.episodes < full.episodes
+    assert quick.training.steps < full.training.steps and quick.evaluation.episodes < full.evaluation.episodes
 
 
 @pytest.mark.slow
@@ -168,10 +177,10 @@ def test_quick_recipe_is_smaller():
 def test_cli_finetune_each_method_and_reload(tmp_path, data, method):
     ds, base, tuned = tmp_path / "ds", tmp_path / "base.pt", tmp_path / f"{method}.pt"
     save_dataset(data, ds)
-    assert main(["train", "--task", "wall", "--dataset", str(ds), "--out", str(base), "--steps", "30",
-                 "--hidden-dim", "32", "--depth", "1"]) == 0
-    assert main(["finetune", "--task", "wall", "--from", str(base), "--method", method, "--out", str(tuned),
-                 "--dataset", str(ds), "--steps", "12", "--predictor-lr", "1e-3"]) == 0
+    assert main(["train", "--task", "wall", "--dataset", str(ds), "--out", str(base), "--training.steps", "30",
+                 "--model.hidden-dim", "32", "--model.depth", "1"]) == 0
+    assert main(["finetune", "--task", "wall", "--base", str(base), "--method", method, "--out", str(tuned),
+                 "--dataset", str(ds), "--finetuning.steps", "12", "--finetuning.predictor-lr", "1e-3"]) == 0
     before, _ = load_checkpoint(base)
     after, extra = load_checkpoint(tuned)
     assert extra["method"] == method
@@ -186,7 +195,7 @@ def test_cli_finetune_each_method_and_reload(tmp_path, data, method):
 
 def test_cli_finetune_rejects_unknown_method(tmp_path):
     with pytest.raises(SystemExit):
-        main(["finetune", "--from", str(tmp_path / "x.pt"), "--method", "magic", "--out", str(tmp_path / "y.pt")])
+        main(["finetune", "--base", str(tmp_path / "x.pt"), "--method", "magic", "--out", str(tmp_path / "y.pt")])
 
 
 @pytest.mark.slow
@@ -196,8 +205,7 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
                  "--workers", "2"]) == 0
     out = capsys.readouterr().out
     for model in ("base", "online", "adversarial", "both"):
-        assert f"| {model} | gd |" in out and f"| {model} | cem |" in out
-    assert "| base | mppi |" in out
+        assert all(f"| {model} | {planner} |" in out for planner in ("cem", "gd", "gd_warm"))
     root = tmp_path / "wall"
     assert (root / "results.md").read_text().startswith("| model | planner |")
     assert (root / "success_vs_seconds.png").stat().st_size > 10_000
@@ -212,16 +220,17 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     try:
         task = WallTask()
-        metrics = evaluate(make_policy(model, task, "gd", recipe), task, episodes=recipe.episodes, seed=1000)
+        metrics = evaluate(make_policy(model, task, "gd", recipe), task, episodes=recipe.evaluation.episodes, seed=1000)
     finally:
         torch.set_num_threads(threads)
-    assert f"| online | gd | {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in out
+    assert f"| {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in \
+        next(line for line in out.splitlines() if line.startswith("| online | gd |"))
     assert "on Ray (2 workers)" in out
 
 
 def test_units_go_to_workers_longest_first_and_keep_their_relative_order():
-    jobs = [{"method": method, "seed": seed} for seed in range(3) for method in ("base", *METHODS)]
-    order = [(jobs[i]["method"], jobs[i]["seed"]) for i in longest_first(jobs)]
+    jobs = [SimpleNamespace(method=method, seed=seed) for seed in range(3) for method in ("base", *METHODS)]
+    order = [(jobs[i].method, jobs[i].seed) for i in longest_first(jobs)]
     online_first = [(m, s) for s in range(3) for m in ("online", "both")]
     assert order[:6] == sorted(online_first, key=lambda unit: unit[1])
     assert order[6:] == [("base", s) for s in range(3)] + [("adversarial", s) for s in range(3)]
@@ -230,7 +239,9 @@ def test_units_go_to_workers_longest_first_and_keep_their_relative_order():
 
 def test_reproduce_rejects_zero_workers(tmp_path):
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
-        reproduce("wall", tmp_path, quick=True, planners=("gd",), methods=(), workers=0)
+        ReproduceOptions(task="wall", out=str(tmp_path), quick=True, planners=("gd",), methods=(), workers=0)
+    with pytest.raises(ValueError, match="unknown \\['sgd'\\]"):
+        ReproduceOptions(planners=("gd", "sgd"))
 
 
 @pytest.mark.slow
@@ -263,8 +274,7 @@ def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys, monkeypatch
     (tmp_path / "wall" / "units" / "base_seed0.json").write_text('{"fingerprint": ')
     assert main(command) == 0
     assert "kept 1 finished unit(s) of an earlier run: adversarial/seed 0" in capsys.readouterr().out
-    # the task's pixel recipe changing does not make a state run "another configuration"
-    changed = replace(recipe_for("wall", quick=True), pixel_overrides={"num_trajectories": 7})
-    monkeypatch.setattr("torchrl_gbp.experiments.reproduce.recipe_for", lambda *args, **kwargs: changed)
+    # the task's pixel profile changing does not make a state run "another configuration"
+    monkeypatch.setitem(PROFILES, "pixels", {**PROFILES["pixels"], "data.num_trajectories": 7})
     assert main(command) == 0
     assert "kept 2 finished unit(s) of an earlier run" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
 from ...planners import (
@@ -213,19 +213,25 @@ class Recipe:
     evaluation: EvaluationOptions = EvaluationOptions()
 
     def fingerprint(self) -> dict[str, Any]:
-        """What makes a run of this recipe: each leaf field (dotted path) that differs from :class:`Recipe`'s
-        default, as JSON values, so adding a field with a default leaves every earlier fingerprint equal (and so
+        """What makes a run of this recipe: each leaf field (dotted path) that differs from its default, as JSON values, so adding a field with a default leaves every earlier fingerprint equal (and so
         does changing a default: rerun with ``fresh=True`` after that).
 
         Example:
             >>> Recipe(evaluation=EvaluationOptions(seeds=(0,))).fingerprint()
             {'evaluation.seeds': [0]}
         """
-        ours, default = flatten(self), flatten(Recipe())
-        return json.loads(json.dumps({k: v for k, v in sorted(ours.items()) if default.get(k, _MISSING) != v}))
+        ours, default = flatten(self), flatten(type(self)())
 
+        def declared(path: str) -> Any:  # a field the default recipe lacks (a section of a later type): its default
+            *parents, name = path.split(".")
+            owner = self
+            for parent in parents:
+                owner = getattr(owner, parent)
+            spec = next(f for f in fields(owner) if f.name == name)
+            return spec.default if spec.default_factory is MISSING else spec.default_factory()
 
-_MISSING = object()
+        return json.loads(json.dumps({k: v for k, v in sorted(ours.items())
+                                      if (default[k] if k in default else declared(k)) != v}))
 
 
 def flatten(options: Any, prefix: str = "") -> dict[str, Any]:
