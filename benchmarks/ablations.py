@@ -44,7 +44,8 @@ count, or the paper's open-loop 300 steps where the row sets none, as in the CEM
 - ``reference``: Adam MPC and CEM MPC on the base model at the paper's budgets, the same-seed anchor for the
   finetuning ablations' rows.
 - ``choices``: the protocol's evaluation choices where the reference code and ours differ
-  (``OUR_EVALUATION_CHOICES``; the models are the run's, finetuned as it finetuned them): Adam open loop and Adam MPC on each model of the run under the reference's choices, under each single one
+  (``EVALUATION_CHOICES`` of :class:`~torchrl_gbp.experiments.protocol.ProtocolChoices`, ours in ``OUR_CHOICES``;
+  the models are the run's, finetuned as it finetuned them): Adam open loop and Adam MPC on each model of the run under the reference's choices, under each single one
   switched to ours, and under all of ours; CEM open loop and MPC on base under both: which choice moves
   success, and does it make synthesis matter? Rows are scored by each setting's own success rule.
 - ``recipe``: the recipe's own planner choices under *our* protocol (``torchrl-gbp reproduce --protocol ours``:
@@ -72,10 +73,11 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from regenerate import RAW, update
@@ -83,19 +85,21 @@ from regenerate import RAW, update
 from torchrl_gbp.data import load_dataset
 from torchrl_gbp.diagnostics import planned_state_error
 from torchrl_gbp.evaluate import evaluate
-from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, train_base_model
+from torchrl_gbp.experiments.pipeline import finetune_model, finetuning_options, make_policy, train_base_model
 from torchrl_gbp.experiments.protocol import (
-    OUR_EVALUATION_CHOICES,
+    EVALUATION_CHOICES,
+    OUR_CHOICES,
     PaperSettings,
     evaluate_paper_cell,
     paper_planner,
     paper_settings,
     protocol_pairs,
 )
-from torchrl_gbp.experiments.recipes import TUNING_PAIR_SEEDS, Recipe, recipe_for
+from torchrl_gbp.experiments.recipes import TUNING_PAIR_SEEDS, Recipe, apply_profile, recipe_for
 from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.io import atomic_write_text
 from torchrl_gbp.models import load_checkpoint
+from torchrl_gbp.planners import PlannerOptions
 from torchrl_gbp.tasks import Task, make_task
 
 ABLATIONS = ("steps", "open_loop_steps", "finetune", "finetuning", "online", "adversarial", "horizon", "model", "recipe",
@@ -119,20 +123,21 @@ def evaluate_model(model, task: Task, settings: PaperSettings, pairs, seed: int,
     ``sticky_success``, ``success`` and ``final_distance`` tensors, ``plan_seconds``, and the model's
     planned-state error."""
     if steps is not None:
-        settings = replace(settings, mpc_gradient={**settings.mpc_gradient, "steps": steps},
-                           open_loop_gradient={**settings.open_loop_gradient, "steps": steps})
+        settings = replace(settings, mpc_gradient=replace(settings.mpc_gradient, steps=steps),
+                           open_loop_gradient=replace(settings.open_loop_gradient, steps=steps))
     metrics = evaluate_paper_cell(model, task, planner, mode, pairs, settings, seed=seed)
     open_loop = paper_planner("adam", model, task, settings, "open loop", model.config.proprio_dim)
     error = planned_state_error(model, task, open_loop, num_pairs=pairs.shape[0], seed=seed)
     return cell_result(metrics, error)
 
 
-def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episodes: int, seed: int,
-                          **overrides) -> dict:
-    """:func:`evaluate_model`'s result under our own protocol instead: the recipe's MPC policy for ``planner``
-    (its objective, horizon and budget, ``overrides`` on the budget) on the env's ``episodes`` pairs of ``seed``;
-    the planned-state error is that planner's own open-loop plan on the same pairs."""
-    policy = make_policy(model, task, planner, recipe, **overrides)
+def evaluate_own_protocol(model, task: Task, planner: str | PlannerOptions, recipe: Recipe, episodes: int,
+                          seed: int) -> dict:
+    """:func:`evaluate_model`'s result under our own protocol instead: the recipe's MPC policy for ``planner`` (a
+    name: the recipe's budget for it; or a budget of its own, :class:`~torchrl_gbp.planners.GradientOptions`, ...)
+    with the recipe's objective and horizon, on the env's ``episodes`` pairs of ``seed``; the planned-state error
+    is that planner's own open-loop plan on the same pairs."""
+    policy = make_policy(model, task, planner, recipe)
     metrics = evaluate(policy, task, episodes=episodes, seed=seed)
     error = planned_state_error(model, task, policy.planner, num_pairs=episodes, seed=seed)
     return cell_result(metrics, error)
@@ -140,23 +145,23 @@ def evaluate_own_protocol(model, task: Task, planner: str, recipe: Recipe, episo
 
 def own_step_budgets(recipe: Recipe) -> list[int]:
     """Adam steps per MPC call swept under our protocol: 3, and 1x, 3x and 10x the recipe's."""
-    steps = recipe.planner_kwargs["gd"]["steps"]
+    steps = recipe.planners.gd.steps
     return sorted({3, steps, 3 * steps, 10 * steps})
 
 
-def recipe_settings(recipe: Recipe) -> list[tuple[str, str, Recipe, dict]]:
-    """``(setting label, planner, recipe variant, budget overrides)`` of the recipe ablation: the own protocol's
-    GD steps per MPC call, the proprio weight alpha, and CEM's initial sampling std."""
-    gd_steps, init_std = recipe.planner_kwargs["gd"]["steps"], recipe.planner_kwargs["cem"].get("init_std", 1.0)
-    alpha = recipe.objective.get("alpha", 1.0)
+def recipe_settings(recipe: Recipe) -> list[tuple[str, PlannerOptions, Recipe]]:
+    """``(setting label, planner budget, recipe variant)`` of the recipe ablation: the own protocol's GD steps per
+    MPC call, the proprio weight alpha, and CEM's initial sampling std."""
+    gd, cem = recipe.planners.gd, recipe.planners.cem
+    alpha = recipe.objective.alpha
     other_alpha = 0.1 if alpha >= 1.0 else 1.0
-    with_alpha = replace(recipe, objective={**recipe.objective, "alpha": other_alpha})
-    rows = [(f"Adam MPC, {n} steps per call{' (recipe)' if n == gd_steps else ''}", "gd", recipe, {"steps": n})
+    with_alpha = apply_profile(recipe, {"objective.alpha": other_alpha}, "recipe ablation")
+    rows = [(f"Adam MPC, {n} steps per call{' (recipe)' if n == gd.steps else ''}", replace(gd, steps=n), recipe)
             for n in own_step_budgets(recipe)]
-    rows.append((f"Adam MPC, {gd_steps} steps, alpha {other_alpha:g} (recipe {alpha:g})", "gd", with_alpha, {}))
-    rows += [(f"CEM MPC, init std {std:g}{' (recipe)' if std == init_std else ''}", "cem", recipe, {"init_std": std})
-             for std in sorted({init_std, 0.5, 1.0})]
-    rows.append((f"CEM MPC, init std {init_std:g}, alpha {other_alpha:g} (recipe {alpha:g})", "cem", with_alpha, {}))
+    rows.append((f"Adam MPC, {gd.steps} steps, alpha {other_alpha:g} (recipe {alpha:g})", gd, with_alpha))
+    rows += [(f"CEM MPC, init std {std:g}{' (recipe)' if std == cem.init_std else ''}", replace(cem, init_std=std),
+              recipe) for std in sorted({cem.init_std, 0.5, 1.0})]
+    rows.append((f"CEM MPC, init std {cem.init_std:g}, alpha {other_alpha:g} (recipe {alpha:g})", cem, with_alpha))
     return rows
 
 
@@ -169,40 +174,59 @@ def score(evaluation: dict, subset: torch.Tensor) -> dict:
             "plan_seconds": evaluation["plan_seconds"], "planned_error": evaluation["planned_error"]}
 
 
-def finetuned(base, task: Task, trajectories, recipe: Recipe, method: str, seed: int, **overrides):
-    """A copy of ``base`` finetuned with ``method``; ``overrides``: ``steps``, ``predictor_lr``, ``online``,
-    ``adversarial`` (dicts merged over the recipe's)."""
-    recipe = replace(recipe, online={**recipe.online, **overrides.pop("online", {})},
-                     adversarial={**recipe.adversarial, **overrides.pop("adversarial", {})})
-    return finetune_model(copy.deepcopy(base), task, trajectories, method, recipe, seed=seed, progress=False,
-                          **overrides)
+class Finetuning(NamedTuple):
+    """How a finetuning ablation's row finetunes: ``profile`` (dotted recipe field paths, e.g.
+    ``{"finetuning.steps": 3000}``; see :func:`~torchrl_gbp.experiments.recipes.apply_profile`) changes the recipe,
+    ``finetuning`` picks our optimiser or the reference code's
+    (:func:`~torchrl_gbp.experiments.pipeline.finetuning_options`) and ``online_schedule`` the online schedule.
+    (A named tuple: the tests load this script without registering it as a module, which a dataclass needs.)"""
+
+    profile: Mapping[str, Any] = {}
+    finetuning: str = "ours"
+    online_schedule: str = "replace"
 
 
-def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, dict]]:
-    """``(setting label, method, finetuning overrides)`` of a finetuning ablation."""
-    steps = recipe.finetune_steps
+def finetuned(base, task: Task, trajectories, recipe: Recipe, method: str, seed: int, variant: Finetuning):
+    """A copy of ``base`` finetuned with ``method`` as ``variant`` says."""
+    recipe = apply_profile(recipe, variant.profile, "ablation")
+    return finetune_model(copy.deepcopy(base), task, trajectories, method, recipe, seed=seed,
+                          finetuning=finetuning_options(recipe, variant.finetuning),
+                          online_schedule=variant.online_schedule, progress=False)
+
+
+def ablation_settings(name: str, recipe: Recipe) -> list[tuple[str, str, Finetuning]]:
+    """``(setting label, method, how it finetunes)`` of a finetuning ablation."""
+    steps = recipe.finetuning.steps
     if name == "finetune":
-        return [(f"{method}, predictor lr {lr:g}, {n} steps", method, {"predictor_lr": lr, "steps": n})
+        return [(f"{method}, predictor lr {lr:g}, {n} steps", method,
+                 Finetuning(profile={"finetuning.predictor_lr": lr, "finetuning.steps": n}))
                 for method in ("online", "adversarial") for lr in (1e-5, 1e-4) for n in (steps, 3 * steps)]
     if name == "finetuning":
-        variants = [("ours", {"finetuning": "ours"}), ("reference optimiser", {"finetuning": "reference"})]
-        rows = [(f"online, {label}, {schedule} schedule", "online", {**options, "online_schedule": schedule})
-                for schedule in ("replace", "append") for label, options in variants]
-        more = [(f"reference optimiser, {3 * steps} steps", {"finetuning": "reference", "steps": 3 * steps})]
-        return rows + [(f"adversarial, {label}", "adversarial", options) for label, options in variants + more]
+        variants = [("ours", "ours"), ("reference optimiser", "reference")]
+        rows = [(f"online, {label}, {schedule} schedule", "online",
+                 Finetuning(finetuning=choice, online_schedule=schedule))
+                for schedule in ("replace", "append") for label, choice in variants]
+        more = [(f"adversarial, reference optimiser, {3 * steps} steps", "adversarial",
+                 Finetuning(finetuning="reference", profile={"finetuning.steps": 3 * steps}))]
+        return rows + [(f"adversarial, {label}", "adversarial", Finetuning(finetuning=choice))
+                       for label, choice in variants] + more
     if name == "online":
-        return [("recipe " + ", ".join(f"{k} {v}" for k, v in recipe.online.items()), "online", {}),
-                ("synthesis every 10 batches", "online", {"online": {"every": 10}}),
-                ("bounded cache of 512 windows", "online", {"online": {"capacity": 512}}),
-                ("30 planner steps", "online", {"online": {"planner_steps": 30}})]
+        online, shares = recipe.online, recipe.synthesis
+        return [(f"recipe every {shares.every}, fraction {shares.online_fraction}, capacity {online.capacity}, "
+                 f"planner_steps {online.planner_steps}, planner_lr {online.planner_lr}", "online", Finetuning()),
+                ("synthesis every 10 batches", "online", Finetuning(profile={"synthesis.every": 10})),
+                ("bounded cache of 512 windows", "online", Finetuning(profile={"online.capacity": 512})),
+                ("30 planner steps", "online", Finetuning(profile={"online.planner_steps": 30}))]
     if name == "adversarial":
-        factors = {k: recipe.adversarial[k] for k in ("latent_factor", "proprio_factor", "action_factor")}
-        return [("recipe (adaptive radius, 1 FGSM step, perturbed rows only)", "adversarial", {}),
-                ("radius fixed on the first batch", "adversarial", {"adversarial": {"radius": "fixed"}}),
-                ("radius factors x0.5", "adversarial", {"adversarial": {k: v / 2 for k, v in factors.items()}}),
-                ("radius factors x2", "adversarial", {"adversarial": {k: v * 2 for k, v in factors.items()}}),
-                ("3 ascent steps (PGD)", "adversarial", {"adversarial": {"ascent_steps": 3}}),
-                ("half the rows perturbed", "adversarial", {"adversarial": {"fraction": 0.5}})]
+        factors = {f"adversarial.{k}": getattr(recipe.adversarial, k)
+                   for k in ("latent_factor", "proprio_factor", "action_factor")}
+        return [("recipe (adaptive radius, 1 FGSM step, perturbed rows only)", "adversarial", Finetuning()),
+                ("radius fixed on the first batch", "adversarial", Finetuning(profile={"adversarial.radius": "fixed"})),
+                ("radius factors x0.5", "adversarial", Finetuning(profile={k: v / 2 for k, v in factors.items()})),
+                ("radius factors x2", "adversarial", Finetuning(profile={k: v * 2 for k, v in factors.items()})),
+                ("3 ascent steps (PGD)", "adversarial", Finetuning(profile={"adversarial.ascent_steps": 3})),
+                ("half the rows perturbed", "adversarial",
+                 Finetuning(profile={"synthesis.adversarial_fraction": 0.5}))]
     raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
 
 
@@ -231,7 +255,7 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
                 yield method, load_checkpoint(path)[0]
 
     cem_budget = ("the paper's budget" if obs == "state" else
-                  "{samples} samples x {iterations} iterations".format(**settings.sampling))
+                  f"{settings.sampling.samples} samples x {settings.sampling.iterations} iterations")
     rows = []
 
     def record(ablation: str, setting: str, model_name: str, model, settings: PaperSettings = settings,
@@ -278,9 +302,10 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
             continue
         if name == "choices":
             variants = [("reference choices", settings)]
-            variants += [(f"reference but {key}={value}", replace(settings, **{key: value}))
-                         for key, value in OUR_EVALUATION_CHOICES.items()]  # the models are given: no finetuning
-            variants.append(("our choices", replace(settings, **OUR_EVALUATION_CHOICES)))
+            variants += [(f"reference but {key}={getattr(OUR_CHOICES, key)}",  # the models are given: no finetuning
+                          replace(settings, choices=replace(settings.choices, **{key: getattr(OUR_CHOICES, key)})))
+                         for key in EVALUATION_CHOICES]
+            variants.append(("our choices", replace(settings, choices=settings.choices.evaluated_as(OUR_CHOICES))))
             for model_name, model in run_models():
                 for mode, label in (("open loop", "Adam open loop"), ("mpc", "Adam MPC")):
                     for setting, variant in variants:
@@ -297,38 +322,41 @@ def run(task_name: str, runs: Path, ablations: list[str], seed: int, episodes: i
             for model_name, model in run_models():
                 for steps in own_step_budgets(recipe)[:2] if quick else own_step_budgets(recipe):
                     started = time.perf_counter()
-                    evaluation = evaluate_own_protocol(model, task, "gd", recipe, episodes, seed, steps=steps)
+                    evaluation = evaluate_own_protocol(model, task, replace(recipe.planners.gd, steps=steps), recipe,
+                                                       episodes, seed)
                     record(name, f"Adam MPC, our protocol, {steps} steps per call", model_name, model,
                            evaluation=evaluation, started=started)
             continue
         if name == "recipe":
-            for setting, planner, variant, overrides in recipe_settings(recipe):
+            for setting, planner, variant in recipe_settings(recipe):
                 started = time.perf_counter()
-                evaluation = evaluate_own_protocol(base, task, planner, variant, episodes, seed, **overrides)
+                evaluation = evaluate_own_protocol(base, task, planner, variant, episodes, seed)
                 record(name, setting, "base", base, evaluation=evaluation, started=started)
             continue
         if name == "model":
             trajectories = load_dataset(folder / "dataset")
-            width, history = recipe.model.get("hidden_dim"), recipe.model.get("num_hist", 1)
-            variants = [(f"hidden_dim {w}", {"hidden_dim": w}) for w in (width // 2, width * 2)]
-            variants += [(f"{h} history frame(s)", {"num_hist": h}) for h in (1, 3) if h != history]
-            for setting, overrides in variants:
+            width, history = recipe.model.hidden_dim, recipe.model.num_hist
+            variants = [(f"hidden_dim {w}", {"model.hidden_dim": w}) for w in (width // 2, width * 2)]
+            variants += [(f"{h} history frame(s)", {"model.num_hist": h}) for h in (1, 3) if h != history]
+            for setting, profile in variants:
                 path = folder / "ablation_models" / (setting.replace(" ", "_").replace("(s)", "") + ".pt")
                 path.parent.mkdir(exist_ok=True)
-                steps = min(recipe.train_steps, 50) if quick else None
-                model = train_base_model(task, trajectories, recipe, path, seed=0, steps=steps, progress=False,
-                                         resume=True, **overrides)
+                if quick:
+                    profile = {**profile, "training.steps": min(recipe.training.steps, 50)}
+                model = train_base_model(task, trajectories, apply_profile(recipe, profile, "model ablation"), path,
+                                         seed=0, progress=False, resume=True)
                 for planner in ("adam", "cem"):
                     record(name, f"{setting}: {'Adam' if planner == 'adam' else 'CEM'} MPC", "base", model,
                            planner=planner)
             continue
         trajectories = load_dataset(folder / "dataset")
-        for setting, method, overrides in ablation_settings(name, recipe):
+        for setting, method, variant in ablation_settings(name, recipe):
             if name in ("finetune", "finetuning") and method not in methods:
                 continue
             if quick:
-                overrides = {**overrides, "steps": min(overrides.get("steps", recipe.finetune_steps), 20)}
-            model = finetuned(base, task, trajectories, recipe, method, seed, **overrides)
+                steps = min(variant.profile.get("finetuning.steps", recipe.finetuning.steps), 20)
+                variant = variant._replace(profile={**variant.profile, "finetuning.steps": steps})
+            model = finetuned(base, task, trajectories, recipe, method, seed, variant)
             for mode in ("mpc", "open loop") if name == "finetuning" else ("mpc",):
                 record(name, f"{setting}: Adam {'MPC' if mode == 'mpc' else mode}", method, model, mode=mode)
     return rows

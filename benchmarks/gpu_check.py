@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from torchrl_gbp.bridges import DinoWMConfig, DinoWMWorldModel
-from torchrl_gbp.planners import make_planner
+from torchrl_gbp.planners import CEMOptions, GradientOptions, make_planner
 
 ROOT = Path(__file__).resolve().parent.parent
 # Dense peak TFLOP/s by device name fragment: (fp32 with TF32 products, bf16), from the vendors' data sheets.
@@ -117,9 +117,9 @@ def workloads(model: DinoWMWorldModel, sizes: Sizes, device: torch.device, varia
     generator = None if device.type == "meta" else torch.Generator(device=device).manual_seed(0)
     pixels = torch.rand(sizes.envs, 3, sizes.image_size, sizes.image_size, device=device)
     proprio = torch.randn(sizes.envs, 4, device=device)
-    gd = make_planner("gd", model, horizon=sizes.horizon, steps=sizes.gd_steps, **options)
-    cem = make_planner("cem", model, horizon=sizes.horizon, samples=sizes.cem_samples, elites=min(30, sizes.cem_samples),
-                       iterations=1, **options)
+    gd = make_planner(GradientOptions(steps=sizes.gd_steps), model, horizon=sizes.horizon, **options)
+    cem = make_planner(CEMOptions(samples=sizes.cem_samples, elites=min(30, sizes.cem_samples), iterations=1), model,
+                       horizon=sizes.horizon, **options)
 
     @torch.no_grad()
     def gd_mpc_step() -> None:

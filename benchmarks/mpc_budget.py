@@ -246,7 +246,8 @@ def run_task(raw: dict, folder: Path, options: SweepOptions, save) -> None:
     """Every missing (seed, planner) row of ``raw["task"]``, each saved as it finishes."""
     task_name = raw["task"]
     task = make_task(task_name)
-    settings = replace(paper_settings(task_name), budget=MPCBudget(env_steps=options.env_steps))
+    settings = paper_settings(task_name)
+    settings = replace(settings, choices=replace(settings.choices, budget=MPCBudget(env_steps=options.env_steps)))
     model = load_checkpoint(folder / "base.pt")[0]
     done = {(row["seed"], row["planner"], row["steps"]) for row in raw["rows"]}
     for seed in options.seeds:
@@ -255,7 +256,7 @@ def run_task(raw: dict, folder: Path, options: SweepOptions, save) -> None:
             if (seed, planner, steps) in done:
                 continue
             cell_settings = settings if steps is None else replace(
-                settings, mpc_gradient={**settings.mpc_gradient, "steps": steps})
+                settings, mpc_gradient=replace(settings.mpc_gradient, steps=steps))
             start = time.perf_counter()
             metrics = evaluate_paper_cell(model, task, planner, "mpc", pairs, cell_settings, seed=seed,
                                           clock=time.process_time)

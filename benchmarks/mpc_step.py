@@ -13,7 +13,8 @@ both randomly initialised: the time does not depend on the weights), ``MPCPolicy
 
 Each figure is the median of ``--repeats`` calls. ``--library PATH`` measures the torchrl_gbp of another
 checkout (for example the commit before the world-model contract) in a child process with that checkout first
-on ``PYTHONPATH``; run both labels back to back on the same machine. Raw figures go to
+on ``PYTHONPATH`` (a checkout before the typed options, whose recipe holds ``planner_kwargs``, too); run both
+labels back to back on the same machine. Raw figures go to
 ``benchmarks/results/raw/mpc_step.json`` (one entry per ``--label``), and their page, ``docs/results/mpc_step.md``,
 is rendered from that file (``benchmarks/regenerate.py``).
 """
@@ -31,6 +32,8 @@ from torchrl_gbp.experiments.reporting import markdown_table
 
 
 def measure(args) -> dict:
+    from dataclasses import replace
+
     import torchrl_gbp
     from torchrl_gbp.experiments.pipeline import model_config
     from torchrl_gbp.experiments.recipes import recipe_for
@@ -46,8 +49,12 @@ def measure(args) -> dict:
         recipe = recipe_for("wall", obs=kind)
         model = model_class(model_config(task, recipe)).eval()
         spec = task.make_env().action_spec
-        planner = make_planner("gd", model, recipe.horizon, action_spec=spec,
-                               **{**recipe.planner_kwargs["gd"], "steps": args.gd_steps})
+        if hasattr(recipe, "planners"):  # typed options: the recipe's GD budget, its steps replaced
+            planner = make_planner(replace(recipe.planners.gd, steps=args.gd_steps), model, recipe.evaluation.horizon,
+                                   action_spec=spec)
+        else:  # a checkout before the typed options
+            planner = make_planner("gd", model, recipe.horizon, action_spec=spec,
+                                   **{**recipe.planner_kwargs["gd"], "steps": args.gd_steps})
         policy = MPCPolicy(planner, spec)
         env = task.make_env(num_envs=args.envs, seed=0).append_transform(policy.make_tensordict_primer())
         start = env.reset()

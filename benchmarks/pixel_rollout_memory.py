@@ -16,7 +16,8 @@ memory nor speed depends on the weights) it measures:
 
 ``--library PATH`` measures the torchrl_gbp package of another checkout (for example the commit before keyed
 pixels) in a child process with that checkout first on ``PYTHONPATH``; the measurement detects the old
-``MPCPolicy(world_model, planner, spec)`` signature, so both are measured by the same command on the same machine.
+``MPCPolicy(world_model, planner, spec)`` signature and the untyped recipe (``recipe.planner_kwargs``) of
+checkouts before the typed options, so both are measured by the same command on the same machine.
 Raw figures go to ``benchmarks/results/raw/pixel_rollout_memory.json`` (one entry per ``--label``), and their
 page, ``docs/results/pixel_rollout_memory.md``, is rendered from that file (``benchmarks/regenerate.py``).
 """
@@ -41,8 +42,8 @@ def tensordict_bytes(td) -> int:
 
 
 def library():
-    """The pieces this benchmark needs, from the library on the path (the current one or the one before keyed
-    pixels), and a policy factory that fits its ``MPCPolicy`` signature."""
+    """The pieces this benchmark needs, from the library on the path (the current one or an earlier one), and a
+    GD MPC policy factory ``policy(model, recipe, spec, steps)`` that fits its recipe and ``MPCPolicy``."""
     from torchrl_gbp.evaluate import evaluation_rollout
     from torchrl_gbp.models import PixelWorldModel
     from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner
@@ -56,26 +57,33 @@ def library():
         from torchrl_gbp.tasks import recipe_for
     old = "world_model" in inspect.signature(MPCPolicy).parameters
 
-    def policy(model, planner, spec):
-        return MPCPolicy(model, planner, spec) if old else MPCPolicy(planner, spec)
+    def planner(model, recipe, spec, steps: int):
+        if hasattr(recipe, "planners"):  # typed options: the recipe's GD budget with ``steps`` replaced
+            from dataclasses import replace
 
-    return evaluation_rollout, PixelWorldModel, GoalCost, make_planner, make_task, model_config, recipe_for, policy
+            return make_planner(replace(recipe.planners.gd, steps=steps), model, recipe.evaluation.horizon,
+                                recipe.objective.goal_cost(model.config.proprio_dim), action_spec=spec)
+        objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)  # a checkout before them
+        return make_planner("gd", model, recipe.horizon, objective, action_spec=spec,
+                            **{**recipe.planner_kwargs["gd"], "steps": steps})
+
+    def policy(model, recipe, spec, steps: int):
+        plan = planner(model, recipe, spec, steps)
+        return MPCPolicy(model, plan, spec) if old else MPCPolicy(plan, spec)
+
+    return evaluation_rollout, PixelWorldModel, make_task, model_config, recipe_for, policy
 
 
 def measure(args) -> dict:
-    evaluation_rollout, PixelWorldModel, GoalCost, make_planner, make_task, model_config, recipe_for, policy = \
-        library()
+    evaluation_rollout, PixelWorldModel, make_task, model_config, recipe_for, policy = library()
     torch.manual_seed(0)
     task = make_task("wall", obs="pixels")
     recipe = recipe_for("wall", obs="pixels")
     model = PixelWorldModel(model_config(task, recipe)).eval()
     spec = task.make_env().action_spec
-    objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
-    gd = recipe.planner_kwargs["gd"]
 
     def gd_policy(steps: int):
-        planner = make_planner("gd", model, recipe.horizon, objective, action_spec=spec, **{**gd, "steps": steps})
-        return policy(model, planner, spec)
+        return policy(model, recipe, spec, steps)
 
     # bytes per env step of a small rollout
     small = gd_policy(1)

@@ -27,6 +27,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from torchrl_gbp.experiments.pipeline import make_dataset, model_config
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.experiments.reporting import markdown_table
 from torchrl_gbp.models import TeacherForcingLoss
-from torchrl_gbp.planners import GoalCost, make_planner, planning_inputs
+from torchrl_gbp.planners import make_planner, planning_inputs
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.train import build_world_model
 
@@ -70,10 +71,12 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
     torch.manual_seed(0)
     config = model_config(task, recipe)
     model = build_world_model(config, data).to(device)
-    buffer = make_window_buffer(data, frames=config.num_hist + recipe.window_frames - 1, frameskip=task.frameskip,
-                                batch_size=recipe.batch_size, generator=torch.Generator().manual_seed(0))
+    window_frames, batch_size, horizon = (config.num_hist + recipe.data.window_frames - 1,
+                                          recipe.training.batch_size, recipe.evaluation.horizon)
+    buffer = make_window_buffer(data, frames=window_frames, frameskip=task.frameskip, batch_size=batch_size,
+                                generator=torch.Generator().manual_seed(0))
     loss = TeacherForcingLoss(model)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.training.lr)
 
     def train_step() -> None:
         batch = buffer.sample().to(device)
@@ -89,14 +92,14 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
     start, goal = task.sample_start_goal(envs, torch.Generator().manual_seed(0))
     z_hist, a_hist, z_goal = planning_inputs(model, {k: v.to(device) for k, v in task.observe(start).items()},
                                              {k: v.to(device) for k, v in task.observe(goal).items()})
-    objective = GoalCost(**recipe.objective, proprio_dim=config.proprio_dim)
-    gd_budget = recipe.planner_kwargs["gd"]
-    gd = make_planner("gd", model, recipe.horizon, objective, **gd_budget)
-    gd_one = make_planner("gd", model, recipe.horizon, objective, **{**gd_budget, "steps": 1})
-    gd_compiled = make_planner("gd", model, recipe.horizon, objective, **gd_budget, compile=True)
-    cem_budget = {**recipe.planner_kwargs["cem"], "iterations": cem_iterations}
-    cem = make_planner("cem", model, recipe.horizon, objective, **cem_budget)
-    actions = torch.zeros(envs, recipe.horizon, model.action_dim, device=device, requires_grad=True)
+    objective = recipe.objective.goal_cost(config.proprio_dim)
+    gd_budget = recipe.planners.gd
+    gd = make_planner(gd_budget, model, horizon, objective)
+    gd_one = make_planner(replace(gd_budget, steps=1), model, horizon, objective)
+    gd_compiled = make_planner(gd_budget, model, horizon, objective, compile=True)
+    cem_budget = replace(recipe.planners.cem, iterations=cem_iterations)
+    cem = make_planner(cem_budget, model, horizon, objective)
+    actions = torch.zeros(envs, horizon, model.action_dim, device=device, requires_grad=True)
 
     def bare() -> None:
         objective(model.rollout(z_hist, a_hist, actions), z_goal).sum().backward()
@@ -106,18 +109,18 @@ def measure(task_name: str, envs: int, cem_iterations: int, device: torch.device
         "task": task_name, "device": str(device), "threads": torch.get_num_threads(),
         "image_size": config.image_size, "tokens": model.state_encoder.num_tokens,
         "token_dim": model.state_encoder.token_dim, "latent_dim": model.latent_dim, "width": config.hidden_dim,
-        "depth": config.depth, "num_hist": config.num_hist, "batch_size": recipe.batch_size,
-        "window_frames": config.num_hist + recipe.window_frames - 1, "trajectories": trajectories,
+        "depth": config.depth, "num_hist": config.num_hist, "batch_size": batch_size,
+        "window_frames": window_frames, "trajectories": trajectories,
         "train_step_seconds": step_seconds, "sample_seconds": sample_seconds,
-        "train_samples_per_second": recipe.batch_size / step_seconds,
+        "train_samples_per_second": batch_size / step_seconds,
         "dataset_mib_on_disk": disk_mib, "peak_rss_mib": peak_rss_mib(),
-        "envs": envs, "horizon": recipe.horizon, "gd_steps": gd_budget["steps"],
+        "envs": envs, "horizon": horizon, "gd_steps": gd_budget.steps,
         "bare_forward_backward_seconds": timed(bare, device, repeats=5),
         "gd_step_seconds": timed(lambda: gd_one.plan(z_hist, a_hist, z_goal), device, repeats=3),
         "gd_plan_seconds": timed(lambda: gd.plan(z_hist, a_hist, z_goal), device),
         "gd_compiled_first_plan_seconds": timed(lambda: gd_compiled.plan(z_hist, a_hist, z_goal), device),
         "gd_compiled_plan_seconds": timed(lambda: gd_compiled.plan(z_hist, a_hist, z_goal), device),
-        "cem_samples": cem_budget["samples"], "cem_iterations": cem_iterations,
+        "cem_samples": cem_budget.samples, "cem_iterations": cem_iterations,
         "cem_plan_seconds": timed(lambda: cem.plan(z_hist, a_hist, z_goal), device),
     }
     figures["cem_iteration_seconds"] = figures["cem_plan_seconds"] / cem_iterations

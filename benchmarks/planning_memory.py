@@ -57,14 +57,14 @@ def resident_bytes() -> int:
 
 def measure(case: dict) -> dict:
     """Peak bytes one planning call of ``case`` adds (run in a fresh process)."""
-    from torchrl_gbp.planners import MemoryOptions, make_planner
+    from torchrl_gbp.planners import CEMOptions, GradientOptions, MemoryOptions, make_planner
 
     model = full_size_model(case.get("checkpoint", False))
     batch = case["rows"] if case["planner"] == "gd" else 1
     memory = MemoryOptions(chunk_rows=case.get("chunk_rows"))
-    options = ({"steps": 1, "init": "zeros"} if case["planner"] == "gd"
-               else {"samples": case["rows"], "elites": 2, "iterations": 1})
-    planner = make_planner(case["planner"], model, horizon=5, memory=memory, **options)
+    options = (GradientOptions(steps=1, init="zeros") if case["planner"] == "gd"
+               else CEMOptions(samples=case["rows"], elites=2, iterations=1))
+    planner = make_planner(options, model, horizon=5, memory=memory)
     z = torch.randn(batch, 1, model.latent_dim)
     inputs = (z, z.new_zeros(batch, 0, model.action_dim), torch.randn(batch, model.latent_dim))
     before = resident_bytes()

@@ -39,6 +39,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -51,9 +52,9 @@ from torchrl_gbp.experiments.reporting import markdown_table
 from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import load_checkpoint
 from torchrl_gbp.planners import (
-    GoalCost,
     MPCPolicy,
     Planner,
+    SearchBudget,
     make_planner,
     model_action_bounds,
     planning_inputs,
@@ -89,12 +90,16 @@ def time_calls(call, repeats: int, device: torch.device) -> tuple[float, float]:
     return first, (statistics.median(timed() for _ in range(repeats)) if repeats else first)
 
 
-def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch.Tensor, **extra) -> Planner:
-    """The recipe's planner ``name`` with the env's normalised action bounds."""
+def our_planner(name: str, model, task_name: str, low: torch.Tensor, high: torch.Tensor, steps: int | None = None,
+                **shared) -> Planner:
+    """The recipe's planner ``name`` (its budget, ``steps`` replaced where given) with the env's normalised action
+    bounds; ``shared``: what every planner takes (``compile``, ``autocast_dtype``)."""
     recipe = recipe_for(task_name)
-    objective = GoalCost(**recipe.objective, proprio_dim=model.config.proprio_dim)
-    kwargs = {**recipe.planner_kwargs[name], **extra}
-    return make_planner(name, model, recipe.horizon, objective, action_low=low, action_high=high, **kwargs)
+    options = recipe.planners.of(name)
+    if steps is not None:
+        options = replace(options, steps=steps)
+    return make_planner(options, model, recipe.evaluation.horizon, recipe.objective.goal_cost(model.config.proprio_dim),
+                        action_low=low, action_high=high, **shared)
 
 
 def mpc_step_seconds(model, task_name: str, batch: int, patience: int, tolerance: float, episodes: int,
@@ -107,7 +112,7 @@ def mpc_step_seconds(model, task_name: str, batch: int, patience: int, tolerance
     time one start and goal, not the episodes a batch holds). The iterations are counted over every call.
     """
     task, recipe = make_task(task_name), recipe_for(task_name)
-    policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget={"patience": patience, "tolerance": tolerance},
+    policy: MPCPolicy = make_policy(model, task, "gd", recipe, budget=SearchBudget(patience=patience, tolerance=tolerance),
                                     compile=compile)
     evaluate(policy, task, episodes=batch, seed=10_000, max_steps=task.frameskip)  # compile for this B
     iterations = []
@@ -185,14 +190,14 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
     """All timings for one task: rows of (planner, B, ms) and the profiles."""
     path = Path(args.runs) / task_name / "base.pt"
     if not path.exists():
-        sys.exit(f"no trained model at {path}: run `python benchmarks/{task_name}.py` first")
+        sys.exit(f"no trained model at {path}: run `torchrl-gbp reproduce --task {task_name} --out {args.runs}` first")
     model, _ = load_checkpoint(path)
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     recipe = recipe_for(task_name)
     low, high = (b.to(device) for b in model_action_bounds(model, make_task(task_name).action_spec))
-    sampling = recipe.planner_kwargs["cem"]
+    sampling = recipe.planners.cem
     rows, profiles = [], {}
     for batch in args.batch_sizes:
         problem = planning_problem(task_name, model, batch, device)
@@ -225,8 +230,8 @@ def benchmark_task(task_name: str, args, device: torch.device) -> tuple[list[dic
             rows += iteration_rows(task_name, model, low, high, problem, args.iteration_steps, repeats, device)
         for kind in ("cem", "mppi") if "torchrl" in args.rows else ():
             torchrl_planner = make_torchrl_planner(kind, model, make_task(task_name).make_env(),
-                                                   horizon=recipe.horizon, samples=sampling["samples"],
-                                                   elites=sampling["elites"], iterations=sampling["iterations"])
+                                                   horizon=recipe.evaluation.horizon, samples=sampling.samples,
+                                                   elites=sampling.elites, iterations=sampling.iterations)
             td = reset_planning_env(torchrl_planner, problem[0][:, -1], problem[2])
             with torch.no_grad():
                 first, median = time_calls(lambda: torchrl_planner(td.clone()), max(1, repeats // 2), device)

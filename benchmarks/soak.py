@@ -25,7 +25,7 @@ from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
-from torchrl_gbp.planners import MPCPolicy, make_planner
+from torchrl_gbp.planners import GradientOptions, MPCPolicy, make_planner
 from torchrl_gbp.tasks import WallTask
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     task = WallTask()
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=task.frameskip))
     spec = task.action_spec
-    policy = MPCPolicy(make_planner("gd", model, 5, action_spec=spec, steps=args.gd_steps), spec)
+    policy = MPCPolicy(make_planner(GradientOptions(steps=args.gd_steps), model, 5, action_spec=spec), spec)
     env = TransformedEnv(task.make_env(num_envs=args.envs, seed=0), policy.make_tensordict_primer())
 
     seconds, memory = [], []

@@ -14,8 +14,9 @@ success (and its time as a fraction of CEM's). After every task it saves the raw
 ``benchmarks/results/raw/success_vs_time[_<suffix>].json`` and renders their page in ``docs/results/``, with this
 command, the machine, the tables and one plot per task (``benchmarks/regenerate.py``).
 CEM-family budgets (CEM, iCEM and GD-CEM's CEM stage) are swept on ``--cem-models`` only.
-The planners come from the library (``torchrl_gbp.experiments.pipeline.make_policy`` with the task's recipe, only the
-budget overridden) and are scored by ``torchrl_gbp.evaluate.evaluate``.
+The planners come from the library (``torchrl_gbp.experiments.pipeline.make_policy`` with the task's recipe and the
+recipe's budget for the planner, ``recipe.planners.<name>``, with the swept fields replaced) and are scored by
+``torchrl_gbp.evaluate.evaluate``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -70,8 +72,8 @@ def parse_gd_cem(spec: str) -> tuple[int, int, int]:
 
 
 def recipe_budget(recipe: Recipe, planner: str) -> dict:
-    """The recipe's budget for ``planner``; a CEM-family planner the recipe does not name gets CEM's budget."""
-    return {**recipe.planner_kwargs["cem"], **recipe.planner_kwargs.get(planner, {})}
+    """The recipe's budget for ``planner`` (``recipe.planners.<planner>``) as a dict of its fields."""
+    return asdict(recipe.planners.of(planner))
 
 
 def cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool, planner: str = "cem") -> list[dict]:
@@ -107,7 +109,6 @@ def gd_cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool) -> list
     Default: the recipe's CEM stage with 10 gradient steps, and the recipe's budget.
     """
     full = recipe_budget(recipe, "gd_cem")
-    full.setdefault("steps", 30)
     if specs:
         triples = [parse_gd_cem(s) for s in specs]
     elif quick:
@@ -122,7 +123,7 @@ def gd_cem_budgets(recipe: Recipe, specs: list[str] | None, quick: bool) -> list
 def gd_budgets(recipe: Recipe, steps: list[int] | None, quick: bool) -> list[dict]:
     """GD budgets (``steps``) to sweep, ascending; the recipe's own step count is always included."""
     values = steps if steps else ([2, 5] if quick else [5, 10, 20, 50, 100])
-    values = sorted(set(values) | {recipe.planner_kwargs["gd"]["steps"]})
+    values = sorted(set(values) | {recipe.planners.gd.steps})
     return [{"steps": s} for s in values]
 
 
@@ -153,8 +154,8 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
     """
     task = make_task(task_name)
     recipe = recipe_for(task_name)
-    episodes = episodes or (4 if quick else recipe.episodes)
-    cem_full = recipe.planner_kwargs["cem"]
+    episodes = episodes or (4 if quick else recipe.evaluation.episodes)
+    cem_full = recipe_budget(recipe, "cem")
     budgets = {"gd": lambda: gd_budgets(recipe, gd_steps, quick),
                "cem": lambda: cem_budgets(recipe, cem_specs, quick),
                "icem": lambda: cem_budgets(recipe, icem_specs, quick, "icem"),
@@ -165,7 +166,7 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
     rows = []
     start = time.perf_counter()
     for i, (model_name, planner, budget) in enumerate(plan):
-        policy = make_policy(loaded[model_name], task, planner, recipe, **budget)
+        policy = make_policy(loaded[model_name], task, replace(recipe.planners.of(planner), **budget), recipe)
         metrics = evaluate_seeds(policy, task, episodes, seeds)
         full = planner == "cem" and all(budget[k] == cem_full[k] for k in ("iterations", "samples"))
         rows.append({"model": model_name, "planner": planner, "budget": budget_label(planner, budget),
@@ -176,7 +177,7 @@ def sweep_task(task_name: str, runs: Path, models: list[str], gd_steps: list[int
     reference = next((r for r in rows if r["model"] == "base" and r["planner"] == "cem" and r["full_budget"]), None)
     return {"task": task_name, "rows": rows, "reference": reference, "episodes": episodes,
             "seconds": time.perf_counter() - start, "recipe_cem": cem_full,
-            "recipe_gd": recipe.planner_kwargs["gd"],
+            "recipe_gd": recipe_budget(recipe, "gd"),
             "recipe_others": {name: recipe_budget(recipe, name) for name in planners if name in ("icem", "gd_cem")}}
 
 

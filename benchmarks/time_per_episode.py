@@ -200,8 +200,9 @@ def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: 
     """Every missing row of one task, saved as each finishes."""
     task = make_task(task_name)
     settings = paper_settings(task_name, quick)
+    sampling = settings.sampling
     raw.setdefault("cem_budget", {})[task_name] = (
-        "{samples} samples x {elites} elites x {iterations} iterations".format(**settings.sampling))
+        f"{sampling.samples} samples x {sampling.elites} elites x {sampling.iterations} iterations")
     paths = {name: folder / "base.pt" if name == "base" else finetuned_checkpoint(folder, name, 0, settings)
              for name in models}
     # a run made before the finetuning choices finetuned our way
@@ -217,7 +218,7 @@ def run_task(raw: dict, task_name: str, folder: Path, steps: list[int], models: 
             if (task_name, seed, model_name, planner, n) in done:
                 continue
             cell_settings = settings if n is None else replace(
-                settings, mpc_gradient={**settings.mpc_gradient, "steps": n})
+                settings, mpc_gradient=replace(settings.mpc_gradient, steps=n))
             start = time.perf_counter()
             metrics = evaluate_paper_cell(loaded[model_name], task, planner, "mpc", pairs, cell_settings, seed=seed,
                                           clock=time.process_time)

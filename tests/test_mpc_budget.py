@@ -6,6 +6,7 @@ import pytest
 from torchrl_gbp.experiments.protocol import paper_settings
 from torchrl_gbp.io import pyplot
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
+from torchrl_gbp.planners import CEMOptions
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_a_tiny_sweep_writes_a_row_per_seed_and_planner(sweep, tmp_path, monkeyp
                                                                            frameskip=5)))
     monkeypatch.setattr(sweep, "PLANNERS", (("cem", None), ("adam", 2)))
     monkeypatch.setattr(sweep, "paper_settings", lambda name: replace(
-        paper_settings(name), sampling={"samples": 8, "elites": 2, "iterations": 1}))  # a cheap CEM
+        paper_settings(name), sampling=CEMOptions(samples=8, elites=2, iterations=1)))  # a cheap CEM
     raw, saves = {"task": "wall", "rows": [], "command": "cmd", "machine": "cpu"}, []
     sweep.run_task(raw, tmp_path, sweep.SweepOptions(seeds=(5000,), episodes=2, env_steps=50),
                    lambda: saves.append(len(raw["rows"])))

@@ -16,5 +16,5 @@ def test_budget_specs_parse_and_the_recipe_budget_is_always_swept(benchmarks) ->
         "3x300+10", "3x300+30"]
     assert [sweep.budget_label("icem", b) for b in sweep.cem_budgets(recipe, ["5x100"], False, "icem")] == [
         "5x100", "10x300"]
-    reacher = recipe_for("reacher")  # no iCEM budget in its recipe: CEM's
-    assert sweep.cem_budgets(reacher, None, False, "icem")[-1] == {"iterations": 10, "samples": 100, "elites": 10}
+    reacher = recipe_for("reacher")  # no iCEM budget of its own in its recipe: ICEMOptions' defaults
+    assert sweep.cem_budgets(reacher, None, False, "icem")[-1] == {"iterations": 10, "samples": 300, "elites": 30}

@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     set_torchrl_verbosity(verbose)
     try:
+        apply_profile(recipe_for(getattr(options, "task", "wall")), profile, "flags")  # refused before any work
         COMMANDS[name].run(options, profile, verbose)
     except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError, pickle.UnpicklingError) as error:
         print(f"torchrl-gbp {name}: error: {error}", file=sys.stderr)
