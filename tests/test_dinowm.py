@@ -635,12 +635,12 @@ def test_the_command_line_converts_a_run_and_refuses_a_malicious_pickle(tmp_path
     (run / "hydra.yaml").write_text("num_hist: 3\nframeskip: 5\n")
     torch.save({"epoch": 2, "predictor": model.predictor, "action_encoder": model.action_encoder,
                 "proprio_encoder": model.proprio_encoder}, run / "checkpoints" / "model_latest.pth")
-    assert main(["convert-dinowm", "--run", str(run), "--out", str(tmp_path / "ours.pt"),
+    assert main(["convert-dinowm", "--run-dir", str(run), "--out", str(tmp_path / "ours.pt"),
                  "--rollout", "one_frame"]) == 0
     loaded, extra = load_checkpoint(tmp_path / "ours.pt")
     assert loaded.config.rollout == "one_frame" and extra["epoch"] == 2
     torch.save({"predictor": _Exploit()}, run / "checkpoints" / "model_latest.pth")
-    assert main(["convert-dinowm", "--run", str(run), "--out", str(tmp_path / "bad.pt")]) == 2
+    assert main(["convert-dinowm", "--run-dir", str(run), "--out", str(tmp_path / "bad.pt")]) == 2
     assert "system" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
 
 

@@ -13,6 +13,7 @@ from test_dinowm_data import TINY_DINO, write_wall
 
 from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.experiments.dinowm import reproduce_dinowm
+from torchrl_gbp.experiments.reproduce import DinoWMRun, ReproduceOptions
 from torchrl_gbp.models import load_checkpoint
 
 # A tiny DINO-WM Wall run: one history frame, frameskip 5, 4 patches of 16 at img_size 32 (DINOv2's 2 x 2 grid).
@@ -57,9 +58,9 @@ def released(tmp_path_factory):
 
 @pytest.mark.slow
 def test_one_command_finetunes_the_released_model_and_writes_table_1(released, tmp_path, capsys):
-    argv = ["reproduce", "--task", "dinowm_wall", "--dinowm-checkpoint", str(released["run"]), "--dataset",
-            str(released["dataset"]), "--dinov2", str(released["dinov2"]), "--protocol", "paper", "--device", "cpu",
-            "--quick", "--methods", "online", "adversarial", "--out", str(tmp_path)]
+    argv = ["reproduce", "--task", "dinowm_wall", "--dinowm.run", str(released["run"]), "--dinowm.dataset",
+            str(released["dataset"]), "--dinowm.dinov2", str(released["dinov2"]), "--protocol", "paper",
+            "--dinowm.device", "cpu", "--quick", "--methods", "online", "adversarial", "--out", str(tmp_path)]
     assert main(argv) == 0
     root = tmp_path / "dinowm_wall_dinowm"
     table = (root / "results_paper.md").read_text()
@@ -83,5 +84,6 @@ def test_one_command_finetunes_the_released_model_and_writes_table_1(released, t
 def test_the_dataset_must_be_the_tasks(released, tmp_path):
     write_wall(tmp_path / "other", n=10, steps=8)
     with pytest.raises(ValueError, match="wall_single dataset; dinowm_pusht is evaluated with pusht_noise"):
-        reproduce_dinowm("dinowm_pusht", released["run"], tmp_path / "other", released["dinov2"], tmp_path / "out")
-    assert main(["reproduce", "--task", "dinowm_wall", "--dinowm-checkpoint", str(released["run"])]) == 2
+        reproduce_dinowm(ReproduceOptions(task="dinowm_pusht", out=str(tmp_path / "out"), dinowm=DinoWMRun(
+            run=str(released["run"]), dataset=str(tmp_path / "other"), dinov2=str(released["dinov2"]))))
+    assert main(["reproduce", "--task", "dinowm_wall", "--dinowm.run", str(released["run"])]) == 2

@@ -25,6 +25,7 @@ from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import evaluate
+from torchrl_gbp.experiments.pipeline import model_config
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import GradientPlanner, MPCPolicy
@@ -161,8 +162,7 @@ def test_pixels_and_proprio_are_dinowm_s_observation() -> None:
 
 def test_a_gradient_mpc_policy_evaluates_on_the_replica(task) -> None:
     recipe = recipe_for("dinowm_wall", quick=True)
-    model = StateWorldModel(WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=2, frameskip=task.frameskip,
-                                             **recipe.model))
+    model = StateWorldModel(model_config(task, recipe))
     policy = MPCPolicy(GradientPlanner(model, steps=2), task.action_spec)
     metrics = evaluate(policy, task, episodes=3, max_steps=10)
     assert len(metrics["episodes"]["success"]) == 3 and 0.0 <= metrics["success_rate"] <= 1.0

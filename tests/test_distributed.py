@@ -50,7 +50,8 @@ def test_cli_train_under_torchrun(tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "torchrl_gbp.experiments.cli", "train",
-         "--task", "wall", "--dataset", str(dataset), "--out", str(out), "--steps", "4", "--batch-size", "16"],
+         "--task", "wall", "--dataset", str(dataset), "--out", str(out), "--training.steps", "4",
+         "--training.batch-size", "16"],
         capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     model, extra = load_checkpoint(out)

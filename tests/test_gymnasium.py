@@ -9,9 +9,9 @@ from torchrl.envs.utils import check_env_specs
 
 from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.experiments.pipeline import make_policy
-from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.recipes import apply_profile, recipe_for
 from torchrl_gbp.models import TeacherForcingLoss, WorldModelConfig
-from torchrl_gbp.planners import ReturnObjective
+from torchrl_gbp.planners import CEMOptions, GradientOptions, ReturnObjective
 from torchrl_gbp.synthesis import (
     AdversarialSynthesis,
     OnlineOptions,
@@ -96,11 +96,12 @@ def test_reward_env_model_trains_and_synthesis_runs(pendulum):
 def test_registry_recipe_and_policy_for_a_reward_env():
     task = make_task("gym:InvertedPendulum-v5", episode_steps=10)
     recipe = recipe_for("gym:InvertedPendulum-v5")
-    assert recipe.model["reward_head"] and recipe.objective == {"discount": 0.99}
+    assert recipe.model.reward_head and recipe.objective.discount == 0.99
     data = task.generate_dataset(4, 10, seed=0)
     model = build_world_model(WorldModelConfig(obs_dim=4, env_action_dim=1, hidden_dim=16, depth=1,
                                                reward_head=True), data)
-    policy = make_policy(model, task, "cem", recipe, horizon=3, samples=8, elites=2, iterations=2)
+    policy = make_policy(model, task, CEMOptions(samples=8, elites=2, iterations=2),
+                         apply_profile(recipe, {"evaluation.horizon": 3}))
     assert policy.goal_keys == [] and policy.in_keys[0] == "observation"
     env = TransformedEnv(task.make_env(num_envs=2, seed=0), policy.make_tensordict_primer())
     rollout = env.rollout(5, policy, break_when_any_done=False)
@@ -118,6 +119,7 @@ def test_unsettable_env_refuses_online_synthesis_and_the_rest_works():
     with pytest.raises(ValueError, match="'Pendulum-v1'"):
         task.make_env(num_envs=1).reset(TensorDict(start_state=torch.zeros(1, 3), goal_state=torch.zeros(1, 3),
                                                    batch_size=[1]), set_state=True)
-    policy = make_policy(model, task, "gd", recipe_for("gym:Pendulum-v1"), horizon=3, steps=2)
+    policy = make_policy(model, task, GradientOptions(steps=2),
+                         apply_profile(recipe_for("gym:Pendulum-v1"), {"evaluation.horizon": 3}))
     env = TransformedEnv(task.make_env(num_envs=2, seed=0), policy.make_tensordict_primer())
     assert env.rollout(4, policy)["next", "reward"].shape == (2, 4, 1)

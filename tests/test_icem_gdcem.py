@@ -9,11 +9,12 @@ import pytest
 import torch
 from test_planners import PointMass, gen, start_and_goals
 
-from torchrl_gbp.experiments.cli import build_parser
+from torchrl_gbp.experiments.cli import parse
 from torchrl_gbp.experiments.pipeline import make_policy
 from torchrl_gbp.experiments.recipes import recipe_for
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig
 from torchrl_gbp.planners import (
+    PLANNER_OPTIONS,
     CrossEntropyPlanner,
     GoalCost,
     GradientCEMPlanner,
@@ -191,12 +192,12 @@ def test_planner_names_work_in_the_factory_the_policy_and_the_command_line(name:
     task = make_task("wall")
     model = StateWorldModel(WorldModelConfig(obs_dim=2, env_action_dim=2, frameskip=5, hidden_dim=16, depth=1))
     budget = {"samples": 16, "elites": 4, "iterations": 2, **({"steps": 2} if name == "gd_cem" else {})}
-    policy = make_policy(model, task, name, recipe_for("wall"), **budget)
+    policy = make_policy(model, task, PLANNER_OPTIONS[name](**budget), recipe_for("wall"))
     assert type(policy.planner) is {"icem": ImprovedCEMPlanner, "gd_cem": GradientCEMPlanner}[name]
     env = task.make_env(num_envs=2, seed=0)
     env.append_transform(policy.make_tensordict_primer())
     actions = env.rollout(6, policy)["action"]
     assert actions.shape == (2, 6, 2) and actions.abs().max() <= 1
-    args = build_parser().parse_args(["evaluate", "--checkpoint", "base.pt", "--planner", name])
-    assert args.planner == name
-    assert build_parser().parse_args(["reproduce"]).planners == ["gd", "cem", "mppi"]  # the default comparison
+    _, options, _, _ = parse(["evaluate", "--checkpoint", "base.pt", "--planner", name])
+    assert options.planner == name
+    assert parse(["reproduce"])[1].planners == ("cem", "gd", "gd_warm")  # the default comparison

@@ -10,13 +10,13 @@ from torchrl_gbp import train as train_module
 from torchrl_gbp.experiments.cli import main
 from torchrl_gbp.train import make_logger
 
-TINY_MODEL = ["--steps", "3", "--batch-size", "8", "--hidden-dim", "16", "--depth", "1"]
+TINY_MODEL = ["--training.steps", "3", "--training.batch-size", "8", "--model.hidden-dim", "16", "--model.depth", "1"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "wall"
-    assert main(["collect", "--task", "wall", "--out", str(path), "--num-trajectories", "12",
+    assert main(["collect", "--task", "wall", "--out", str(path), "--data.num-trajectories", "12",
                  "--trajectory-steps", "25"]) == 0
     return path
 
@@ -33,12 +33,12 @@ def test_csv_logger_writes_training_finetuning_and_evaluation_rows(dataset: Path
     (loss,) = (logs / "wall_train").rglob("loss_prediction.csv")
     step, value = loss.read_text().splitlines()[-1].split(",")
     assert int(step) == 3 and float(value) > 0
-    assert main(["finetune", "--task", "wall", "--from", str(tmp_path / "model.pt"), "--method", "adversarial",
-                 "--out", str(tmp_path / "tuned.pt"), "--dataset", str(dataset), "--steps", "2",
+    assert main(["finetune", "--task", "wall", "--base", str(tmp_path / "model.pt"), "--method", "adversarial",
+                 "--out", str(tmp_path / "tuned.pt"), "--dataset", str(dataset), "--finetuning.steps", "2",
                  "--log-dir", str(logs)]) == 0
     assert list((logs / "wall_finetune_adversarial").rglob("loss_prediction.csv"))
     assert main(["evaluate", "--task", "wall", "--checkpoint", str(tmp_path / "model.pt"), "--planner", "gd",
-                 "--planner-steps", "2", "--episodes", "2", "--log-dir", str(logs)]) == 0
+                 "--planners.gd.steps", "2", "--evaluation.episodes", "2", "--log-dir", str(logs)]) == 0
     (success,) = (logs / "wall_evaluate_gd").rglob("success_rate.csv")
     assert 0.0 <= float(success.read_text().splitlines()[-1].split(",")[1]) <= 1.0
 

@@ -12,7 +12,7 @@ from torchrl.record import CSVLogger, VideoRecorder
 from torchrl_gbp.data import load_dataset, make_window_buffer
 from torchrl_gbp.diagnostics import goal_cost_agreement
 from torchrl_gbp.experiments.pipeline import make_policy, model_config
-from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.recipes import apply_profile, recipe_for
 from torchrl_gbp.models import (
     BlurPoolEncoder,
     DINOv2Encoder,
@@ -25,7 +25,15 @@ from torchrl_gbp.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from torchrl_gbp.planners import GoalCost, MPCPolicy, make_planner, planning_inputs
+from torchrl_gbp.planners import (
+    CEMOptions,
+    GoalCost,
+    GradientOptions,
+    MPCPolicy,
+    MPPIOptions,
+    make_planner,
+    planning_inputs,
+)
 from torchrl_gbp.synthesis import AdversarialOptions, AdversarialSynthesis, OnlineOptions, OnlineSynthesis
 from torchrl_gbp.tasks import PixelTask, WallTask, make_task
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -277,10 +285,10 @@ def test_checkpoint_rebuilds_the_same_pixel_model(model, tmp_path):
 # ------------------------------------------------------------------ planning and synthesis
 @pytest.mark.parametrize("planner", ["gd", "cem", "mppi"])
 def test_every_planner_plans_from_pixels_in_an_env_rollout(model, task, planner):
-    budget = {"gd": {"steps": 5}, "cem": {"samples": 16, "elites": 4, "iterations": 2},
-              "mppi": {"samples": 16, "elites": 4, "iterations": 2}}[planner]
-    recipe = recipe_for("wall", obs="pixels")
-    policy = make_policy(model, task, planner, recipe, horizon=3, **budget)
+    budget = {"gd": GradientOptions(steps=5), "cem": CEMOptions(samples=16, elites=4, iterations=2),
+              "mppi": MPPIOptions(samples=16, elites=4, iterations=2)}[planner]
+    recipe = apply_profile(recipe_for("wall", obs="pixels"), {"evaluation.horizon": 3})
+    policy = make_policy(model, task, budget, recipe)
     env = task.make_env(num_envs=2, seed=0)
     rollout = env.rollout(7, policy, break_when_any_done=False)
     low, high = env.action_spec.space.low[:, None], env.action_spec.space.high[:, None]
@@ -334,9 +342,9 @@ def test_pixel_recipe_and_config_follow_the_task(task):
     recipe = recipe_for("wall", obs="pixels")
     config = model_config(make_task("wall", obs="pixels"), recipe)
     assert isinstance(config, PixelWorldModelConfig) and config.num_hist == 1 and config.image_size == 64
-    assert recipe_for("reacher", obs="pixels").model["num_hist"] == 3  # the pixel default, DINO-WM's history
-    assert recipe_for("pusht", obs="pixels").model["num_hist"] == 1  # as its state model: budget
-    assert recipe_for("pointmaze", obs="pixels").model["num_hist"] == 1  # its proprio carries the velocity
+    assert recipe_for("reacher", obs="pixels").model.num_hist == 3  # the pixel default, DINO-WM's history
+    assert recipe_for("pusht", obs="pixels").model.num_hist == 1  # as its state model: budget
+    assert recipe_for("pointmaze", obs="pixels").model.num_hist == 1  # its proprio carries the velocity
     with pytest.raises(ValueError, match="obs must be one of"):
         make_task("wall", obs="depth")
 

@@ -1,6 +1,6 @@
 """The paper's protocol: dataset-segment goals, open-loop and MPC cells, sticky success, Table 1's layout."""
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -11,12 +11,13 @@ from torchrl_gbp.data import make_window_buffer
 from torchrl_gbp.evaluate import episode_metrics, evaluate, evaluation_pairs
 from torchrl_gbp.experiments import pipeline
 from torchrl_gbp.experiments.cli import main
-from torchrl_gbp.experiments.pipeline import finetune_model, make_policy, model_config
+from torchrl_gbp.experiments.pipeline import finetune_model, finetuning_options, make_policy, model_config
 from torchrl_gbp.experiments.protocol import (
     OUR_CHOICES,
-    OUR_FINETUNING_CHOICES,
+    REFERENCE_CHOICES,
     MPCBudget,
     PaperSettings,
+    ProtocolChoices,
     evaluate_mpc_budget,
     evaluate_open_loop,
     evaluate_paper_cell,
@@ -25,7 +26,7 @@ from torchrl_gbp.experiments.protocol import (
     reference_loop_env_steps,
     segment_pairs,
 )
-from torchrl_gbp.experiments.recipes import recipe_for
+from torchrl_gbp.experiments.recipes import REFERENCE_FINETUNING, apply_profile, recipe_for
 from torchrl_gbp.experiments.reporting import (
     format_ablations,
     format_paper_table,
@@ -36,7 +37,7 @@ from torchrl_gbp.experiments.reporting import (
 )
 from torchrl_gbp.experiments.reproduce import finetuned_checkpoint
 from torchrl_gbp.models import StateWorldModel, WorldModelConfig, load_checkpoint
-from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientPlanner, MPCPolicy, make_planner
+from torchrl_gbp.planners import RESULT_RULES, GoalCost, GradientOptions, GradientPlanner, MPCPolicy, make_planner
 from torchrl_gbp.synthesis import make_synthesis
 from torchrl_gbp.tasks import WallTask
 from torchrl_gbp.train import build_world_model, train_world_model
@@ -224,7 +225,7 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys, abla
     assert [r["setting"].split(", ")[2].split()[0] for r in horizon[:3]] == ["nearest", "middle", "farthest"]
     assert all(r["episodes"] == 1 for r in horizon)  # each third of the 3 pairs
     model = [r["setting"] for r in rows if r["ablation"] == "model"]
-    width = recipe_for("wall").model["hidden_dim"]
+    width = recipe_for("wall").model.hidden_dim
     assert model[:2] == [f"hidden_dim {width // 2}: Adam MPC", f"hidden_dim {width // 2}: CEM MPC"]
     assert len(model) == 6 and (tmp_path / "wall" / "ablation_models").is_dir()
     assert all(r["seed"] == 5000 and r["planned_error"] >= 0 and 0 <= r["sticky_success_rate"] <= 1 for r in rows)
@@ -232,7 +233,7 @@ def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys, abla
     # The recipe ablation is our own protocol: its "(recipe)" Adam row is what `evaluate` gives the recipe's policy.
     recipe_rows = {r["setting"]: r for r in rows if r["ablation"] == "recipe"}
     quick = recipe_for("wall", quick=True)
-    own = recipe_rows[f"Adam MPC, {quick.planner_kwargs['gd']['steps']} steps per call (recipe)"]
+    own = recipe_rows[f"Adam MPC, {quick.planners.gd.steps} steps per call (recipe)"]
     model, _ = load_checkpoint(tmp_path / "wall" / "base.pt")
     metrics = evaluate(make_policy(model, WallTask(), "gd", quick), WallTask(), episodes=3, seed=5000)
     assert own["success_rate"] == pytest.approx(metrics["success_rate"])
@@ -330,47 +331,51 @@ def test_pusht_reference_success_includes_the_agent_position() -> None:
 
 def test_paper_cells_follow_the_protocol_choices_and_name_them(model) -> None:
     reference = paper_settings("wall", quick=True)
-    ours = replace(reference, **OUR_CHOICES)
+    ours = replace(reference, choices=OUR_CHOICES)
     for settings, bounded, rule, frames in ((reference, False, "final", True), (ours, True, "best", False)):
         planner = paper_planner("sgd", model, TASK, settings, "mpc")
         assert (planner.action_low is not None) == bounded and planner.result == rule
         assert planner.objective.include_start == frames
     pairs = segment_pairs(TASK, 4, seed=1)
     cell = evaluate_paper_cell(model, TASK, "cem", "mpc", pairs, reference)
-    assert cell["protocol_choices"] == reference.choices() and cell["protocol_choices"]["success_rule"] == "reference"
+    assert cell["protocol_choices"] == reference.choices.record()
+    assert cell["protocol_choices"]["success_rule"] == "reference"
     # reference MPC success is sticky at the ends of CEM's executed blocks (5 model steps of 5 env steps)
     assert cell["reported_success_rate"] == cell["sticky_success_rate"]
     open_loop = evaluate_paper_cell(model, TASK, "adam", "open loop", pairs, reference)
     assert open_loop["reported_success_rate"] == open_loop["success_rate"]  # the final state only
     with pytest.raises(ValueError, match="success_rule"):
-        PaperSettings(success_rule="sometimes")
+        ProtocolChoices(success_rule="sometimes")
 
 
 # ------------------------------------------------ the reference code's finetuning
 def test_the_paper_protocol_finetunes_as_the_reference_and_keeps_those_models_apart() -> None:
     settings = paper_settings("wall")
-    assert settings.choices()["online_schedule"] == "append" and settings.choices()["finetuning"] == "reference"
-    assert settings.finetune_options() == {"online_schedule": "append", "finetuning": "reference"}
-    assert replace(settings, **OUR_CHOICES).finetune_options() == OUR_FINETUNING_CHOICES
+    assert settings.choices == REFERENCE_CHOICES
+    assert settings.choices.record()["online_schedule"] == "append" and settings.choices.finetuning == "reference"
+    assert settings.choices.finetunes_as() == {"online_schedule": "append", "finetuning": "reference"}
+    assert OUR_CHOICES.finetunes_as() == {"online_schedule": "replace", "finetuning": "ours"}
     root = Path("runs/wall")
     assert finetuned_checkpoint(root, "online", 1, settings) == root / "paper_online_seed1.pt"
-    assert finetuned_checkpoint(root, "online", 1, replace(settings, **OUR_FINETUNING_CHOICES)) == \
+    evaluated_as_reference = replace(settings, choices=OUR_CHOICES.evaluated_as(REFERENCE_CHOICES))
+    assert finetuned_checkpoint(root, "online", 1, evaluated_as_reference) == \
         finetuned_checkpoint(root, "online", 1) == root / "online_seed1.pt"  # shared with our protocol
     for name, value in (("online_schedule", "prepend"), ("finetuning", "theirs")):
         with pytest.raises(ValueError, match=name):
-            PaperSettings(**{name: value})
+            ProtocolChoices(**{name: value})
 
 
 def test_reference_finetuning_uses_adamw_its_rates_dropout_and_appended_steps(tmp_path) -> None:
     data = TASK.generate_dataset(40, seed=0)
-    recipe = replace(recipe_for("wall"), batch_size=8, model={"num_hist": 1, "hidden_dim": 32, "depth": 1},
-                     online={**recipe_for("wall").online, "every": 2, "planner_steps": 1})
+    recipe = apply_profile(recipe_for("wall"), {"training.batch_size": 8, "model.hidden_dim": 32, "model.depth": 1,
+                                                "synthesis.every": 2, "online.planner_steps": 1,
+                                                "finetuning.steps": 3})
     results = {}
     for finetuning, schedule in (("ours", "replace"), ("reference", "append")):
         model = build_world_model(model_config(TASK, recipe), data)
         path = tmp_path / f"{finetuning}.pt"
-        finetune_model(model, TASK, data, "online", recipe, steps=3, checkpoint_path=path, progress=False,
-                       finetuning=finetuning, online_schedule=schedule)
+        finetune_model(model, TASK, data, "online", recipe, checkpoint_path=path, progress=False,
+                       finetuning=finetuning_options(recipe, finetuning), online_schedule=schedule)
         payload = torch.load(path, weights_only=False)
         groups = payload["training"]["optimizer"]["param_groups"]
         results[finetuning] = (payload["training"]["optimizer_kind"], {g["name"]: g["lr"] for g in groups},
@@ -378,14 +383,16 @@ def test_reference_finetuning_uses_adamw_its_rates_dropout_and_appended_steps(tm
                                int(payload["training"]["optimizer"]["state"][0]["step"]), payload["extra"])
     kind, rates, decay, dropout, steps, extra = results["reference"]  # first pass: one cached set per batch
     assert (kind, rates, decay, dropout) == ("adamw", {"predictor": 1e-5, "action_encoder": 5e-4}, 0.01, 0.1)
-    assert steps == 3 + 3 and extra["finetuning"] == "reference" and extra["online_schedule"] == "append"
+    assert steps == 3 + 3 and extra["finetuning"] == asdict(REFERENCE_FINETUNING) | {"steps": 3}
+    assert extra["online_schedule"] == "append"
     kind, rates, decay, dropout, steps, extra = results["ours"]
     assert (kind, rates, decay, dropout, steps) == ("adam", {"predictor": 1e-4, "action_encoder": 5e-4}, 0.0, 0.0, 3)
 
 
 def test_reference_finetuning_attacks_in_train_mode_with_the_reference_radius(monkeypatch) -> None:
     data = TASK.generate_dataset(20, seed=0)
-    recipe = replace(recipe_for("wall"), batch_size=8, model={"num_hist": 1, "hidden_dim": 32, "depth": 1})
+    recipe = apply_profile(recipe_for("wall"), {"training.batch_size": 8, "model.hidden_dim": 32, "model.depth": 1,
+                                                "finetuning.steps": 1})
     made = []
 
     def recording(*args, **kwargs):
@@ -395,10 +402,10 @@ def test_reference_finetuning_attacks_in_train_mode_with_the_reference_radius(mo
     monkeypatch.setattr(pipeline, "make_synthesis", recording)
     for finetuning in ("ours", "reference"):
         finetune_model(build_world_model(model_config(TASK, recipe), data), TASK, data, "adversarial", recipe,
-                       steps=1, progress=False, finetuning=finetuning)
+                       progress=False, finetuning=finetuning_options(recipe, finetuning))
     assert [transform.options.attack_mode for transform in made] == ["eval", "train"]
     assert [transform.options.radius_statistic for transform in made] == ["batch", "per_window"]
-    assert recipe.adversarial.get("attack_mode") is None  # the recipe itself is left as it was
+    assert recipe.adversarial.attack_mode == "eval"  # the recipe itself is left as it was
 
 
 def test_choices_a_run_did_not_record_were_ours() -> None:
@@ -478,18 +485,19 @@ def test_no_cap_needs_a_safety_limit_in_env_steps_which_bounds_the_episode_and_i
     metrics = evaluate_mpc_budget(_still_policy(1), TASK, _pairs(solved=1), budget, block=5)
     assert (metrics["mpc_iterations"], metrics["episode_env_steps"]) == (2, 10)  # whole blocks within 12 env steps
     assert metrics["budget_unit"] == "mpc_iterations:no_cap;safety=12_env_steps"
-    settings = replace(PaperSettings(), budget=budget)
-    assert settings.choices()["budget_unit"] == budget.label()
-    note = protocol_choices_note([{"protocol_choices": settings.choices()}])
+    choices = replace(REFERENCE_CHOICES, budget=budget)
+    assert choices.record()["budget_unit"] == budget.label()
+    note = protocol_choices_note([{"protocol_choices": choices.record()}])
     assert "budget_unit=mpc_iterations:no_cap;safety=12_env_steps" in note
     with pytest.raises(TypeError, match="MPCBudget"):
-        PaperSettings(budget="mpc_iterations")
+        ProtocolChoices(budget="mpc_iterations")
 
 
 def test_a_capped_run_is_the_first_iterations_of_a_longer_one_in_either_unit(model) -> None:
-    settings = replace(paper_settings("wall", quick=True), mpc_gradient={"steps": 3, "lr": 0.2, "noise_std": 0.003})
+    settings = replace(paper_settings("wall", quick=True), mpc_gradient=GradientOptions(steps=3))
     pairs = segment_pairs(TASK, 4, seed=1)
-    runs = {label: evaluate_paper_cell(model, TASK, "adam", "mpc", pairs, replace(settings, budget=budget))
+    runs = {label: evaluate_paper_cell(model, TASK, "adam", "mpc", pairs,
+                                       replace(settings, choices=replace(settings.choices, budget=budget)))
             for label, budget in (("cap 2", MPCBudget(unit="mpc_iterations", max_iterations=2)),
                                   ("cap 4", MPCBudget(unit="mpc_iterations", max_iterations=4)),
                                   ("20 env steps", MPCBudget(env_steps=20)))}
@@ -502,15 +510,15 @@ def test_a_capped_run_is_the_first_iterations_of_a_longer_one_in_either_unit(mod
 
 
 def test_reproduce_keeps_another_budget_apart_and_the_command_line_maps_onto_the_budget(tmp_path, capsys) -> None:
-    from torchrl_gbp.experiments.cli import build_parser
-    from torchrl_gbp.experiments.reproduce import budget_tag, reproduce
+    from torchrl_gbp.experiments.cli import parse
+    from torchrl_gbp.experiments.reproduce import ReproduceOptions, budget_tag
 
     capped = MPCBudget(unit="mpc_iterations", max_iterations=10)
     assert budget_tag(MPCBudget()) == "" and budget_tag(capped) == "mpc_iterations_cap_10_"
     with pytest.raises(ValueError, match="needs protocol='paper'"):
-        reproduce("wall", tmp_path, quick=True, budget=capped)
-    args = build_parser().parse_args(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations",
-                                      "--max-iterations", "none", "--safety-env-steps", "500"])
-    assert (args.budget_unit, args.max_iterations, args.safety_env_steps) == ("mpc_iterations", None, 500)
-    assert main(["reproduce", "--protocol", "paper", "--budget-unit", "mpc_iterations", "--out", str(tmp_path)]) == 2
+        ReproduceOptions(out=str(tmp_path), quick=True, budget=capped)
+    _, options, _, _ = parse(["reproduce", "--protocol", "paper", "--budget.unit", "mpc_iterations",
+                              "--budget.max-iterations", "none", "--budget.safety-env-steps", "500"])
+    assert options.budget == MPCBudget(unit="mpc_iterations", max_iterations=None, safety_env_steps=500)
+    assert main(["reproduce", "--protocol", "paper", "--budget.unit", "mpc_iterations", "--out", str(tmp_path)]) == 2
     assert "safety_env_steps" in capsys.readouterr().err  # no cap and no safety limit: refused before anything runs

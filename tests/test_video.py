@@ -8,9 +8,10 @@ import torch
 from torchrl_gbp import video
 from torchrl_gbp.evaluate import evaluation_pairs
 from torchrl_gbp.experiments.cli import main
-from torchrl_gbp.experiments.pipeline import make_policy, record_checkpoint_video
-from torchrl_gbp.experiments.recipes import recipe_for
-from torchrl_gbp.models import StateWorldModel, WorldModelConfig, save_checkpoint
+from torchrl_gbp.experiments.pipeline import VideoOptions, evaluate_checkpoint, make_policy, model_config
+from torchrl_gbp.experiments.recipes import apply_profile, recipe_for
+from torchrl_gbp.models import StateWorldModel, save_checkpoint
+from torchrl_gbp.planners import GradientOptions
 from torchrl_gbp.tasks import make_task
 from torchrl_gbp.video import SEPARATOR_WIDTH, record_video, write_video
 
@@ -21,9 +22,8 @@ def tiny_policy(task):
     """An untrained small world model under the quick recipe's GD planner, one optimiser step per plan."""
     torch.manual_seed(0)
     recipe = recipe_for(task.name, quick=True)
-    config = WorldModelConfig(obs_dim=task.obs_dim, env_action_dim=task.action_dim, frameskip=task.frameskip,
-                              **{**recipe.model, "hidden_dim": 16, "depth": 1})
-    return make_policy(StateWorldModel(config), task, "gd", recipe, horizon=2, steps=1)
+    recipe = apply_profile(recipe, {"model.hidden_dim": 16, "model.depth": 1, "evaluation.horizon": 2})
+    return make_policy(StateWorldModel(model_config(task, recipe)), task, GradientOptions(steps=1), recipe)
 
 
 def durations(path) -> list[float]:
@@ -94,9 +94,9 @@ def test_cli_evaluate_writes_a_video_of_evaluated_episodes(tmp_path, capsys):
     task = make_task("wall")
     checkpoint, path = tmp_path / "m.pt", tmp_path / "videos" / "wall.gif"
     save_checkpoint(checkpoint, tiny_policy(task).world_model, extra={"task": "wall"})
-    assert main(["evaluate", "--task", "wall", "--checkpoint", str(checkpoint), "--episodes", "3",
-                 "--planner-steps", "1", "--horizon", "2", "--seed", "2", "--video", str(path),
-                 "--video-episodes", "1", "--video-size", "16"]) == 0
+    flags = ["--evaluation.episodes", "3", "--planners.gd.steps", "1", "--evaluation.horizon", "2", "--seed", "2"]
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(checkpoint), *flags, "--video.path", str(path),
+                 "--video.episodes", "1", "--video.size", "16"]) == 0
     assert f"video written to {path}" in capsys.readouterr().out
     frames = iio.imread(path, index=None)
     goal = evaluation_pairs(task, 3, seed=2)["goal_state"][0]
@@ -104,8 +104,9 @@ def test_cli_evaluate_writes_a_video_of_evaluated_episodes(tmp_path, capsys):
     assert torch.equal(torch.from_numpy(frames[0])[:, 16 + SEPARATOR_WIDTH:], task.render(goal, 16))
     assert sum(durations(path)) == pytest.approx((task.episode_steps + 1) * 100)
     # the same call from Python; bad targets fail before any planning
-    again = record_checkpoint_video("wall", checkpoint, tmp_path / "again.gif", episodes=1, seed=2,
-                                    evaluated_episodes=3, size=16, horizon=2, steps=1)
+    again = evaluate_checkpoint("wall", checkpoint, "gd", seed=2, video=VideoOptions(
+        path=str(tmp_path / "again.gif"), episodes=1, size=16),
+        profile={"evaluation.episodes": 3, "planners.gd.steps": 1, "evaluation.horizon": 2})["video"]
     assert (iio.imread(again, index=None) == frames).all()
-    assert main(["evaluate", "--task", "wall", "--checkpoint", str(checkpoint), "--video", "x.avi"]) == 2
+    assert main(["evaluate", "--task", "wall", "--checkpoint", str(checkpoint), "--video.path", "x.avi"]) == 2
     assert "x.avi" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from ..synthesis import SCHEDULES, OnlineOptions, make_synthesis
 from ..tasks import PixelTask, Task, make_task
 from ..train import build_world_model, make_logger, train_world_model
 from ..video import check_video_target, record_video
-from .recipes import REFERENCE_FINETUNING, FinetuningOptions, PlannerBudgets, Recipe, apply_profile, recipe_for
+from .recipes import CLOCKS, REFERENCE_FINETUNING, FinetuningOptions, PlannerBudgets, Recipe, apply_profile, recipe_for
 
 # The planners reproduce compares by default (names of the recipe's PlannerBudgets): CEM MPC at the paper's budget
 # against Adam MPC at the paper's 100 steps and at a few warm-started steps per replan.
@@ -78,7 +78,8 @@ def make_policy(model: LatentWorldModel, task: Task, planner: str | PlannerOptio
                  else ReturnObjective(model, discount=recipe.objective.discount))
     plan = make_planner(options, model, recipe.evaluation.horizon, objective, action_spec=task.action_spec,
                         budget=budget, compile=compile)
-    return MPCPolicy(plan, task.action_spec, n_taken_actions=recipe.evaluation.executed(options))
+    return MPCPolicy(plan, task.action_spec, n_taken_actions=recipe.evaluation.executed(options),
+                     clock=CLOCKS[recipe.evaluation.clock])
 
 
 def task_for_model(task_name: str, model: LatentWorldModel) -> Task:

@@ -154,7 +154,7 @@ def run_unit(job: RunJob) -> list[dict]:
             finetune_model(model, task, source.load_dataset(job.dataset), job.method, recipe, seed=job.seed,
                            finetuning=finetuning_options(recipe, choices.finetuning),
                            online_schedule=choices.online_schedule, logger=log, checkpoint_path=job.checkpoint,
-                           progress=progress and not remote, resume=True, device=source.device)
+                           progress=job.verbose and not remote, resume=True, device=source.device)
         finally:
             log.close()
         if progress and remote:
@@ -360,7 +360,7 @@ class ReproduceOptions:
     seed: int = 0
     protocol: str = "ours"
     planners: tuple[str, ...] = COMPARED_PLANNERS
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ("online", "adversarial")
     budget: MPCBudget = OUR_BUDGET
     backend: str = "serial"
     workers: int | None = None
@@ -411,8 +411,9 @@ def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mappin
     layout, ``results_paper.md``; the dataset and base model are shared with ``"ours"`` in the same folder, the
     finetuned models too where the paper protocol finetunes as ours does (:func:`finetuned_checkpoint`)).
     ``obs="pixels"``: the same job on the task's pixels with pixel world models
-    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out/<task>_pixels``. ``verbose`` keeps
-    torchrl's INFO lines in Ray workers (the caller's own logger is left as it is).
+    (:class:`~torchrl_gbp.tasks.PixelTask`, the pixel recipe), in ``out/<task>_pixels``. ``progress``: a line per
+    evaluated cell; ``verbose``: progress bars of training and finetuning too, and torchrl's INFO lines in Ray
+    workers (the caller's own logger is left as it is).
     ``budget`` (the paper protocol only): what its MPC budget counts; another budget's units and table are kept
     apart from the default's (``units/paper_<budget>_<method>_seed<k>.json``, ``results_paper_<budget>.md``,
     :func:`budget_tag`). With ``dinowm`` the base model is DINO-WM's released one
@@ -446,8 +447,11 @@ def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mappin
         make_dataset(task, dataset_path, recipe.data.num_trajectories, seed=seed)
     log = make_logger(options.logger, root / "logs", "reproduce")
     try:
+        if progress:
+            print(f"{task_name}: dataset of {recipe.data.num_trajectories} trajectories; training the base model "
+                  f"({recipe.training.steps} steps)", flush=True)
         train_base_model(task, load_dataset(dataset_path), recipe, root / "base.pt", seed, logger=log,
-                         progress=progress, resume=True)
+                         progress=verbose, resume=True)
     finally:
         log.close()
     tag = budget_tag(budget)
@@ -470,8 +474,9 @@ def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mappin
     where = "serially" if options.backend == "serial" else f"on Ray ({side_by_side} workers)"
     note = (f"{recipe.evaluation.episodes} episodes per seed, seeds {list(recipe.evaluation.seeds)} (evaluation pairs "
             f"and finetuning); one dataset and base model (seed {seed}); {protocol} protocol"
-            f"{'' if budget == OUR_BUDGET else f', MPC budget {budget.label()}'}; {seconds:.0f} s total, "
-            f"units run {where}")
+            f"{'' if budget == OUR_BUDGET else f', MPC budget {budget.label()}'}; planning time in "
+            f"{'CPU seconds of this process' if recipe.evaluation.clock == 'cpu' else 'wall seconds'}; "
+            f"{seconds:.0f} s total, units run {where}")
     atomic_write_text(summary["table_path"], f"{summary['table']}\n\n{note}\n\n{summary['claims']}\n")
     return {"rows": summary["rows"], "runs": runs, "table": summary["table"], "note": note,
             "claims": summary["claims"], "seconds": seconds, "kept": kept,
