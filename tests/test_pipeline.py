@@ -204,13 +204,12 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
     assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--backend", "ray",
                  "--workers", "2"]) == 0
     out = capsys.readouterr().out
-    for model in ("base", "online", "adversarial", "both"):
+    for model in ("base", "online", "adversarial"):  # the default methods
         assert all(f"| {model} | {planner} |" in out for planner in ("cem", "gd", "gd_warm"))
     root = tmp_path / "wall"
     assert (root / "results.md").read_text().startswith("| model | planner |")
     assert (root / "success_vs_seconds.png").stat().st_size > 10_000
-    assert {p.name for p in root.glob("*.pt")} == {"base.pt", "online_seed0.pt", "adversarial_seed0.pt",
-                                                   "both_seed0.pt"}
+    assert {p.name for p in root.glob("*.pt")} == {"base.pt", "online_seed0.pt", "adversarial_seed0.pt"}
 
     # the rows come from Ray workers: evaluating a checkpoint they wrote here, with their thread count,
     # gives the same success and distance as the table's row

@@ -303,34 +303,57 @@ def _type_name(expected: Any) -> str:
 
 
 def apply_profile(options: Options, profile: Mapping[str, Any], name: str = "profile") -> Options:
-    """``options`` (nested frozen dataclasses) with each dotted field path of ``profile`` set to its value; an
-    unknown path or a value of the wrong type is refused, naming it.
+    """``options`` (nested frozen dataclasses) with each dotted field path of ``profile`` set to its value, in
+    order (a later path under an object set earlier changes that object); the fields of one object are replaced
+    together, so its checks see them all at once. An unknown path or a value of the wrong type is refused,
+    naming it.
 
     Example:
         >>> recipe = apply_profile(Recipe(), {"training.steps": 10, "planners.cem": CEMOptions(samples=50)})
         >>> recipe.training.steps, recipe.planners.cem.samples, recipe.training.batch_size
         (10, 50, 256)
+        >>> apply_profile(Recipe(), {"planners.cem.samples": 16, "planners.cem.elites": 4}).planners.cem.elites
+        4
         >>> apply_profile(Recipe(), {"training.step": 10}, "quick")
         Traceback (most recent call last):
             ...
         KeyError: "quick: Recipe.training has no field 'step'; its fields: ['steps', 'batch_size', 'lr', 'encoder_steps', 'encoder_foreground_weight']"
     """
+    tree: dict[str, Any] = {}
     for path, value in profile.items():
-        options = _set(options, path.split("."), value, name, path)
-    return options
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, _Changes):
+                child = node[part] = _Changes(child)  # changes on top of a whole object set earlier, if any
+            node = child.fields
+        node[leaf] = value
+    return _apply(options, tree, name, "")
 
 
-def _set(options: Any, parts: list[str], value: Any, name: str, path: str) -> Any:
+class _Changes:
+    """Field changes of one nested object, on top of ``base`` (an object a profile set whole) or its current value."""
+
+    def __init__(self, base: Any = None) -> None:
+        self.base, self.fields = base, {}
+
+
+def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any:
     names = [spec.name for spec in fields(options)]
-    head = parts[0]
-    where = f"{type(options).__name__}" if len(parts) == len(path.split(".")) else \
-        f"Recipe.{'.'.join(path.split('.')[:-len(parts)])}"
-    if head not in names:
-        raise KeyError(f"{name}: {where} has no field {head!r}; its fields: {names}")
-    if len(parts) > 1:
-        return replace(options, **{head: _set(getattr(options, head), parts[1:], value, name, path)})
-    check_value(f"{name}: {path}", field_types(type(options))[head], value)
-    return replace(options, **{head: value})
+    hints = field_types(type(options))
+    values = {}
+    for key, change in changes.items():
+        path = prefix + key
+        if key not in names:
+            where = f"Recipe.{prefix[:-1]}" if prefix else type(options).__name__
+            raise KeyError(f"{name}: {where} has no field {key!r}; its fields: {names}")
+        if isinstance(change, _Changes):
+            change = _apply(getattr(options, key) if change.base is None else change.base, change.fields, name,
+                            path + ".")
+        check_value(f"{name}: {path}", hints[key], change)
+        values[key] = change
+    return replace(options, **values)
 
 
 # The profiles every task shares, by name; a task's ``PROFILES`` entry of the same name is merged over it.
