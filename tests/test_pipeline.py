@@ -201,8 +201,8 @@ def test_cli_finetune_rejects_unknown_method(tmp_path):
 @pytest.mark.slow
 def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, capsys):
     pytest.importorskip("ray")
-    assert main(["reproduce", "--task", "wall", "--quick", "--out", str(tmp_path), "--backend", "ray",
-                 "--workers", "2"]) == 0
+    assert main(["reproduce", "--task", "wall", "--quick", "--evaluation.episodes", "10", "--out", str(tmp_path),
+                 "--backend", "ray", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     for model in ("base", "online", "adversarial"):  # the default methods
         assert all(f"| {model} | {planner} |" in out for planner in ("cem", "gd", "gd_warm"))
@@ -219,7 +219,7 @@ def test_reproduce_quick_on_the_ray_backend_writes_table_and_plot(tmp_path, caps
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     try:
         task = WallTask()
-        metrics = evaluate(make_policy(model, task, "gd", recipe), task, episodes=recipe.evaluation.episodes, seed=1000)
+        metrics = evaluate(make_policy(model, task, "gd", recipe), task, episodes=10, seed=1000)
     finally:
         torch.set_num_threads(threads)
     assert f"| {100 * metrics['success_rate']:.1f} | {metrics['final_distance']:.3f} |" in \
@@ -250,7 +250,8 @@ def test_reproduce_after_kill_keeps_finished_units(tmp_path, capsys, monkeypatch
     import sys
     import time
 
-    command = ["reproduce", "--task", "wall", "--quick", "--planners", "gd", "--methods", "adversarial",
+    command = ["reproduce", "--task", "wall", "--quick", "--evaluation.episodes", "10", "--planners", "gd",
+               "--methods", "adversarial",
                "--out", str(tmp_path)]
     process = subprocess.Popen([sys.executable, "-m", "torchrl_gbp.experiments.cli", *command], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

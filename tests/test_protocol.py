@@ -198,8 +198,8 @@ def test_ablation_notes_keep_every_run_that_left_rows(ablations) -> None:
 
 @pytest.mark.slow
 def test_reproduce_with_the_paper_protocol_then_ablations(tmp_path, capsys, ablations) -> None:
-    assert main(["reproduce", "--task", "wall", "--quick", "--protocol", "paper", "--methods", "online", "--out",
-                 str(tmp_path)]) == 0
+    assert main(["reproduce", "--task", "wall", "--quick", "--evaluation.episodes", "10", "--protocol", "paper",
+                 "--methods", "online", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| base, open loop |" in out and "| base + MPC |" in out and "| online + MPC |" in out
     table = (tmp_path / "wall" / "results_paper.md").read_text()

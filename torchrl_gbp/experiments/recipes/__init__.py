@@ -361,7 +361,7 @@ def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any
 # job compares GD against it), the other sampling planners at 100 x 10.
 QUICK_SAMPLING = CEMOptions(samples=100, elites=10, iterations=10)
 QUICK: dict[str, Any] = {
-    "data.num_trajectories": 500, "training.steps": 800, "evaluation.episodes": 20, "finetuning.steps": 200,
+    "data.num_trajectories": 500, "training.steps": 800, "evaluation.episodes": 50, "finetuning.steps": 200,
     "evaluation.seeds": (0,), "evaluation.clock": "cpu",
     "planners.mppi": MPPIOptions(**asdict(QUICK_SAMPLING)), "planners.icem": ICEMOptions(**asdict(QUICK_SAMPLING)),
     "planners.gd_cem": GDCEMOptions(**{**asdict(QUICK_SAMPLING), "iterations": 3}),
