@@ -209,7 +209,7 @@ def test_pixels_and_proprio_are_dinowm_s_observation() -> None:
 
 def test_recipes_and_the_paper_protocol_know_the_replica() -> None:
     assert recipe_for("dinowm_pointmaze") == recipe_for("pointmaze")
-    assert recipe_for("dinowm_pointmaze", obs="pixels").image_size == 64
+    assert recipe_for("dinowm_pointmaze", obs="pixels") == recipe_for("pointmaze", obs="pixels")
     assert PAPER_SETTINGS["dinowm_pointmaze"].alpha == 0.0
     assert PAPER_TABLE1["dinowm_pointmaze"] == PAPER_TABLE1["pointmaze"]
 

@@ -126,4 +126,4 @@ def test_proprio_and_observation(task) -> None:
     assert task.proprio_from_state(state).tolist() == [[100.0, 200.0, 12.0, -5.0]]
     observation = task.observation_from_state(state)
     assert observation.shape == (1, 8) and observation[0, -2:].tolist() == pytest.approx([12 / 256, -5 / 256])
-    assert recipe_for("dinowm_pusht").model["proprio_dim"] == 4
+    assert recipe_for("dinowm_pusht").model.proprio_dim == 4

@@ -211,9 +211,15 @@ class ConvertDinowm:
 
 
 def run_reproduce(options: ReproduceOptions, profile: dict, verbose: bool) -> None:
-    """``reproduce``: the main job (:func:`~torchrl_gbp.experiments.reproduce.reproduce`), its table, claims and
+    """``reproduce``: the main job (:func:`~torchrl_gbp.experiments.reproduce.reproduce`, or
+    :func:`~torchrl_gbp.experiments.dinowm.reproduce_dinowm` from DINO-WM's released model), its table, claims and
     paths printed."""
-    result = reproduce(options, profile=profile, verbose=verbose)
+    if options.dinowm is not None:
+        from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
+
+        result = reproduce_dinowm(options, profile=profile)
+    else:
+        result = reproduce(options, profile=profile, verbose=verbose)
     print(result["table"])
     print(result["note"])
     print(result["claims"])

@@ -416,8 +416,8 @@ def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mappin
     workers (the caller's own logger is left as it is).
     ``budget`` (the paper protocol only): what its MPC budget counts; another budget's units and table are kept
     apart from the default's (``units/paper_<budget>_<method>_seed<k>.json``, ``results_paper_<budget>.md``,
-    :func:`budget_tag`). With ``dinowm`` the base model is DINO-WM's released one
-    (:func:`~torchrl_gbp.experiments.dinowm.reproduce_dinowm`).
+    :func:`budget_tag`). Options with ``dinowm`` (DINO-WM's released model) are run by
+    :func:`~torchrl_gbp.experiments.dinowm.reproduce_dinowm`.
 
     Example:
         >>> result = reproduce(ReproduceOptions(task="wall", quick=True))  # minutes on a laptop  # doctest: +SKIP
@@ -426,9 +426,8 @@ def reproduce(options: ReproduceOptions = ReproduceOptions(), *, profile: Mappin
         ['checkpoint', 'dataset', 'plot', 'table']
     """
     if options.dinowm is not None:
-        from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
-
-        return reproduce_dinowm(options, profile=profile, progress=progress)
+        raise ValueError("options.dinowm starts from DINO-WM's released model: run "
+                         "torchrl_gbp.experiments.dinowm.reproduce_dinowm(options) (the command line does)")
     start = time.perf_counter()
     task_name, obs, seed, protocol, budget = options.task, options.obs, options.seed, options.protocol, options.budget
     recipe = apply_profile(recipe_for(task_name, options.quick, obs=obs), profile, "overrides")
