@@ -169,7 +169,8 @@ def test_paper_claims_compare_float32_rates_and_report_noise():
 
 def test_quick_recipe_is_smaller():
     full, quick = recipe_for("wall"), recipe_for("wall", quick=True)
-    assert quick.training.steps < full.training.steps and quick.evaluation.episodes < full.evaluation.episodes
+    assert quick.training.steps < full.training.steps and quick.data.num_trajectories < full.data.num_trajectories
+    assert len(quick.evaluation.seeds) < len(full.evaluation.seeds)
 
 
 @pytest.mark.slow

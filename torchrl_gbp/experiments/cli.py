@@ -66,8 +66,15 @@ RESUME = field(default=False, metadata=_help("continue the run checkpointed at -
 
 @dataclass(frozen=True, kw_only=True)
 class Collect:
-    """generate a seeded dataset (pipeline.collect)"""
+    """The ``collect`` subcommand's own flags: generate a seeded dataset (pipeline.collect).
 
+    Example:
+        >>> options = parse(["collect", "--out", "data/wall", "--data.num-trajectories", "40"])[1]
+        >>> options.out
+        'data/wall'
+    """
+
+    help: ClassVar[str] = "generate a seeded dataset (pipeline.collect)"
     sections: ClassVar[tuple[str, ...]] = ("data",)
     out: str = field(metadata=_help("dataset folder to write"))
     task: str = TASK
@@ -84,8 +91,15 @@ class Collect:
 
 @dataclass(frozen=True, kw_only=True)
 class Train:
-    """train a world model on a dataset (pipeline.train)"""
+    """The ``train`` subcommand's own flags: train a world model on a dataset (pipeline.train).
 
+    Example:
+        >>> options = parse(["train", "--dataset", "data/wall", "--out", "base.pt", "--resume"])[1]
+        >>> options.resume
+        True
+    """
+
+    help: ClassVar[str] = "train a world model on a dataset (pipeline.train)"
     sections: ClassVar[tuple[str, ...]] = ("data", "model", "training")
     dataset: str = field(metadata=_help("dataset folder from `collect`"))
     out: str = field(metadata=_help("checkpoint file to write"))
@@ -104,8 +118,15 @@ class Train:
 
 @dataclass(frozen=True, kw_only=True)
 class Evaluate:
-    """evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)"""
+    """The ``evaluate`` subcommand's own flags: evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint).
 
+    Example:
+        >>> options = parse(["evaluate", "--checkpoint", "base.pt", "--compile"])[1]
+        >>> options.compile
+        True
+    """
+
+    help: ClassVar[str] = "evaluate a planner on a checkpoint (pipeline.evaluate_checkpoint)"
     sections: ClassVar[tuple[str, ...]] = ("objective", "planners", "evaluation")
     checkpoint: str = field(metadata=_help("the world model to evaluate"))
     task: str = TASK
@@ -132,8 +153,15 @@ class Evaluate:
 
 @dataclass(frozen=True, kw_only=True)
 class Finetune:
-    """finetune a checkpoint with data synthesis (pipeline.finetune)"""
+    """The ``finetune`` subcommand's own flags: finetune a checkpoint with data synthesis (pipeline.finetune).
 
+    Example:
+        >>> options = parse(["finetune", "--base", "base.pt", "--method", "online", "--out", "online.pt"])[1]
+        >>> options.method
+        'online'
+    """
+
+    help: ClassVar[str] = "finetune a checkpoint with data synthesis (pipeline.finetune)"
     sections: ClassVar[tuple[str, ...]] = ("data", "training", "finetuning", "online", "adversarial", "synthesis")
     base: str = field(metadata=_help("base checkpoint to start from"))
     method: str = field(metadata=_help("synthesis method", METHODS))
@@ -160,8 +188,15 @@ class Finetune:
 
 @dataclass(frozen=True, kw_only=True)
 class Diagnose:
-    """error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)"""
+    """The ``diagnose`` subcommand's own flags: error on planned states, cost landscapes, gradient norms (diagnostics.diagnose).
 
+    Example:
+        >>> options = parse(["diagnose", "--checkpoints", "base=base.pt", "--out", "diag"])[1]
+        >>> options.checkpoints
+        ('base=base.pt',)
+    """
+
+    help: ClassVar[str] = "error on planned states, cost landscapes, gradient norms (diagnostics.diagnose)"
     sections: ClassVar[tuple[str, ...]] = ("objective", "evaluation")
     checkpoints: tuple[str, ...] = field(metadata=_help(
         "models to compare as NAME=PATH, e.g. base=runs/wall/base.pt online=runs/wall/online_seed0.pt"))
@@ -190,8 +225,15 @@ class Diagnose:
 
 @dataclass(frozen=True, kw_only=True)
 class ConvertDinowm:
-    """read a DINO-WM training run safely and write our checkpoint (bridges.convert_dinowm_checkpoint)"""
+    """The ``convert-dinowm`` subcommand's own flags: read a DINO-WM training run safely and write our checkpoint (bridges.convert_dinowm_checkpoint).
 
+    Example:
+        >>> options = parse(["convert-dinowm", "--run-dir", "outputs/wall", "--out", "wall.pt"])[1]
+        >>> options.pickle
+        'checkpoints/model_latest.pth'
+    """
+
+    help: ClassVar[str] = "read a DINO-WM training run safely and write our checkpoint (bridges.convert_dinowm_checkpoint)"
     sections: ClassVar[tuple[str, ...]] = ()
     run_dir: str = field(metadata=_help("the run folder: hydra.yaml and checkpoints/model_latest.pth"))
     out: str = field(metadata=_help("the checkpoint to write (loads with models.load_checkpoint)"))
@@ -213,7 +255,11 @@ class ConvertDinowm:
 def run_reproduce(options: ReproduceOptions, profile: dict, verbose: bool) -> None:
     """``reproduce``: the main job (:func:`~torchrl_gbp.experiments.reproduce.reproduce`, or
     :func:`~torchrl_gbp.experiments.dinowm.reproduce_dinowm` from DINO-WM's released model), its table, claims and
-    paths printed."""
+    paths printed.
+
+    Example:
+        >>> run_reproduce(*parse(["reproduce", "--quick"])[1:])  # about a minute on 2 cores  # doctest: +SKIP
+    """
     if options.dinowm is not None:
         from .dinowm import reproduce_dinowm  # DINO-WM's files need the [dinowm] and [dinov2] extras
 
@@ -229,7 +275,12 @@ def run_reproduce(options: ReproduceOptions, profile: dict, verbose: bool) -> No
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its option type (the command's flags), help line, the recipe sections it reads (their
-    flags) and what runs it, ``run(options, profile, verbose)``."""
+    flags) and what runs it, ``run(options, profile, verbose)``.
+
+    Example:
+        >>> COMMANDS["train"].sections
+        ('data', 'model', 'training')
+    """
 
     options: type
     help: str
@@ -238,7 +289,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    name: Command(options, options.__doc__, options.sections, options.run)
+    name: Command(options, options.help, options.sections, options.run)
     for name, options in (("collect", Collect), ("train", Train), ("evaluate", Evaluate), ("finetune", Finetune),
                           ("diagnose", Diagnose), ("convert-dinowm", ConvertDinowm))
 }

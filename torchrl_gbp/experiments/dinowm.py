@@ -54,7 +54,12 @@ def dinov2_encoder(path: str, image_size: int, device: str) -> DinoWMImageEncode
 class DinoV2Tokens:
     """How a unit of a DINO-WM run sees its task and reads its dataset: the task's states rendered at
     ``image_size`` and encoded by the DINOv2 in ``dinov2`` on ``device`` (loaded once per process), DINO-WM's
-    converted dataset (:func:`~torchrl_gbp.bridges.load_dinowm_dataset`)."""
+    converted dataset (:func:`~torchrl_gbp.bridges.load_dinowm_dataset`).
+
+    Example:
+        >>> DinoV2Tokens(dinov2="dinov2_vits14", image_size=224, device="cuda").device
+        'cuda'
+    """
 
     dinov2: str
     image_size: int

@@ -225,7 +225,12 @@ def train(task_name: str, dataset: str | os.PathLike, out: str | os.PathLike, *,
 @dataclass(frozen=True, kw_only=True)
 class VideoOptions:
     """A video of evaluated episodes: the first ``episodes`` of them, each frame the state beside the goal at
-    ``size`` pixels, ``fps`` frames per second, written to ``path`` (``.gif``, or ``.mp4`` with imageio-ffmpeg)."""
+    ``size`` pixels, ``fps`` frames per second, written to ``path`` (``.gif``, or ``.mp4`` with imageio-ffmpeg).
+
+    Example:
+        >>> VideoOptions(path="runs/wall/gd.gif").episodes
+        2
+    """
 
     path: str
     episodes: int = 2

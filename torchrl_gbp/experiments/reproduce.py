@@ -97,6 +97,14 @@ class RunJob:
     finetuned model is kept (resumable); ``result``: the unit's rows, written atomically when it ends, with
     ``fingerprint`` (a finished unit of the same fingerprint is kept); ``threads``: torch threads in a Ray worker
     (``None``: here).
+
+    Example:
+        >>> job = RunJob(task="wall", method="online", seed=1, recipe=recipe_for("wall", quick=True), settings=None,
+        ...              planners=("gd",), base=Path("runs/wall/base.pt"), dataset=Path("runs/wall/dataset"),
+        ...              checkpoint=Path("runs/wall/online_seed1.pt"), result=Path("runs/wall/units/online_seed1.json"),
+        ...              fingerprint={"method": "online"})
+        >>> job.source.obs, job.threads
+        ('state', None)
     """
 
     task: str
@@ -325,7 +333,12 @@ class DinoWMRun:
     ``checkpoints/model_latest.pth``), its ``dataset`` folder for the task, a local ``dinov2`` folder
     (``Dinov2Model.save_pretrained``), the ``device`` DINOv2, finetuning and planning run on, the model's
     ``rollout`` (``"full"``: DINO-WM's; ``"history"``, ``"one_frame"``), the first ``dataset_episodes`` of the
-    dataset only (DINO-WM's ``n_rollout``; ``None``: all), and ``token_batch_size`` frames per DINOv2 batch."""
+    dataset only (DINO-WM's ``n_rollout``; ``None``: all), and ``token_batch_size`` frames per DINOv2 batch.
+
+    Example:
+        >>> DinoWMRun(run="outputs/wall", dataset="data/wall_single", dinov2="dinov2_vits14").device
+        'cpu'
+    """
 
     run: str
     dataset: str
@@ -346,7 +359,7 @@ class ReproduceOptions:
 
     Example:
         >>> ReproduceOptions(task="pusht", quick=True).planners
-        ('gd', 'cem', 'mppi')
+        ('cem', 'gd', 'gd_warm')
         >>> ReproduceOptions(backend="slurm")
         Traceback (most recent call last):
             ...

@@ -19,7 +19,7 @@ from typing import Any
 NONE = "none"
 
 
-def options_type(annotation: Any) -> type | None:
+def _options_type(annotation: Any) -> type | None:
     """The option (dataclass) type ``annotation`` names, alone or ``| None``; ``None`` for any other type."""
     candidates = [a for a in typing.get_args(annotation) if a is not type(None)] \
         if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
@@ -52,7 +52,7 @@ def _scalar(annotation: Any) -> tuple[Callable[[str], Any], bool, bool] | None:
     return converter, optional, several
 
 
-def field_default(spec: Field) -> Any:
+def _field_default(spec: Field) -> Any:
     """The default of dataclass field ``spec`` (``MISSING`` when it has none)."""
     return spec.default if spec.default_factory is MISSING else spec.default_factory()
 
@@ -69,12 +69,12 @@ def cli_fields(options: type, prefix: str = "") -> dict[str, tuple[Field, Any]]:
     hints = typing.get_type_hints(options)
     out: dict[str, tuple[Field, Any]] = {}
     for spec in fields(options):
-        nested = options_type(hints[spec.name])
+        nested = _options_type(hints[spec.name])
         if nested is not None:
             out.update(cli_fields(nested, f"{prefix}{spec.name}."))
         elif _scalar(hints[spec.name]) is not None:
             out[f"{prefix}{spec.name}"] = (spec, hints[spec.name])
-        elif field_default(spec) is MISSING:
+        elif _field_default(spec) is MISSING:
             raise TypeError(f"{options.__name__}.{spec.name}: no command-line form for {hints[spec.name]} and no "
                             f"default")
     return out
@@ -86,10 +86,17 @@ def add_flags(parser: argparse.ArgumentParser, options: type, *, prefix: str = "
     keep ``argparse.SUPPRESS`` as default, so only those given appear in the parsed namespace, under
     ``dest_prefix + path``. ``defaults``: an instance whose values the help shows (default: the fields' own),
     labelled ``default_label``.
+
+    Example:
+        >>> from torchrl_gbp.planners import SearchBudget
+        >>> parser = argparse.ArgumentParser()
+        >>> add_flags(parser, SearchBudget, prefix="budget.", dest_prefix="budget.")
+        >>> given(parser.parse_args(["--budget.patience", "5"]), "budget.")
+        {'patience': 5}
     """
     for path, (spec, annotation) in cli_fields(options).items():
         converter, optional, several = _scalar(annotation)
-        default = _value_at(defaults, path) if defaults is not None else field_default(spec)
+        default = _value_at(defaults, path) if defaults is not None else _field_default(spec)
         required = default is MISSING and "." not in path  # a nested object's own fields: checked by build
         words = spec.metadata.get("help", "")
         parent = path.rpartition(".")[0]
@@ -103,13 +110,13 @@ def add_flags(parser: argparse.ArgumentParser, options: type, *, prefix: str = "
             continue
         choices = spec.metadata.get("choices")
         parser.add_argument(flag, type=converter, nargs="*" if several else None, required=required,
-                            metavar=(f"{{{','.join(choices)}}}" if choices else annotation_name(annotation))
+                            metavar=(f"{{{','.join(choices)}}}" if choices else _annotation_name(annotation))
                             + (f"|{NONE}" if optional else ""),
                             **({"choices": list(choices) + ([None] if optional else [])} if choices else {}),
                             **kwargs)
 
 
-def annotation_name(annotation: Any) -> str:
+def _annotation_name(annotation: Any) -> str:
     """A short upper-case name of a flag's value type (``INT``, ``FLOAT``, ``STR``)."""
     inner = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     if typing.get_origin(inner[0]) is tuple:
@@ -131,7 +138,12 @@ def _show(value: Any) -> str:
 
 def given(namespace: argparse.Namespace, dest_prefix: str) -> dict[str, Any]:
     """The flags given on the command line whose destination starts with ``dest_prefix``, by dotted path (the
-    prefix removed)."""
+    prefix removed; several values as a tuple).
+
+    Example:
+        >>> given(argparse.Namespace(**{"recipe.evaluation.seeds": [0, 1], "command.task": "wall"}), "recipe.")
+        {'evaluation.seeds': (0, 1)}
+    """
     return {key[len(dest_prefix):]: (tuple(value) if isinstance(value, list) else value)
             for key, value in vars(namespace).items() if key.startswith(dest_prefix)}
 
@@ -149,19 +161,19 @@ def build(options: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(options)
     arguments: dict[str, Any] = {}
     for spec in fields(options):
-        nested = options_type(hints[spec.name])
+        nested = _options_type(hints[spec.name])
         if nested is None:
             if spec.name in values:
                 arguments[spec.name] = values[spec.name]
             continue
         inner = {key[len(spec.name) + 1:]: value for key, value in values.items()
                  if key.startswith(spec.name + ".")}
-        default = field_default(spec)
+        default = _field_default(spec)
         if not inner:
             continue
         if default is None or default is MISSING:
             missing = [name for name, (field_spec, _) in cli_fields(nested).items()
-                       if field_default(field_spec) is MISSING and name not in inner]
+                       if _field_default(field_spec) is MISSING and name not in inner]
             if missing:
                 raise ValueError(f"--{prefix}{spec.name}.* flags were given without "
                                  + ", ".join(f"--{prefix}{spec.name}.{name.replace('_', '-')}" for name in missing))

@@ -41,7 +41,12 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 @dataclass(frozen=True, kw_only=True)
 class DataOptions:
     """The dataset: ``num_trajectories`` seeded trajectories of the task; training windows of ``window_frames``
-    model steps after the history frames."""
+    model steps after the history frames.
+
+    Example:
+        >>> recipe_for("pointmaze").data.num_trajectories
+        3000
+    """
 
     num_trajectories: int = 2000
     window_frames: int = 5
@@ -85,7 +90,12 @@ class ModelOptions:
 class TrainingOptions:
     """Base-model training: ``steps`` batches of ``batch_size`` windows at ``lr``; pixel models first fit their
     patch autoencoder ``encoder_steps`` steps (``encoder_foreground_weight``: see
-    :func:`~torchrl_gbp.models.image_encoders.fit_patch_autoencoder`)."""
+    :func:`~torchrl_gbp.models.image_encoders.fit_patch_autoencoder`).
+
+    Example:
+        >>> recipe_for("wall", quick=True).training.steps, recipe_for("wall", obs="pixels").training.encoder_steps
+        (800, 500)
+    """
 
     steps: int = 4000
     batch_size: int = 256
@@ -101,7 +111,12 @@ class FinetuningOptions:
     (``None``: never), the predictor's ``dropout`` while finetuning, and the model's mode while synthesis plans and
     attacks (``synthesis_mode``: ``"eval"``, or ``"train"``, dropout on, as the reference code) with the
     adversarial radius measured per ``radius_statistic``. Defaults: ours; :data:`REFERENCE_FINETUNING`: the
-    reference code's."""
+    reference code's.
+
+    Example:
+        >>> FinetuningOptions().predictor_lr, REFERENCE_FINETUNING.predictor_lr, REFERENCE_FINETUNING.optimizer
+        (0.0001, 1e-05, 'adamw')
+    """
 
     steps: int = 1000
     optimizer: str = "adam"
@@ -129,7 +144,12 @@ REFERENCE_FINETUNING = FinetuningOptions(optimizer="adamw", weight_decay=0.01, p
 @dataclass(frozen=True, kw_only=True)
 class ObjectiveOptions:
     """The planning objective: :class:`~torchrl_gbp.planners.GoalCost` (``mode``, ``base``, ``alpha``) on goal
-    tasks, :class:`~torchrl_gbp.planners.ReturnObjective` (``discount``) on reward tasks."""
+    tasks, :class:`~torchrl_gbp.planners.ReturnObjective` (``discount``) on reward tasks.
+
+    Example:
+        >>> recipe_for("pointmaze").objective.goal_cost(proprio_dim=2).alpha
+        0.1
+    """
 
     mode: str = "all"
     base: float = 0.5
@@ -256,24 +276,24 @@ def flatten(options: Any, prefix: str = "") -> dict[str, Any]:
         value = getattr(options, spec.name)
         if is_dataclass(value):
             out.update(flatten(value, f"{prefix}{spec.name}."))
-        elif is_plain(value):
+        elif _is_plain(value):
             out[f"{prefix}{spec.name}"] = value
     return out
 
 
-def is_plain(value: Any) -> bool:
+def _is_plain(value: Any) -> bool:
     """Whether ``value`` is a number, string, bool, ``None`` or a tuple of them (what a field path may set)."""
     if isinstance(value, tuple):
-        return all(is_plain(v) for v in value)
+        return all(_is_plain(v) for v in value)
     return value is None or isinstance(value, int | float | str | bool)
 
 
-def field_types(options_type: type) -> dict[str, Any]:
+def _field_types(options_type: type) -> dict[str, Any]:
     """The resolved type of each field of the dataclass ``options_type``."""
     return typing.get_type_hints(options_type)
 
 
-def check_value(path: str, expected: Any, value: Any) -> None:
+def _check_value(path: str, expected: Any, value: Any) -> None:
     """Refuse ``value`` for field ``path`` unless it is of type ``expected`` (ints are floats; tuples checked
     entry by entry; nested options must be of their exact type)."""
     origin, args = typing.get_origin(expected), typing.get_args(expected)
@@ -341,7 +361,7 @@ class _Changes:
 
 def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any:
     names = [spec.name for spec in fields(options)]
-    hints = field_types(type(options))
+    hints = _field_types(type(options))
     values = {}
     for key, change in changes.items():
         path = prefix + key
@@ -351,7 +371,7 @@ def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any
         if isinstance(change, _Changes):
             change = _apply(getattr(options, key) if change.base is None else change.base, change.fields, name,
                             path + ".")
-        check_value(f"{name}: {path}", hints[key], change)
+        _check_value(f"{name}: {path}", hints[key], change)
         values[key] = change
     return replace(options, **values)
 
