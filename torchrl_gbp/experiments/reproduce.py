@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -62,6 +62,25 @@ from .reporting import (
 )
 
 BACKENDS = ("serial", "ray")
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """How a unit sees its task and reads its dataset, and where its model runs (``device``; ``None``: where it
+    was saved): :class:`TaskObservations` or :class:`~torchrl_gbp.experiments.dinowm.DinoV2Tokens`.
+
+    Example:
+        >>> isinstance(TaskObservations(), TaskSource)
+        True
+    """
+
+    device: str | None
+
+    def make_task(self, task_name: str, options: dict) -> Task:
+        """The task, with the protocol's constructor ``options``."""
+
+    def load_dataset(self, path: Path):
+        """The trajectories of the dataset at ``path``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +137,7 @@ class RunJob:
     checkpoint: Path | None
     result: Path
     fingerprint: dict
-    source: TaskObservations | Any = TaskObservations()
+    source: TaskSource = TaskObservations()
     log_dir: Path | None = None
     logger: str = "csv"
     progress: bool = True
