@@ -13,8 +13,10 @@ import argparse
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, fields, is_dataclass, replace
+from dataclasses import MISSING, Field, fields, is_dataclass
 from typing import Any
+
+from .recipes import apply_profile, field_default
 
 NONE = "none"
 
@@ -52,11 +54,6 @@ def _scalar(annotation: Any) -> tuple[Callable[[str], Any], bool, bool] | None:
     return converter, optional, several
 
 
-def _field_default(spec: Field) -> Any:
-    """The default of dataclass field ``spec`` (``MISSING`` when it has none)."""
-    return spec.default if spec.default_factory is MISSING else spec.default_factory()
-
-
 def cli_fields(options: type, prefix: str = "") -> dict[str, tuple[Field, Any]]:
     """Every field of option type ``options`` that has a flag, by dotted path, with its resolved type (nested
     option types expanded).
@@ -74,7 +71,7 @@ def cli_fields(options: type, prefix: str = "") -> dict[str, tuple[Field, Any]]:
             out.update(cli_fields(nested, f"{prefix}{spec.name}."))
         elif _scalar(hints[spec.name]) is not None:
             out[f"{prefix}{spec.name}"] = (spec, hints[spec.name])
-        elif _field_default(spec) is MISSING:
+        elif field_default(spec) is MISSING:
             raise TypeError(f"{options.__name__}.{spec.name}: no command-line form for {hints[spec.name]} and no "
                             f"default")
     return out
@@ -96,7 +93,7 @@ def add_flags(parser: argparse.ArgumentParser, options: type, *, prefix: str = "
     """
     for path, (spec, annotation) in cli_fields(options).items():
         converter, optional, several = _scalar(annotation)
-        default = _value_at(defaults, path) if defaults is not None else _field_default(spec)
+        default = _value_at(defaults, path) if defaults is not None else field_default(spec)
         required = default is MISSING and "." not in path  # a nested object's own fields: checked by build
         words = spec.metadata.get("help", "")
         parent = path.rpartition(".")[0]
@@ -168,23 +165,16 @@ def build(options: type, values: Mapping[str, Any], prefix: str = "") -> Any:
             continue
         inner = {key[len(spec.name) + 1:]: value for key, value in values.items()
                  if key.startswith(spec.name + ".")}
-        default = _field_default(spec)
+        default = field_default(spec)
         if not inner:
             continue
         if default is None or default is MISSING:
             missing = [name for name, (field_spec, _) in cli_fields(nested).items()
-                       if _field_default(field_spec) is MISSING and name not in inner]
+                       if field_default(field_spec) is MISSING and name not in inner]
             if missing:
                 raise ValueError(f"--{prefix}{spec.name}.* flags were given without "
                                  + ", ".join(f"--{prefix}{spec.name}.{name.replace('_', '-')}" for name in missing))
             arguments[spec.name] = build(nested, inner, f"{prefix}{spec.name}.")
         else:
-            arguments[spec.name] = replace(default, **_fields_of(nested, inner, f"{prefix}{spec.name}."))
+            arguments[spec.name] = apply_profile(default, inner, "flags")  # the given fields on the default object
     return options(**arguments)
-
-
-def _fields_of(options: type, values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Constructor arguments of ``options`` for ``replace``: plain fields as given, nested ones built."""
-    built = build(options, values, prefix)
-    names = {path.split(".")[0] for path in values}
-    return {name: getattr(built, name) for name in names}

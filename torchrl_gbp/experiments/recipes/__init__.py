@@ -14,7 +14,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, Field, asdict, dataclass, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
 from ...planners import (
@@ -256,8 +256,7 @@ class Recipe:
             owner = self
             for parent in parents:
                 owner = getattr(owner, parent)
-            spec = next(f for f in fields(owner) if f.name == name)
-            return spec.default if spec.default_factory is MISSING else spec.default_factory()
+            return field_default(next(f for f in fields(owner) if f.name == name))
 
         return json.loads(json.dumps({k: v for k, v in sorted(ours.items())
                                       if (default[k] if k in default else declared(k)) != v}))
@@ -288,9 +287,14 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, int | float | str | bool)
 
 
-def _field_types(options_type: type) -> dict[str, Any]:
-    """The resolved type of each field of the dataclass ``options_type``."""
-    return typing.get_type_hints(options_type)
+def field_default(spec: Field) -> Any:
+    """The default of dataclass field ``spec`` (``MISSING`` when it has none).
+
+    Example:
+        >>> field_default(fields(EvaluationOptions)[0]), field_default(fields(EvaluationOptions)[1])
+        (50, (0, 1, 2))
+    """
+    return spec.default if spec.default_factory is MISSING else spec.default_factory()
 
 
 def _check_value(path: str, expected: Any, value: Any) -> None:
@@ -361,7 +365,7 @@ class _Changes:
 
 def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any:
     names = [spec.name for spec in fields(options)]
-    hints = _field_types(type(options))
+    hints = typing.get_type_hints(type(options))
     values = {}
     for key, change in changes.items():
         path = prefix + key
