@@ -380,6 +380,19 @@ def _apply(options: Any, changes: dict[str, Any], name: str, prefix: str) -> Any
     return replace(options, **values)
 
 
+def sampling_budgets(sampling: CEMOptions, **gd_cem: Any) -> dict[str, Any]:
+    """Profile entries giving MPPI, iCEM and GD-CEM's CEM stage the sampling budget ``sampling`` (``gd_cem``:
+    GD-CEM's own changes on top of it, its CEM iterations or gradient steps).
+
+    Example:
+        >>> sampling_budgets(CEMOptions(samples=16, elites=4, iterations=3), iterations=2)["planners.gd_cem"].iterations
+        2
+    """
+    fields_ = asdict(sampling)
+    return {"planners.mppi": MPPIOptions(**fields_), "planners.icem": ICEMOptions(**fields_),
+            "planners.gd_cem": GDCEMOptions(**{**fields_, **gd_cem})}
+
+
 # The profiles every task shares, by name; a task's ``PROFILES`` entry of the same name is merged over it.
 # quick: a smaller run of the same recipe (minutes, not tens of minutes); CEM keeps the paper's 300 x 30 (the main
 # job compares GD against it), the other sampling planners at 100 x 10.
@@ -387,9 +400,7 @@ QUICK_SAMPLING = CEMOptions(samples=100, elites=10, iterations=10)
 QUICK: dict[str, Any] = {
     "data.num_trajectories": 500, "training.steps": 800, "evaluation.episodes": 50, "finetuning.steps": 200,
     "evaluation.seeds": (0,), "evaluation.clock": "cpu",
-    "planners.mppi": MPPIOptions(**asdict(QUICK_SAMPLING)), "planners.icem": ICEMOptions(**asdict(QUICK_SAMPLING)),
-    "planners.gd_cem": GDCEMOptions(**{**asdict(QUICK_SAMPLING), "iterations": 3}),
-    "online.planner_steps": 30,
+    **sampling_budgets(QUICK_SAMPLING, iterations=3), "online.planner_steps": 30,
 }
 
 
@@ -403,12 +414,10 @@ def smoke(num_trajectories: int, train_steps: int, gd_steps: int = 10, capacity:
         >>> smoke(100, 100)["planners.cem"]
         CEMOptions(samples=30, elites=5, iterations=3, init_std=1.0, min_std=0.01)
     """
-    sampling = {"samples": 30, "elites": 5, "iterations": 3, "init_std": init_std}
+    sampling = CEMOptions(samples=30, elites=5, iterations=3, init_std=init_std)
     profile = {"data.num_trajectories": num_trajectories, "training.steps": train_steps, "evaluation.episodes": 4,
                "finetuning.steps": 10, "evaluation.seeds": (0,), "planners.gd": GradientOptions(steps=gd_steps),
-               "planners.cem": CEMOptions(**sampling), "planners.mppi": MPPIOptions(**sampling),
-               "planners.icem": ICEMOptions(**sampling), "planners.gd_cem": GDCEMOptions(**sampling, steps=gd_steps),
-               "online.capacity": capacity, "online.planner_steps": 5, "synthesis.every": 5}
+               "planners.cem": sampling, **sampling_budgets(sampling, steps=gd_steps), "online.capacity": capacity, "online.planner_steps": 5, "synthesis.every": 5}
     return profile if batch_size is None else {**profile, "training.batch_size": batch_size}
 
 
@@ -426,19 +435,14 @@ PIXELS: dict[str, Any] = {
     # without the foreground weight the autoencoder learns the arena but not Wall's agent dot
     "training.encoder_steps": 500, "training.encoder_foreground_weight": 50.0,
     "training.steps": 2000, "training.batch_size": 64, "finetuning.steps": 300,
-    "planners.cem": PIXEL_SAMPLING, "planners.mppi": MPPIOptions(**asdict(PIXEL_SAMPLING)),
-    "planners.icem": ICEMOptions(**asdict(PIXEL_SAMPLING)),
-    "planners.gd_cem": GDCEMOptions(**{**asdict(PIXEL_SAMPLING), "iterations": 3}),
-    "online.capacity": 512,
+    "planners.cem": PIXEL_SAMPLING, **sampling_budgets(PIXEL_SAMPLING, iterations=3), "online.capacity": 512,
 }
 # The quick run of a pixel recipe (applied after PIXELS).
 PIXELS_QUICK: dict[str, Any] = {
     "data.num_trajectories": 100, "training.steps": 150, "training.encoder_steps": 100, "finetuning.steps": 10,
     "evaluation.episodes": 4, "evaluation.seeds": (0,), "planners.gd": GradientOptions(steps=10),
     "planners.cem": CEMOptions(samples=16, elites=4, iterations=3),
-    "planners.mppi": MPPIOptions(samples=16, elites=4, iterations=3),
-    "planners.icem": ICEMOptions(samples=16, elites=4, iterations=3),
-    "planners.gd_cem": GDCEMOptions(samples=16, elites=4, iterations=2, steps=5),
+    **sampling_budgets(CEMOptions(samples=16, elites=4, iterations=3), iterations=2, steps=5),
     "online.capacity": 32, "online.planner_steps": 5, "synthesis.every": 5,
 }
 PROFILES: dict[str, dict[str, Any]] = {"quick": QUICK, "pixels": PIXELS, "pixels_quick": PIXELS_QUICK}
