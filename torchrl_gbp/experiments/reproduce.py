@@ -161,7 +161,7 @@ def run_unit(job: RunJob) -> list[dict]:
         >>> job = RunJob(task="wall", method="base", seed=0, recipe=recipe_for("wall", quick=True), settings=None,
         ...              planners=("gd",), base=folder / "base.pt", dataset=None, checkpoint=None,
         ...              result=folder / "units" / "base_seed0.json", fingerprint={"method": "base"}, progress=False)
-        >>> runs = run_unit(job)  # MPC on 20 episodes, seconds  # doctest: +SKIP
+        >>> runs = run_unit(job)  # MPC on the quick recipe's 50 episodes, seconds  # doctest: +SKIP
         >>> [(run["model"], run["mode"], run["planner"]) for run in runs]  # doctest: +SKIP
         [('base', 'mpc', 'gd')]
     """
